@@ -1,0 +1,43 @@
+# corral's two commands: `make run` serves the demo app on 127.0.0.1:8000,
+# `make test` runs every test on a fresh machine (installing what is missing).
+GO      ?= go
+BIN     := bin/corral
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
+# Debian packages the tests need, as "command:package".
+TEST_TOOLS := systemd-socket-activate:systemd
+
+.PHONY: build run test deps lint vet unit integration bench clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/corral
+
+run: build
+	$(BIN) -w 2 -b 127.0.0.1:8000 demo
+
+test: deps lint unit integration
+
+# deps installs the test tools that are missing, and the Go modules.
+deps:
+	@missing=""; for tp in $(TEST_TOOLS); do command -v "$${tp%%:*}" >/dev/null || missing="$$missing $${tp##*:}"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(APT) update -q && $(APT) install -y -q $$missing; fi
+	$(GO) mod download
+
+lint: vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
+
+integration: build
+	$(GO) test -race -count=1 -timeout 8m ./integration/
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin

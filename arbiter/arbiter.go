@@ -1,0 +1,429 @@
+// Package arbiter owns the master process: it binds the listeners, spawns
+// the workers by exec'ing the worker binary, reaps them, stops the ones
+// that hang, keeps their number at its target, and turns signals into
+// reloads, scaling and stops. One loop owns all of this state; every input
+// (the signal self-pipe, the workers' status pipes) wakes that loop.
+package arbiter
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/corral-server/corral/internal/logging"
+	"github.com/corral-server/corral/signals"
+	"github.com/corral-server/corral/socket"
+	"github.com/corral-server/corral/worker"
+	"golang.org/x/sys/unix"
+)
+
+// Config is the arbiter's configuration. A reload (HUP) replaces it whole
+// with what Arbiter.Reload returns.
+type Config struct {
+	Workers         int            // how many workers the configuration asks for
+	Binds           []string       // addresses to bind, unless systemd passed sockets
+	Socket          socket.Options // backlog, SO_REUSEPORT, umask
+	Executable      string         // the worker binary, by path, so a rebuilt one is picked up
+	Args            []string       // the worker's argv, argv[0] included
+	Env             []string       // KEY=VALUE pairs added to the workers' environment
+	Worker          worker.Config  // the template each worker's Config is made from
+	BootTimeout     time.Duration  // from spawn to ready, else the worker is killed
+	GracefulTimeout time.Duration  // for a worker to finish after TERM, else SIGKILL
+	PidFile         string         // written at start, removed at exit; "" for none
+	Name            string         // --name, for the logs
+	ErrorLog        *logging.File  // reopened on USR1
+	Log             *slog.Logger
+}
+
+// Hooks are the arbiter-side server hooks, run in the arbiter's loop: a
+// hook that blocks stalls the arbiter.
+type Hooks struct {
+	OnStarting      func(a *Arbiter)                 // before binding
+	WhenReady       func(a *Arbiter)                 // once the first generation of workers is ready
+	OnReload        func(a *Arbiter)                 // on HUP, before the new generation spawns
+	ChildExit       func(a *Arbiter, w Worker)       // after a worker was reaped
+	NWorkersChanged func(a *Arbiter, newN, oldN int) // when the target count changes
+	OnExit          func(a *Arbiter)                 // just before Run returns
+}
+
+// BootError is what Run returns when, at start-up, no worker could boot.
+type BootError struct {
+	Pid    int
+	Reason string
+}
+
+func (e *BootError) Error() string {
+	return fmt.Sprintf("worker (pid:%d) failed to boot: %s", e.Pid, e.Reason)
+}
+
+// Worker describes one worker process, as the hooks see it.
+type Worker struct {
+	Pid        int
+	Age        int // spawn sequence number
+	Generation int // the reload generation it was spawned for
+	Started    time.Time
+	Ready      bool
+	ReadyAt    time.Time
+	Status     syscall.WaitStatus // once reaped
+
+	stopping     bool      // asked to stop; its exit is expected
+	killAt       time.Time // SIGKILL if still alive then
+	retiring     bool      // to be replaced, as with --max-requests
+	recycleAsked bool
+	statusFd     int
+	statusBuf    []byte
+	lastError    string
+}
+
+// Arbiter is the master process.
+type Arbiter struct {
+	Hooks Hooks
+	// Reload re-reads the configuration on HUP. When nil, HUP restarts
+	// the workers with the configuration they have.
+	Reload func() (*Config, error)
+
+	cfg        *Config
+	stableCfg  *Config // the last configuration whose workers all became ready
+	log        *slog.Logger
+	pid        int
+	listeners  []*socket.Listener
+	pipe       *signals.Pipe
+	queue      *signals.Queue
+	workers    map[int]*Worker
+	target     int // workers wanted now: the config's count, moved by TTIN/TTOU
+	configured int // the config's count, to tell whether a reload changed it
+	generation int
+	age        int
+
+	everReady    bool // some worker has been ready: boot failures are no longer fatal
+	calledReady  bool
+	reloadAt     time.Time
+	bootFailures int
+	nextSpawn    time.Time
+	lastRecycle  time.Time
+
+	stopping bool
+	quick    bool
+	stopAt   time.Time
+	exitErr  error
+}
+
+// New returns an arbiter for cfg. Run starts it.
+func New(cfg *Config) *Arbiter {
+	log := cfg.Log
+	if log == nil {
+		log = logging.New(os.Stderr, slog.LevelInfo)
+	}
+	return &Arbiter{cfg: cfg, stableCfg: cfg, log: log, workers: map[int]*Worker{},
+		target: cfg.Workers, configured: cfg.Workers, generation: 1}
+}
+
+// Pid is the arbiter's process id.
+func (a *Arbiter) Pid() int { return a.pid }
+
+// Target is the number of workers the arbiter keeps now.
+func (a *Arbiter) Target() int { return a.target }
+
+// Generation is the current reload generation, 1 at start.
+func (a *Arbiter) Generation() int { return a.generation }
+
+// Listeners are the addresses the arbiter listens on.
+func (a *Arbiter) Listeners() []string {
+	var out []string
+	for _, l := range a.listeners {
+		out = append(out, l.URL())
+	}
+	return out
+}
+
+// Workers lists the live workers, oldest first.
+func (a *Arbiter) Workers() []Worker {
+	var out []Worker
+	for _, w := range a.sortedWorkers() {
+		out = append(out, *w)
+	}
+	return out
+}
+
+var handled = []os.Signal{syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR1,
+	syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGCHLD}
+
+// Run binds the listeners, runs the workers, and returns when the arbiter
+// stops: nil after a TERM, INT or QUIT, a *BootError when no worker could
+// boot at start-up, or the error that kept it from starting.
+func (a *Arbiter) Run() (err error) {
+	// PR_SET_PDEATHSIG fires when the thread that forked a child exits,
+	// not the process: every spawn happens on this one locked thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	a.pid = os.Getpid()
+	if a.Hooks.OnStarting != nil {
+		a.Hooks.OnStarting(a)
+	}
+	if a.pipe, err = signals.NewPipe(handled...); err != nil {
+		return err
+	}
+	defer a.pipe.Close()
+	a.queue = signals.NewQueue(64)
+	if err := a.bind(); err != nil {
+		return err
+	}
+	defer socket.CloseAll(a.listeners)
+	if err := a.writePidFile(); err != nil {
+		return err
+	}
+	defer a.removePidFile()
+	a.log.Info(fmt.Sprintf("Starting corral (pid: %d)", a.pid))
+	for _, l := range a.listeners {
+		a.log.Info(fmt.Sprintf("Listening at: %s (%d)", l.URL(), a.pid))
+	}
+	a.log.Info("Using worker: " + a.cfg.Worker.Class)
+	a.manageWorkers()
+	for len(a.workers) > 0 || !a.stopping {
+		a.sleep()
+		a.pipe.Read(a.queue)
+		a.handleSignals()
+		a.reapWorkers()
+		a.murderWorkers()
+		a.manageWorkers()
+	}
+	if a.Hooks.OnExit != nil {
+		a.Hooks.OnExit(a)
+	}
+	if a.exitErr == nil {
+		a.log.Info(fmt.Sprintf("Shutting down: Master (pid: %d)", a.pid))
+	}
+	return a.exitErr
+}
+
+func (a *Arbiter) bind() error {
+	ls, err := socket.Systemd()
+	if err != nil {
+		return err
+	}
+	if ls != nil {
+		a.log.Info(fmt.Sprintf("Using %d socket(s) passed by systemd", len(ls)))
+	} else if ls, err = socket.Bind(a.cfg.Binds, a.cfg.Socket); err != nil {
+		return err
+	}
+	a.listeners = ls
+	return nil
+}
+
+// sleep waits for a signal or a worker's status message, at most a second
+// (the tick that drives timeouts), less when a spawn is due sooner.
+func (a *Arbiter) sleep() {
+	wait := time.Second
+	if d := time.Until(a.nextSpawn); d > 0 && d < wait {
+		wait = d
+	}
+	fds := []unix.PollFd{{Fd: int32(a.pipe.Fd()), Events: unix.POLLIN}}
+	var polled []*Worker
+	for _, w := range a.workers {
+		if w.statusFd >= 0 {
+			fds = append(fds, unix.PollFd{Fd: int32(w.statusFd), Events: unix.POLLIN})
+			polled = append(polled, w)
+		}
+	}
+	n, err := unix.Poll(fds, int(wait/time.Millisecond)+1)
+	if err != nil || n == 0 {
+		return // EINTR (the Go runtime preempts with signals) or the tick
+	}
+	for i, w := range polled {
+		if fds[i+1].Revents != 0 {
+			a.readStatus(w)
+		}
+	}
+}
+
+func (a *Arbiter) handleSignals() {
+	if a.queue.Dropped > 0 {
+		a.log.Warn(fmt.Sprintf("Dropped %d signals: too many at once", a.queue.Dropped))
+		a.queue.Dropped = 0
+	}
+	for {
+		s, ok := a.queue.Pop()
+		if !ok {
+			return
+		}
+		if s == syscall.SIGCHLD {
+			continue // reaping runs every turn of the loop
+		}
+		a.log.Info("Handling signal: " + signals.Name(s))
+		switch s {
+		case syscall.SIGHUP:
+			a.reload()
+		case syscall.SIGTTIN:
+			a.setTarget(a.target + 1)
+		case syscall.SIGTTOU:
+			if a.target > 1 {
+				a.setTarget(a.target - 1)
+			}
+		case syscall.SIGUSR1:
+			a.reopenLogs()
+		case syscall.SIGUSR2:
+			a.log.Warn("USR2: binary upgrade is not available in this version; use HUP to reload the workers")
+		case syscall.SIGWINCH:
+			a.log.Info("Graceful stop of workers")
+			a.setTarget(0)
+		case syscall.SIGTERM:
+			a.stop(false)
+		case syscall.SIGINT, syscall.SIGQUIT:
+			a.stop(true)
+		}
+	}
+}
+
+func (a *Arbiter) setTarget(n int) {
+	if n == a.target {
+		return
+	}
+	old := a.target
+	a.target = n
+	a.log.Info(fmt.Sprintf("Number of workers: %d -> %d", old, n))
+	if a.Hooks.NWorkersChanged != nil {
+		a.Hooks.NWorkersChanged(a, n, old)
+	}
+}
+
+func (a *Arbiter) reopenLogs() {
+	if a.cfg.ErrorLog != nil {
+		if err := a.cfg.ErrorLog.Reopen(); err != nil {
+			a.log.Error(err.Error())
+		}
+	}
+	a.log.Info("Reopening log files")
+	for pid := range a.workers {
+		unix.Kill(pid, syscall.SIGUSR1)
+	}
+}
+
+// reload starts a new generation of workers with the configuration read
+// anew. Old workers stop only as new ones become ready (manageWorkers), so
+// a generation that cannot boot never replaces one that serves.
+func (a *Arbiter) reload() {
+	if a.stopping {
+		return
+	}
+	cfg := a.cfg
+	if a.Reload != nil {
+		c, err := a.Reload()
+		if err != nil {
+			a.log.Error(fmt.Sprintf("Reload failed: %v; keeping the current configuration and workers", err))
+			return
+		}
+		cfg = c
+	}
+	if !sameStrings(cfg.Binds, a.cfg.Binds) {
+		a.log.Warn("Reload: bind addresses changed; they take effect at the next restart")
+	}
+	a.cfg = cfg
+	a.log = cfg.Log
+	// TTIN/TTOU survive a reload unless the configured count changed,
+	// and a reload after WINCH brings the workers back.
+	if cfg.Workers != a.configured || a.target == 0 {
+		a.configured = cfg.Workers
+		a.setTarget(cfg.Workers)
+	}
+	a.generation++
+	a.reloadAt = time.Now()
+	if a.Hooks.OnReload != nil {
+		a.Hooks.OnReload(a)
+	}
+	a.log.Info(fmt.Sprintf("Reloading: generation %d, %d workers", a.generation, a.target))
+}
+
+// stop begins a shutdown. A graceful one first makes the kernel stop
+// taking new connections, so that what is in the backlog gets served and
+// nothing accepted is reset when the listeners close.
+func (a *Arbiter) stop(quick bool) {
+	if a.stopping && (a.quick || !quick) {
+		return
+	}
+	if !a.stopping {
+		a.stopAt = time.Now().Add(a.cfg.GracefulTimeout)
+	}
+	a.stopping, a.quick = true, quick
+	sig := syscall.SIGTERM
+	if quick {
+		sig = syscall.SIGQUIT
+	} else {
+		for _, l := range a.listeners {
+			if err := l.StopIntake(); err != nil {
+				a.log.Warn(err.Error())
+			}
+		}
+	}
+	for _, w := range a.workers {
+		a.signalWorker(w, sig)
+	}
+}
+
+func (a *Arbiter) signalWorker(w *Worker, sig syscall.Signal) {
+	if err := unix.Kill(w.Pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+		a.log.Warn(fmt.Sprintf("kill %s worker (pid:%d): %v", signals.Name(sig), w.Pid, err))
+	}
+	if !w.stopping {
+		w.stopping = true
+		// The worker gives up on its connections at GracefulTimeout;
+		// a second more and it is killed.
+		w.killAt = time.Now().Add(a.cfg.GracefulTimeout + time.Second)
+	}
+}
+
+func (a *Arbiter) sortedWorkers() []*Worker {
+	ws := make([]*Worker, 0, len(a.workers))
+	for _, w := range a.workers {
+		ws = append(ws, w)
+	}
+	sort.Slice(ws, func(i, j int) bool { return ws[i].Age < ws[j].Age })
+	return ws
+}
+
+func (a *Arbiter) writePidFile() error {
+	if a.cfg.PidFile == "" {
+		return nil
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(a.cfg.PidFile), ".corral-pid-*")
+	if err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	fmt.Fprintf(tmp, "%d\n", a.pid)
+	tmp.Chmod(0o644)
+	tmp.Close()
+	if err := os.Rename(tmp.Name(), a.cfg.PidFile); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	return nil
+}
+
+// removePidFile removes the pid file only if it still names this process.
+func (a *Arbiter) removePidFile() {
+	if a.cfg.PidFile == "" {
+		return
+	}
+	b, err := os.ReadFile(a.cfg.PidFile)
+	if err == nil && string(b) == strconv.Itoa(a.pid)+"\n" {
+		os.Remove(a.cfg.PidFile)
+	}
+}
+
+func sameStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,119 @@
+package cmd
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
+)
+
+// envName is the environment variable that sets a flag: CORRAL_<NAME>.
+func envName(flag string) string {
+	return "CORRAL_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+func env(flag string, more ...string) []string { return append([]string{envName(flag)}, more...) }
+
+// defaultBind is Gunicorn's: 0.0.0.0:$PORT when PORT is set, else 127.0.0.1:8000.
+func defaultBind() string {
+	if p := os.Getenv("PORT"); p != "" {
+		return "0.0.0.0:" + p
+	}
+	return "127.0.0.1:8000"
+}
+
+const (
+	catServer  = "Server"
+	catWorkers = "Workers"
+	catLogging = "Logging"
+	catProcess = "Process"
+	catConfig  = "Config"
+)
+
+// fileFlags are the flags a config file may set too (TOML keys are the
+// flag names). Their values come from, in order of precedence, the command
+// line, CORRAL_<NAME> in the environment, the config file, the default.
+func fileFlags() []cli.Flag {
+	return []cli.Flag{
+		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "bind", Aliases: []string{"b"}, Category: catServer, EnvVars: env("bind"),
+			Usage: "address to listen on: HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N; repeat for several (default: 0.0.0.0:$PORT if PORT is set, else 127.0.0.1:8000)"}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "backlog", Value: 2048, Category: catServer, EnvVars: env("backlog"),
+			Usage: "the most pending connections the kernel queues per listener"}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "reuse-port", Category: catServer, EnvVars: env("reuse-port"),
+			Usage: "set SO_REUSEPORT on the listeners, so other processes may bind the same address"}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "workers", Aliases: []string{"w"}, Value: 1, Category: catWorkers, EnvVars: env("workers", "WEB_CONCURRENCY"),
+			Usage: "number of worker processes (default: $WEB_CONCURRENCY, else 1)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "worker-class", Aliases: []string{"k"}, Value: "goroutine", Category: catWorkers, EnvVars: env("worker-class"),
+			Usage: "the type of worker: goroutine (net/http, a goroutine per connection)"}),
+		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "timeout", Aliases: []string{"t"}, Value: 30, Category: catWorkers, EnvVars: env("timeout"),
+			Usage: "seconds a worker may go silent before it is killed; for the goroutine worker this catches a wedged process, not a slow request; 0 turns the check off"}),
+		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "graceful-timeout", Value: 30, Category: catWorkers, EnvVars: env("graceful-timeout"),
+			Usage: "seconds a stopping worker gets to finish its requests before it is killed"}),
+		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "boot-timeout", Value: 30, Category: catWorkers, EnvVars: env("boot-timeout"),
+			Usage: "seconds a new worker gets to become ready; a reload whose workers miss it keeps the old ones"}),
+		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "keep-alive", Value: 5, Category: catWorkers, EnvVars: env("keep-alive"),
+			Usage: "seconds an idle keep-alive connection stays open; 0 closes every connection after its response"}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "worker-connections", Value: 1000, Category: catWorkers, EnvVars: env("worker-connections"),
+			Usage: "the most connections one worker holds open at once"}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-requests", Category: catWorkers, EnvVars: env("max-requests"),
+			Usage: "replace a worker after it served this many requests (its replacement starts first); 0 never"}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-requests-jitter", Category: catWorkers, EnvVars: env("max-requests-jitter"),
+			Usage: "each worker's limit is max-requests plus a random number up to this"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "access-logfile", Category: catLogging, EnvVars: env("access-logfile"),
+			Usage: "access log file; - for stdout (default: no access log)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "access-logformat", Value: `%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"`, Category: catLogging, EnvVars: env("access-logformat"),
+			Usage: "access log format, in Gunicorn's %(atom)s notation"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "error-logfile", Aliases: []string{"log-file"}, Value: "-", Category: catLogging, EnvVars: env("error-logfile"),
+			Usage: "error log file; - for stderr"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", Value: "info", Category: catLogging, EnvVars: env("log-level"),
+			Usage: "debug, info, warning, error or critical"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "pid", Aliases: []string{"p"}, Category: catProcess, EnvVars: env("pid"),
+			Usage: "write the arbiter's pid to this file"}),
+		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Category: catProcess, EnvVars: env("env"),
+			Usage: "set KEY=VALUE in the workers' environment; repeatable"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "chdir", Category: catProcess, EnvVars: env("chdir"),
+			Usage: "change to this directory before starting"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "umask", Value: "0", Category: catProcess, EnvVars: env("umask"),
+			Usage: "umask for the unix socket files corral creates, e.g. 0o077"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "name", Aliases: []string{"n"}, Category: catProcess, EnvVars: env("name"),
+			Usage: "a name for this server in the logs"}),
+	}
+}
+
+// cliFlags are the flags that only the command line or the environment set.
+func cliFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Category: catConfig, EnvVars: env("config"),
+			Usage: "TOML config file; its keys are the long flag names (workers = 4, bind = [\"127.0.0.1:8000\"])"},
+		&cli.BoolFlag{Name: "check-config", Category: catConfig, Usage: "check the configuration and the app, then exit"},
+		&cli.BoolFlag{Name: "print-config", Category: catConfig, Usage: "print the resolved configuration as TOML, then exit"},
+	}
+}
+
+// flagKinds names the type of every file flag, for reading config files.
+func flagKinds(flags []cli.Flag) map[string]string {
+	kinds := map[string]string{}
+	for _, f := range flags {
+		var kind string
+		switch f.(type) {
+		case *altsrc.StringSliceFlag:
+			kind = "strings"
+		case *altsrc.IntFlag:
+			kind = "int"
+		case *altsrc.Float64Flag:
+			kind = "float"
+		case *altsrc.BoolFlag:
+			kind = "bool"
+		case *altsrc.StringFlag:
+			kind = "string"
+		default:
+			panic(fmt.Sprintf("cmd: no config file kind for %T", f))
+		}
+		for _, n := range f.Names() {
+			kinds[n] = kind
+		}
+	}
+	return kinds
+}

@@ -1,0 +1,461 @@
+// Package integration tests the built corral binary end to end: real
+// processes, real signals, real sockets on 127.0.0.1.
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	repoRoot  string
+	corralBin string // bin/corral, built by TestMain
+	helloBin  string // examples/hello, built by TestMain
+)
+
+func TestMain(m *testing.M) {
+	wd, _ := os.Getwd()
+	repoRoot = filepath.Dir(wd)
+	corralBin = filepath.Join(repoRoot, "bin", "corral")
+	tmp, err := os.MkdirTemp("", "corral-it-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	helloBin = filepath.Join(tmp, "hello")
+	for _, b := range [][2]string{{corralBin, "./cmd/corral"}, {helloBin, "./examples/hello"}} {
+		cmd := exec.Command("go", "build", "-o", b[0], b[1])
+		cmd.Dir = repoRoot
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", b[1], err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(tmp)
+	os.Exit(code)
+}
+
+// server is one corral arbiter started by a test.
+type server struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	Pid  int
+	Addr string // host:port of the first TCP listener, or the unix path
+	log  *logBuffer
+	done chan struct{}
+	err  error // Wait's result, once done is closed
+}
+
+// logBuffer collects the arbiter's and workers' output for assertions.
+type logBuffer struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	cond *sync.Cond
+}
+
+func newLogBuffer() *logBuffer {
+	l := &logBuffer{}
+	l.cond = sync.NewCond(&l.mu)
+	return l
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	l.cond.Broadcast()
+	return len(p), nil
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// start runs a binary with args, stdout and stderr captured, and waits
+// for its "Listening at:" line.
+func start(t *testing.T, bin string, args []string, opts ...func(*exec.Cmd)) *server {
+	t.Helper()
+	s := startNoWait(t, bin, args, opts...)
+	m := s.waitLog(`Listening at: (\S+) \((\d+)\)`, 10*time.Second)
+	s.Addr = strings.TrimPrefix(strings.TrimPrefix(m[1], "http://"), "unix:")
+	return s
+}
+
+func startNoWait(t *testing.T, bin string, args []string, opts ...func(*exec.Cmd)) *server {
+	t.Helper()
+	s := &server{t: t, log: newLogBuffer(), done: make(chan struct{})}
+	s.cmd = exec.Command(bin, args...)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	s.cmd.Env = os.Environ()
+	for _, o := range opts {
+		o(s.cmd)
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.Pid = s.cmd.Process.Pid
+	go func() {
+		s.err = s.cmd.Wait()
+		close(s.done)
+	}()
+	t.Cleanup(s.cleanup)
+	return s
+}
+
+// cleanup ends the arbiter and every worker it logged, by pid.
+func (s *server) cleanup() {
+	select {
+	case <-s.done:
+	default:
+		s.cmd.Process.Signal(syscall.SIGKILL)
+		<-s.done
+	}
+	for _, pid := range s.loggedWorkers() {
+		if isOurs(pid) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if s.t.Failed() {
+		s.t.Logf("server log:\n%s", s.log.String())
+	}
+}
+
+// isOurs reports whether pid is alive and runs one of the binaries the
+// tests built, so cleanup never signals a recycled pid.
+func isOurs(pid int) bool {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return false
+	}
+	exe = strings.TrimSuffix(exe, " (deleted)")
+	return strings.HasPrefix(exe, repoRoot) || strings.HasPrefix(exe, os.TempDir())
+}
+
+func (s *server) loggedWorkers() []int {
+	var pids []int
+	for _, m := range regexp.MustCompile(`Booting worker with pid: (\d+)`).FindAllStringSubmatch(s.log.String(), -1) {
+		n, _ := strconv.Atoi(m[1])
+		pids = append(pids, n)
+	}
+	return pids
+}
+
+// waitLog waits until the log matches re and returns the submatches of
+// the first match.
+func (s *server) waitLog(re string, timeout time.Duration) []string {
+	s.t.Helper()
+	m := s.waitLogN(re, 1, timeout)
+	return m[0]
+}
+
+// waitLogN waits until re matches n times; it returns all matches.
+func (s *server) waitLogN(re string, n int, timeout time.Duration) [][]string {
+	s.t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(timeout)
+	for {
+		if m := rx.FindAllStringSubmatch(s.log.String(), -1); len(m) >= n {
+			return m
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("log never matched %q %d times within %s", re, n, timeout)
+		}
+		select {
+		case <-s.done:
+			if m := rx.FindAllStringSubmatch(s.log.String(), -1); len(m) >= n {
+				return m
+			}
+			s.t.Fatalf("server exited (%v) before the log matched %q", s.err, re)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (s *server) signal(sig syscall.Signal) {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("signal %v: %v", sig, err)
+	}
+}
+
+// children lists the arbiter's live child processes. The kernel lists
+// children per thread, so every thread of the arbiter is read.
+func (s *server) children() []int {
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", s.Pid))
+	var all []string
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		all = append(all, strings.Fields(string(b))...)
+	}
+	var pids []int
+	for _, f := range all {
+		n, _ := strconv.Atoi(f)
+		if !isZombie(n) {
+			pids = append(pids, n)
+		}
+	}
+	sort.Ints(pids)
+	return pids
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || len(b) < i+3 || b[i+2] == 'Z' || b[i+2] == 'X'
+}
+
+// waitWorkers waits until the arbiter has exactly n children.
+func (s *server) waitWorkers(n int, timeout time.Duration) []int {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		c := s.children()
+		if len(c) == n {
+			return c
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("arbiter has %d workers %v, want %d", len(c), c, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// wait waits for the arbiter to exit and returns its exit code.
+func (s *server) wait(timeout time.Duration) int {
+	s.t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(timeout):
+		s.t.Fatalf("arbiter still running after %s", timeout)
+	}
+	var ee *exec.ExitError
+	if errors.As(s.err, &ee) {
+		return ee.ExitCode()
+	}
+	if s.err != nil {
+		s.t.Fatalf("wait: %v", s.err)
+	}
+	return 0
+}
+
+// get does one request on a new connection and returns status and body.
+func get(addr, path string) (int, string, error) {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	res, err := c.Get("http://" + addr + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	return res.StatusCode, string(b), err
+}
+
+func mustGet(t *testing.T, addr, path string) string {
+	t.Helper()
+	code, body, err := get(addr, path)
+	if err != nil || code != 200 {
+		t.Fatalf("GET %s: %d %v", path, code, err)
+	}
+	return body
+}
+
+// loadResult counts what a load loop saw.
+type loadResult struct {
+	mu       sync.Mutex
+	ok       int
+	failures map[string]int // kind of failure -> count
+	refused  int            // connects refused: the server was not listening
+	examples []string
+}
+
+func (r *loadResult) fail(kind string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failures == nil {
+		r.failures = map[string]int{}
+	}
+	r.failures[kind]++
+	if len(r.examples) < 5 {
+		r.examples = append(r.examples, fmt.Sprintf("%s: %v", kind, err))
+	}
+}
+
+func (r *loadResult) failed() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.failures {
+		n += c
+	}
+	return n
+}
+
+func (r *loadResult) String() string {
+	return fmt.Sprintf("%d ok, %d failed %v, %d refused; e.g. %q", r.ok, r.failed(), r.failures, r.refused, r.examples)
+}
+
+// keepAliveLoad runs conns clients, each sending requests one after the
+// other on a keep-alive connection with a raw HTTP/1.1 client, so no
+// client library retries hide a connection closed under a request. A
+// response with "Connection: close" ends the connection cleanly and the
+// client reconnects. It stops after total requests or when ctx ends.
+func keepAliveLoad(ctx context.Context, addr string, conns, total int, path string) *loadResult {
+	r := &loadResult{}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	left := total
+	take := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if left <= 0 || ctx.Err() != nil {
+			return false
+		}
+		left--
+		return true
+	}
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var c net.Conn
+			var br *bufio.Reader
+			defer func() {
+				if c != nil {
+					c.Close()
+				}
+			}()
+			for take() {
+				if c == nil {
+					var err error
+					c, err = net.DialTimeout("tcp", addr, 5*time.Second)
+					if err != nil {
+						if errors.Is(err, syscall.ECONNREFUSED) {
+							r.mu.Lock()
+							r.refused++
+							r.mu.Unlock()
+						} else {
+							r.fail("connect", err)
+						}
+						time.Sleep(10 * time.Millisecond)
+						continue
+					}
+					br = bufio.NewReader(c)
+				}
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: t\r\n\r\n"); err != nil {
+					r.fail("write", err)
+					c.Close()
+					c = nil
+					continue
+				}
+				res, err := http.ReadResponse(br, nil)
+				if err != nil {
+					r.fail("read", err)
+					c.Close()
+					c = nil
+					continue
+				}
+				_, err = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if err != nil || res.StatusCode != 200 {
+					r.fail("response", fmt.Errorf("status %d, body %v", res.StatusCode, err))
+				} else {
+					r.mu.Lock()
+					r.ok++
+					r.mu.Unlock()
+				}
+				if res.Close {
+					c.Close()
+					c = nil
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return r
+}
+
+// closeLoad runs conns clients that each send one request per connection
+// with "Connection: close". A refused connect is counted apart: it is not
+// a failure of an accepted connection.
+func closeLoad(ctx context.Context, addr string, conns, total int, path string) *loadResult {
+	r := &loadResult{}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	left := total
+	take := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if left <= 0 || ctx.Err() != nil {
+			return false
+		}
+		left--
+		return true
+	}
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for take() {
+				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err != nil {
+					if errors.Is(err, syscall.ECONNREFUSED) {
+						r.mu.Lock()
+						r.refused++
+						r.mu.Unlock()
+						time.Sleep(5 * time.Millisecond)
+					} else {
+						r.fail("connect", err)
+					}
+					continue
+				}
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				_, err = io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+				if err == nil {
+					var res *http.Response
+					res, err = http.ReadResponse(bufio.NewReader(c), nil)
+					if err == nil {
+						_, err = io.Copy(io.Discard, res.Body)
+						res.Body.Close()
+						if err == nil && res.StatusCode != 200 {
+							err = fmt.Errorf("status %d", res.StatusCode)
+						}
+					}
+				}
+				c.Close()
+				if err != nil {
+					r.fail("read", err)
+				} else {
+					r.mu.Lock()
+					r.ok++
+					r.mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return r
+}

@@ -1,0 +1,360 @@
+// Package socket owns the listening sockets: parsing bind addresses, binding
+// them with their options (backlog, SO_REUSEADDR, SO_REUSEPORT, unix socket
+// mode), adopting sockets handed over by systemd or an fd number, passing
+// them to child processes as inherited fds, and stopping their intake of new
+// connections so a shutdown can drain the backlog instead of resetting it.
+package socket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultBacklog is the listen backlog when none is given, as in Gunicorn.
+const DefaultBacklog = 2048
+
+// Options are the socket options applied at bind time.
+type Options struct {
+	Backlog   int  // listen(2) backlog; 0 means DefaultBacklog
+	ReusePort bool // SO_REUSEPORT, so other processes may bind the same address
+	Umask     int  // umask in force while a unix socket file is created
+}
+
+// Addr is a parsed bind address.
+type Addr struct {
+	Network string // "tcp", "unix" or "fd"
+	Address string // "host:port", a file path, or the fd number
+}
+
+// ParseAddr parses a bind address as Gunicorn writes them: "HOST:PORT",
+// "[IPv6]:PORT", ":PORT" (all interfaces), "HOST" (port 8000),
+// "unix:PATH" and "fd://N". A "tcp://" or "http://" prefix is accepted.
+func ParseAddr(s string) (Addr, error) {
+	switch {
+	case s == "":
+		return Addr{}, errors.New("empty bind address")
+	case strings.HasPrefix(s, "unix:"):
+		p := strings.TrimPrefix(strings.TrimPrefix(s, "unix:"), "//")
+		if p == "" {
+			return Addr{}, fmt.Errorf("bind %q: empty unix socket path", s)
+		}
+		return Addr{Network: "unix", Address: p}, nil
+	case strings.HasPrefix(s, "fd://"):
+		n, err := strconv.Atoi(strings.TrimPrefix(s, "fd://"))
+		if err != nil || n < 0 {
+			return Addr{}, fmt.Errorf("bind %q: fd must be a non-negative number", s)
+		}
+		return Addr{Network: "fd", Address: strconv.Itoa(n)}, nil
+	}
+	hp := strings.TrimPrefix(strings.TrimPrefix(s, "tcp://"), "http://")
+	if !strings.Contains(hp, ":") || (strings.HasPrefix(hp, "[") && strings.HasSuffix(hp, "]")) {
+		hp = net.JoinHostPort(strings.Trim(hp, "[]"), "8000")
+	}
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return Addr{}, fmt.Errorf("bind %q: %v", s, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return Addr{}, fmt.Errorf("bind %q: port must be a number from 0 to 65535", s)
+	}
+	return Addr{Network: "tcp", Address: net.JoinHostPort(host, port)}, nil
+}
+
+// String is the address as a bind flag would write it.
+func (a Addr) String() string {
+	switch a.Network {
+	case "unix":
+		return "unix:" + a.Address
+	case "fd":
+		return "fd://" + a.Address
+	}
+	return a.Address
+}
+
+// Listener is one listening socket owned by this process.
+type Listener struct {
+	Bind string   // what the user asked for ("127.0.0.1:0", "unix:/run/x.sock", a systemd name)
+	File *os.File // the socket; close-on-exec here, passed to children explicitly
+	Addr net.Addr // the bound local address (the real port when 0 was asked for)
+
+	fd     int    // File's descriptor, read once without os.File.Fd
+	unlink string // unix socket file this process created and removes on Close
+}
+
+// newListener wraps f. It reads the fd number through SyscallConn because
+// os.File.Fd switches the socket to blocking mode, and that mode belongs to
+// the open file description the workers share: one blocking accept(2)
+// would then hang a draining worker.
+func newListener(bind string, f *os.File, addr net.Addr, unlink string) (*Listener, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("listener %s: %w", bind, err)
+	}
+	fd := -1
+	rc.Control(func(u uintptr) { fd = int(u) })
+	return &Listener{Bind: bind, File: f, Addr: addr, fd: fd, unlink: unlink}, nil
+}
+
+// Fd is the socket's descriptor in this process. Unlike os.File.Fd it
+// leaves the socket non-blocking.
+func (l *Listener) Fd() int { return l.fd }
+
+// Network is "tcp" or "unix".
+func (l *Listener) Network() string { return l.Addr.Network() }
+
+// URL names the listener in logs: "http://127.0.0.1:8000" or "unix:/path".
+func (l *Listener) URL() string {
+	if l.Network() == "unix" {
+		return "unix:" + l.Addr.String()
+	}
+	return "http://" + l.Addr.String()
+}
+
+// Bind binds every address, in order. On error it closes what it bound.
+func Bind(binds []string, opts Options) ([]*Listener, error) {
+	var ls []*Listener
+	for _, b := range binds {
+		l, err := bindOne(b, opts)
+		if err != nil {
+			CloseAll(ls)
+			return nil, err
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+func bindOne(bind string, opts Options) (*Listener, error) {
+	a, err := ParseAddr(bind)
+	if err != nil {
+		return nil, err
+	}
+	backlog := opts.Backlog
+	if backlog <= 0 {
+		backlog = DefaultBacklog
+	}
+	switch a.Network {
+	case "fd":
+		n, _ := strconv.Atoi(a.Address)
+		return Adopt(n, bind)
+	case "unix":
+		return bindUnix(a.Address, bind, backlog, opts.Umask)
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+			if serr == nil && opts.ReusePort {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	// Go listens with MPTCP by default since 1.24; an MPTCP listener refuses
+	// socket filters (StopIntake) and is not what a prefork server expects.
+	lc.SetMultipathTCP(false)
+	nl, err := lc.Listen(context.Background(), "tcp", a.Address)
+	if err != nil {
+		return nil, fmt.Errorf("bind %s: %w", bind, unwrapOp(err))
+	}
+	return fromNetListener(nl, bind, "", backlog)
+}
+
+func bindUnix(path, bind string, backlog, umask int) (*Listener, error) {
+	if err := removeStale(path); err != nil {
+		return nil, fmt.Errorf("bind %s: %w", bind, err)
+	}
+	old := unix.Umask(umask)
+	nl, err := net.Listen("unix", path)
+	unix.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("bind %s: %w", bind, unwrapOp(err))
+	}
+	nl.(*net.UnixListener).SetUnlinkOnClose(false)
+	return fromNetListener(nl, bind, path, backlog)
+}
+
+// removeStale removes a unix socket file that nothing listens on any more,
+// and refuses to touch one that is alive or is not a socket.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("%s exists and is not a socket", path)
+	}
+	c, err := net.Dial("unix", path)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("address already in use: a server listens on %s", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("probe %s: %w", path, unwrapOp(err))
+	}
+	return os.Remove(path)
+}
+
+func fromNetListener(nl net.Listener, bind, unlink string, backlog int) (*Listener, error) {
+	defer nl.Close()
+	f, err := nl.(interface{ File() (*os.File, error) }).File()
+	if err != nil {
+		return nil, fmt.Errorf("bind %s: %w", bind, err)
+	}
+	// Go listens with the kernel's somaxconn; listen(2) again on a
+	// listening socket changes only its backlog.
+	l, err := newListener(bind, f, nl.Addr(), unlink)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Listen(l.fd, backlog); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bind %s: listen backlog %d: %w", bind, backlog, err)
+	}
+	return l, nil
+}
+
+// Adopt takes over fd n, which must be a listening stream socket, such as
+// one passed by a parent process. The fd number n is closed; the Listener
+// holds a close-on-exec duplicate.
+func Adopt(n int, name string) (*Listener, error) {
+	acc, err := unix.GetsockoptInt(n, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+	if err != nil {
+		return nil, fmt.Errorf("adopt fd %d (%s): not a socket: %w", n, name, err)
+	}
+	if acc != 1 {
+		return nil, fmt.Errorf("adopt fd %d (%s): socket is not listening", n, name)
+	}
+	f := os.NewFile(uintptr(n), name)
+	nl, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("adopt fd %d (%s): %w", n, name, err)
+	}
+	if ul, ok := nl.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false)
+	}
+	defer nl.Close()
+	dup, err := nl.(interface{ File() (*os.File, error) }).File()
+	if err != nil {
+		return nil, fmt.Errorf("adopt fd %d (%s): %w", n, name, err)
+	}
+	return newListener(name, dup, nl.Addr(), "")
+}
+
+// Systemd adopts the sockets passed by systemd's socket activation protocol
+// (LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES), and unsets those variables so
+// children do not take them for their own. It returns nil when the
+// variables are absent or meant for another process.
+func Systemd() ([]*Listener, error) {
+	pid, fds := os.Getenv("LISTEN_PID"), os.Getenv("LISTEN_FDS")
+	if fds == "" {
+		return nil, nil
+	}
+	defer func() {
+		for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PIDFDID"} {
+			os.Unsetenv(k)
+		}
+	}()
+	if pid != strconv.Itoa(os.Getpid()) {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(fds)
+	if err != nil || n < 0 {
+		return nil, fmt.Errorf("LISTEN_FDS=%q is not a count", fds)
+	}
+	names := strings.Split(os.Getenv("LISTEN_FDNAMES"), ":")
+	var ls []*Listener
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("systemd:%d", i)
+		if i < len(names) && names[i] != "" {
+			name = names[i]
+		}
+		l, err := Adopt(3+i, name)
+		if err != nil {
+			CloseAll(ls)
+			return nil, err
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+// StopIntake makes the kernel drop new connection attempts on a TCP
+// listener while connections already in its backlog stay there to be
+// accepted. A client whose SYN is dropped retries, and is refused once the
+// socket closes, or served by whoever holds the socket next: it is never
+// accepted and then reset. Unix listeners are left as they are.
+func (l *Listener) StopIntake() error {
+	if l.Network() != "tcp" {
+		return nil
+	}
+	// Classic BPF "ret #0": accept zero bytes of every packet, so the
+	// listener drops every SYN and handshake ACK from now on.
+	drop := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
+	prog := unix.SockFprog{Len: 1, Filter: &drop[0]}
+	if err := unix.SetsockoptSockFprog(l.fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+		return fmt.Errorf("stop intake on %s: %w", l.URL(), err)
+	}
+	return nil
+}
+
+// ResumeIntake undoes StopIntake.
+func (l *Listener) ResumeIntake() error {
+	if l.Network() != "tcp" {
+		return nil
+	}
+	err := unix.SetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("resume intake on %s: %w", l.URL(), err)
+	}
+	return nil
+}
+
+// Close closes the socket and removes the unix socket file this process
+// created, if it is still there.
+func (l *Listener) Close() error {
+	err := l.File.Close()
+	if l.unlink != "" {
+		if fi, serr := os.Lstat(l.unlink); serr == nil && fi.Mode()&os.ModeSocket != 0 {
+			os.Remove(l.unlink)
+		}
+	}
+	return err
+}
+
+// CloseAll closes every listener.
+func CloseAll(ls []*Listener) {
+	for _, l := range ls {
+		l.Close()
+	}
+}
+
+// unwrapOp reduces "listen tcp 1.2.3.4:80: bind: address already in use"
+// to its cause, since the caller's message already names the address.
+func unwrapOp(err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}

@@ -1,0 +1,230 @@
+package socket
+
+import (
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestParseAddr(t *testing.T) {
+	good := map[string]Addr{
+		"127.0.0.1:8000":   {"tcp", "127.0.0.1:8000"},
+		":9000":            {"tcp", ":9000"},
+		"[::1]:80":         {"tcp", "[::1]:80"},
+		"localhost":        {"tcp", "localhost:8000"},
+		"[::1]":            {"tcp", "[::1]:8000"},
+		"tcp://0.0.0.0:1":  {"tcp", "0.0.0.0:1"},
+		"unix:/tmp/x.sock": {"unix", "/tmp/x.sock"},
+		"unix:///a/b":      {"unix", "/a/b"},
+		"fd://5":           {"fd", "5"},
+	}
+	for in, want := range good {
+		got, err := ParseAddr(in)
+		if err != nil || got != want {
+			t.Errorf("ParseAddr(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "unix:", "fd://x", "fd://-1", "1.2.3.4:99999", "h:port"} {
+		if _, err := ParseAddr(in); err == nil {
+			t.Errorf("ParseAddr(%q) succeeded", in)
+		}
+	}
+}
+
+func TestBindTCPWithBacklogAndReusePort(t *testing.T) {
+	ls, err := Bind([]string{"127.0.0.1:0"}, Options{Backlog: 77, ReusePort: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer CloseAll(ls)
+	l := ls[0]
+	fd := l.Fd()
+	// For a listening socket the kernel reports its backlog in tcpi_sacked.
+	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Sacked != 77 {
+		t.Errorf("backlog %d, want 77", info.Sacked)
+	}
+	if v, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT); v != 1 {
+		t.Error("SO_REUSEPORT not set")
+	}
+	if v, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR); v != 1 {
+		t.Error("SO_REUSEADDR not set")
+	}
+	if l.URL() != "http://"+l.Addr.String() || l.Addr.(*net.TCPAddr).Port == 0 {
+		t.Errorf("URL %s addr %s", l.URL(), l.Addr)
+	}
+	// The same address without SO_REUSEPORT on our side is in use.
+	if _, err := Bind([]string{l.Addr.String()}, Options{}); err == nil {
+		t.Error("second bind of a used port succeeded")
+	}
+}
+
+func TestBindIPv6(t *testing.T) {
+	ls, err := Bind([]string{"[::1]:0"}, Options{})
+	if err != nil {
+		t.Skipf("no IPv6 loopback on this machine: %v", err)
+	}
+	defer CloseAll(ls)
+	c, err := net.Dial("tcp", ls[0].Addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
+
+func TestBindUnixModeStaleAndAlive(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "s.sock")
+	ls, err := Bind([]string{"unix:" + path}, Options{Umask: 0o077})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Errorf("mode %o, want 700 from umask 077", fi.Mode().Perm())
+	}
+	// A live socket is not removed.
+	if _, err := Bind([]string{"unix:" + path}, Options{}); err == nil {
+		t.Fatal("bound over a live unix socket")
+	}
+	// A stale one (no listener: the fd is closed but the file stays) is.
+	ls[0].File.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal("socket file gone too early")
+	}
+	ls2, err := Bind([]string{"unix:" + path}, Options{})
+	if err != nil {
+		t.Fatalf("stale socket not replaced: %v", err)
+	}
+	ls2[0].Close()
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Close left the socket file: %v", err)
+	}
+	// A regular file is never removed.
+	os.WriteFile(path, []byte("x"), 0o600)
+	if _, err := Bind([]string{"unix:" + path}, Options{}); err == nil {
+		t.Error("bound over a regular file")
+	}
+}
+
+func TestAdoptFD(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := ln.(*net.TCPListener).File()
+	ln.Close()
+	fd, _ := unix.Dup(int(f.Fd()))
+	f.Close()
+	ls, err := Bind([]string{"fd://" + strconv.Itoa(fd)}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer CloseAll(ls)
+	if ls[0].Network() != "tcp" {
+		t.Errorf("network %s", ls[0].Network())
+	}
+	// A non-socket fd is refused with a clear error.
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	defer w.Close()
+	if _, err := Adopt(int(r.Fd()), "pipe"); err == nil {
+		t.Error("adopted a pipe")
+	}
+}
+
+func TestStopIntakeKeepsBacklogAndDropsNew(t *testing.T) {
+	ls, err := Bind([]string{"127.0.0.1:0"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer CloseAll(ls)
+	l := ls[0]
+	queued, err := net.Dial("tcp", l.Addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer queued.Close()
+	if err := l.StopIntake(); err != nil {
+		t.Fatal(err)
+	}
+	// A new connection attempt is neither accepted nor refused: its SYN is
+	// dropped, so the dial times out.
+	_, err = net.DialTimeout("tcp", l.Addr.String(), 300*time.Millisecond)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("dial after StopIntake: %v, want a timeout", err)
+	}
+	// The connection already in the backlog is still there to accept.
+	if fl, _ := unix.FcntlInt(uintptr(l.Fd()), unix.F_GETFL, 0); fl&unix.O_NONBLOCK == 0 {
+		t.Fatal("listener is blocking")
+	}
+	nl, err := net.FileListener(l.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nl.Close()
+	nl.(*net.TCPListener).SetDeadline(time.Now().Add(2 * time.Second))
+	c, err := nl.Accept()
+	if err != nil {
+		t.Fatalf("queued connection lost: %v", err)
+	}
+	c.Close()
+	if err := l.ResumeIntake(); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := net.DialTimeout("tcp", l.Addr.String(), 2*time.Second)
+	if err != nil {
+		t.Fatalf("dial after ResumeIntake: %v", err)
+	}
+	c2.Close()
+}
+
+func TestSystemdAdoption(t *testing.T) {
+	// Put a listening socket at fd 3 of this process, as systemd would.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := ln.(*net.TCPListener).File()
+	ln.Close()
+	saved, _ := unix.Dup(3) // fd 3 may be in use by the test binary
+	if err := unix.Dup2(int(f.Fd()), 3); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	defer func() { unix.Dup2(saved, 3); unix.Close(saved) }()
+
+	t.Setenv("LISTEN_FDS", "1")
+	t.Setenv("LISTEN_FDNAMES", "web")
+	t.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()+1))
+	if ls, err := Systemd(); err != nil || ls != nil {
+		t.Fatalf("sockets for another pid adopted: %v %v", ls, err)
+	}
+	t.Setenv("LISTEN_FDS", "1")
+	t.Setenv("LISTEN_FDNAMES", "web")
+	t.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+	ls, err := Systemd()
+	if err != nil || len(ls) != 1 {
+		t.Fatalf("Systemd() = %v, %v", ls, err)
+	}
+	defer CloseAll(ls)
+	if ls[0].Bind != "web" {
+		t.Errorf("name %q, want web", ls[0].Bind)
+	}
+	if os.Getenv("LISTEN_FDS") != "" {
+		t.Error("LISTEN_FDS left in the environment")
+	}
+}

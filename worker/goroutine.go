@@ -1,0 +1,317 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func init() { Register("goroutine", func() Worker { return new(goroutineWorker) }) }
+
+// headerReadTimeout bounds how long a client may take to send a request's
+// headers, so a slowloris cannot hold connections open forever.
+const headerReadTimeout = 10 * time.Second
+
+// goroutineWorker serves with net/http: a goroutine per connection,
+// keep-alive, and at most --worker-connections connections at once.
+//
+// It does not use http.Server.Shutdown, which closes idle keep-alive
+// connections at once and so races a client that is just sending its next
+// request on one. It tracks connection states itself instead and closes a
+// connection only once it has been idle for DrainIdle with nothing unread.
+type goroutineWorker struct {
+	p       *Process
+	srv     *http.Server
+	slots   chan struct{} // one token per open connection
+	stopped chan struct{} // closed by a quick stop
+
+	mu        sync.Mutex
+	conns     map[net.Conn]*connState
+	listeners []*drainListener
+	open      int // listeners still accepting
+	draining  bool
+	done      chan struct{}
+	doneOnce  sync.Once
+}
+
+type connState struct {
+	state http.ConnState
+	since time.Time
+}
+
+func (g *goroutineWorker) Serve(p *Process) error {
+	cfg := p.Config
+	g.p = p
+	g.conns = map[net.Conn]*connState{}
+	g.done = make(chan struct{})
+	g.stopped = make(chan struct{})
+	if cfg.WorkerConnections > 0 {
+		g.slots = make(chan struct{}, cfg.WorkerConnections)
+	}
+	g.srv = &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: headerReadTimeout,
+		IdleTimeout:       cfg.KeepAlive,
+		ConnState:         g.track,
+		ErrorLog:          log.New(logWriter{p}, "", 0),
+	}
+	if cfg.KeepAlive <= 0 {
+		g.srv.SetKeepAlivesEnabled(false)
+	}
+	errs := make(chan error, len(p.Listeners))
+	g.mu.Lock()
+	for _, l := range p.Listeners {
+		dl := &drainListener{Listener: l, g: g}
+		g.listeners = append(g.listeners, dl)
+		g.open++
+		go func() { errs <- g.srv.Serve(dl) }()
+	}
+	g.mu.Unlock()
+	// The listeners were listening before this process started: from the
+	// moment Serve runs, every connection in their backlog gets accepted.
+	p.Ready()
+	var first error
+	for range p.Listeners {
+		if err := <-errs; err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) && first == nil {
+			first = err
+			g.Stop(true) // a broken listener: drain the others and exit
+		}
+	}
+	<-g.done
+	return first
+}
+
+func (g *goroutineWorker) Stop(graceful bool) {
+	if !graceful {
+		select {
+		case <-g.stopped:
+		default:
+			close(g.stopped)
+		}
+		g.srv.Close()
+		g.mu.Lock()
+		g.open = 0
+		g.mu.Unlock()
+		g.finish()
+		return
+	}
+	g.mu.Lock()
+	if g.draining {
+		g.mu.Unlock()
+		return
+	}
+	g.draining = true
+	ls := g.listeners
+	g.mu.Unlock()
+	for _, l := range ls {
+		l.startDrain()
+	}
+	go g.closeIdle()
+}
+
+// closeIdle closes connections that have been idle for DrainIdle, until the
+// last connection is gone.
+func (g *goroutineWorker) closeIdle() {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-g.done:
+			return
+		}
+		now := time.Now()
+		g.mu.Lock()
+		for c, st := range g.conns {
+			idle := st.state == http.StateIdle || st.state == http.StateNew
+			if idle && now.Sub(st.since) >= g.p.Config.DrainIdle && !hasUnread(c) {
+				c.Close()
+			}
+		}
+		g.mu.Unlock()
+		g.maybeDone()
+	}
+}
+
+// hasUnread reports whether the kernel holds bytes the server has not read:
+// a request on its way, which closing now would lose.
+func hasUnread(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	return n > 0
+}
+
+func (g *goroutineWorker) track(c net.Conn, s http.ConnState) {
+	g.mu.Lock()
+	switch s {
+	case http.StateClosed, http.StateHijacked:
+		if _, ok := g.conns[c]; ok {
+			delete(g.conns, c)
+			if g.slots != nil {
+				<-g.slots
+			}
+		}
+	default:
+		st := g.conns[c]
+		if st == nil {
+			st = &connState{}
+			g.conns[c] = st
+		}
+		st.state, st.since = s, time.Now()
+	}
+	g.mu.Unlock()
+	if s == http.StateClosed || s == http.StateHijacked {
+		g.maybeDone()
+	}
+}
+
+// maybeDone ends Serve once draining has closed every listener and every
+// connection.
+func (g *goroutineWorker) maybeDone() {
+	g.mu.Lock()
+	done := g.draining && g.open == 0 && len(g.conns) == 0
+	g.mu.Unlock()
+	if done {
+		g.finish()
+	}
+}
+
+func (g *goroutineWorker) finish() { g.doneOnce.Do(func() { close(g.done) }) }
+
+func (g *goroutineWorker) listenerClosed() {
+	g.mu.Lock()
+	g.open--
+	g.mu.Unlock()
+	g.maybeDone()
+}
+
+// drainListener is a listener that, once draining, accepts what is left in
+// the kernel's backlog and then reports itself closed, so a stop loses no
+// connection the kernel has already accepted. It also holds Accept back
+// while the worker is at its connection cap.
+type drainListener struct {
+	net.Listener
+	g        *goroutineWorker
+	draining atomic.Bool
+	once     sync.Once
+}
+
+func (l *drainListener) startDrain() {
+	l.draining.Store(true)
+	// Wake an Accept blocked in the kernel; it drains from then on.
+	if d, ok := l.Listener.(interface{ SetDeadline(time.Time) error }); ok {
+		d.SetDeadline(time.Now())
+	}
+}
+
+func (l *drainListener) Accept() (net.Conn, error) {
+	if l.g.slots != nil {
+		select {
+		case l.g.slots <- struct{}{}:
+		case <-l.g.stopped:
+			return nil, l.closed()
+		}
+	}
+	c, err := l.accept()
+	if err != nil && l.g.slots != nil {
+		<-l.g.slots
+	}
+	if err != nil {
+		return nil, err
+	}
+	l.g.mu.Lock()
+	l.g.conns[c] = &connState{state: http.StateNew, since: time.Now()}
+	l.g.mu.Unlock()
+	return c, nil
+}
+
+func (l *drainListener) accept() (net.Conn, error) {
+	if !l.draining.Load() {
+		c, err := l.Listener.Accept()
+		if err == nil || !l.draining.Load() {
+			return c, err
+		}
+	}
+	c, err := acceptNow(l.Listener)
+	if err != nil {
+		return nil, l.closed()
+	}
+	return c, nil
+}
+
+// closed closes the listener once and reports net.ErrClosed.
+func (l *drainListener) closed() error {
+	l.once.Do(func() {
+		l.Listener.Close()
+		l.g.listenerClosed()
+	})
+	return net.ErrClosed
+}
+
+func (l *drainListener) Close() error {
+	l.closed()
+	return nil
+}
+
+// acceptNow accepts one connection that is already in the backlog, without
+// waiting; it fails with EAGAIN when the backlog is empty.
+func acceptNow(l net.Listener) (net.Conn, error) {
+	sc, ok := l.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("listener has no fd")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	nfd := -1
+	var aerr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			if aerr != unix.EINTR && aerr != unix.ECONNABORTED {
+				return
+			}
+		}
+	}); err != nil {
+		return nil, err
+	}
+	if aerr != nil {
+		return nil, aerr
+	}
+	f := os.NewFile(uintptr(nfd), "accepted")
+	defer f.Close()
+	return net.FileConn(f)
+}
+
+// logWriter sends net/http's own error lines to the worker's error log.
+type logWriter struct{ p *Process }
+
+func (w logWriter) Write(b []byte) (int, error) {
+	w.p.Log.Warn(fmt.Sprintf("http: %s", trimNewline(b)))
+	return len(b), nil
+}
+
+func trimNewline(b []byte) string {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return string(b)
+}

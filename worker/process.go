@@ -1,0 +1,161 @@
+package worker
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Process is what the runtime gives a worker type: the listeners, the
+// handler to serve, the logs, and the status channel to the arbiter.
+// It is itself an http.Handler: worker types serve through it so that the
+// access log, --max-requests and the drain rule apply to every type alike.
+type Process struct {
+	Config    *Config
+	Pid       int
+	Listeners []net.Listener
+	Log       *slog.Logger
+
+	handler     http.Handler
+	access      *AccessLog
+	status      *os.File
+	statusMu    sync.Mutex
+	readyOnce   sync.Once
+	recycleOnce sync.Once
+	maxRequests int64 // 0: no limit
+	requests    atomic.Int64
+	draining    atomic.Bool
+}
+
+// Ready tells the arbiter that the worker accepts connections. Only the
+// first call counts. A reload retires an old worker only after its
+// replacement is ready, so a type calls this only once it really accepts.
+func (p *Process) Ready() {
+	p.readyOnce.Do(func() { p.report(StatusReady) })
+}
+
+// Draining reports whether a graceful stop has begun: responses from now on
+// carry "Connection: close".
+func (p *Process) Draining() bool { return p.draining.Load() }
+
+// Requests is the number of requests served so far.
+func (p *Process) Requests() int64 { return p.requests.Load() }
+
+func (p *Process) report(msg string) {
+	if p.status == nil {
+		return
+	}
+	p.statusMu.Lock()
+	defer p.statusMu.Unlock()
+	// The pipe is ours alone and the messages are tiny: a write is atomic.
+	if _, err := io.WriteString(p.status, msg+"\n"); err != nil {
+		p.Log.Debug("status pipe", "error", err)
+	}
+}
+
+// reportError tells the arbiter, in one line, why this worker exits.
+func (p *Process) reportError(err error) {
+	p.report(StatusError + " " + strings.ReplaceAll(err.Error(), "\n", " "))
+}
+
+// chooseMaxRequests picks this worker's limit in [n, n+jitter], so the
+// workers of one generation do not all recycle together.
+func chooseMaxRequests(n, jitter int) int64 {
+	if n <= 0 {
+		return 0
+	}
+	if jitter > 0 {
+		n += rand.IntN(jitter + 1)
+	}
+	return int64(n)
+}
+
+// ServeHTTP serves one request through the app's handler, logs it to the
+// access log, and counts it against --max-requests.
+func (p *Process) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w, p: p}
+	defer func() {
+		if !rec.wroteHeader && recover() == nil {
+			rec.WriteHeader(http.StatusOK)
+		}
+		if p.access != nil {
+			p.access.Log(r, rec.status, rec.bytes, rec.Header(), start, time.Since(start))
+		}
+		if n := p.requests.Add(1); p.maxRequests > 0 && n >= p.maxRequests {
+			// The arbiter replaces this worker and then stops it
+			// gracefully, so the herd never runs one short.
+			p.recycleOnce.Do(func() {
+				p.Log.Info(fmt.Sprintf("Max requests reached (%d), asking to be replaced", n))
+				p.report(StatusRecycle)
+			})
+		}
+	}()
+	p.handler.ServeHTTP(rec, r)
+}
+
+// recorder notes the status and size of a response for the access log,
+// and closes the connection after the response once the worker drains.
+type recorder struct {
+	http.ResponseWriter
+	p           *Process
+	status      int
+	bytes       int64
+	wroteHeader bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wroteHeader && code >= 200 {
+		r.wroteHeader = true
+		r.status = code
+		if r.p.draining.Load() {
+			r.Header().Set("Connection", "close")
+		}
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if !r.wroteHeader {
+		r.WriteHeader(http.StatusOK)
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps net/http's sendfile path for handlers that io.Copy files.
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if !r.wroteHeader {
+		r.WriteHeader(http.StatusOK)
+	}
+	var n int64
+	var err error
+	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(r.ResponseWriter, src)
+	}
+	r.bytes += n
+	return n, err
+}
+
+func (r *recorder) Flush() {
+	if !r.wroteHeader {
+		r.WriteHeader(http.StatusOK)
+	}
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

@@ -1,0 +1,135 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/corral-server/corral/internal/logging"
+	"github.com/corral-server/corral/socket"
+)
+
+// IsWorker reports whether this process was started by an arbiter as a worker.
+func IsWorker() bool { return os.Getenv(EnvConfig) != "" }
+
+// Run is the whole life of a worker process: it reads the Config the
+// arbiter passed, serves the app with the configured worker type, and
+// returns the process's exit code. It never returns before the worker
+// has stopped serving.
+func Run(apps AppFunc, hooks Hooks) int {
+	cfg, err := DecodeConfig(os.Getenv(EnvConfig))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "corral worker:", err)
+		return ExitBootError
+	}
+	os.Unsetenv(EnvConfig)
+	p := &Process{Config: cfg, Pid: os.Getpid(), status: os.NewFile(uintptr(cfg.StatusFD), "status")}
+	p.Log = logging.New(os.Stderr, slog.LevelInfo)
+	code, err := run(p, apps, hooks)
+	if err != nil {
+		p.Log.Error(fmt.Sprintf("Worker (pid:%d) failed to boot: %v", p.Pid, err))
+		p.reportError(err)
+	}
+	return code
+}
+
+func run(p *Process, apps AppFunc, hooks Hooks) (int, error) {
+	cfg := p.Config
+	level, err := logging.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return ExitBootError, err
+	}
+	errLog, err := logging.OpenFile(cfg.ErrorLog, os.Stderr)
+	if err != nil {
+		return ExitBootError, err
+	}
+	p.Log = logging.New(errLog, level)
+	if p.access, err = OpenAccessLog(cfg.AccessLog, cfg.AccessLogFormat); err != nil {
+		return ExitBootError, err
+	}
+	class, ok := Lookup(cfg.Class)
+	if !ok {
+		return ExitBootError, fmt.Errorf("unknown worker class %q", cfg.Class)
+	}
+	if p.handler, err = apps(cfg.App); err != nil {
+		return ExitBootError, err
+	}
+	if p.Listeners, err = socket.Listen(cfg.Listeners); err != nil {
+		return ExitBootError, err
+	}
+	p.maxRequests = chooseMaxRequests(cfg.MaxRequests, cfg.MaxRequestsJitter)
+
+	// Signals are caught before serving starts, so a stop that comes
+	// while the worker boots still drains whatever it accepted.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1,
+		syscall.SIGHUP, syscall.SIGWINCH, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+
+	if hooks.PostWorkerInit != nil {
+		hooks.PostWorkerInit(p)
+	}
+	w := class()
+	done := make(chan error, 1)
+	go func() { done <- w.Serve(p) }()
+
+	parent := time.NewTicker(time.Second)
+	defer parent.Stop()
+	var grace, hardStop <-chan time.Time
+	for {
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, net.ErrClosed) {
+				p.Log.Error(fmt.Sprintf("Worker (pid:%d) stopped serving: %v", p.Pid, err))
+			}
+			p.Log.Info(fmt.Sprintf("Worker exiting (pid: %d)", p.Pid))
+			if hooks.WorkerExit != nil {
+				hooks.WorkerExit(p)
+			}
+			return 0, nil
+		case s := <-sigs:
+			switch s {
+			case syscall.SIGTERM:
+				if grace == nil {
+					p.draining.Store(true)
+					w.Stop(true)
+					grace = time.After(cfg.GracefulTimeout)
+				}
+			case syscall.SIGINT, syscall.SIGQUIT:
+				p.draining.Store(true)
+				w.Stop(false)
+				hardStop = time.After(time.Second)
+			case syscall.SIGUSR1:
+				if err := errLog.Reopen(); err != nil {
+					p.Log.Error(err.Error())
+				}
+				if err := p.access.Reopen(); err != nil {
+					p.Log.Error(err.Error())
+				}
+				p.Log.Info("Reopening log files")
+			}
+			// HUP, WINCH, TTIN, TTOU and USR2 are the arbiter's; a
+			// terminal may send them to the whole process group.
+		case <-grace:
+			p.Log.Warn(fmt.Sprintf("Worker (pid:%d) graceful timeout (%s), closing connections", p.Pid, cfg.GracefulTimeout))
+			w.Stop(false)
+			hardStop = time.After(time.Second)
+		case <-hardStop:
+			return 1, nil
+		case <-parent.C:
+			// PR_SET_PDEATHSIG kills us with the arbiter; this catches
+			// what it cannot, such as an arbiter that exec'd itself.
+			if os.Getppid() != cfg.ArbiterPid {
+				p.Log.Info(fmt.Sprintf("Parent changed, shutting down: worker (pid:%d)", p.Pid))
+				p.draining.Store(true)
+				w.Stop(false)
+				hardStop = time.After(time.Second)
+			}
+		}
+	}
+}

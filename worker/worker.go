@@ -1,0 +1,142 @@
+// Package worker owns what runs inside a worker process: the contract with
+// the arbiter (the Config it passes, the status pipe a worker reports on),
+// the runtime that turns inherited fds into listeners and signals into
+// stops, the access log, and the pluggable worker types (-k NAME) that
+// serve an http.Handler on those listeners.
+package worker
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/corral-server/corral/socket"
+)
+
+// EnvConfig is the environment variable through which the arbiter hands a
+// worker its Config, as JSON. Its presence is what makes a process a worker.
+const EnvConfig = "CORRAL_WORKER"
+
+// ExitBootError is the exit code of a worker that could not start serving,
+// as Gunicorn's WORKER_BOOT_ERROR: the arbiter stops retrying at start-up.
+const ExitBootError = 3
+
+// Status messages a worker writes, one per line, on its status pipe.
+const (
+	StatusReady   = "ready"   // accepting connections
+	StatusRecycle = "recycle" // served --max-requests; replace me
+	StatusError   = "error"   // "error <text>": why the worker is about to exit
+)
+
+// Config is everything a worker process needs to know, set by the arbiter.
+type Config struct {
+	Class      string             `json:"class"`       // worker type, as given to -k
+	App        string             `json:"app"`         // the positional app name
+	Name       string             `json:"name"`        // --name, for process titles
+	Listeners  []socket.Inherited `json:"listeners"`   // inherited at fds 3, 4, ...
+	StatusFD   int                `json:"status_fd"`   // the write end of the status pipe
+	ArbiterPid int                `json:"arbiter_pid"` // exit when the parent is not this
+	Age        int                `json:"age"`         // spawn sequence number, as Gunicorn's worker age
+	Generation int                `json:"generation"`  // bumped by every reload
+
+	Timeout           time.Duration `json:"timeout"`
+	GracefulTimeout   time.Duration `json:"graceful_timeout"`
+	KeepAlive         time.Duration `json:"keep_alive"`
+	DrainIdle         time.Duration `json:"drain_idle"` // a draining worker closes connections idle this long
+	WorkerConnections int           `json:"worker_connections"`
+	MaxRequests       int           `json:"max_requests"`
+	MaxRequestsJitter int           `json:"max_requests_jitter"`
+
+	ErrorLog        string `json:"error_log"`
+	LogLevel        string `json:"log_level"`
+	AccessLog       string `json:"access_log"`
+	AccessLogFormat string `json:"access_log_format"`
+}
+
+// Encode returns the Config as the value of EnvConfig.
+func (c *Config) Encode() string {
+	b, _ := json.Marshal(c)
+	return string(b)
+}
+
+// DecodeConfig parses the value of EnvConfig.
+func DecodeConfig(s string) (*Config, error) {
+	var c Config
+	if err := json.Unmarshal([]byte(s), &c); err != nil {
+		return nil, fmt.Errorf("worker config in %s: %w", EnvConfig, err)
+	}
+	return &c, nil
+}
+
+// A Worker serves requests on a Process's listeners.
+type Worker interface {
+	// Serve accepts and serves connections until Stop has run its course,
+	// calling p.Ready once it accepts. It returns after the last
+	// connection is closed.
+	Serve(p *Process) error
+	// Stop asks Serve to end; it does not wait. A graceful stop accepts
+	// what is already in the listen backlog, then stops accepting,
+	// finishes the requests in flight, answers the next request on each
+	// open connection with "Connection: close", and closes connections
+	// idle for DrainIdle. A quick stop closes everything at once.
+	Stop(graceful bool)
+}
+
+// Class makes a new Worker of one type.
+type Class func() Worker
+
+var (
+	registryMu sync.Mutex
+	registry   = map[string]Class{}
+)
+
+// Register makes a worker type available to -k name. It panics on a
+// duplicate name, as http.Handle does, since that is a programming error.
+func Register(name string, c Class) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := registry[name]; dup {
+		panic("worker: Register called twice for " + name)
+	}
+	registry[name] = c
+}
+
+// Lookup returns the worker type registered as name.
+func Lookup(name string) (Class, bool) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	c, ok := registry[name]
+	return c, ok
+}
+
+// Classes lists the registered worker types, sorted.
+func Classes() []string {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	var names []string
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Hooks are the worker-side server hooks, run in the worker process.
+type Hooks struct {
+	// PostWorkerInit runs after the worker has its listeners and handler,
+	// before it serves (Gunicorn's post_worker_init).
+	PostWorkerInit func(p *Process)
+	// WorkerExit runs after serving ended, just before the process exits
+	// (Gunicorn's worker_exit).
+	WorkerExit func(p *Process)
+}
+
+// AppFunc resolves the positional app name to the handler to serve.
+type AppFunc func(name string) (http.Handler, error)
+
+// listenerAddr returns a printable local address for l.
+func listenerAddr(l net.Listener) string { return l.Addr().String() }
