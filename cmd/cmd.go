@@ -302,6 +302,14 @@ func (p *Program) settings(c *cli.Context, files []cli.Flag) (*settings, error) 
 			AccessLog: c.String("access-logfile"), AccessLogFormat: c.String("access-logformat"),
 		},
 	}
+	for _, g := range extensions {
+		if g.apply == nil {
+			continue
+		}
+		if err := g.apply(c, s); err != nil {
+			return nil, err
+		}
+	}
 	s.values = map[string]string{"app": strconv.Quote(s.app)}
 	for _, f := range files {
 		name := f.Names()[0]

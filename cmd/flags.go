@@ -32,10 +32,32 @@ const (
 	catConfig  = "Config"
 )
 
+// flagGroup is a set of flags that a config file may set too, and how
+// their values go into the settings. Features add their group from their
+// own file (see extensions).
+type flagGroup struct {
+	flags func() []cli.Flag
+	// apply copies the group's values into s; it runs after the core
+	// flags were applied, and its error is the one line the user sees.
+	apply func(c *cli.Context, s *settings) error
+}
+
+// extensions are the flag groups beyond the core ones, registered by init
+// functions in this package.
+var extensions []flagGroup
+
 // fileFlags are the flags a config file may set too (TOML keys are the
 // flag names). Their values come from, in order of precedence, the command
 // line, CORRAL_<NAME> in the environment, the config file, the default.
 func fileFlags() []cli.Flag {
+	fs := coreFlags()
+	for _, g := range extensions {
+		fs = append(fs, g.flags()...)
+	}
+	return fs
+}
+
+func coreFlags() []cli.Flag {
 	return []cli.Flag{
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "bind", Aliases: []string{"b"}, Category: catServer, EnvVars: env("bind"),
 			Usage: "address to listen on: HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N; repeat for several (default: 0.0.0.0:$PORT if PORT is set, else 127.0.0.1:8000)"}),
