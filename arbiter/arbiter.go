@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/corral-server/corral/internal/heartbeat"
 	"github.com/corral-server/corral/internal/logging"
 	"github.com/corral-server/corral/signals"
 	"github.com/corral-server/corral/socket"
@@ -36,6 +37,7 @@ type Config struct {
 	Worker          worker.Config  // the template each worker's Config is made from
 	BootTimeout     time.Duration  // from spawn to ready, else the worker is killed
 	GracefulTimeout time.Duration  // for a worker to finish after TERM, else SIGKILL
+	AbortGrace      time.Duration  // after a timeout's SIGABRT, before SIGKILL
 	PidFile         string         // written at start, removed at exit; "" for none
 	Name            string         // --name, for the logs
 	ErrorLog        *logging.File  // reopened on USR1
@@ -75,7 +77,10 @@ type Worker struct {
 
 	stopping     bool      // asked to stop; its exit is expected
 	killAt       time.Time // SIGKILL if still alive then
-	retiring     bool      // to be replaced, as with --max-requests
+	killWhy      string    // what the log says at killAt
+	timedOut     bool      // got SIGABRT for missing its heartbeat
+	heartbeat    *heartbeat.Slot
+	retiring     bool // to be replaced, as with --max-requests
 	recycleAsked bool
 	statusFd     int
 	statusBuf    []byte
@@ -375,6 +380,7 @@ func (a *Arbiter) signalWorker(w *Worker, sig syscall.Signal) {
 		// The worker gives up on its connections at GracefulTimeout;
 		// a second more and it is killed.
 		w.killAt = time.Now().Add(a.cfg.GracefulTimeout + time.Second)
+		w.killWhy = "did not stop within the graceful timeout"
 	}
 }
 

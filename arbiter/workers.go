@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/corral-server/corral/internal/heartbeat"
 	"github.com/corral-server/corral/signals"
 	"github.com/corral-server/corral/socket"
 	"github.com/corral-server/corral/worker"
@@ -29,15 +30,22 @@ func (a *Arbiter) spawnWorker() error {
 	}
 	rfd, wfd := p[0], p[1]
 	unix.SetNonblock(rfd, true)
+	hb, err := heartbeat.Create()
+	if err != nil {
+		unix.Close(rfd)
+		unix.Close(wfd)
+		return fmt.Errorf("spawn worker: %w", err)
+	}
 	a.age++
 	wc := a.cfg.Worker
 	wc.Age, wc.Generation, wc.ArbiterPid = a.age, a.generation, a.pid
 	wc.Listeners = socket.Describe(a.listeners)
 	wc.StatusFD = socket.FirstFD + len(a.listeners)
+	wc.HeartbeatFD = wc.StatusFD + 1
 
 	files := []uintptr{0, 1, 2}
 	files = append(files, socket.FDs(a.listeners)...)
-	files = append(files, uintptr(wfd))
+	files = append(files, uintptr(wfd), uintptr(hb.FD()))
 	env := append(append(os.Environ(), a.cfg.Env...), worker.EnvConfig+"="+wc.Encode())
 	pid, err := syscall.ForkExec(a.cfg.Executable, a.cfg.Args, &syscall.ProcAttr{
 		Env:   env,
@@ -46,11 +54,13 @@ func (a *Arbiter) spawnWorker() error {
 		Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	})
 	unix.Close(wfd)
+	hb.Release()
 	if err != nil {
 		unix.Close(rfd)
+		hb.Close()
 		return fmt.Errorf("spawn worker: exec %s: %w", a.cfg.Executable, err)
 	}
-	a.workers[pid] = &Worker{Pid: pid, Age: a.age, Generation: a.generation, Started: time.Now(), statusFd: rfd}
+	a.workers[pid] = &Worker{Pid: pid, Age: a.age, Generation: a.generation, Started: time.Now(), statusFd: rfd, heartbeat: hb}
 	a.log.Info(fmt.Sprintf("Booting worker with pid: %d", pid))
 	return nil
 }
@@ -124,6 +134,7 @@ func (a *Arbiter) reapWorkers() {
 			w.statusFd = -1
 		}
 		delete(a.workers, pid)
+		w.heartbeat.Close()
 		w.Status = syscall.WaitStatus(ws)
 		a.workerExited(w)
 		if a.Hooks.ChildExit != nil {
@@ -142,6 +153,8 @@ func exitReason(ws syscall.WaitStatus) string {
 func (a *Arbiter) workerExited(w *Worker) {
 	reason := exitReason(w.Status)
 	switch {
+	case w.timedOut:
+		a.log.Error(fmt.Sprintf("Worker (pid:%d) %s after its timeout", w.Pid, reason))
 	case w.stopping:
 		a.log.Info(fmt.Sprintf("Worker (pid:%d) %s", w.Pid, reason))
 	case w.Ready:
@@ -213,15 +226,25 @@ func (a *Arbiter) abortReload(failed *Worker, why string) {
 }
 
 // murderWorkers kills workers that overstay: booting past --boot-timeout,
-// or stopping past --graceful-timeout.
+// stopping past --graceful-timeout, or silent past --timeout. A silent
+// worker gets SIGABRT first, so it can log what it was stuck in, and
+// SIGKILL after --abort-grace.
 func (a *Arbiter) murderWorkers() {
 	now := time.Now()
+	timeout := a.cfg.Worker.Timeout
 	for _, w := range a.workers {
 		switch {
 		case w.stopping && now.After(w.killAt):
-			a.log.Warn(fmt.Sprintf("Worker (pid:%d) did not stop within the graceful timeout; killing it", w.Pid))
+			a.log.Warn(fmt.Sprintf("Worker (pid:%d) %s; killing it", w.Pid, w.killWhy))
 			unix.Kill(w.Pid, syscall.SIGKILL)
 			w.killAt = now.Add(time.Hour) // once
+		case w.Ready && !w.stopping && timeout > 0 && w.heartbeat.Since() > timeout:
+			a.log.Error(fmt.Sprintf("WORKER TIMEOUT (pid:%d)", w.Pid))
+			unix.Kill(w.Pid, syscall.SIGABRT)
+			// Stopping: its replacement spawns now, and its exit is expected.
+			w.stopping, w.timedOut = true, true
+			w.killAt = now.Add(a.cfg.AbortGrace)
+			w.killWhy = fmt.Sprintf("still alive %s after SIGABRT", a.cfg.AbortGrace)
 		case !w.stopping && !w.Ready && a.cfg.BootTimeout > 0 && now.Sub(w.Started) > a.cfg.BootTimeout:
 			w.lastError = fmt.Sprintf("not ready within the boot timeout (%s)", a.cfg.BootTimeout)
 			unix.Kill(w.Pid, syscall.SIGKILL)

@@ -244,6 +244,8 @@ func (p *Program) settings(c *cli.Context, files []cli.Flag) (*settings, error) 
 	check(err)
 	boot, err := seconds(c, "boot-timeout")
 	check(err)
+	abortGrace, err := seconds(c, "abort-grace")
+	check(err)
 	keepAlive, err := seconds(c, "keep-alive")
 	check(err)
 	for _, name := range []string{"backlog", "worker-connections", "max-requests", "max-requests-jitter"} {
@@ -289,6 +291,7 @@ func (p *Program) settings(c *cli.Context, files []cli.Flag) (*settings, error) 
 		Env:             envs,
 		BootTimeout:     boot,
 		GracefulTimeout: graceful,
+		AbortGrace:      abortGrace,
 		PidFile:         c.String("pid"),
 		Name:            c.String("name"),
 		ErrorLog:        errLog,

@@ -73,6 +73,8 @@ func coreFlags() []cli.Flag {
 			Usage: "seconds a worker may go silent before it is killed; for the goroutine worker this catches a wedged process, not a slow request; 0 turns the check off"}),
 		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "graceful-timeout", Value: 30, Category: catWorkers, EnvVars: env("graceful-timeout"),
 			Usage: "seconds a stopping worker gets to finish its requests before it is killed"}),
+		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "abort-grace", Value: 2, Category: catWorkers, EnvVars: env("abort-grace"),
+			Usage: "seconds a timed-out worker gets after SIGABRT to log what it was stuck in, before SIGKILL"}),
 		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "boot-timeout", Value: 30, Category: catWorkers, EnvVars: env("boot-timeout"),
 			Usage: "seconds a new worker gets to become ready; a reload whose workers miss it keeps the old ones"}),
 		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "keep-alive", Value: 5, Category: catWorkers, EnvVars: env("keep-alive"),

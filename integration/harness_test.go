@@ -459,3 +459,17 @@ func closeLoad(ctx context.Context, addr string, conns, total int, path string) 
 	wg.Wait()
 	return r
 }
+
+func writeScript(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func renameOver(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.Rename(from, to); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -8,10 +8,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/corral-server/corral/internal/heartbeat"
 )
 
 // Process is what the runtime gives a worker type: the listeners, the
@@ -33,6 +36,41 @@ type Process struct {
 	maxRequests int64 // 0: no limit
 	requests    atomic.Int64
 	draining    atomic.Bool
+	heartbeat   *heartbeat.Slot
+
+	inFlightMu sync.Mutex
+	inFlight   map[*http.Request]time.Time // for the abort log
+}
+
+// Beat tells the arbiter this worker is alive. A worker silent for longer
+// than --timeout is aborted.
+func (p *Process) Beat() {
+	if p.heartbeat != nil {
+		p.heartbeat.Beat()
+	}
+}
+
+// logInFlight logs the requests being served, oldest first: what a worker
+// that timed out was stuck in.
+func (p *Process) logInFlight() {
+	p.inFlightMu.Lock()
+	defer p.inFlightMu.Unlock()
+	if len(p.inFlight) == 0 {
+		p.Log.Error(fmt.Sprintf("Worker (pid:%d) aborted by the arbiter with no request in flight", p.Pid))
+		return
+	}
+	type req struct {
+		line  string
+		since time.Time
+	}
+	var rs []req
+	for r, t := range p.inFlight {
+		rs = append(rs, req{r.Method + " " + r.RequestURI, t})
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].since.Before(rs[j].since) })
+	for _, r := range rs {
+		p.Log.Error(fmt.Sprintf("Worker (pid:%d) aborted in request %s (running for %s)", p.Pid, r.line, time.Since(r.since).Round(time.Millisecond)))
+	}
 }
 
 // Ready tells the arbiter that the worker accepts connections. Only the
@@ -83,7 +121,13 @@ func chooseMaxRequests(n, jitter int) int64 {
 func (p *Process) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w, p: p}
+	p.inFlightMu.Lock()
+	p.inFlight[r] = start
+	p.inFlightMu.Unlock()
 	defer func() {
+		p.inFlightMu.Lock()
+		delete(p.inFlight, r)
+		p.inFlightMu.Unlock()
 		if !rec.wroteHeader && recover() == nil {
 			rec.WriteHeader(http.StatusOK)
 		}

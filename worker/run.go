@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/corral-server/corral/internal/heartbeat"
 	"github.com/corral-server/corral/internal/logging"
 	"github.com/corral-server/corral/socket"
 )
@@ -28,7 +30,8 @@ func Run(apps AppFunc, hooks Hooks) int {
 		return ExitBootError
 	}
 	os.Unsetenv(EnvConfig)
-	p := &Process{Config: cfg, Pid: os.Getpid(), status: os.NewFile(uintptr(cfg.StatusFD), "status")}
+	p := &Process{Config: cfg, Pid: os.Getpid(), status: os.NewFile(uintptr(cfg.StatusFD), "status"),
+		inFlight: map[*http.Request]time.Time{}}
 	p.Log = logging.New(os.Stderr, slog.LevelInfo)
 	code, err := run(p, apps, hooks)
 	if err != nil {
@@ -63,11 +66,16 @@ func run(p *Process, apps AppFunc, hooks Hooks) (int, error) {
 		return ExitBootError, err
 	}
 	p.maxRequests = chooseMaxRequests(cfg.MaxRequests, cfg.MaxRequestsJitter)
+	if cfg.HeartbeatFD > 0 {
+		if p.heartbeat, err = heartbeat.Open(cfg.HeartbeatFD); err != nil {
+			return ExitBootError, err
+		}
+	}
 
 	// Signals are caught before serving starts, so a stop that comes
 	// while the worker boots still drains whatever it accepted.
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1,
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGABRT,
 		syscall.SIGHUP, syscall.SIGWINCH, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 
@@ -75,6 +83,15 @@ func run(p *Process, apps AppFunc, hooks Hooks) (int, error) {
 		hooks.PostWorkerInit(p)
 	}
 	w := class()
+	// Beat on a ticker unless the type beats itself: then --timeout
+	// catches a wedged process, not a slow request.
+	var beat <-chan time.Time
+	if sb, ok := w.(SelfBeating); (!ok || !sb.BeatsItself()) && cfg.Timeout > 0 {
+		t := time.NewTicker(max(cfg.Timeout/4, 50*time.Millisecond))
+		defer t.Stop()
+		beat = t.C
+	}
+	p.Beat()
 	done := make(chan error, 1)
 	go func() { done <- w.Serve(p) }()
 
@@ -100,6 +117,11 @@ func run(p *Process, apps AppFunc, hooks Hooks) (int, error) {
 					w.Stop(true)
 					grace = time.After(cfg.GracefulTimeout)
 				}
+			case syscall.SIGABRT:
+				// The arbiter's timeout: say what we were stuck in.
+				p.Log.Error(fmt.Sprintf("Worker (pid:%d) timed out: no heartbeat for %s", p.Pid, cfg.Timeout))
+				p.logInFlight()
+				return 1, nil
 			case syscall.SIGINT, syscall.SIGQUIT:
 				p.draining.Store(true)
 				w.Stop(false)
@@ -121,6 +143,8 @@ func run(p *Process, apps AppFunc, hooks Hooks) (int, error) {
 			hardStop = time.After(time.Second)
 		case <-hardStop:
 			return 1, nil
+		case <-beat:
+			p.Beat()
 		case <-parent.C:
 			// PR_SET_PDEATHSIG kills us with the arbiter; this catches
 			// what it cannot, such as an arbiter that exec'd itself.

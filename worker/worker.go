@@ -34,14 +34,15 @@ const (
 
 // Config is everything a worker process needs to know, set by the arbiter.
 type Config struct {
-	Class      string             `json:"class"`       // worker type, as given to -k
-	App        string             `json:"app"`         // the positional app name
-	Name       string             `json:"name"`        // --name, for process titles
-	Listeners  []socket.Inherited `json:"listeners"`   // inherited at fds 3, 4, ...
-	StatusFD   int                `json:"status_fd"`   // the write end of the status pipe
-	ArbiterPid int                `json:"arbiter_pid"` // exit when the parent is not this
-	Age        int                `json:"age"`         // spawn sequence number, as Gunicorn's worker age
-	Generation int                `json:"generation"`  // bumped by every reload
+	Class       string             `json:"class"`        // worker type, as given to -k
+	App         string             `json:"app"`          // the positional app name
+	Name        string             `json:"name"`         // --name, for process titles
+	Listeners   []socket.Inherited `json:"listeners"`    // inherited at fds 3, 4, ...
+	StatusFD    int                `json:"status_fd"`    // the write end of the status pipe
+	HeartbeatFD int                `json:"heartbeat_fd"` // the heartbeat memfd; 0 for none
+	ArbiterPid  int                `json:"arbiter_pid"`  // exit when the parent is not this
+	Age         int                `json:"age"`          // spawn sequence number, as Gunicorn's worker age
+	Generation  int                `json:"generation"`   // bumped by every reload
 
 	Timeout           time.Duration `json:"timeout"`
 	GracefulTimeout   time.Duration `json:"graceful_timeout"`
@@ -85,6 +86,12 @@ type Worker interface {
 	// idle for DrainIdle. A quick stop closes everything at once.
 	Stop(graceful bool)
 }
+
+// SelfBeating is implemented by worker types that beat the heartbeat
+// themselves (Process.Beat), such as one that beats only between
+// requests so that --timeout limits each request. For other types the
+// runtime beats on a ticker, so --timeout catches a wedged process.
+type SelfBeating interface{ BeatsItself() bool }
 
 // Class makes a new Worker of one type.
 type Class func() Worker
