@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -55,6 +56,19 @@ type Hooks struct {
 	OnExit          func(a *Arbiter)                 // just before Run returns
 }
 
+// A Watcher reports changed files, for --reload. Its own goroutines may
+// only call wake; the loop calls everything else.
+type Watcher interface {
+	// Start begins watching; wake, safe from any goroutine, makes the
+	// loop call Changes soon.
+	Start(wake func()) error
+	// Changes returns the files changed since the last call once they
+	// have settled (debounced), or nil; and when to ask again, zero for
+	// "when woken".
+	Changes() (files []string, next time.Time)
+	Close() error
+}
+
 // BootError is what Run returns when, at start-up, no worker could boot.
 type BootError struct {
 	Pid    int
@@ -93,6 +107,8 @@ type Arbiter struct {
 	// Reload re-reads the configuration on HUP. When nil, HUP restarts
 	// the workers with the configuration they have.
 	Reload func() (*Config, error)
+	// Watcher, when set, triggers a reload when files change (--reload).
+	Watcher Watcher
 
 	cfg        *Config
 	stableCfg  *Config // the last configuration whose workers all became ready
@@ -112,6 +128,8 @@ type Arbiter struct {
 	reloadAt     time.Time
 	bootFailures int
 	nextSpawn    time.Time
+	nextWatch    time.Time
+	reloadReason string // what the log blames if the reload fails
 	lastRecycle  time.Time
 
 	stopping bool
@@ -190,11 +208,18 @@ func (a *Arbiter) Run() (err error) {
 		a.log.Info(fmt.Sprintf("Listening at: %s (%d)", l.URL(), a.pid))
 	}
 	a.log.Info("Using worker: " + a.cfg.Worker.Class)
+	if a.Watcher != nil {
+		if err := a.Watcher.Start(a.pipe.Wake); err != nil {
+			return err
+		}
+		defer a.Watcher.Close()
+	}
 	a.manageWorkers()
 	for len(a.workers) > 0 || !a.stopping {
 		a.sleep()
 		a.pipe.Read(a.queue)
 		a.handleSignals()
+		a.checkWatcher()
 		a.reapWorkers()
 		a.murderWorkers()
 		a.manageWorkers()
@@ -226,8 +251,10 @@ func (a *Arbiter) bind() error {
 // (the tick that drives timeouts), less when a spawn is due sooner.
 func (a *Arbiter) sleep() {
 	wait := time.Second
-	if d := time.Until(a.nextSpawn); d > 0 && d < wait {
-		wait = d
+	for _, t := range []time.Time{a.nextSpawn, a.nextWatch} {
+		if d := time.Until(t); d > 0 && d < wait {
+			wait = d
+		}
 	}
 	fds := []unix.PollFd{{Fd: int32(a.pipe.Fd()), Events: unix.POLLIN}}
 	var polled []*Worker
@@ -264,7 +291,7 @@ func (a *Arbiter) handleSignals() {
 		a.log.Info("Handling signal: " + signals.Name(s))
 		switch s {
 		case syscall.SIGHUP:
-			a.reload()
+			a.reload("HUP")
 		case syscall.SIGTTIN:
 			a.setTarget(a.target + 1)
 		case syscall.SIGTTOU:
@@ -310,10 +337,29 @@ func (a *Arbiter) reopenLogs() {
 	}
 }
 
+// checkWatcher reloads when watched files changed and have settled.
+func (a *Arbiter) checkWatcher() {
+	if a.Watcher == nil || a.stopping {
+		return
+	}
+	files, next := a.Watcher.Changes()
+	a.nextWatch = next
+	if len(files) == 0 {
+		return
+	}
+	why := strings.Join(files[:min(len(files), 3)], ", ")
+	if len(files) > 3 {
+		why += fmt.Sprintf(" and %d more", len(files)-3)
+	}
+	a.log.Info(fmt.Sprintf("Changed: %s; reloading", why))
+	a.reload("change of " + why)
+}
+
 // reload starts a new generation of workers with the configuration read
 // anew. Old workers stop only as new ones become ready (manageWorkers), so
-// a generation that cannot boot never replaces one that serves.
-func (a *Arbiter) reload() {
+// a generation that cannot boot never replaces one that serves. reason
+// (the signal, or the files that changed) goes into the log.
+func (a *Arbiter) reload(reason string) {
 	if a.stopping {
 		return
 	}
@@ -339,6 +385,7 @@ func (a *Arbiter) reload() {
 	}
 	a.generation++
 	a.reloadAt = time.Now()
+	a.reloadReason = reason
 	if a.Hooks.OnReload != nil {
 		a.Hooks.OnReload(a)
 	}

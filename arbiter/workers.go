@@ -209,7 +209,8 @@ func (a *Arbiter) olderGenerationServes() bool {
 // that did become ready) carry on as the current generation, under the
 // last configuration that booted.
 func (a *Arbiter) abortReload(failed *Worker, why string) {
-	a.log.Error(fmt.Sprintf("Reload failed: new worker (pid:%d) could not boot: %s; the old workers keep serving", failed.Pid, why))
+	a.log.Error(fmt.Sprintf("Reload failed (after %s): new worker (pid:%d) could not boot: %s; the old workers keep serving",
+		a.reloadReason, failed.Pid, why))
 	a.generation++
 	for _, w := range a.workers {
 		if w.stopping {

@@ -141,7 +141,7 @@ func TestHUPWithBrokenWorkersKeepsOldOnes(t *testing.T) {
 	os.WriteFile(broken, []byte("#!/bin/sh\necho 'cannot start: missing library' >&2\nexit 1\n"), 0o755)
 	os.Rename(broken, bin)
 	s.signal(syscall.SIGHUP)
-	s.waitLog(`Reload failed: new worker \(pid:\d+\) could not boot: .*exited with code 1.*the old workers keep serving`, 10*time.Second)
+	s.waitLog(`Reload failed \(after HUP\): new worker \(pid:\d+\) could not boot: .*exited with code 1.*the old workers keep serving`, 10*time.Second)
 	for range 20 {
 		mustGet(t, s.Addr, "/")
 	}
