@@ -34,6 +34,7 @@ type Config struct {
 	Socket          socket.Options // backlog, SO_REUSEPORT, umask
 	Executable      string         // the worker binary, by path, so a rebuilt one is picked up
 	Args            []string       // the worker's argv, argv[0] included
+	Command         []string       // exec mode (corral -- COMMAND ARGS): what each worker runs; nil otherwise
 	Env             []string       // KEY=VALUE pairs added to the workers' environment
 	Worker          worker.Config  // the template each worker's Config is made from
 	BootTimeout     time.Duration  // from spawn to ready, else the worker is killed
