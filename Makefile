@@ -7,7 +7,7 @@ APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 # Debian packages the tests need, as "command:package".
 TEST_TOOLS := systemd-socket-activate:systemd
 
-.PHONY: build run test deps lint vet unit integration bench clean
+.PHONY: build run test deps lint vet unit fuzz integration bench clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/corral
@@ -15,7 +15,7 @@ build:
 run: build
 	$(BIN) -w 2 -b 127.0.0.1:8000 demo
 
-test: deps lint unit integration
+test: deps lint unit fuzz integration
 
 # deps installs the test tools that are missing, and the Go modules.
 deps:
@@ -32,6 +32,11 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
+
+# fuzz runs the HTTP/1.1 parser's fuzz target for a bounded time; its
+# seed corpus is in worker/http1/testdata/fuzz.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./worker/http1/
 
 integration: build
 	$(GO) test -race -count=1 -timeout 8m ./integration/

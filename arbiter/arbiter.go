@@ -41,6 +41,7 @@ type Config struct {
 	GracefulTimeout time.Duration  // for a worker to finish after TERM, else SIGKILL
 	AbortGrace      time.Duration  // after a timeout's SIGABRT, before SIGKILL
 	PidFile         string         // written at start, removed at exit; "" for none
+	UpgradeBinary   string         // the binary USR2 starts; "" for Executable
 	Name            string         // --name, for the logs
 	ErrorLog        *logging.File  // reopened on USR1
 	Log             *slog.Logger
@@ -133,6 +134,10 @@ type Arbiter struct {
 	reloadReason string // what the log blames if the reload fails
 	lastRecycle  time.Time
 
+	upgrade    *upgradeChild  // a new arbiter started by USR2
+	parent     *upgradeParent // the arbiter this one takes over from
+	handedOver bool           // this arbiter exits for a new one
+
 	stopping bool
 	quick    bool
 	stopAt   time.Time
@@ -216,11 +221,13 @@ func (a *Arbiter) Run() (err error) {
 		defer a.Watcher.Close()
 	}
 	a.manageWorkers()
-	for len(a.workers) > 0 || !a.stopping {
+	for len(a.workers) > 0 || !a.stopping || (a.upgrade != nil && !a.upgrade.ready) {
 		a.sleep()
 		a.pipe.Read(a.queue)
 		a.handleSignals()
 		a.checkWatcher()
+		a.checkUpgrade()
+		a.checkParent()
 		a.reapWorkers()
 		a.murderWorkers()
 		a.manageWorkers()
@@ -228,15 +235,25 @@ func (a *Arbiter) Run() (err error) {
 	if a.Hooks.OnExit != nil {
 		a.Hooks.OnExit(a)
 	}
-	if a.exitErr == nil {
+	if a.exitErr == nil && a.handedOver {
+		a.log.Info(fmt.Sprintf("Handed over: Master (pid: %d) exits", a.pid))
+	} else if a.exitErr == nil {
 		a.log.Info(fmt.Sprintf("Shutting down: Master (pid: %d)", a.pid))
 	}
 	return a.exitErr
 }
 
 func (a *Arbiter) bind() error {
-	ls, err := socket.Systemd()
+	ls, err := a.inheritUpgrade()
 	if err != nil {
+		return err
+	}
+	if ls != nil {
+		a.log.Info(fmt.Sprintf("Taking over %d socket(s) from pid %d", len(ls), a.parent.pid))
+		a.listeners = ls
+		return nil
+	}
+	if ls, err = socket.Systemd(); err != nil {
 		return err
 	}
 	if ls != nil {
@@ -258,6 +275,13 @@ func (a *Arbiter) sleep() {
 		}
 	}
 	fds := []unix.PollFd{{Fd: int32(a.pipe.Fd()), Events: unix.POLLIN}}
+	if a.upgrade != nil && !a.upgrade.ready {
+		fds = append(fds, unix.PollFd{Fd: int32(a.upgrade.conn), Events: unix.POLLIN})
+	}
+	if a.parent != nil {
+		fds = append(fds, unix.PollFd{Fd: int32(a.parent.conn), Events: unix.POLLIN})
+	}
+	first := len(fds)
 	var polled []*Worker
 	for _, w := range a.workers {
 		if w.statusFd >= 0 {
@@ -270,7 +294,7 @@ func (a *Arbiter) sleep() {
 		return // EINTR (the Go runtime preempts with signals) or the tick
 	}
 	for i, w := range polled {
-		if fds[i+1].Revents != 0 {
+		if fds[first+i].Revents != 0 {
 			a.readStatus(w)
 		}
 	}
@@ -302,7 +326,7 @@ func (a *Arbiter) handleSignals() {
 		case syscall.SIGUSR1:
 			a.reopenLogs()
 		case syscall.SIGUSR2:
-			a.log.Warn("USR2: binary upgrade is not available in this version; use HUP to reload the workers")
+			a.startUpgrade()
 		case syscall.SIGWINCH:
 			a.log.Info("Graceful stop of workers")
 			a.setTarget(0)
@@ -403,11 +427,18 @@ func (a *Arbiter) stop(quick bool) {
 	if !a.stopping {
 		a.stopAt = time.Now().Add(a.cfg.GracefulTimeout)
 	}
+	if a.upgrade != nil && !a.upgrade.ready && a.upgrade.killAt.IsZero() {
+		a.log.Info(fmt.Sprintf("Stopping the upgrade to pid %d too", a.upgrade.pid))
+		a.abandonUpgrade()
+	}
 	a.stopping, a.quick = true, quick
 	sig := syscall.SIGTERM
+	// Another arbiter shares the listeners while an upgrade hands over:
+	// their intake is not this one's to stop.
+	shared := a.parent != nil || a.upgrade != nil || a.handedOver
 	if quick {
 		sig = syscall.SIGQUIT
-	} else {
+	} else if !shared {
 		for _, l := range a.listeners {
 			if err := l.StopIntake(); err != nil {
 				a.log.Warn(err.Error())
@@ -445,28 +476,30 @@ func (a *Arbiter) writePidFile() error {
 	if a.cfg.PidFile == "" {
 		return nil
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(a.cfg.PidFile), ".corral-pid-*")
+	tmp, err := os.CreateTemp(filepath.Dir(a.pidFilePath()), ".corral-pid-*")
 	if err != nil {
 		return fmt.Errorf("write pid file: %w", err)
 	}
 	fmt.Fprintf(tmp, "%d\n", a.pid)
 	tmp.Chmod(0o644)
 	tmp.Close()
-	if err := os.Rename(tmp.Name(), a.cfg.PidFile); err != nil {
+	if err := os.Rename(tmp.Name(), a.pidFilePath()); err != nil {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("write pid file: %w", err)
 	}
 	return nil
 }
 
-// removePidFile removes the pid file only if it still names this process.
+// removePidFile removes the pid file only if it still names this process,
+// and not when a new arbiter takes over: it moves its own over this one.
 func (a *Arbiter) removePidFile() {
-	if a.cfg.PidFile == "" {
+	if a.cfg.PidFile == "" || a.handedOver {
 		return
 	}
-	b, err := os.ReadFile(a.cfg.PidFile)
+	path := a.pidFilePath()
+	b, err := os.ReadFile(path)
 	if err == nil && string(b) == strconv.Itoa(a.pid)+"\n" {
-		os.Remove(a.cfg.PidFile)
+		os.Remove(path)
 	}
 }
 

@@ -124,6 +124,10 @@ func (a *Arbiter) reapWorkers() {
 		if pid <= 0 || err != nil {
 			return
 		}
+		if a.upgrade != nil && pid == a.upgrade.pid {
+			a.upgradeExited(syscall.WaitStatus(ws))
+			continue
+		}
 		w, ok := a.workers[pid]
 		if !ok {
 			continue
@@ -341,6 +345,7 @@ func (a *Arbiter) generationReady() {
 	if !a.calledReady {
 		a.calledReady = true
 		a.log.Info(fmt.Sprintf("Ready: %d workers serving", a.target))
+		a.tellParentReady()
 		if a.Hooks.WhenReady != nil {
 			a.Hooks.WhenReady(a)
 		}

@@ -293,6 +293,7 @@ func (p *Program) settings(c *cli.Context, files []cli.Flag) (*settings, error) 
 		GracefulTimeout: graceful,
 		AbortGrace:      abortGrace,
 		PidFile:         c.String("pid"),
+		UpgradeBinary:   c.String("upgrade-binary"),
 		Name:            c.String("name"),
 		ErrorLog:        errLog,
 		Log:             logging.New(logOut, level),

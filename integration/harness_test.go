@@ -59,36 +59,19 @@ type server struct {
 	cmd  *exec.Cmd
 	Pid  int
 	Addr string // host:port of the first TCP listener, or the unix path
-	log  *logBuffer
+	log  *logFile
 	done chan struct{}
 	err  error // Wait's result, once done is closed
 }
 
-// logBuffer collects the arbiter's and workers' output for assertions.
-type logBuffer struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	cond *sync.Cond
-}
+// logFile is where a server's stdout and stderr go. A file, not a pipe:
+// an arbiter started by USR2 inherits it and outlives the one the test
+// started, and exec.Cmd.Wait would wait for a pipe's last writer.
+type logFile struct{ path string }
 
-func newLogBuffer() *logBuffer {
-	l := &logBuffer{}
-	l.cond = sync.NewCond(&l.mu)
-	return l
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.Write(p)
-	l.cond.Broadcast()
-	return len(p), nil
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
+func (l *logFile) String() string {
+	b, _ := os.ReadFile(l.path)
+	return string(b)
 }
 
 // start runs a binary with args, stdout and stderr captured, and waits
@@ -103,9 +86,14 @@ func start(t *testing.T, bin string, args []string, opts ...func(*exec.Cmd)) *se
 
 func startNoWait(t *testing.T, bin string, args []string, opts ...func(*exec.Cmd)) *server {
 	t.Helper()
-	s := &server{t: t, log: newLogBuffer(), done: make(chan struct{})}
+	f, err := os.CreateTemp(t.TempDir(), "server-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s := &server{t: t, log: &logFile{f.Name()}, done: make(chan struct{})}
 	s.cmd = exec.Command(bin, args...)
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	s.cmd.Stdout, s.cmd.Stderr = f, f
 	s.cmd.Env = os.Environ()
 	for _, o := range opts {
 		o(s.cmd)
@@ -122,12 +110,30 @@ func startNoWait(t *testing.T, bin string, args []string, opts ...func(*exec.Cmd
 	return s
 }
 
+// adopt returns a handle on an arbiter the test did not start itself: one
+// started by USR2, which shares the log of the one it took over from.
+func adopt(t *testing.T, pid int, log *logFile) *server {
+	s := &server{t: t, Pid: pid, log: log, done: make(chan struct{})}
+	go func() {
+		for syscall.Kill(pid, 0) == nil && !isZombie(pid) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		close(s.done)
+	}()
+	t.Cleanup(s.cleanup)
+	return s
+}
+
 // cleanup ends the arbiter and every worker it logged, by pid.
 func (s *server) cleanup() {
 	select {
 	case <-s.done:
 	default:
-		s.cmd.Process.Signal(syscall.SIGKILL)
+		if s.cmd != nil {
+			s.cmd.Process.Signal(syscall.SIGKILL)
+		} else if isOurs(s.Pid) {
+			syscall.Kill(s.Pid, syscall.SIGKILL)
+		}
 		<-s.done
 	}
 	for _, pid := range s.loggedWorkers() {
@@ -193,7 +199,7 @@ func (s *server) waitLogN(re string, n int, timeout time.Duration) [][]string {
 
 func (s *server) signal(sig syscall.Signal) {
 	s.t.Helper()
-	if err := s.cmd.Process.Signal(sig); err != nil {
+	if err := syscall.Kill(s.Pid, sig); err != nil {
 		s.t.Fatalf("signal %v: %v", sig, err)
 	}
 }

@@ -1,0 +1,235 @@
+package arbiter
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/corral-server/corral/socket"
+	"golang.org/x/sys/unix"
+)
+
+// envUpgrade tells an arbiter started by USR2 that it takes over from its
+// parent: which inherited fds are the listeners, and which fd is the
+// handover socket.
+const envUpgrade = "CORRAL_UPGRADE"
+
+type upgradeEnv struct {
+	Parent    int                `json:"parent"`
+	Conn      int                `json:"conn"`
+	Listeners []socket.Inherited `json:"listeners"`
+}
+
+// The handover follows cloudflare/tableflip: the new arbiter inherits the
+// listeners and one end of a socketpair. It writes "ready" once its first
+// generation of workers serves; the old arbiter then drains its own workers
+// and exits, which the new one sees as end of file on the socketpair.
+
+// upgradeChild is the old arbiter's view of an upgrade under way.
+type upgradeChild struct {
+	pid     int
+	conn    int
+	started time.Time
+	ready   bool
+	killAt  time.Time
+}
+
+// upgradeParent is the new arbiter's view of the one it takes over from.
+type upgradeParent struct {
+	pid  int
+	conn int
+}
+
+// startUpgrade starts a new arbiter from the binary on disk (USR2).
+func (a *Arbiter) startUpgrade() {
+	switch {
+	case a.stopping:
+		return
+	case a.upgrade != nil:
+		a.log.Warn(fmt.Sprintf("USR2 refused: an upgrade to pid %d is under way", a.upgrade.pid))
+		return
+	case a.parent != nil:
+		a.log.Warn(fmt.Sprintf("USR2 refused: still taking over from pid %d", a.parent.pid))
+		return
+	}
+	bin := a.cfg.UpgradeBinary
+	if bin == "" {
+		bin = a.cfg.Executable
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		a.log.Error(fmt.Sprintf("Upgrade failed: socketpair: %v", err))
+		return
+	}
+	unix.SetNonblock(fds[0], true)
+	ue := upgradeEnv{Parent: a.pid, Conn: socket.FirstFD + len(a.listeners), Listeners: socket.Describe(a.listeners)}
+	b, _ := json.Marshal(ue)
+	env := append(os.Environ(), envUpgrade+"="+string(b))
+	files := append([]uintptr{0, 1, 2}, socket.FDs(a.listeners)...)
+	files = append(files, uintptr(fds[1]))
+	// No PR_SET_PDEATHSIG: the new arbiter outlives this one.
+	pid, err := syscall.ForkExec(bin, a.cfg.Args, &syscall.ProcAttr{Env: env, Files: files})
+	unix.Close(fds[1])
+	if err != nil {
+		unix.Close(fds[0])
+		a.log.Error(fmt.Sprintf("Upgrade failed: exec %s: %v; still serving", bin, err))
+		return
+	}
+	a.upgrade = &upgradeChild{pid: pid, conn: fds[0], started: time.Now()}
+	a.log.Info(fmt.Sprintf("Upgrading: started new arbiter %s (pid: %d)", bin, pid))
+}
+
+// checkUpgrade reads the new arbiter's word and gives up on it past
+// --boot-timeout.
+func (a *Arbiter) checkUpgrade() {
+	u := a.upgrade
+	if u == nil || u.ready {
+		return
+	}
+	var buf [64]byte
+	n, _ := unix.Read(u.conn, buf[:])
+	if n > 0 && strings.Contains(string(buf[:n]), "ready") {
+		u.ready = true
+		a.log.Info(fmt.Sprintf("Upgrade: new arbiter (pid: %d) serves; stopping this one's workers", u.pid))
+		a.handOver()
+		return
+	}
+	if !u.killAt.IsZero() {
+		if time.Now().After(u.killAt) {
+			unix.Kill(u.pid, syscall.SIGKILL)
+			u.killAt = time.Now().Add(time.Hour)
+		}
+		return
+	}
+	if a.cfg.BootTimeout > 0 && time.Since(u.started) > a.cfg.BootTimeout {
+		a.log.Error(fmt.Sprintf("Upgrade failed: new arbiter (pid: %d) not ready within the boot timeout (%s); stopping it, still serving",
+			u.pid, a.cfg.BootTimeout))
+		a.abandonUpgrade()
+	}
+}
+
+// abandonUpgrade stops the new arbiter. TERM, not KILL: it drains what
+// its workers accepted, and, still taking over, it leaves the shared
+// listeners' intake alone.
+func (a *Arbiter) abandonUpgrade() {
+	u := a.upgrade
+	unix.Kill(u.pid, syscall.SIGTERM)
+	u.killAt = time.Now().Add(a.cfg.GracefulTimeout + time.Second)
+}
+
+// upgradeExited handles the exit of the new arbiter, which the reaper found.
+func (a *Arbiter) upgradeExited(ws syscall.WaitStatus) {
+	u := a.upgrade
+	unix.Close(u.conn)
+	a.upgrade = nil
+	if u.ready {
+		return // it serves; this arbiter is on its way out
+	}
+	a.log.Error(fmt.Sprintf("Upgrade failed: new arbiter (pid: %d) %s before it was ready; still serving", u.pid, exitReason(ws)))
+}
+
+// handOver stops this arbiter's workers gracefully and exits, leaving the
+// listeners, their socket files and the pid file to the new arbiter.
+func (a *Arbiter) handOver() {
+	a.handedOver = true
+	for _, l := range a.listeners {
+		l.Disown()
+	}
+	a.stopping = true
+	a.stopAt = time.Now().Add(a.cfg.GracefulTimeout)
+	for _, w := range a.workers {
+		a.signalWorker(w, syscall.SIGTERM)
+	}
+}
+
+// inheritUpgrade takes the listeners from the arbiter that started this
+// one with USR2, if it did.
+func (a *Arbiter) inheritUpgrade() ([]*socket.Listener, error) {
+	v := os.Getenv(envUpgrade)
+	if v == "" {
+		return nil, nil
+	}
+	os.Unsetenv(envUpgrade)
+	var ue upgradeEnv
+	if err := json.Unmarshal([]byte(v), &ue); err != nil {
+		return nil, fmt.Errorf("%s: %w", envUpgrade, err)
+	}
+	var ls []*socket.Listener
+	for _, in := range ue.Listeners {
+		l, err := socket.Adopt(in.FD, in.Bind)
+		if err != nil {
+			socket.CloseAll(ls)
+			return nil, err
+		}
+		l.Own()
+		ls = append(ls, l)
+	}
+	unix.CloseOnExec(ue.Conn)
+	unix.SetNonblock(ue.Conn, true)
+	a.parent = &upgradeParent{pid: ue.Parent, conn: ue.Conn}
+	return ls, nil
+}
+
+// tellParentReady runs when this arbiter's first generation serves.
+func (a *Arbiter) tellParentReady() {
+	if a.parent == nil {
+		return
+	}
+	if _, err := unix.Write(a.parent.conn, []byte("ready\n")); err != nil {
+		a.log.Error(fmt.Sprintf("Upgrade: cannot tell pid %d we are ready: %v", a.parent.pid, err))
+	}
+}
+
+// checkParent completes the takeover once the old arbiter has exited: its
+// end of the socketpair closes with it.
+func (a *Arbiter) checkParent() {
+	p := a.parent
+	if p == nil {
+		return
+	}
+	var buf [16]byte
+	n, err := unix.Read(p.conn, buf[:])
+	if n != 0 || err == unix.EAGAIN || err == unix.EINTR {
+		return
+	}
+	unix.Close(p.conn)
+	if a.cfg.PidFile != "" {
+		if err := os.Rename(a.pidFilePath(), a.cfg.PidFile); err != nil {
+			a.log.Error(fmt.Sprintf("Upgrade: move pid file: %v", err))
+		}
+	}
+	a.parent = nil
+	a.log.Info(fmt.Sprintf("Upgrade complete: pid %d took over from pid %d", a.pid, p.pid))
+	notifySystemd("MAINPID=" + strconv.Itoa(a.pid))
+}
+
+// pidFilePath is where this arbiter writes its pid: PIDFILE.2 while it
+// takes over from another, as Gunicorn does.
+func (a *Arbiter) pidFilePath() string {
+	if a.parent != nil {
+		return a.cfg.PidFile + ".2"
+	}
+	return a.cfg.PidFile
+}
+
+// notifySystemd sends one sd_notify message when systemd asked for them.
+func notifySystemd(msg string) {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return
+	}
+	if path[0] == '@' {
+		path = "\x00" + path[1:]
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	c.Write([]byte(msg))
+}

@@ -1,0 +1,80 @@
+package http1
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// browserGET is what a desktop browser sends for a page: 8 fields.
+const browserGET = "GET /articles/2024/parsing-http.html?ref=home HTTP/1.1\r\n" +
+	"Host: www.example.com\r\n" +
+	"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n" +
+	"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n" +
+	"Accept-Language: en-US,en;q=0.5\r\n" +
+	"Accept-Encoding: gzip, deflate, br, zstd\r\n" +
+	"Connection: keep-alive\r\n" +
+	"Cookie: session=7f3a9c2e1b4d5f6a; theme=dark; _ga=GA1.2.123456789.1700000000\r\n" +
+	"Upgrade-Insecure-Requests: 1\r\n" +
+	"\r\n"
+
+// pipeline returns n browser GETs for distinct targets, as a browser
+// pipelining the assets of a page would send them.
+func pipeline(n int) []byte {
+	var b strings.Builder
+	for i := range n {
+		b.WriteString(strings.Replace(browserGET, "parsing-http.html", "asset-"+strconv.Itoa(i)+".css", 1))
+	}
+	return []byte(b.String())
+}
+
+func BenchmarkParse(b *testing.B) {
+	b.Run("browserGET", func(b *testing.B) {
+		wire := []byte(browserGET)
+		p := &Parser{}
+		b.SetBytes(int64(len(wire)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if n, r, err := p.Parse(wire); r == nil || err != nil || n != len(wire) {
+				b.Fatal(n, r, err)
+			}
+		}
+	})
+	b.Run("pipeline16", func(b *testing.B) {
+		wire := pipeline(16)
+		p := &Parser{}
+		b.SetBytes(int64(len(wire)))
+		b.ReportAllocs()
+		for b.Loop() {
+			buf := wire
+			for range 16 {
+				n, r, err := p.Parse(buf)
+				if r == nil || err != nil {
+					b.Fatal(r, err)
+				}
+				buf = buf[n:]
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*16), "ns/req")
+	})
+	b.Run("bytewise", func(b *testing.B) {
+		// The slow-loris path: one byte per read must stay linear.
+		wire := []byte(browserGET)
+		p := &Parser{}
+		b.SetBytes(int64(len(wire)))
+		b.ReportAllocs()
+		for b.Loop() {
+			start := 0
+			for end := 1; end <= len(wire); end++ {
+				n, r, err := p.Parse(wire[start:end])
+				if err != nil {
+					b.Fatal(err)
+				}
+				start += n
+				if r != nil {
+					break
+				}
+			}
+		}
+	})
+}

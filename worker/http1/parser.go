@@ -1,0 +1,912 @@
+package http1
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"unsafe"
+)
+
+type state uint8
+
+const (
+	stStart       state = iota // at a request boundary
+	stProxy                    // looking for a PROXY preamble
+	stRequestLine              // before the request-line
+	stHeaders                  // in the header section
+	stBody                     // in a Content-Length body
+	stChunkSize                // before a chunk-size line
+	stChunkData                // in chunk data
+	stChunkEnd                 // before the CRLF that ends chunk data
+	stTrailers                 // in the trailer section
+	stClosed                   // after a request that closes the connection
+)
+
+// field locates one header or trailer field in scratch.buf: the name is
+// buf[off:off+nameLen] and the value follows it up to end. Offsets, not
+// slices, because buf may be reallocated while the section is parsed.
+type field struct {
+	off, nameLen, end int
+}
+
+// scratch is the memory a request is parsed into. It is pooled, so that a
+// connection between requests need not hold any (see Parser.Release).
+type scratch struct {
+	req      Request
+	buf      []byte // names and values of header and trailer fields
+	fields   []field
+	headers  []Header
+	trailers []Header
+	body     []byte
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// keepScratch bounds the buffers kept for reuse: one large upload must not
+// pin its size for the rest of a keep-alive connection or in the pool.
+const keepScratch = 64 << 10
+
+// Parser parses the requests of one connection. The zero value is ready to
+// use with DefaultConfig settings; set Config and TrustedPeer before the
+// first call to Parse. A Parser is not safe for concurrent use.
+//
+// Parse is fed the connection's bytes as they arrive:
+//
+//	var pending []byte
+//	for {
+//		pending = append(pending, readSome()...)
+//		for {
+//			n, req, err := p.Parse(pending)
+//			pending = pending[n:]
+//			if err != nil {
+//				// answer Status(err) if non-zero, then close
+//			}
+//			if req == nil {
+//				break // need more bytes; see NeedContinue
+//			}
+//			// serve req; close after the response if req.Close
+//		}
+//	}
+//
+// and EOF is called when the peer closes its side.
+type Parser struct {
+	// Config holds the settings; nil means the defaults. It is read at the
+	// start of each request.
+	Config *Config
+
+	// TrustedPeer says that the peer is a front proxy listed in
+	// forwarded_allow_ips (see the TrustedPeer function): only then are
+	// Config.SecureSchemeHeaders and Config.ForwarderHeaders honoured.
+	TrustedPeer bool
+
+	cfg   *Config
+	lim   limits
+	s     *scratch
+	state state
+	err   error // sticky: after an error the connection is unusable
+
+	begun   bool // a request has begun on this connection; no PROXY preamble any more
+	tail    int  // bytes left unconsumed by the last Parse
+	scanned int  // bytes of the pending line already searched for CRLF
+
+	// The header or trailer section being parsed.
+	open       bool // the last field may still be continued by obs-fold
+	openLen    int  // its size so far, as counted against FieldSize
+	kept       int  // fields kept in this section
+	section    int  // bytes of this section so far
+	trailerAt  int  // index in scratch.fields of the first trailer field
+	schemeSeen bool
+
+	remaining    int64 // bytes left in the Content-Length body or current chunk
+	bodyStarted  bool  // a byte of the body has arrived
+	continueSent bool
+
+	proxy    ProxyInfo
+	hasProxy bool
+
+	// The request-target is the one string a request would otherwise
+	// allocate. lastTarget is reused when the next request repeats it, and
+	// other short targets are carved out of strs, a block that is only ever
+	// appended to, so the strings made from it never change.
+	lastTarget string
+	strs       []byte
+}
+
+// NewParser returns a Parser using Gunicorn's default settings with limits l.
+func NewParser(l Limits) *Parser {
+	c := DefaultConfig()
+	c.Limits = l
+	return &Parser{Config: c}
+}
+
+// Parse consumes bytes from buf, the connection's unconsumed input. It
+// returns how many bytes it consumed and, when one is complete including its
+// whole body, a request. A nil request and nil error mean that more input is
+// needed: the caller keeps buf[n:], appends to it what it reads next, and
+// calls Parse again with the result. Bytes once presented and not consumed
+// must be presented again unchanged. Incomplete lines are never consumed,
+// but the parser remembers how far it has searched them, so feeding a line
+// one byte at a time costs linear, not quadratic, time.
+//
+// After a request is returned, the next call starts on the next, pipelined
+// request. If the returned request has Close set, any later input is
+// consumed and discarded. The returned Request is valid until the next call
+// to Parse, Reset or Release.
+//
+// An error is final: it wraps one of the package's sentinel errors, the
+// caller should answer Status(err) and close the connection, and every later
+// call returns the same error.
+func (p *Parser) Parse(buf []byte) (n int, req *Request, err error) {
+	if p.err != nil {
+		return 0, nil, p.err
+	}
+	if p.state == stClosed {
+		p.tail = 0
+		return len(buf), nil, nil
+	}
+	for {
+		rest := buf[n:]
+		switch p.state {
+		case stStart:
+			if len(rest) == 0 {
+				return p.more(buf, n)
+			}
+			p.begin()
+			p.state = stRequestLine
+			if !p.begun && p.cfg.ProxyProtocol == ProxyAuto {
+				p.state = stProxy
+			}
+			p.begun = true
+
+		case stProxy:
+			adv, done, err := p.parseProxy(rest)
+			if err != nil {
+				return p.fail(n, err)
+			}
+			if !done {
+				return p.more(buf, n)
+			}
+			n += adv
+			p.state = stRequestLine
+
+		case stRequestLine:
+			line, adv, ok := p.readLine(rest)
+			l := p.lim.requestLine
+			if !ok {
+				// The line could still end in a CR; past that it is too long.
+				if l > 0 && len(rest) > l+1 {
+					return p.fail(n, errorf(ErrLimitRequestLine, "request line longer than %d bytes", l))
+				}
+				return p.more(buf, n)
+			}
+			if l > 0 && len(line) > l {
+				return p.fail(n, errorf(ErrLimitRequestLine, "request line of %d bytes, limit %d", len(line), l))
+			}
+			if err := p.requestLine(line); err != nil {
+				return p.fail(n, err)
+			}
+			n += adv
+			p.state = stHeaders
+			p.startSection()
+
+		case stHeaders, stTrailers:
+			trailer := p.state == stTrailers
+			if len(rest) == 0 {
+				return p.more(buf, n)
+			}
+			// The first byte of a line settles whether it continues the
+			// previous field. Acting on it at once, rather than when the
+			// line is complete, makes the outcome independent of how the
+			// input is sliced: a later, too long line cannot pre-empt the
+			// previous field's error in one slicing and not in another.
+			if p.open {
+				if !isOWS(rest[0]) {
+					if err := p.closeField(trailer); err != nil {
+						return p.fail(n, err)
+					}
+				} else if !p.cfg.PermitObsoleteFolding {
+					return p.fail(n, errorf(ErrObsoleteFolding, "continuation line after field %s", quote(p.s.header(p.s.fields[len(p.s.fields)-1]).Name)))
+				}
+			}
+			line, adv, ok := p.readLine(rest)
+			if !ok {
+				if len(rest) > p.lim.fieldSize || p.section+len(rest) > p.lim.section {
+					return p.fail(n, errorf(ErrLimitRequestHeaders, "field line longer than %d bytes", p.lim.fieldSize))
+				}
+				return p.more(buf, n)
+			}
+			p.section += adv
+			if p.section > p.lim.section {
+				return p.fail(n, errorf(ErrLimitRequestHeaders, "field section larger than %d bytes", p.lim.section))
+			}
+			n += adv
+			if len(line) > 0 {
+				if err := p.fieldLine(line); err != nil {
+					return p.fail(n, err)
+				}
+				continue
+			}
+			if trailer {
+				return p.complete(n)
+			}
+			done, err := p.finishHead()
+			if err != nil {
+				return p.fail(n, err)
+			}
+			if done {
+				return p.complete(n)
+			}
+
+		case stBody, stChunkData:
+			if len(rest) == 0 {
+				return p.more(buf, n)
+			}
+			p.bodyStarted = true
+			take := len(rest)
+			if int64(take) > p.remaining {
+				take = int(p.remaining)
+			}
+			p.s.body = append(p.s.body, rest[:take]...)
+			n += take
+			p.remaining -= int64(take)
+			if p.remaining > 0 {
+				return p.more(buf, n)
+			}
+			if p.state == stBody {
+				return p.complete(n)
+			}
+			p.state = stChunkEnd
+
+		case stChunkEnd:
+			if len(rest) < 2 {
+				if len(rest) == 1 && rest[0] != '\r' {
+					return p.fail(n, errorf(ErrChunkMissingTerminator, "chunk data followed by %q, not CRLF", rest[0]))
+				}
+				return p.more(buf, n)
+			}
+			if rest[0] != '\r' || rest[1] != '\n' {
+				return p.fail(n, errorf(ErrChunkMissingTerminator, "chunk data followed by %q, not CRLF", rest[:2]))
+			}
+			n += 2
+			p.state = stChunkSize
+
+		case stChunkSize:
+			if len(rest) > 0 {
+				p.bodyStarted = true
+			}
+			line, adv, ok := p.readLine(rest)
+			if !ok {
+				if len(rest) > p.lim.fieldSize+1 {
+					return p.fail(n, errorf(ErrInvalidChunkSize, "chunk-size line longer than %d bytes", p.lim.fieldSize))
+				}
+				return p.more(buf, n)
+			}
+			if len(line) > p.lim.fieldSize {
+				return p.fail(n, errorf(ErrInvalidChunkSize, "chunk-size line longer than %d bytes", p.lim.fieldSize))
+			}
+			size, err := parseChunkLine(line)
+			if err != nil {
+				return p.fail(n, err)
+			}
+			n += adv
+			if size == 0 {
+				p.state = stTrailers
+				p.startSection()
+				continue
+			}
+			if m := p.lim.maxBody; m > 0 && int64(len(p.s.body))+size > m {
+				return p.fail(n, errorf(ErrBodyTooLarge, "chunked body exceeds %d bytes", m))
+			}
+			p.remaining = size
+			p.state = stChunkData
+
+		default:
+			panic("http1: invalid parser state")
+		}
+	}
+}
+
+// EOF tells the parser that the peer closed the connection. It returns nil
+// at a request boundary (or after a closing request), and otherwise an error
+// wrapping ErrNoMoreData. A chunked body cut off after its last chunk also
+// wraps ErrChunkMissingTerminator, which is what Gunicorn reports there.
+func (p *Parser) EOF() error {
+	if p.err != nil {
+		return p.err
+	}
+	switch p.state {
+	case stStart, stClosed:
+		return nil
+	case stChunkEnd, stTrailers:
+		p.err = fmt.Errorf("%w: %w: input ended before the end of the chunked body", ErrChunkMissingTerminator, ErrNoMoreData)
+	case stBody, stChunkSize, stChunkData:
+		p.err = errorf(ErrNoMoreData, "input ended in the body after %d bytes", len(p.s.body))
+	default:
+		p.err = errorf(ErrNoMoreData, "input ended in the request head")
+	}
+	return p.err
+}
+
+// Head returns the request whose header section is complete but whose body
+// is still arriving, or nil. Its Body holds what has arrived so far. An event
+// loop may use it to reject a request early (authentication, a 413) instead
+// of reading the body.
+func (p *Parser) Head() *Request {
+	if p.err != nil {
+		return nil
+	}
+	switch p.state {
+	case stBody, stChunkSize, stChunkData, stChunkEnd, stTrailers:
+		r := &p.s.req
+		r.Body = p.s.body
+		return r
+	}
+	return nil
+}
+
+// NeedContinue reports whether the client is waiting for an interim
+// "HTTP/1.1 100 Continue" response before it sends the body: the current
+// request's header section is complete, it carried "Expect: 100-continue",
+// its body is not empty, and no byte of the body has arrived. It stays true
+// until a body byte arrives or ContinueSent is called, so an event loop can
+// check it after every Parse that returns no request.
+func (p *Parser) NeedContinue() bool {
+	r := p.Head()
+	return r != nil && r.Expect100 && !p.bodyStarted && !p.continueSent
+}
+
+// ContinueSent records that "100 Continue" was written for the current
+// request, so that NeedContinue reports false.
+func (p *Parser) ContinueSent() { p.continueSent = true }
+
+// Proxy returns what a PROXY protocol preamble said about the connection, if
+// Config.ProxyProtocol is ProxyAuto and the peer sent one.
+func (p *Parser) Proxy() (ProxyInfo, bool) { return p.proxy, p.hasProxy }
+
+// Reset prepares the Parser for a new connection, keeping Config,
+// TrustedPeer and its storage.
+func (p *Parser) Reset() {
+	*p = Parser{Config: p.Config, TrustedPeer: p.TrustedPeer, s: p.s, lastTarget: p.lastTarget, strs: p.strs}
+}
+
+// Release returns the Parser's storage to a pool shared by all Parsers, so
+// that a connection waiting for its next request holds no buffer; the next
+// Parse takes storage from the pool again. Call it when the connection goes
+// idle. The last Request returned becomes invalid. Release does nothing while
+// a request is partly parsed.
+func (p *Parser) Release() {
+	s := p.s
+	if s == nil || (p.err == nil && p.state != stStart && p.state != stClosed) {
+		return
+	}
+	p.s = nil
+	p.strs = nil
+	if cap(s.buf) > keepScratch {
+		return
+	}
+	if cap(s.body) > keepScratch {
+		s.body = nil
+	}
+	s.req = Request{}
+	clear(s.headers[:cap(s.headers)])
+	clear(s.trailers[:cap(s.trailers)])
+	scratchPool.Put(s)
+}
+
+func (p *Parser) more(buf []byte, n int) (int, *Request, error) {
+	p.tail = len(buf) - n
+	return n, nil, nil
+}
+
+func (p *Parser) fail(n int, err error) (int, *Request, error) {
+	p.err = err
+	return n, nil, err
+}
+
+// begin resets the per-request state at the first byte of a request.
+func (p *Parser) begin() {
+	p.cfg = p.Config
+	if p.cfg == nil {
+		p.cfg = defaultConfig
+	}
+	p.lim = p.cfg.Limits.normalize()
+	if p.s == nil {
+		p.s = scratchPool.Get().(*scratch)
+	}
+	s := p.s
+	if cap(s.body) > keepScratch {
+		s.body = nil
+	}
+	if cap(s.buf) > keepScratch {
+		s.buf = nil
+	}
+	s.buf = s.buf[:0]
+	s.fields = s.fields[:0]
+	s.body = s.body[:0]
+	s.req = Request{ContentLength: -1}
+	p.scanned = 0
+	p.remaining = 0
+	p.bodyStarted = false
+	p.continueSent = false
+	p.schemeSeen = false
+}
+
+func (p *Parser) complete(n int) (int, *Request, error) {
+	s := p.s
+	r := &s.req
+	r.Body = s.body[:len(s.body):len(s.body)]
+	if r.Chunked {
+		s.trailers = s.trailers[:0]
+		for _, f := range s.fields[p.trailerAt:] {
+			s.trailers = append(s.trailers, s.header(f))
+		}
+		if len(s.trailers) > 0 {
+			r.Trailers = s.trailers
+		}
+	}
+	p.state = stStart
+	if r.Close {
+		p.state = stClosed
+	}
+	p.tail = 0
+	return n, r, nil
+}
+
+func (s *scratch) header(f field) Header {
+	v := f.off + f.nameLen
+	return Header{Name: s.buf[f.off:v:v], Value: s.buf[v:f.end:f.end]}
+}
+
+// readLine returns the line at the start of b, without its CRLF, and the
+// number of bytes it occupies with the CRLF. Only CRLF ends a line: a bare
+// CR or LF stays in the line, where validation rejects it.
+func (p *Parser) readLine(b []byte) (line []byte, adv int, ok bool) {
+	from := p.scanned - 1 // the CR of a CRLF may be the last byte seen
+	if from < 0 || from > len(b) {
+		from = 0
+	}
+	i := bytes.Index(b[from:], crlf)
+	if i < 0 {
+		p.scanned = len(b)
+		return nil, 0, false
+	}
+	i += from
+	p.scanned = 0
+	return b[:i], i + 2, true
+}
+
+var crlf = []byte("\r\n")
+
+func (p *Parser) parseProxy(b []byte) (adv int, done bool, err error) {
+	sig := proxyV2Sig
+	switch {
+	case len(b) >= len(sig) && bytes.Equal(b[:len(sig)], sig):
+		if len(b) < 16 {
+			return 0, false, nil
+		}
+		if b[12]>>4 != 2 {
+			return 0, false, errorf(ErrInvalidProxyLine, "PROXY v2 version %d not supported", b[12]>>4)
+		}
+		total := 16 + int(binary.BigEndian.Uint16(b[14:16]))
+		if len(b) < total {
+			return 0, false, nil
+		}
+		info, err := parseProxyV2(b[:total])
+		if err != nil {
+			return 0, false, err
+		}
+		p.proxy, p.hasProxy = info, true
+		return total, true, nil
+	case len(b) < len(sig) && bytes.HasPrefix(sig, b):
+		return 0, false, nil
+	case bytes.HasPrefix(b, proxyV1Pre):
+		line, adv, ok := p.readLine(b)
+		if !ok {
+			if len(b) >= proxyV1Max {
+				return 0, false, errorf(ErrInvalidProxyLine, "PROXY v1 line longer than %d bytes", proxyV1Max)
+			}
+			return 0, false, nil
+		}
+		if adv > proxyV1Max {
+			return 0, false, errorf(ErrInvalidProxyLine, "PROXY v1 line longer than %d bytes", proxyV1Max)
+		}
+		info, err := parseProxyV1(line)
+		if err != nil {
+			return 0, false, err
+		}
+		p.proxy, p.hasProxy = info, true
+		return adv, true, nil
+	case len(b) < len(proxyV1Pre) && bytes.HasPrefix(proxyV1Pre, b):
+		return 0, false, nil
+	}
+	return 0, true, nil // no preamble: it is optional
+}
+
+// requestLine parses method SP request-target SP HTTP-version. Exactly one
+// SP separates the parts (RFC 9112 section 3); anything else lands in the
+// target or the version and fails there.
+func (p *Parser) requestLine(line []byte) error {
+	sp1 := bytes.IndexByte(line, ' ')
+	if sp1 < 0 {
+		return errorf(ErrInvalidRequestLine, "request line %s has no spaces", quote(line))
+	}
+	sp2 := bytes.IndexByte(line[sp1+1:], ' ')
+	if sp2 < 0 {
+		return errorf(ErrInvalidRequestLine, "request line %s has one part too few", quote(line))
+	}
+	sp2 += sp1 + 1
+	method, target, version := line[:sp1], line[sp1+1:sp2], line[sp2+1:]
+	r := &p.s.req
+
+	if !p.cfg.PermitUnconventionalMethod {
+		// Gunicorn: 3 to 20 characters, no lower case, no "#".
+		if len(method) < 3 || len(method) > 20 || bytes.ContainsAny(method, "abcdefghijklmnopqrstuvwxyz#") {
+			return errorf(ErrInvalidRequestMethod, "unconventional method %s", quote(method))
+		}
+	}
+	if !isToken(method) {
+		return errorf(ErrInvalidRequestMethod, "method %s is not a token", quote(method))
+	}
+	r.Method = internMethod(method, p.cfg.CasefoldMethod)
+
+	if err := checkTarget(r.Method, target); err != nil {
+		return err
+	}
+	r.Target = p.internTarget(target)
+
+	if len(version) != 8 || string(version[:5]) != "HTTP/" || version[6] != '.' ||
+		!isDigit(version[5]) || !isDigit(version[7]) {
+		return errorf(ErrInvalidHTTPVersion, "malformed version %s", quote(version))
+	}
+	r.Major, r.Minor = int(version[5]-'0'), int(version[7]-'0')
+	if r.Major != 1 && !p.cfg.PermitUnconventionalVersion {
+		return fmt.Errorf("%w: %w: %s", ErrInvalidHTTPVersion, ErrHTTPVersionNotSupported, version)
+	}
+	return nil
+}
+
+// strBlock is the size of the blocks short targets are carved from.
+const strBlock = 4096
+
+func (p *Parser) internTarget(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if string(b) == p.lastTarget {
+		return p.lastTarget
+	}
+	var s string
+	if len(b) > strBlock/8 {
+		s = string(b)
+	} else {
+		if cap(p.strs)-len(p.strs) < len(b) {
+			// The old block stays alive exactly as long as a string
+			// made from it does.
+			p.strs = make([]byte, 0, strBlock)
+		}
+		off := len(p.strs)
+		p.strs = append(p.strs, b...)
+		// Safe: bytes below len(p.strs) are never written again.
+		s = unsafe.String(&p.strs[off], len(b))
+	}
+	p.lastTarget = s
+	return s
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// internMethod avoids allocating a string for the common methods.
+func internMethod(m []byte, upper bool) string {
+	if upper {
+		m = bytes.ToUpper(m)
+	}
+	switch string(m) {
+	case "GET":
+		return "GET"
+	case "POST":
+		return "POST"
+	case "HEAD":
+		return "HEAD"
+	case "PUT":
+		return "PUT"
+	case "DELETE":
+		return "DELETE"
+	case "OPTIONS":
+		return "OPTIONS"
+	case "PATCH":
+		return "PATCH"
+	case "CONNECT":
+		return "CONNECT"
+	case "TRACE":
+		return "TRACE"
+	}
+	return string(m)
+}
+
+func (p *Parser) startSection() {
+	p.open = false
+	p.openLen = 0
+	p.kept = 0
+	p.section = 0
+}
+
+// fieldLine handles one non-empty line of a header or trailer section once
+// Parse has closed or continued the previous field. Size is checked first,
+// as it is for an incomplete line, so that any slicing of the same bytes
+// fails the same way.
+func (p *Parser) fieldLine(line []byte) error {
+	s := p.s
+	if p.open {
+		// The caller has ruled out everything but a permitted obs-fold.
+		p.openLen += len(line) + 2
+		if p.openLen > p.lim.fieldSize {
+			return errorf(ErrLimitRequestHeaders, "folded field longer than %d bytes", p.lim.fieldSize)
+		}
+		s.buf = append(s.buf, ' ')
+		s.buf = append(s.buf, trimOWS(line)...)
+		s.fields[len(s.fields)-1].end = len(s.buf)
+		return nil
+	}
+	if p.kept >= p.lim.fields {
+		return errorf(ErrLimitRequestHeaders, "more than %d fields", p.lim.fields)
+	}
+	if len(line)+2 > p.lim.fieldSize {
+		return errorf(ErrLimitRequestHeaders, "field line of %d bytes, limit %d", len(line)+2, p.lim.fieldSize)
+	}
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return errorf(ErrInvalidHeader, "field line %s has no name", quote(line))
+	}
+	name := line[:colon]
+	if p.cfg.StripHeaderSpaces {
+		name = trimRightOWS(name)
+	}
+	if !isToken(name) {
+		return errorf(ErrInvalidHeaderName, "field name %s", quote(name))
+	}
+	off := len(s.buf)
+	s.buf = append(s.buf, name...)
+	s.buf = append(s.buf, trimOWS(line[colon+1:])...)
+	s.fields = append(s.fields, field{off: off, nameLen: len(name), end: len(s.buf)})
+	p.open = true
+	p.openLen = len(line) + 2
+	return nil
+}
+
+// closeField finishes the last field once no continuation line can follow.
+func (p *Parser) closeField(trailer bool) error {
+	if !p.open {
+		return nil
+	}
+	p.open = false
+	s := p.s
+	f := s.fields[len(s.fields)-1]
+	h := s.header(f)
+	if !validValue(h.Value) {
+		return errorf(ErrInvalidHeader, "control character in the value of %s", quote(h.Name))
+	}
+	if trailer && forbiddenTrailer(h.Name) {
+		return errorf(ErrInvalidHeaderName, "%s is not allowed in trailers", quote(h.Name))
+	}
+	if p.TrustedPeer && !trailer {
+		r := &s.req
+		for _, sh := range p.cfg.SecureSchemeHeaders {
+			if !asciiEqualFold(h.Name, sh.Name) {
+				continue
+			}
+			scheme := "http"
+			if string(h.Value) == sh.Value {
+				scheme = "https"
+			}
+			if p.schemeSeen && scheme != r.Scheme {
+				return errorf(ErrInvalidSchemeHeaders, "%s says %s, an earlier field %s", quote(h.Name), scheme, r.Scheme)
+			}
+			p.schemeSeen = true
+			r.Scheme = scheme
+		}
+	}
+	if bytes.IndexByte(h.Name, '_') >= 0 && !p.forwarder(h.Name) {
+		switch p.cfg.HeaderMap {
+		case HeaderMapDangerous:
+		case HeaderMapRefuse:
+			return errorf(ErrInvalidHeaderName, "%s contains an underscore", quote(h.Name))
+		default:
+			s.buf = s.buf[:f.off]
+			s.fields = s.fields[:len(s.fields)-1]
+			return nil
+		}
+	}
+	p.kept++
+	return nil
+}
+
+func (p *Parser) forwarder(name []byte) bool {
+	if !p.TrustedPeer {
+		return false
+	}
+	for _, f := range p.cfg.ForwarderHeaders {
+		if f == "*" || asciiEqualFold(name, f) {
+			return true
+		}
+	}
+	return false
+}
+
+// forbiddenTrailer reports the fields that would change framing or routing
+// if a recipient merged trailers into the header section (RFC 9110 section
+// 6.5.1).
+func forbiddenTrailer(name []byte) bool {
+	return equalFold(name, "content-length") || equalFold(name, "transfer-encoding") ||
+		equalFold(name, "host") || equalFold(name, "trailer")
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// finishHead interprets the fields that decide framing and persistence once
+// the header section is complete. done reports a request without a body.
+func (p *Parser) finishHead() (done bool, err error) {
+	s := p.s
+	r := &s.req
+	s.headers = s.headers[:0]
+	for _, f := range s.fields {
+		s.headers = append(s.headers, s.header(f))
+	}
+	if len(s.headers) > 0 {
+		r.Headers = s.headers
+	}
+	p.trailerAt = len(s.fields)
+
+	http11 := r.Major > 1 || r.Major == 1 && r.Minor >= 1
+	var (
+		chunked, coded    bool
+		clSeen, typeSeen  bool
+		closeTok, keepTok bool
+	)
+	for _, h := range r.Headers {
+		switch {
+		case equalFold(h.Name, "content-length"):
+			// Any repetition, even of the same value, and the list form
+			// "5, 5" are refused: Gunicorn's strict reading of RFC 9112
+			// section 6.3, which leaves no room for a proxy to disagree.
+			if clSeen {
+				return false, errorf(ErrInvalidHeader, "more than one Content-Length")
+			}
+			clSeen = true
+			n, ok := parseContentLength(h.Value)
+			if !ok {
+				return false, errorf(ErrInvalidHeader, "Content-Length %s", quote(h.Value))
+			}
+			r.ContentLength = n
+		case equalFold(h.Name, "transfer-encoding"):
+			if err := transferCodings(h.Value, &chunked, &coded); err != nil {
+				return false, err
+			}
+		case equalFold(h.Name, "host"):
+			// RFC 9112 section 3.2: more than one Host is a 400.
+			if r.Host != nil {
+				return false, errorf(ErrInvalidHeader, "more than one Host")
+			}
+			r.Host = h.Value
+		case equalFold(h.Name, "content-type"):
+			if typeSeen {
+				return false, errorf(ErrInvalidHeader, "more than one Content-Type")
+			}
+			typeSeen = true
+		case equalFold(h.Name, "connection"):
+			for tok := range bytes.SplitSeq(h.Value, []byte(",")) {
+				tok = trimOWS(tok)
+				closeTok = closeTok || equalFold(tok, "close")
+				keepTok = keepTok || equalFold(tok, "keep-alive")
+			}
+		case equalFold(h.Name, "expect"):
+			// RFC 9110 section 10.1.1: an HTTP/1.0 client cannot mean it.
+			if !http11 {
+				break
+			}
+			if !equalFold(h.Value, "100-continue") {
+				return false, errorf(ErrExpectationFailed, "Expect %s", quote(h.Value))
+			}
+			r.Expect100 = true
+		}
+	}
+	// A compressed body is handed to the application still compressed, and
+	// Gunicorn closes such connections rather than trust what follows.
+	r.Close = coded || closeTok || (!http11 && !keepTok)
+
+	switch {
+	case chunked:
+		if !http11 {
+			return false, errorf(ErrInvalidHeader, "chunked Transfer-Encoding in HTTP/%d.%d", r.Major, r.Minor)
+		}
+		if clSeen {
+			return false, errorf(ErrInvalidHeader, "both Content-Length and Transfer-Encoding")
+		}
+		r.Chunked = true
+		r.ContentLength = -1
+		p.state = stChunkSize
+		return false, nil
+	case coded:
+		// RFC 9112 section 6.3: without a final chunked the length cannot
+		// be known. Gunicorn reads such a body as empty, which leaves the
+		// body bytes to be parsed as the next request; we refuse instead.
+		return false, errorf(ErrInvalidHeader, "Transfer-Encoding without a final chunked")
+	case r.ContentLength > 0:
+		if m := p.lim.maxBody; m > 0 && r.ContentLength > m {
+			return false, errorf(ErrBodyTooLarge, "Content-Length %d exceeds %d", r.ContentLength, m)
+		}
+		p.remaining = r.ContentLength
+		p.state = stBody
+		return false, nil
+	}
+	return true, nil
+}
+
+// parseContentLength accepts 1*DIGIT only: no sign, no spaces, no list.
+func parseContentLength(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if !isDigit(c) {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// transferCodings applies one Transfer-Encoding field value. Codings stack
+// left to right across fields, and chunked must come last, exactly once.
+func transferCodings(v []byte, chunked, coded *bool) error {
+	seen := false
+	for c := range bytes.SplitSeq(v, []byte(",")) {
+		c = trimOWS(c)
+		if len(c) == 0 {
+			continue // RFC 9110 section 5.6.1: empty list elements are ignored
+		}
+		seen = true
+		switch {
+		case equalFold(c, "chunked"):
+			if *chunked {
+				return errorf(ErrInvalidHeader, "chunked applied twice")
+			}
+			*chunked = true
+		case equalFold(c, "identity"):
+			// A no-op that proxies have disagreed about; harmless only
+			// before chunked.
+			if *chunked {
+				return errorf(ErrInvalidHeader, "identity after chunked")
+			}
+		case equalFold(c, "gzip"), equalFold(c, "deflate"), equalFold(c, "compress"):
+			if *chunked {
+				return errorf(ErrInvalidHeader, "%s after chunked", quote(c))
+			}
+			*coded = true
+		default:
+			return errorf(ErrUnsupportedTransferCoding, "%s", quote(c))
+		}
+	}
+	if !seen {
+		return errorf(ErrInvalidHeader, "empty Transfer-Encoding")
+	}
+	return nil
+}

@@ -1,0 +1,633 @@
+package http1
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// parseWire runs wire through a fresh Parser whole and byte by byte, checks
+// that both agree, and returns the whole-input outcome.
+func parseWire(t *testing.T, cfg *Config, wire string) outcome {
+	t.Helper()
+	whole := drive(t, &Parser{Config: cfg}, [][]byte{[]byte(wire)})
+	var bytewise [][]byte
+	for i := range len(wire) {
+		bytewise = append(bytewise, []byte(wire[i:i+1]))
+	}
+	split := drive(t, &Parser{Config: cfg}, bytewise)
+	if errClass(whole.err) != errClass(split.err) || !reflect.DeepEqual(strip(whole.reqs), strip(split.reqs)) {
+		t.Fatalf("whole and bytewise differ:\n whole %v %+v\n split %v %+v", whole.err, whole.reqs, split.err, split.reqs)
+	}
+	return whole
+}
+
+// strip drops the fields that hold pointers, for comparisons.
+func strip(s []snap) []snap {
+	out := make([]snap, len(s))
+	for i, r := range s {
+		r.URL, r.URLErr = nil, nil
+		out[i] = r
+	}
+	return out
+}
+
+func wantErr(t *testing.T, cfg *Config, wire string, want error, status int) {
+	t.Helper()
+	out := parseWire(t, cfg, wire)
+	if !errors.Is(out.err, want) {
+		t.Fatalf("%q: error %v, want %v", wire, out.err, want)
+	}
+	if got := Status(out.err); got != status {
+		t.Fatalf("%q: Status(%v) = %d, want %d", wire, out.err, got, status)
+	}
+}
+
+func wantOK(t *testing.T, cfg *Config, wire string, n int) []snap {
+	t.Helper()
+	out := parseWire(t, cfg, wire)
+	if out.err != nil {
+		t.Fatalf("%q: %v", wire, out.err)
+	}
+	if len(out.reqs) != n {
+		t.Fatalf("%q: %d requests, want %d", wire, len(out.reqs), n)
+	}
+	return out.reqs
+}
+
+func TestSmuggling(t *testing.T) {
+	const post = "POST / HTTP/1.1\r\nHost: a\r\n"
+	bad := []struct {
+		name, wire string
+		err        error
+		status     int
+	}{
+		{"CL duplicate same value", post + "Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello", ErrInvalidHeader, 400},
+		{"CL duplicate different", post + "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", ErrInvalidHeader, 400},
+		{"CL list", post + "Content-Length: 5,5\r\n\r\nhello", ErrInvalidHeader, 400},
+		{"CL plus", post + "Content-Length: +5\r\n\r\nhello", ErrInvalidHeader, 400},
+		{"CL minus", post + "Content-Length: -5\r\n\r\nhello", ErrInvalidHeader, 400},
+		{"CL hex", post + "Content-Length: 0x5\r\n\r\nhello", ErrInvalidHeader, 400},
+		{"CL inner space", post + "Content-Length: 1 0\r\n\r\nhello", ErrInvalidHeader, 400},
+		{"CL empty", post + "Content-Length: \r\n\r\n", ErrInvalidHeader, 400},
+		{"CL overflow", post + "Content-Length: 99999999999999999999\r\n\r\n", ErrInvalidHeader, 400},
+		{"CL unicode digit", post + "Content-Length: \xb2\r\n\r\n", ErrInvalidHeader, 400},
+		{"CL and TE", post + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", ErrInvalidHeader, 400},
+		{"TE and CL", post + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", ErrInvalidHeader, 400},
+		{"TE chunked, gzip", post + "Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", ErrInvalidHeader, 400},
+		{"TE chunked twice", post + "Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", ErrInvalidHeader, 400},
+		{"TE chunked twice across fields", post + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", ErrInvalidHeader, 400},
+		{"TE gzip only", post + "Transfer-Encoding: gzip\r\n\r\nhello", ErrInvalidHeader, 400},
+		{"TE unknown", post + "Transfer-Encoding: br, chunked\r\n\r\n0\r\n\r\n", ErrUnsupportedTransferCoding, 501},
+		{"TE chunked with params", post + "Transfer-Encoding: chunked;x=1\r\n\r\n0\r\n\r\n", ErrUnsupportedTransferCoding, 501},
+		{"TE xchunked", post + "Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", ErrUnsupportedTransferCoding, 501},
+		{"TE empty", post + "Transfer-Encoding: \r\n\r\n", ErrInvalidHeader, 400},
+		{"TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", ErrInvalidHeader, 400},
+		{"chunk size plus", post + "Transfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n", ErrInvalidChunkSize, 400},
+		{"chunk size 0x", post + "Transfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n", ErrInvalidChunkSize, 400},
+		{"chunk size leading space", post + "Transfer-Encoding: chunked\r\n\r\n 5\r\nhello\r\n0\r\n\r\n", ErrInvalidChunkSize, 400},
+		{"chunk size trailing space", post + "Transfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n", ErrInvalidChunkSize, 400},
+		{"chunk size overflow", post + "Transfer-Encoding: chunked\r\n\r\n10000000000000000\r\nhello\r\n0\r\n\r\n", ErrInvalidChunkSize, 400},
+		{"chunk size 2^63", post + "Transfer-Encoding: chunked\r\n\r\n8000000000000000\r\n0", ErrInvalidChunkSize, 400},
+		{"chunk size empty", post + "Transfer-Encoding: chunked\r\n\r\n\r\nhello\r\n0\r\n\r\n", ErrInvalidChunkSize, 400},
+		{"chunk size bare LF", post + "Transfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n", ErrInvalidChunkSize, 400},
+		{"chunk ext no name", post + "Transfer-Encoding: chunked\r\n\r\n5;\r\nhello\r\n0\r\n\r\n", ErrInvalidChunkExtension, 400},
+		{"chunk ext bad value", post + "Transfer-Encoding: chunked\r\n\r\n5;a=b c\r\nhello\r\n0\r\n\r\n", ErrInvalidChunkExtension, 400},
+		{"chunk ext open quote", post + "Transfer-Encoding: chunked\r\n\r\n5;a=\"b\r\nhello\r\n0\r\n\r\n", ErrInvalidChunkExtension, 400},
+		{"chunk ext NUL", post + "Transfer-Encoding: chunked\r\n\r\n5;a=\"\x00\"\r\nhello\r\n0\r\n\r\n", ErrInvalidChunkExtension, 400},
+		{"chunk data too long", post + "Transfer-Encoding: chunked\r\n\r\n5\r\nhelloX\r\n0\r\n\r\n", ErrChunkMissingTerminator, 400},
+		{"chunk data bare LF", post + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\n0\r\n\r\n", ErrChunkMissingTerminator, 400},
+		{"obs-fold", post + "X: a\r\n b\r\n\r\n", ErrObsoleteFolding, 400},
+		{"obs-fold tab", post + "X: a\r\n\tb\r\n\r\n", ErrObsoleteFolding, 400},
+		{"space before colon", post + "Content-Length : 0\r\n\r\n", ErrInvalidHeaderName, 400},
+		{"tab before colon", post + "Content-Length\t: 0\r\n\r\n", ErrInvalidHeaderName, 400},
+		{"leading space first field", "GET / HTTP/1.1\r\n Host: a\r\n\r\n", ErrInvalidHeaderName, 400},
+		{"no colon", post + "Host a\r\n\r\n", ErrInvalidHeader, 400},
+		{"empty name", post + ": a\r\n\r\n", ErrInvalidHeader, 400},
+		{"NUL in name", post + "X\x00Y: a\r\n\r\n", ErrInvalidHeaderName, 400},
+		{"NUL in value", post + "X: a\x00b\r\n\r\n", ErrInvalidHeader, 400},
+		{"bare CR in value", post + "X: a\rb\r\n\r\n", ErrInvalidHeader, 400},
+		{"bare LF in value", post + "X: a\nb\r\n\r\n", ErrInvalidHeader, 400},
+		{"bare LF line end", post + "X: a\nY: b\r\n\r\n", ErrInvalidHeader, 400},
+		{"ESC in value", post + "X: a\x1bb\r\n\r\n", ErrInvalidHeader, 400},
+		{"bare LF request line", "GET / HTTP/1.1\nHost: a\r\n\r\n", ErrInvalidHTTPVersion, 400},
+		{"NUL in target", "GET /a\x00b HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"tab in target", "GET /a\tb HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"DEL in target", "GET /a\x7fb HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"double space", "GET  / HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"trailing space", "GET / HTTP/1.1 \r\n\r\n", ErrInvalidHTTPVersion, 400},
+		{"lowercase method", "get / HTTP/1.1\r\n\r\n", ErrInvalidRequestMethod, 400},
+		{"relative target", "GET a/b HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"asterisk GET", "GET * HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"authority GET", "GET a.example:80 HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"CONNECT origin-form", "CONNECT / HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"CONNECT no port", "CONNECT a.example HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"absolute empty host", "GET http:///x HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"absolute bad host", "GET http://a b/ HTTP/1.1\r\n\r\n", ErrInvalidHTTPVersion, 400},
+		{"absolute bracket", "GET http://]a/ HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"duplicate Host", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", ErrInvalidHeader, 400},
+		{"HTTP/2.0", "GET / HTTP/2.0\r\n\r\n", ErrHTTPVersionNotSupported, 505},
+		{"HTTP/0.9", "GET / HTTP/0.9\r\n\r\n", ErrInvalidHTTPVersion, 505},
+		{"HTTP/1.10", "GET / HTTP/1.10\r\n\r\n", ErrInvalidHTTPVersion, 400},
+		{"http/1.1", "GET / http/1.1\r\n\r\n", ErrInvalidHTTPVersion, 400},
+		{"forbidden trailer", post + "Transfer-Encoding: chunked\r\n\r\n0\r\nTrailer: x\r\n\r\n", ErrInvalidHeaderName, 400},
+		{"bad Expect", post + "Expect: 200-ok\r\nContent-Length: 0\r\n\r\n", ErrExpectationFailed, 417},
+		{"leading CRLF", "\r\nGET / HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) { wantErr(t, nil, tc.wire, tc.err, tc.status) })
+	}
+
+	good := []struct{ name, wire, body string }{
+		{"CL", post + "Content-Length: 5\r\n\r\nhello", "hello"},
+		{"CL leading zeros", post + "Content-Length: 005\r\n\r\nhello", "hello"},
+		{"CL padded", post + "Content-Length:  5\t\r\n\r\nhello", "hello"},
+		{"gzip, chunked", post + "Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "hello"},
+		{"identity then chunked", post + "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "hello"},
+		{"TE empty elements", post + "Transfer-Encoding: ,chunked,\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "hello"},
+		{"TE case", post + "Transfer-Encoding: CHUNKED\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "hello"},
+		{"chunk ext", post + "Transfer-Encoding: chunked\r\n\r\n5 ; a = \"b \\\" c\" ;d\r\nhello\r\n0;e=f\r\n\r\n", "hello"},
+		{"chunk size leading zeros", post + "Transfer-Encoding: chunked\r\n\r\n00000000000000000000005\r\nhello\r\n0\r\n\r\n", "hello"},
+		{"chunk hex", post + "Transfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n00\r\n\r\n", "0123456789"},
+		{"HTTP/1.2 as 1.1", "POST / HTTP/1.2\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", "x"},
+		{"obs-text value", "GET / HTTP/1.1\r\nX: caf\xc3\xa9\r\n\r\n", ""},
+	}
+	for _, tc := range good {
+		t.Run(tc.name, func(t *testing.T) {
+			r := wantOK(t, nil, tc.wire, 1)[0]
+			if r.Body != tc.body {
+				t.Fatalf("body %q, want %q", r.Body, tc.body)
+			}
+		})
+	}
+}
+
+func TestPipelining(t *testing.T) {
+	wire := "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n" +
+		"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc" +
+		"POST /3 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\ndef\r\n0\r\nX-T: 1\r\n\r\n" +
+		"GET /4 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" +
+		"GET /ignored HTTP/1.1\r\n\r\n"
+	reqs := wantOK(t, nil, wire, 4)
+	for i, want := range []string{"/1", "/2", "/3", "/4"} {
+		if reqs[i].Target != want {
+			t.Errorf("request %d: target %q, want %q", i, reqs[i].Target, want)
+		}
+	}
+	if reqs[1].Body != "abc" || reqs[2].Body != "def" || !reflect.DeepEqual(reqs[2].Trailers, [][2]string{{"X-T", "1"}}) {
+		t.Errorf("bodies %q %q trailers %q", reqs[1].Body, reqs[2].Body, reqs[2].Trailers)
+	}
+	if reqs[2].Close || !reqs[3].Close {
+		t.Errorf("Close = %v, %v", reqs[2].Close, reqs[3].Close)
+	}
+
+	// Each Parse call returns one request and consumes exactly its bytes.
+	p := &Parser{}
+	buf := []byte(wire)
+	var ends []int
+	off := 0
+	for {
+		n, req, err := p.Parse(buf[off:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		off += n
+		if req == nil {
+			break
+		}
+		ends = append(ends, off)
+	}
+	if len(ends) != 4 || ends[0] != len("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n") || off != len(wire) {
+		t.Fatalf("request ends %v, consumed %d of %d", ends, off, len(wire))
+	}
+	if err := p.EOF(); err != nil {
+		t.Fatalf("EOF after a closing request: %v", err)
+	}
+
+	// Random splits give the same result as whole input.
+	for seed := range uint64(50) {
+		split := drive(t, &Parser{}, randomSplit(newRand(seed), []byte(wire), 13))
+		if split.err != nil || !reflect.DeepEqual(strip(split.reqs), strip(reqs)) {
+			t.Fatalf("seed %d: %v %+v", seed, split.err, split.reqs)
+		}
+	}
+}
+
+func TestPartialLinesNotConsumed(t *testing.T) {
+	p := &Parser{}
+	n, req, err := p.Parse([]byte("GET /x HTTP/1.1\r\nHo"))
+	if err != nil || req != nil || n != len("GET /x HTTP/1.1\r\n") {
+		t.Fatalf("Parse = %d, %v, %v", n, req, err)
+	}
+	n, req, err = p.Parse([]byte("Host: a\r\n\r\n"))
+	if err != nil || req == nil || n != len("Host: a\r\n\r\n") || string(req.Host) != "a" {
+		t.Fatalf("Parse = %d, %v, %v", n, req, err)
+	}
+}
+
+func TestEOF(t *testing.T) {
+	for _, tc := range []struct {
+		wire string
+		err  error
+	}{
+		{"", nil},
+		{"G", ErrNoMoreData},
+		{"GET / HTTP/1.1\r\n", ErrNoMoreData},
+		{"GET / HTTP/1.1\r\n\r\n", nil},
+		{"GET / HTTP/1.1\r\n\r\nGET", ErrNoMoreData},
+		{"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nab", ErrNoMoreData},
+		{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab", ErrNoMoreData},
+		{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n", ErrChunkMissingTerminator},
+		{"GET / HTTP/1.0\r\n\r\nGARBAGE", nil},
+	} {
+		out := parseWire(t, nil, tc.wire)
+		if !errors.Is(out.err, tc.err) || (tc.err == nil) != (out.err == nil) {
+			t.Errorf("%q: EOF error %v, want %v", tc.wire, out.err, tc.err)
+		}
+		if tc.err != nil && Status(out.err) != 0 {
+			t.Errorf("%q: Status(%v) = %d, want 0", tc.wire, out.err, Status(out.err))
+		}
+	}
+}
+
+func TestExpectContinue(t *testing.T) {
+	p := &Parser{}
+	head := "PUT /up HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n"
+	n, req, err := p.Parse([]byte(head))
+	if err != nil || req != nil || n != len(head) {
+		t.Fatalf("Parse = %d, %v, %v", n, req, err)
+	}
+	if !p.NeedContinue() {
+		t.Fatal("NeedContinue() = false after the head")
+	}
+	if h := p.Head(); h == nil || h.Target != "/up" || !h.Expect100 || h.ContentLength != 5 {
+		t.Fatalf("Head() = %+v", h)
+	}
+	p.ContinueSent()
+	if p.NeedContinue() {
+		t.Fatal("NeedContinue() = true after ContinueSent")
+	}
+	_, req, err = p.Parse([]byte("hello"))
+	if err != nil || req == nil || string(req.Body) != "hello" || !req.Expect100 {
+		t.Fatalf("Parse = %v, %v", req, err)
+	}
+	if p.NeedContinue() || p.Head() != nil {
+		t.Fatal("NeedContinue or Head after the request completed")
+	}
+
+	// A body byte already sent means the client did not wait.
+	p = &Parser{}
+	p.Parse([]byte("PUT / HTTP/1.1\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n5"))
+	if p.NeedContinue() {
+		t.Fatal("NeedContinue() with body bytes pending")
+	}
+
+	// No body, nothing to wait for.
+	p = &Parser{}
+	if _, req, _ := p.Parse([]byte("PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n")); req == nil || p.NeedContinue() {
+		t.Errorf("empty body: request %v, NeedContinue %v", req, p.NeedContinue())
+	}
+	// HTTP/1.0 ignores the expectation (RFC 9110 section 10.1.1).
+	p = &Parser{}
+	p.Parse([]byte("PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"))
+	if p.NeedContinue() || p.Head().Expect100 {
+		t.Error("HTTP/1.0: NeedContinue or Expect100 set")
+	}
+
+	// An oversized declared body fails before the client sends it.
+	p = &Parser{Config: &Config{Limits: Limits{MaxBody: 4}}}
+	_, _, err = p.Parse([]byte(head))
+	if !errors.Is(err, ErrBodyTooLarge) || Status(err) != 413 {
+		t.Fatalf("err = %v, want ErrBodyTooLarge", err)
+	}
+}
+
+func TestLimits(t *testing.T) {
+	cfg := func(l Limits) *Config { c := DefaultConfig(); c.Limits = l; return c }
+	long := strings.Repeat("a", 100)
+
+	// Request line: the limit excludes CRLF.
+	line := "GET /" + long + " HTTP/1.1" // 114 bytes
+	wantOK(t, cfg(Limits{RequestLine: len(line)}), line+"\r\n\r\n", 1)
+	wantErr(t, cfg(Limits{RequestLine: len(line) - 1}), line+"\r\n\r\n", ErrLimitRequestLine, 414)
+	wantErr(t, cfg(Limits{RequestLine: 20}), line, ErrLimitRequestLine, 414) // no CRLF yet
+	wantOK(t, cfg(Limits{RequestLine: 0}), "GET /"+strings.Repeat("a", 9000)+" HTTP/1.1\r\n\r\n", 1)
+	wantErr(t, cfg(Limits{RequestLine: 100000}), "GET /"+strings.Repeat("a", 8200)+" HTTP/1.1\r\n\r\n", ErrLimitRequestLine, 414)
+
+	// Field size counts name, colon, value and CRLF.
+	f := "X: " + long // 103 bytes + CRLF
+	wantOK(t, cfg(Limits{FieldSize: 105}), "GET / HTTP/1.1\r\n"+f+"\r\n\r\n", 1)
+	wantErr(t, cfg(Limits{FieldSize: 104}), "GET / HTTP/1.1\r\n"+f+"\r\n\r\n", ErrLimitRequestHeaders, 431)
+	wantErr(t, cfg(Limits{FieldSize: 50}), "GET / HTTP/1.1\r\n"+f, ErrLimitRequestHeaders, 431)
+
+	// Field count: dropped fields do not count, kept ones do.
+	three := "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"
+	wantOK(t, cfg(Limits{Fields: 3}), three, 1)
+	wantErr(t, cfg(Limits{Fields: 2}), three, ErrLimitRequestHeaders, 431)
+	wantOK(t, cfg(Limits{Fields: 2}), "GET / HTTP/1.1\r\nA: 1\r\nX_Y: 2\r\nC: 3\r\n\r\n", 1)
+
+	// ... but their bytes count towards the section.
+	var many strings.Builder
+	many.WriteString("GET / HTTP/1.1\r\n")
+	for range 200 {
+		many.WriteString("X_Y: " + long + "\r\n")
+	}
+	wantErr(t, cfg(Limits{Fields: 2, FieldSize: 200}), many.String()+"\r\n", ErrLimitRequestHeaders, 431)
+
+	// Body, declared and chunked.
+	wantOK(t, cfg(Limits{MaxBody: 5}), "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", 1)
+	wantErr(t, cfg(Limits{MaxBody: 4}), "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", ErrBodyTooLarge, 413)
+	wantOK(t, cfg(Limits{MaxBody: 5}), "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n", 1)
+	wantErr(t, cfg(Limits{MaxBody: 4}), "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n", ErrBodyTooLarge, 413)
+
+	// Chunk-size lines are bounded by FieldSize.
+	wantErr(t, cfg(Limits{FieldSize: 40}), "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;"+long, ErrInvalidChunkSize, 400)
+
+	// Normalisation.
+	if n := (Limits{RequestLine: 9000, Fields: -1, FieldSize: 0}).normalize(); n.requestLine != 8190 || n.fields != 32768 || n.fieldSize != 8190 {
+		t.Errorf("normalize = %+v", n)
+	}
+	if d := DefaultLimits(); d != (Limits{RequestLine: 4094, Fields: 100, FieldSize: 8190}) {
+		t.Errorf("DefaultLimits() = %+v", d)
+	}
+}
+
+func TestChunkedTrailers(t *testing.T) {
+	wire := "POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n" +
+		"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: abc \r\nX_Dropped: 1\r\nVary: *\r\n\r\n"
+	r := wantOK(t, nil, wire, 1)[0]
+	if r.Body != "hello world" || !r.Chunked || r.ContentLength != -1 {
+		t.Fatalf("body %q chunked %v length %d", r.Body, r.Chunked, r.ContentLength)
+	}
+	if want := [][2]string{{"X-Sum", "abc"}, {"Vary", "*"}}; !reflect.DeepEqual(r.Trailers, want) {
+		t.Fatalf("trailers %q, want %q", r.Trailers, want)
+	}
+
+	hr, err := ToHTTP(mustParse(t, wire), "10.0.0.1:5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hr.Trailer.Get("X-Sum") != "abc" || hr.ContentLength != -1 || len(hr.TransferEncoding) != 1 {
+		t.Fatalf("ToHTTP trailer %v length %d TE %v", hr.Trailer, hr.ContentLength, hr.TransferEncoding)
+	}
+	if b, _ := io.ReadAll(hr.Body); string(b) != "hello world" {
+		t.Fatalf("ToHTTP body %q", b)
+	}
+}
+
+func mustParse(t *testing.T, wire string) *Request {
+	t.Helper()
+	p := &Parser{}
+	_, req, err := p.Parse([]byte(wire))
+	if err != nil || req == nil {
+		t.Fatalf("Parse(%q) = %v, %v", wire, req, err)
+	}
+	return req
+}
+
+func TestKeepAlive(t *testing.T) {
+	for _, tc := range []struct {
+		wire  string
+		close bool
+	}{
+		{"GET / HTTP/1.1\r\n\r\n", false},
+		{"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nConnection: keep-alive, CLOSE\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nConnection: Upgrade\r\nConnection: close\r\n\r\n", true},
+		{"GET / HTTP/1.0\r\n\r\n", true},
+		{"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", false},
+		{"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", true},
+		{"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", true},
+	} {
+		if r := wantOK(t, nil, tc.wire, 1)[0]; r.Close != tc.close {
+			t.Errorf("%q: Close = %v, want %v", tc.wire, r.Close, tc.close)
+		}
+	}
+	// HTTP/1.0 keep-alive pipelines; without it the rest is ignored.
+	wantOK(t, nil, "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\n\r\nGET /c HTTP/1.0\r\n\r\n", 2)
+}
+
+func TestConfigSwitches(t *testing.T) {
+	c := DefaultConfig()
+	c.PermitObsoleteFolding = true
+	r := wantOK(t, c, "GET / HTTP/1.1\r\nX: a\r\n  b \r\n\tc\r\n\r\n", 1)[0]
+	if r.Headers[0][1] != "a b c" {
+		t.Errorf("folded value %q", r.Headers[0][1])
+	}
+
+	c = DefaultConfig()
+	c.HeaderMap = HeaderMapDangerous
+	if r := wantOK(t, c, "GET / HTTP/1.1\r\nX_Y: 1\r\n\r\n", 1)[0]; len(r.Headers) != 1 {
+		t.Errorf("dangerous: headers %q", r.Headers)
+	}
+	c.HeaderMap = HeaderMapRefuse
+	wantErr(t, c, "GET / HTTP/1.1\r\nX_Y: 1\r\n\r\n", ErrInvalidHeaderName, 400)
+
+	c = DefaultConfig()
+	c.PermitUnconventionalVersion = true
+	if r := wantOK(t, c, "GET / HTTP/2.0\r\n\r\n", 1)[0]; r.Major != 2 {
+		t.Errorf("version %d.%d", r.Major, r.Minor)
+	}
+
+	c = DefaultConfig()
+	c.PermitUnconventionalMethod = true
+	c.CasefoldMethod = true
+	if r := wantOK(t, c, "get / HTTP/1.1\r\n\r\n", 1)[0]; r.Method != "GET" {
+		t.Errorf("method %q", r.Method)
+	}
+}
+
+func TestSchemeHeaders(t *testing.T) {
+	run := func(trusted bool, wire string) (*Request, error) {
+		p := &Parser{TrustedPeer: trusted}
+		_, req, err := p.Parse([]byte(wire))
+		return req, err
+	}
+	r, err := run(true, "GET / HTTP/1.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Ssl: on\r\n\r\n")
+	if err != nil || r.Scheme != "https" {
+		t.Fatalf("agreeing headers: %v, scheme %q", err, r.Scheme)
+	}
+	_, err = run(true, "GET / HTTP/1.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: http\r\n\r\n")
+	if !errors.Is(err, ErrInvalidSchemeHeaders) {
+		t.Fatalf("conflict: %v", err)
+	}
+	r, err = run(false, "GET / HTTP/1.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Ssl: off\r\n\r\n")
+	if err != nil || r.Scheme != "" {
+		t.Fatalf("untrusted peer: %v, scheme %q", err, r.Scheme)
+	}
+	r, err = run(true, "GET / HTTP/1.1\r\nSCRIPT_NAME: /app\r\nX_Other: 1\r\n\r\n")
+	if err != nil || len(r.Headers) != 1 || string(r.Headers[0].Name) != "SCRIPT_NAME" {
+		t.Fatalf("forwarder headers: %v, %q", err, r.Headers)
+	}
+
+	for _, tc := range []struct {
+		allow, addr string
+		want        bool
+	}{
+		{"127.0.0.1,::1", "127.0.0.1:80", true},
+		{"127.0.0.1,::1", "[::1]:80", true},
+		{"127.0.0.1,::1", "10.0.0.1:80", false},
+		{"10.0.0.0/8", "10.1.2.3:80", true},
+		{"*", "192.0.2.1:80", true},
+		{"127.0.0.1", "", true},
+		{"127.0.0.1", "[::ffff:127.0.0.1]:80", true},
+	} {
+		if got := TrustedPeer(tc.allow, tc.addr); got != tc.want {
+			t.Errorf("TrustedPeer(%q, %q) = %v", tc.allow, tc.addr, got)
+		}
+	}
+}
+
+func TestProxyProtocol(t *testing.T) {
+	c := DefaultConfig()
+	c.ProxyProtocol = ProxyAuto
+	v2 := "\r\n\r\n\x00\r\nQUIT\n" + "\x21\x11\x00\x0c" + "\xc0\xa8\x01\x0a\xc0\xa8\x01\x01\x30\x39\x01\xbb"
+	for _, tc := range []struct {
+		pre      string
+		src, dst string
+	}{
+		{"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n", "192.168.0.1:56324", "192.168.0.11:443"},
+		{"PROXY TCP6 2001:db8::1 2001:db8::2 1 2\r\n", "[2001:db8::1]:1", "[2001:db8::2]:2"},
+		{v2, "192.168.1.10:12345", "192.168.1.1:443"},
+		{"PROXY UNKNOWN whatever\r\n", "invalid AddrPort", "invalid AddrPort"},
+	} {
+		wire := tc.pre + "GET / HTTP/1.1\r\n\r\n"
+		for _, chunks := range [][][]byte{{[]byte(wire)}, randomSplit(newRand(1), []byte(wire), 3)} {
+			p := &Parser{Config: c}
+			out := drive(t, p, chunks)
+			info, ok := p.Proxy()
+			if out.err != nil || len(out.reqs) != 1 || !ok || info.Source.String() != tc.src || info.Destination.String() != tc.dst {
+				t.Errorf("%q: %v, %d requests, proxy %+v %v", tc.pre, out.err, len(out.reqs), info, ok)
+			}
+		}
+	}
+	for _, wire := range []string{
+		"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443 x\r\nGET / HTTP/1.1\r\n\r\n",
+		"PROXY TCP4 ::1 ::1 1 2\r\nGET / HTTP/1.1\r\n\r\n",
+		"PROXY TCP4 1.2.3.4 1.2.3.4 65536 1\r\nGET / HTTP/1.1\r\n\r\n",
+		"PROXY TCP4  1.2.3.4 1.2.3.4 1 1\r\nGET / HTTP/1.1\r\n\r\n",
+		"PROXY " + strings.Repeat("x", 200),
+		"\r\n\r\n\x00\r\nQUIT\n\x11\x11\x00\x00GET / HTTP/1.1\r\n\r\n",
+	} {
+		wantErr(t, c, wire, ErrInvalidProxyLine, 400)
+	}
+	// Only before the first request, and not at all when off.
+	wantErr(t, c, "GET / HTTP/1.1\r\n\r\nPROXY TCP4 1.2.3.4 1.2.3.4 1 1\r\n", ErrInvalidRequestLine, 400)
+	wantErr(t, nil, "PROXY TCP4 1.2.3.4 1.2.3.4 1 1\r\nGET / HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400)
+	if p := (&Parser{}); func() bool { _, ok := p.Proxy(); return ok }() {
+		t.Error("Proxy() reports a preamble on a fresh Parser")
+	}
+	_ = netip.AddrPort{}
+}
+
+func TestToHTTP(t *testing.T) {
+	req := mustParse(t, "POST http://user@example.com:8080/a%20b?q=1#frag HTTP/1.1\r\nHost: ignored\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 2\r\n\r\nhi")
+	hr, err := ToHTTP(req, "192.0.2.1:99")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hr.Method != "POST" || hr.Host != "example.com:8080" || hr.URL.Path != "/a b" || hr.URL.RawQuery != "q=1" ||
+		hr.URL.Fragment != "frag" || hr.URL.Scheme != "http" || hr.RequestURI != req.Target || hr.RemoteAddr != "192.0.2.1:99" {
+		t.Errorf("ToHTTP = %+v, URL %+v", hr, hr.URL)
+	}
+	if hr.Proto != "HTTP/1.1" || hr.ProtoMajor != 1 || hr.ProtoMinor != 1 || hr.ContentLength != 2 || hr.Close {
+		t.Errorf("proto %q %d.%d length %d close %v", hr.Proto, hr.ProtoMajor, hr.ProtoMinor, hr.ContentLength, hr.Close)
+	}
+	if got := hr.Header["X-A"]; !reflect.DeepEqual(got, []string{"1", "2"}) || hr.Header.Get("Host") != "" {
+		t.Errorf("header %v", hr.Header)
+	}
+	body := req.Body
+	copy(body, "XX") // the Parser may reuse its memory; ToHTTP must have copied
+	if b, _ := io.ReadAll(hr.Body); string(b) != "hi" {
+		t.Errorf("body %q", b)
+	}
+
+	hr, err = ToHTTP(mustParse(t, "GET /x HTTP/1.0\r\nHost: h.example\r\n\r\n"), "")
+	if err != nil || hr.Host != "h.example" || !hr.Close || hr.Body != nil && hr.ContentLength != 0 {
+		t.Errorf("origin-form: %v %+v", err, hr)
+	}
+	hr, err = ToHTTP(mustParse(t, "CONNECT [::1]:443 HTTP/1.1\r\n\r\n"), "")
+	if err != nil || hr.Host != "[::1]:443" || hr.URL.Host != "[::1]:443" {
+		t.Errorf("CONNECT: %v %+v", err, hr)
+	}
+	if _, err := ToHTTP(mustParse(t, "GET /%zz HTTP/1.1\r\n\r\n"), ""); !errors.Is(err, ErrInvalidRequestLine) {
+		t.Errorf("bad escape: %v", err)
+	}
+}
+
+func TestReuseAndRelease(t *testing.T) {
+	p := NewParser(DefaultLimits())
+	wire := []byte("GET /same HTTP/1.1\r\nHost: a\r\n\r\n")
+	_, r1, _ := p.Parse(wire)
+	t1 := r1.Target
+	_, r2, _ := p.Parse(wire)
+	if r1 != r2 || r2.Target != t1 {
+		t.Fatal("second request did not reuse the Request")
+	}
+	p.Release()
+	if p.s != nil {
+		t.Fatal("Release kept the storage")
+	}
+	_, r3, err := p.Parse(wire)
+	if err != nil || r3 == nil || string(r3.Host) != "a" {
+		t.Fatalf("Parse after Release: %v %v", r3, err)
+	}
+
+	// Release mid-request keeps the state.
+	p.Parse([]byte("POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nab"))
+	p.Release()
+	if _, r, err := p.Parse([]byte("cd")); err != nil || r == nil || string(r.Body) != "abcd" {
+		t.Fatalf("Parse after mid-request Release: %v %v", r, err)
+	}
+
+	// Errors are sticky until Reset.
+	_, _, err = p.Parse([]byte("BAD\r\n"))
+	if _, _, err2 := p.Parse([]byte("GET / HTTP/1.1\r\n\r\n")); err == nil || err2 != err {
+		t.Fatalf("errors not sticky: %v, %v", err, err2)
+	}
+	p.Reset()
+	if _, r, err := p.Parse(wire); err != nil || r == nil {
+		t.Fatalf("Parse after Reset: %v %v", r, err)
+	}
+}
+
+func TestRequestOwnsNoCallerMemory(t *testing.T) {
+	buf := []byte("POST /p HTTP/1.1\r\nName: value\r\nContent-Length: 3\r\n\r\nabc")
+	p := &Parser{}
+	_, r, err := p.Parse(buf)
+	if err != nil || r == nil {
+		t.Fatal(err)
+	}
+	for i := range buf {
+		buf[i] = 'Z'
+	}
+	if string(r.Headers[0].Name) != "Name" || string(r.Headers[0].Value) != "value" || string(r.Body) != "abc" || r.Target != "/p" {
+		t.Fatalf("request aliases the caller's buffer: %+v", r)
+	}
+	// Appending to a returned slice must not clobber its neighbour.
+	_ = append(r.Headers[0].Name, "XXXXX"...)
+	if !bytes.Equal(r.Headers[0].Value, []byte("value")) {
+		t.Fatalf("append to Name overwrote Value: %q", r.Headers[0].Value)
+	}
+}
+
+func TestAllocs(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("allocation counts are not meaningful here")
+	}
+	p := &Parser{}
+	wire := []byte(browserGET)
+	p.Parse(wire)
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, r, err := p.Parse(wire); r == nil || err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per request on the reuse path, want 0", allocs)
+	}
+}
