@@ -29,21 +29,22 @@ import (
 // Config is the arbiter's configuration. A reload (HUP) replaces it whole
 // with what Arbiter.Reload returns.
 type Config struct {
-	Workers         int            // how many workers the configuration asks for
-	Binds           []string       // addresses to bind, unless systemd passed sockets
-	Socket          socket.Options // backlog, SO_REUSEPORT, umask
-	Executable      string         // the worker binary, by path, so a rebuilt one is picked up
-	Args            []string       // the worker's argv, argv[0] included
-	Command         []string       // exec mode (corral -- COMMAND ARGS): what each worker runs; nil otherwise
-	Env             []string       // KEY=VALUE pairs added to the workers' environment
-	Worker          worker.Config  // the template each worker's Config is made from
-	BootTimeout     time.Duration  // from spawn to ready, else the worker is killed
-	GracefulTimeout time.Duration  // for a worker to finish after TERM, else SIGKILL
-	AbortGrace      time.Duration  // after a timeout's SIGABRT, before SIGKILL
-	PidFile         string         // written at start, removed at exit; "" for none
-	UpgradeBinary   string         // the binary USR2 starts; "" for Executable
-	Name            string         // --name, for the logs
-	ErrorLog        *logging.File  // reopened on USR1
+	Workers         int                 // how many workers the configuration asks for
+	Binds           []string            // addresses to bind, unless systemd passed sockets
+	Socket          socket.Options      // backlog, SO_REUSEPORT, umask
+	Executable      string              // the worker binary, by path, so a rebuilt one is picked up
+	Args            []string            // the worker's argv, argv[0] included
+	Command         []string            // exec mode (corral -- COMMAND ARGS): what each worker runs; nil otherwise
+	Env             []string            // KEY=VALUE pairs added to the workers' environment
+	Worker          worker.Config       // the template each worker's Config is made from
+	BootTimeout     time.Duration       // from spawn to ready, else the worker is killed
+	GracefulTimeout time.Duration       // for a worker to finish after TERM, else SIGKILL
+	AbortGrace      time.Duration       // after a timeout's SIGABRT, before SIGKILL
+	PidFile         string              // written at start, removed at exit; "" for none
+	UpgradeBinary   string              // the binary USR2 starts; "" for Executable
+	Credential      *syscall.Credential // the workers' user and groups (-u, -g); nil: the arbiter's
+	Name            string              // --name, for the logs
+	ErrorLog        *logging.File       // reopened on USR1
 	Log             *slog.Logger
 }
 

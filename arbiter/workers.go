@@ -51,7 +51,7 @@ func (a *Arbiter) spawnWorker() error {
 		Env:   env,
 		Files: files,
 		// The workers die with the arbiter, even by SIGKILL.
-		Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+		Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: a.cfg.Credential},
 	})
 	unix.Close(wfd)
 	hb.Release()

@@ -106,6 +106,10 @@ func (p *Program) Run(args []string) int {
 			return ExitError
 		}
 	}
+	if err := giveLogFiles(s); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: error: %v\n", p.Name, err)
+		return ExitError
+	}
 	a := arbiter.New(s.arbiter)
 	a.Hooks = p.Hooks
 	a.Reload = func() (*arbiter.Config, error) {
