@@ -346,6 +346,7 @@ func (a *Arbiter) setTarget(n int) {
 	old := a.target
 	a.target = n
 	a.log.Info(fmt.Sprintf("Number of workers: %d -> %d", old, n))
+	notifySystemd(fmt.Sprintf("STATUS=%d workers wanted, generation %d", n, a.generation))
 	if a.Hooks.NWorkersChanged != nil {
 		a.Hooks.NWorkersChanged(a, n, old)
 	}
@@ -412,6 +413,7 @@ func (a *Arbiter) reload(reason string) {
 	a.generation++
 	a.reloadAt = time.Now()
 	a.reloadReason = reason
+	notifyReloading()
 	if a.Hooks.OnReload != nil {
 		a.Hooks.OnReload(a)
 	}
@@ -431,6 +433,9 @@ func (a *Arbiter) stop(quick bool) {
 	if a.upgrade != nil && !a.upgrade.ready && a.upgrade.killAt.IsZero() {
 		a.log.Info(fmt.Sprintf("Stopping the upgrade to pid %d too", a.upgrade.pid))
 		a.abandonUpgrade()
+	}
+	if !a.stopping {
+		notifySystemd("STOPPING=1")
 	}
 	a.stopping, a.quick = true, quick
 	sig := syscall.SIGTERM

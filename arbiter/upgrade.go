@@ -3,7 +3,6 @@ package arbiter
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -205,7 +204,7 @@ func (a *Arbiter) checkParent() {
 	}
 	a.parent = nil
 	a.log.Info(fmt.Sprintf("Upgrade complete: pid %d took over from pid %d", a.pid, p.pid))
-	notifySystemd("MAINPID=" + strconv.Itoa(a.pid))
+	notifySystemd("MAINPID=" + strconv.Itoa(a.pid) + "\nREADY=1")
 }
 
 // pidFilePath is where this arbiter writes its pid: PIDFILE.2 while it
@@ -215,21 +214,4 @@ func (a *Arbiter) pidFilePath() string {
 		return a.cfg.PidFile + ".2"
 	}
 	return a.cfg.PidFile
-}
-
-// notifySystemd sends one sd_notify message when systemd asked for them.
-func notifySystemd(msg string) {
-	path := os.Getenv("NOTIFY_SOCKET")
-	if path == "" {
-		return
-	}
-	if path[0] == '@' {
-		path = "\x00" + path[1:]
-	}
-	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		return
-	}
-	defer c.Close()
-	c.Write([]byte(msg))
 }

@@ -3,7 +3,6 @@ package arbiter
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"syscall"
@@ -46,7 +45,7 @@ func (a *Arbiter) spawnWorker() error {
 	files := []uintptr{0, 1, 2}
 	files = append(files, socket.FDs(a.listeners)...)
 	files = append(files, uintptr(wfd), uintptr(hb.FD()))
-	env := append(append(os.Environ(), a.cfg.Env...), worker.EnvConfig+"="+wc.Encode())
+	env := workerEnv(append(a.cfg.Env, worker.EnvConfig+"="+wc.Encode())...)
 	pid, err := syscall.ForkExec(a.cfg.Executable, a.cfg.Args, &syscall.ProcAttr{
 		Env:   env,
 		Files: files,
@@ -228,6 +227,7 @@ func (a *Arbiter) abortReload(failed *Worker, why string) {
 	}
 	a.cfg = a.stableCfg
 	a.reloadAt = time.Time{}
+	a.notifyStatus()
 }
 
 // murderWorkers kills workers that overstay: booting past --boot-timeout,
@@ -341,11 +341,15 @@ func (a *Arbiter) generationReady() {
 		a.log.Info(fmt.Sprintf("Reload complete: generation %d, %d workers serving, %s after HUP",
 			a.generation, a.target, time.Since(a.reloadAt).Round(time.Millisecond)))
 		a.reloadAt = time.Time{}
+		a.notifyStatus()
 	}
 	if !a.calledReady {
 		a.calledReady = true
 		a.log.Info(fmt.Sprintf("Ready: %d workers serving", a.target))
 		a.tellParentReady()
+		if a.parent == nil { // a new arbiter speaks for the service once it took over
+			a.notifyStatus()
+		}
 		if a.Hooks.WhenReady != nil {
 			a.Hooks.WhenReady(a)
 		}

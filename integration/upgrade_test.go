@@ -39,7 +39,7 @@ func TestUSR2UpgradeUnderLoad(t *testing.T) {
 		t.Errorf("old arbiter exit code %d", code)
 	}
 	handover := time.Since(begin)
-	s.waitLog(`Upgrade complete: pid `+m[1]+` took over from pid `+strconv.Itoa(s.Pid), 5*time.Second)
+	next.waitLog(`Upgrade complete: pid `+m[1]+` took over from pid `+strconv.Itoa(s.Pid), 5*time.Second)
 	rk, rc := <-ka, <-cl
 	t.Logf("USR2 to the old arbiter's exit: %s; keep-alive clients: %s; close clients: %s", handover.Round(time.Millisecond), rk, rc)
 	if rk.failed()+rc.failed()+rk.refused+rc.refused != 0 {
