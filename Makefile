@@ -41,8 +41,10 @@ fuzz:
 integration: build
 	$(GO) test -race -count=1 -timeout 8m ./integration/
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# bench runs the Go benchmarks and measures the idle arbiter and worker boot.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v /integration)
+	bash bench/idle.sh
 
 clean:
 	rm -rf bin
