@@ -5,7 +5,7 @@ BIN     := bin/corral
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 # Debian packages the tests need, as "command:package".
-TEST_TOOLS := systemd-socket-activate:systemd
+TEST_TOOLS := systemd-socket-activate:systemd nginx:nginx
 
 .PHONY: build run test deps lint vet unit fuzz integration bench clean
 
@@ -41,10 +41,11 @@ fuzz:
 integration: build
 	$(GO) test -race -count=1 -timeout 8m ./integration/
 
-# bench runs the Go benchmarks and measures the idle arbiter and worker boot.
+# bench runs the Go benchmarks, then corral against its peers (bench/run.sh),
+# which writes docs/benchmarks.md and docs/benchmarks.png.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v /integration)
-	bash bench/idle.sh
+	bash bench/run.sh
 
 clean:
 	rm -rf bin

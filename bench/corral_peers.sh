@@ -1,0 +1,7 @@
+# bench/corral_peers.sh -- corral's rows for peers.sh (sourced through EXTRA_PEERS).
+# One row per worker type this build has, 2 workers like the peers, the demo app's hello world.
+CORRAL=${CORRAL:-$(cd "$BENCH_DIR/.." && pwd)/bin/corral}
+for k in goroutine sync event; do
+	"$CORRAL" -k "$k" --check-config demo >/dev/null 2>&1 || continue
+	bench_peer "corral-$k" "$CORRAL" -w 2 -k "$k" -b "$HOST:{PORT}" --log-level warning demo
+done
