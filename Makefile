@@ -7,7 +7,7 @@ APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 # Debian packages the tests need, as "command:package".
 TEST_TOOLS := systemd-socket-activate:systemd nginx:nginx
 
-.PHONY: build run test deps lint vet unit fuzz integration bench clean
+.PHONY: build run test deps lint vet unit fuzz integration bench soak clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/corral
@@ -46,6 +46,11 @@ integration: build
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v /integration)
 	bash bench/run.sh
+
+# soak sends 1,000 HUPs and 1,000 TTIN/TTOU under light load, then checks the
+# arbiter for leaked fds, memory and goroutines, and for zombies and orphans.
+soak: build
+	$(GO) test -race -count=1 -tags soak -run TestSoak -timeout 30m -v ./integration/
 
 clean:
 	rm -rf bin

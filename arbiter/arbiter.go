@@ -358,7 +358,8 @@ func (a *Arbiter) reopenLogs() {
 			a.log.Error(err.Error())
 		}
 	}
-	a.log.Info("Reopening log files")
+	// The counts let a soak test see leaks from outside.
+	a.log.Info(fmt.Sprintf("Reopening log files (goroutines: %d, workers: %d)", runtime.NumGoroutine(), len(a.workers)))
 	for pid := range a.workers {
 		unix.Kill(pid, syscall.SIGUSR1)
 	}
