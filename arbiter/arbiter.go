@@ -35,6 +35,7 @@ type Config struct {
 	Executable      string              // the worker binary, by path, so a rebuilt one is picked up
 	Args            []string            // the worker's argv, argv[0] included
 	Command         []string            // exec mode (corral -- COMMAND ARGS): what each worker runs; nil otherwise
+	Exec            ExecOptions         // exec mode's readiness, stop signal and output; see notify.go
 	Env             []string            // KEY=VALUE pairs added to the workers' environment
 	Worker          worker.Config       // the template each worker's Config is made from
 	BootTimeout     time.Duration       // from spawn to ready, else the worker is killed
@@ -102,6 +103,7 @@ type Worker struct {
 	statusFd     int
 	statusBuf    []byte
 	lastError    string
+	exec         *execWorker // exec mode only; see notify.go
 }
 
 // Arbiter is the master process.
@@ -290,7 +292,9 @@ func (a *Arbiter) sleep() {
 			polled = append(polled, w)
 		}
 	}
+	afterPoll := a.execPoll(&fds, &wait)
 	n, err := unix.Poll(fds, int(wait/time.Millisecond)+1)
+	afterPoll(fds)
 	if err != nil || n == 0 {
 		return // EINTR (the Go runtime preempts with signals) or the tick
 	}
@@ -359,7 +363,7 @@ func (a *Arbiter) reopenLogs() {
 		}
 	}
 	// The counts let a soak test see leaks from outside.
-	a.log.Info(fmt.Sprintf("Reopening log files (goroutines: %d, workers: %d)", runtime.NumGoroutine(), len(a.workers)))
+	a.log.Info(fmt.Sprintf("Reopening log files (goroutines: %d, workers: %d, target: %d)", runtime.NumGoroutine(), len(a.workers), a.target))
 	for pid := range a.workers {
 		unix.Kill(pid, syscall.SIGUSR1)
 	}
@@ -458,6 +462,7 @@ func (a *Arbiter) stop(quick bool) {
 }
 
 func (a *Arbiter) signalWorker(w *Worker, sig syscall.Signal) {
+	sig = a.execStopSignal(w, sig)
 	if err := unix.Kill(w.Pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
 		a.log.Warn(fmt.Sprintf("kill %s worker (pid:%d): %v", signals.Name(sig), w.Pid, err))
 	}

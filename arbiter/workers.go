@@ -45,6 +45,13 @@ func (a *Arbiter) spawnWorker() error {
 	files := []uintptr{0, 1, 2}
 	files = append(files, socket.FDs(a.listeners)...)
 	files = append(files, uintptr(wfd), uintptr(hb.FD()))
+	x, err := a.execPrepare(&wc, files)
+	if err != nil {
+		unix.Close(rfd)
+		unix.Close(wfd)
+		hb.Close()
+		return fmt.Errorf("spawn worker: %w", err)
+	}
 	env := workerEnv(append(a.cfg.Env, worker.EnvConfig+"="+wc.Encode())...)
 	pid, err := syscall.ForkExec(a.cfg.Executable, a.cfg.Args, &syscall.ProcAttr{
 		Env:   env,
@@ -54,12 +61,13 @@ func (a *Arbiter) spawnWorker() error {
 	})
 	unix.Close(wfd)
 	hb.Release()
+	x.forked(a, pid, err)
 	if err != nil {
 		unix.Close(rfd)
 		hb.Close()
 		return fmt.Errorf("spawn worker: exec %s: %w", a.cfg.Executable, err)
 	}
-	a.workers[pid] = &Worker{Pid: pid, Age: a.age, Generation: a.generation, Started: time.Now(), statusFd: rfd, heartbeat: hb}
+	a.workers[pid] = &Worker{Pid: pid, Age: a.age, Generation: a.generation, Started: time.Now(), statusFd: rfd, heartbeat: hb, exec: x}
 	a.log.Info(fmt.Sprintf("Booting worker with pid: %d", pid))
 	return nil
 }
@@ -132,6 +140,7 @@ func (a *Arbiter) reapWorkers() {
 			continue
 		}
 		a.readStatus(w) // its last words: an error line, a late "ready"
+		a.execReaped(w)
 		if w.statusFd >= 0 {
 			unix.Close(w.statusFd)
 			w.statusFd = -1
@@ -338,8 +347,8 @@ func (a *Arbiter) generationReady() {
 	}
 	a.stableCfg = a.cfg
 	if !a.reloadAt.IsZero() {
-		a.log.Info(fmt.Sprintf("Reload complete: generation %d, %d workers serving, %s after HUP",
-			a.generation, a.target, time.Since(a.reloadAt).Round(time.Millisecond)))
+		a.log.Info(fmt.Sprintf("Reload complete: generation %d, %d workers serving, %s after %s",
+			a.generation, a.target, time.Since(a.reloadAt).Round(time.Millisecond), a.reloadReason))
 		a.reloadAt = time.Time{}
 		a.notifyStatus()
 	}

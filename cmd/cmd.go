@@ -93,6 +93,8 @@ func (p *Program) Run(args []string) int {
 	case s.printConfig:
 		printConfig(os.Stdout, s)
 		return ExitOK
+	case s.checkConfig && s.arbiter.Command != nil:
+		return ExitOK // exec mode: the command was found
 	case s.checkConfig:
 		if _, err := p.Apps(s.app); err != nil {
 			fmt.Fprintf(os.Stderr, "%s: error: app %q: %v\n", p.Name, s.app, err)
@@ -112,6 +114,7 @@ func (p *Program) Run(args []string) int {
 	}
 	a := arbiter.New(s.arbiter)
 	a.Hooks = p.Hooks
+	a.Watcher = reloadWatcher(s) // nil without --reload
 	a.Reload = func() (*arbiter.Config, error) {
 		s2, err := p.load(args, io.Discard)
 		if err != nil {
@@ -138,6 +141,7 @@ func (p *Program) Run(args []string) int {
 // load parses args, the environment and the config file into settings. It
 // returns nil settings when it printed help or the version instead.
 func (p *Program) load(args []string, out io.Writer) (*settings, error) {
+	args, command := splitCommand(args) // exec mode: corral [flags] -- COMMAND [ARGS...]
 	if p.executable == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -176,7 +180,7 @@ func (p *Program) load(args []string, out io.Writer) (*settings, error) {
 			return err
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
-		Metadata:       map[string]any{"args": args},
+		Metadata:       map[string]any{"args": args, "command": command},
 	}
 	if err := app.Run(args); err != nil {
 		return nil, errors.New(oneLine(err))
@@ -186,9 +190,9 @@ func (p *Program) load(args []string, out io.Writer) (*settings, error) {
 
 func (p *Program) argsUsage() string {
 	if len(p.AppNames) == 0 {
-		return "[APP]"
+		return "[APP] | -- COMMAND [ARGS...]"
 	}
-	return "APP (one of: " + strings.Join(p.AppNames, ", ") + ")"
+	return "APP (one of: " + strings.Join(p.AppNames, ", ") + ") | -- COMMAND [ARGS...]"
 }
 
 func oneLine(err error) string {
@@ -209,7 +213,7 @@ func (p *Program) settings(c *cli.Context, files []cli.Flag) (*settings, error) 
 	switch c.NArg() {
 	case 0:
 		s.app = p.DefaultApp
-		if s.app == "" {
+		if s.app == "" && execArgs(c) == nil {
 			return nil, errors.New("no app named; try: " + p.Name + " " + strings.Join(p.AppNames, "|"))
 		}
 	case 1:
@@ -217,7 +221,7 @@ func (p *Program) settings(c *cli.Context, files []cli.Flag) (*settings, error) 
 	default:
 		return nil, fmt.Errorf("one app at most, got %q", c.Args().Slice())
 	}
-	if len(p.AppNames) > 0 && !contains(p.AppNames, s.app) {
+	if len(p.AppNames) > 0 && execArgs(c) == nil && !contains(p.AppNames, s.app) {
 		return nil, fmt.Errorf("unknown app %q (known: %s)", s.app, strings.Join(p.AppNames, ", "))
 	}
 	var errs []error

@@ -466,6 +466,17 @@ func closeLoad(ctx context.Context, addr string, conns, total int, path string) 
 	return r
 }
 
+// lastGeneration is the generation of the last reload the arbiter logged.
+// Signals of one kind sent while one is pending merge into one (POSIX),
+// so tests count the generations the arbiter started, not the HUPs sent.
+func (s *server) lastGeneration() int {
+	n := 1
+	for _, m := range regexp.MustCompile(`Reloading: generation (\d+)`).FindAllStringSubmatch(s.log.String(), -1) {
+		n, _ = strconv.Atoi(m[1])
+	}
+	return n
+}
+
 func writeScript(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o755); err != nil {

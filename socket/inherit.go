@@ -17,13 +17,16 @@ type Inherited struct {
 	FD   int    `json:"fd"`
 	Bind string `json:"bind"` // the bind address as the user wrote it
 	Addr string `json:"addr"` // the bound address: "http://127.0.0.1:8000" or "unix:/path"
+	// Protocol is what the bind address named ("http", "uwsgi",
+	// "fastcgi"); "" means the worker's default protocol.
+	Protocol string `json:"protocol,omitempty"`
 }
 
 // Describe lists ls as a child started with Files(ls) will find them.
 func Describe(ls []*Listener) []Inherited {
 	out := make([]Inherited, len(ls))
 	for i, l := range ls {
-		out[i] = Inherited{FD: FirstFD + i, Bind: l.Bind, Addr: l.URL()}
+		out[i] = Inherited{FD: FirstFD + i, Bind: l.Bind, Addr: l.URL(), Protocol: l.Protocol}
 	}
 	return out
 }

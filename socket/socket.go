@@ -32,51 +32,83 @@ type Options struct {
 type Addr struct {
 	Network string // "tcp", "unix" or "fd"
 	Address string // "host:port", a file path, or the fd number
+	// Protocol is the protocol the listener speaks when the bind named
+	// one ("http://", "uwsgi://", "fastcgi://"); "" leaves it to the
+	// worker's default (--protocol).
+	Protocol string
 }
+
+// Protocols are the wire protocols a listener can speak, the first the
+// default.
+var Protocols = []string{"http", "uwsgi", "fastcgi"}
 
 // ParseAddr parses a bind address as Gunicorn writes them: "HOST:PORT",
 // "[IPv6]:PORT", ":PORT" (all interfaces), "HOST" (port 8000),
-// "unix:PATH" and "fd://N". A "tcp://" or "http://" prefix is accepted.
+// "unix:PATH" and "fd://N". A "tcp://" prefix is accepted; a protocol
+// prefix, "http://", "uwsgi://" or "fastcgi://", sets Protocol and may
+// precede any of the forms ("fastcgi://unix:/run/app.sock").
 func ParseAddr(s string) (Addr, error) {
+	for _, p := range Protocols {
+		if rest, ok := strings.CutPrefix(s, p+"://"); ok {
+			a, err := parseAddr(rest, s)
+			a.Protocol = p
+			return a, err
+		}
+	}
+	return parseAddr(s, s)
+}
+
+// parseAddr parses s, a bind address without its protocol prefix; orig is
+// what the user wrote, for errors.
+func parseAddr(s, orig string) (Addr, error) {
 	switch {
 	case s == "":
+		if orig != "" {
+			return Addr{}, fmt.Errorf("bind %q: no address after the protocol", orig)
+		}
 		return Addr{}, errors.New("empty bind address")
 	case strings.HasPrefix(s, "unix:"):
 		p := strings.TrimPrefix(strings.TrimPrefix(s, "unix:"), "//")
 		if p == "" {
-			return Addr{}, fmt.Errorf("bind %q: empty unix socket path", s)
+			return Addr{}, fmt.Errorf("bind %q: empty unix socket path", orig)
 		}
 		return Addr{Network: "unix", Address: p}, nil
 	case strings.HasPrefix(s, "fd://"):
 		n, err := strconv.Atoi(strings.TrimPrefix(s, "fd://"))
 		if err != nil || n < 0 {
-			return Addr{}, fmt.Errorf("bind %q: fd must be a non-negative number", s)
+			return Addr{}, fmt.Errorf("bind %q: fd must be a non-negative number", orig)
 		}
 		return Addr{Network: "fd", Address: strconv.Itoa(n)}, nil
 	}
-	hp := strings.TrimPrefix(strings.TrimPrefix(s, "tcp://"), "http://")
+	hp := strings.TrimPrefix(s, "tcp://")
 	if !strings.Contains(hp, ":") || (strings.HasPrefix(hp, "[") && strings.HasSuffix(hp, "]")) {
 		hp = net.JoinHostPort(strings.Trim(hp, "[]"), "8000")
 	}
 	host, port, err := net.SplitHostPort(hp)
 	if err != nil {
-		return Addr{}, fmt.Errorf("bind %q: %v", s, err)
+		return Addr{}, fmt.Errorf("bind %q: %v", orig, err)
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		return Addr{}, fmt.Errorf("bind %q: port must be a number from 0 to 65535", s)
+		return Addr{}, fmt.Errorf("bind %q: port must be a number from 0 to 65535", orig)
 	}
 	return Addr{Network: "tcp", Address: net.JoinHostPort(host, port)}, nil
 }
 
 // String is the address as a bind flag would write it.
 func (a Addr) String() string {
+	var s string
 	switch a.Network {
 	case "unix":
-		return "unix:" + a.Address
+		s = "unix:" + a.Address
 	case "fd":
-		return "fd://" + a.Address
+		s = "fd://" + a.Address
+	default:
+		s = a.Address
 	}
-	return a.Address
+	if a.Protocol != "" {
+		s = a.Protocol + "://" + s
+	}
+	return s
 }
 
 // Listener is one listening socket owned by this process.
@@ -84,6 +116,9 @@ type Listener struct {
 	Bind string   // what the user asked for ("127.0.0.1:0", "unix:/run/x.sock", a systemd name)
 	File *os.File // the socket; close-on-exec here, passed to children explicitly
 	Addr net.Addr // the bound local address (the real port when 0 was asked for)
+	// Protocol is the protocol the bind address named ("http", "uwsgi",
+	// "fastcgi"), or "" for the worker's default.
+	Protocol string
 
 	fd     int    // File's descriptor, read once without os.File.Fd
 	unlink string // unix socket file this process created and removes on Close
@@ -111,9 +146,16 @@ func (l *Listener) Fd() int { return l.fd }
 // Network is "tcp" or "unix".
 func (l *Listener) Network() string { return l.Addr.Network() }
 
-// URL names the listener in logs: "http://127.0.0.1:8000" or "unix:/path".
+// URL names the listener in logs: "http://127.0.0.1:8000" or "unix:/path"
+// for HTTP, "uwsgi://127.0.0.1:3031" or "fastcgi://unix:/path" for the
+// other protocols.
 func (l *Listener) URL() string {
-	if l.Network() == "unix" {
+	switch {
+	case l.Protocol != "" && l.Protocol != "http" && l.Network() == "unix":
+		return l.Protocol + "://unix:" + l.Addr.String()
+	case l.Protocol != "" && l.Protocol != "http":
+		return l.Protocol + "://" + l.Addr.String()
+	case l.Network() == "unix":
 		return "unix:" + l.Addr.String()
 	}
 	return "http://" + l.Addr.String()
@@ -138,6 +180,14 @@ func bindOne(bind string, opts Options) (*Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	l, err := bindAddr(a, bind, opts)
+	if err == nil {
+		l.Protocol = a.Protocol
+	}
+	return l, err
+}
+
+func bindAddr(a Addr, bind string, opts Options) (*Listener, error) {
 	backlog := opts.Backlog
 	if backlog <= 0 {
 		backlog = DefaultBacklog
@@ -304,14 +354,24 @@ func (l *Listener) StopIntake() error {
 	if l.Network() != "tcp" {
 		return nil
 	}
-	// Classic BPF "ret #0": accept zero bytes of every packet, so the
-	// listener drops every SYN and handshake ACK from now on.
-	drop := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
-	prog := unix.SockFprog{Len: 1, Filter: &drop[0]}
+	// A classic BPF program that drops new connections only: a segment
+	// with SYN and without ACK. The listener sees the TCP header at
+	// offset 0, flags at byte 13. A handshake already under way still
+	// completes, so its connection lands in the backlog the workers drain,
+	// rather than hanging half-open until the listener closes and resets it.
+	prog := unix.SockFprog{Len: uint16(len(dropSYN)), Filter: &dropSYN[0]}
 	if err := unix.SetsockoptSockFprog(l.fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
 		return fmt.Errorf("stop intake on %s: %w", l.URL(), err)
 	}
 	return nil
+}
+
+var dropSYN = []unix.SockFilter{
+	{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: 13},           // A = TCP flags
+	{Code: unix.BPF_ALU | unix.BPF_AND | unix.BPF_K, K: 0x12},        // A &= SYN|ACK
+	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: 0x02, Jf: 1}, // SYN alone?
+	{Code: unix.BPF_RET | unix.BPF_K, K: 0},                          // drop it
+	{Code: unix.BPF_RET | unix.BPF_K, K: 0xffffffff},                 // keep the rest
 }
 
 // ResumeIntake undoes StopIntake.

@@ -14,15 +14,22 @@ import (
 
 func TestParseAddr(t *testing.T) {
 	good := map[string]Addr{
-		"127.0.0.1:8000":   {"tcp", "127.0.0.1:8000"},
-		":9000":            {"tcp", ":9000"},
-		"[::1]:80":         {"tcp", "[::1]:80"},
-		"localhost":        {"tcp", "localhost:8000"},
-		"[::1]":            {"tcp", "[::1]:8000"},
-		"tcp://0.0.0.0:1":  {"tcp", "0.0.0.0:1"},
-		"unix:/tmp/x.sock": {"unix", "/tmp/x.sock"},
-		"unix:///a/b":      {"unix", "/a/b"},
-		"fd://5":           {"fd", "5"},
+		"127.0.0.1:8000":   {"tcp", "127.0.0.1:8000", ""},
+		":9000":            {"tcp", ":9000", ""},
+		"[::1]:80":         {"tcp", "[::1]:80", ""},
+		"localhost":        {"tcp", "localhost:8000", ""},
+		"[::1]":            {"tcp", "[::1]:8000", ""},
+		"tcp://0.0.0.0:1":  {"tcp", "0.0.0.0:1", ""},
+		"unix:/tmp/x.sock": {"unix", "/tmp/x.sock", ""},
+		"unix:///a/b":      {"unix", "/a/b", ""},
+		"fd://5":           {"fd", "5", ""},
+		// A protocol prefix names the listener's protocol.
+		"http://127.0.0.1:80":          {"tcp", "127.0.0.1:80", "http"},
+		"uwsgi://127.0.0.1:3031":       {"tcp", "127.0.0.1:3031", "uwsgi"},
+		"fastcgi://127.0.0.1:9000":     {"tcp", "127.0.0.1:9000", "fastcgi"},
+		"fastcgi://unix:/run/app.sock": {"unix", "/run/app.sock", "fastcgi"},
+		"uwsgi://[::1]":                {"tcp", "[::1]:8000", "uwsgi"},
+		"uwsgi://fd://4":               {"fd", "4", "uwsgi"},
 	}
 	for in, want := range good {
 		got, err := ParseAddr(in)
@@ -30,9 +37,46 @@ func TestParseAddr(t *testing.T) {
 			t.Errorf("ParseAddr(%q) = %+v, %v; want %+v", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "unix:", "fd://x", "fd://-1", "1.2.3.4:99999", "h:port"} {
+	for _, in := range []string{"", "unix:", "fd://x", "fd://-1", "1.2.3.4:99999", "h:port",
+		"uwsgi://", "fastcgi://unix:", "scgi://127.0.0.1:1", "uwsgi://1.2.3.4:99999"} {
 		if _, err := ParseAddr(in); err == nil {
 			t.Errorf("ParseAddr(%q) succeeded", in)
+		}
+	}
+}
+
+func TestAddrStringRoundTrips(t *testing.T) {
+	for _, in := range []string{"127.0.0.1:8000", "unix:/tmp/x.sock", "fd://5", "uwsgi://127.0.0.1:3031",
+		"fastcgi://unix:/run/app.sock", "http://[::1]:80", "uwsgi://fd://4"} {
+		a, err := ParseAddr(in)
+		if err != nil || a.String() != in {
+			t.Errorf("ParseAddr(%q).String() = %q, %v", in, a.String(), err)
+		}
+	}
+}
+
+func TestBindWithProtocolNamesIt(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "f.sock")
+	ls, err := Bind([]string{"uwsgi://127.0.0.1:0", "fastcgi://unix:" + sock, "127.0.0.1:0", "http://127.0.0.1:0"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer CloseAll(ls)
+	want := []struct{ proto, url string }{
+		{"uwsgi", "uwsgi://" + ls[0].Addr.String()},
+		{"fastcgi", "fastcgi://unix:" + sock},
+		{"", "http://" + ls[2].Addr.String()},
+		{"http", "http://" + ls[3].Addr.String()},
+	}
+	for i, w := range want {
+		if ls[i].Protocol != w.proto || ls[i].URL() != w.url {
+			t.Errorf("listener %d: protocol %q URL %q; want %q %q", i, ls[i].Protocol, ls[i].URL(), w.proto, w.url)
+		}
+	}
+	in := Describe(ls)
+	for i, w := range want {
+		if in[i].Protocol != w.proto || in[i].Addr != w.url {
+			t.Errorf("Describe[%d] = %+v, want protocol %q", i, in[i], w.proto)
 		}
 	}
 }

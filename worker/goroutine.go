@@ -3,6 +3,7 @@ package worker
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -58,8 +59,9 @@ func (g *goroutineWorker) Serve(p *Process) error {
 		g.slots = make(chan struct{}, cfg.WorkerConnections)
 	}
 	g.srv = &http.Server{
-		Handler:           p,
+		Handler:           closeAfterChunked(p),
 		ReadHeaderTimeout: headerReadTimeout,
+		MaxHeaderBytes:    cfg.maxHeaderBytes(), // --limit-request-*, see Config.maxHeaderBytes
 		IdleTimeout:       cfg.KeepAlive,
 		ConnState:         g.track,
 		ErrorLog:          log.New(logWriter{p}, "", 0),
@@ -69,11 +71,14 @@ func (g *goroutineWorker) Serve(p *Process) error {
 	}
 	errs := make(chan error, len(p.Listeners))
 	g.mu.Lock()
-	for _, l := range p.Listeners {
-		dl := &drainListener{Listener: l, g: g}
+	for i, l := range p.Listeners {
+		// The front end (protocol, PROXY header) of each listener; its
+		// connections go through the same drain and cap logic.
+		fe := p.FrontEnd(i)
+		dl := &drainListener{Listener: l, g: g, wrap: fe.WrapConn}
 		g.listeners = append(g.listeners, dl)
 		g.open++
-		go func() { errs <- g.srv.Serve(dl) }()
+		go func() { errs <- fe.Serve(g.srv, dl) }()
 	}
 	g.mu.Unlock()
 	// The listeners were listening before this process started: from the
@@ -133,13 +138,33 @@ func (g *goroutineWorker) closeIdle() {
 		g.mu.Lock()
 		for c, st := range g.conns {
 			idle := st.state == http.StateIdle || st.state == http.StateNew
-			if idle && now.Sub(st.since) >= g.p.Config.DrainIdle && !hasUnread(c) {
+			since := st.since
+			if tc, ok := c.(*trackedConn); ok {
+				since = tc.idleSince(since)
+			}
+			if idle && now.Sub(since) >= g.p.Config.DrainIdle && !hasUnread(c) {
 				c.Close()
 			}
 		}
 		g.mu.Unlock()
 		g.maybeDone()
 	}
+}
+
+// closeAfterChunked closes the connection after answering a request with
+// a chunked body. With both Content-Length and Transfer-Encoding, net/http
+// reads the chunked framing and keeps the connection open, so bytes that a
+// front end counted by Content-Length would be served as a second,
+// smuggled request; RFC 9112 §6.3 says to close after responding. net/http
+// drops the Content-Length before the handler sees it, so every chunked
+// request closes its connection: a rare cost.
+func closeAfterChunked(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(r.TransferEncoding) > 0 {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // hasUnread reports whether the kernel holds bytes the server has not read:
@@ -209,6 +234,7 @@ func (g *goroutineWorker) listenerClosed() {
 type drainListener struct {
 	net.Listener
 	g        *goroutineWorker
+	wrap     func(net.Conn) net.Conn // the front end's wrapper (PROXY header), or nil
 	draining atomic.Bool
 	once     sync.Once
 }
@@ -236,10 +262,64 @@ func (l *drainListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if l.wrap != nil {
+		c = l.wrap(c)
+	}
+	tc := &trackedConn{Conn: c}
+	tc.lastRead.Store(time.Now().UnixNano())
 	l.g.mu.Lock()
-	l.g.conns[c] = &connState{state: http.StateNew, since: time.Now()}
+	l.g.conns[tc] = &connState{state: http.StateNew, since: time.Now()}
 	l.g.mu.Unlock()
-	return c, nil
+	return tc, nil
+}
+
+// trackedConn notes when the server last read from the connection. net/http
+// marks a connection active only once it has read a whole request head, so
+// a connection can look idle while its next request already sits in
+// net/http's buffer; a drain must not close it then.
+type trackedConn struct {
+	net.Conn
+	lastRead atomic.Int64 // UnixNano
+}
+
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.lastRead.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+// idleSince is when the connection last showed any sign of a request.
+func (c *trackedConn) idleSince(stateSince time.Time) time.Time {
+	if t := time.Unix(0, c.lastRead.Load()); t.After(stateSince) {
+		return t
+	}
+	return stateSince
+}
+
+// ReadFrom keeps net/http's sendfile path.
+func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(c.Conn, r)
+}
+
+// CloseWrite lets net/http half-close after an error response.
+func (c *trackedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// SyscallConn reaches the socket, for hasUnread.
+func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.New("connection has no file descriptor")
 }
 
 func (l *drainListener) accept() (net.Conn, error) {

@@ -36,6 +36,7 @@ type Process struct {
 	maxRequests int64 // 0: no limit
 	requests    atomic.Int64
 	draining    atomic.Bool
+	front       frontConfig // protocols and trusted peers, see frontend.go
 	heartbeat   *heartbeat.Slot
 
 	inFlightMu sync.Mutex
@@ -120,6 +121,7 @@ func chooseMaxRequests(n, jitter int) int64 {
 // access log, and counts it against --max-requests.
 func (p *Process) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	p.trustForwarded(r)
 	rec := &recorder{ResponseWriter: w, p: p}
 	p.inFlightMu.Lock()
 	p.inFlight[r] = start
@@ -128,7 +130,15 @@ func (p *Process) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.inFlightMu.Lock()
 		delete(p.inFlight, r)
 		p.inFlightMu.Unlock()
-		if !rec.wroteHeader && recover() == nil {
+		// A panic goes on to the worker type, which logs it and closes
+		// the connection; the access log still gets its line.
+		panicked := recover()
+		if panicked != nil {
+			defer panic(panicked)
+			if !rec.wroteHeader {
+				rec.status = http.StatusInternalServerError
+			}
+		} else if !rec.wroteHeader {
 			rec.WriteHeader(http.StatusOK)
 		}
 		if p.access != nil {

@@ -30,6 +30,9 @@ func Run(apps AppFunc, hooks Hooks) int {
 		return ExitBootError
 	}
 	os.Unsetenv(EnvConfig)
+	if cfg.Exec != nil {
+		return execCommand(cfg) // returns only if the exec failed
+	}
 	p := &Process{Config: cfg, Pid: os.Getpid(), status: os.NewFile(uintptr(cfg.StatusFD), "status"),
 		inFlight: map[*http.Request]time.Time{}}
 	p.Log = logging.New(os.Stderr, slog.LevelInfo)
@@ -63,6 +66,9 @@ func run(p *Process, apps AppFunc, hooks Hooks) (int, error) {
 		return ExitBootError, err
 	}
 	if p.Listeners, err = socket.Listen(cfg.Listeners); err != nil {
+		return ExitBootError, err
+	}
+	if err := p.initFront(); err != nil {
 		return ExitBootError, err
 	}
 	p.maxRequests = chooseMaxRequests(cfg.MaxRequests, cfg.MaxRequestsJitter)

@@ -43,6 +43,9 @@ type Config struct {
 	ArbiterPid  int                `json:"arbiter_pid"`  // exit when the parent is not this
 	Age         int                `json:"age"`          // spawn sequence number, as Gunicorn's worker age
 	Generation  int                `json:"generation"`   // bumped by every reload
+	// Exec, in exec mode (corral -- COMMAND), makes the worker a shim
+	// that execs the command; see exec.go.
+	Exec *ExecConfig `json:"exec,omitempty"`
 
 	Timeout           time.Duration `json:"timeout"`
 	GracefulTimeout   time.Duration `json:"graceful_timeout"`
@@ -51,6 +54,33 @@ type Config struct {
 	WorkerConnections int           `json:"worker_connections"`
 	MaxRequests       int           `json:"max_requests"`
 	MaxRequestsJitter int           `json:"max_requests_jitter"`
+
+	// Request limits (--limit-request-line, --limit-request-fields,
+	// --limit-request-field_size), as Gunicorn's; see RequestLimits. The
+	// sync and event types parse with worker/http1 and enforce them
+	// exactly; the goroutine type maps them onto net/http.
+	LimitRequestLine      int `json:"limit_request_line"`
+	LimitRequestFields    int `json:"limit_request_fields"`
+	LimitRequestFieldSize int `json:"limit_request_field_size"`
+	// MaxBody (--max-body) is the largest request body the sync and
+	// event types read into memory; larger ones get 413. 0 is no limit.
+	MaxBody int64 `json:"max_body,omitempty"`
+	// Threads (--threads) is the number of event loops per event worker;
+	// EventInline (--event-inline) runs handlers on the loop itself.
+	Threads     int  `json:"threads,omitempty"`
+	EventInline bool `json:"event_inline,omitempty"`
+
+	// Front ends: the wire protocol of listeners whose bind named none
+	// ("http", "uwsgi", "fastcgi"; "" is http), the PROXY protocol mode
+	// ("off", "v1", "v2", "auto"; "" is off), and the peers trusted to
+	// speak uwsgi, to send PROXY headers and to send X-Forwarded-* and
+	// Forwarded headers (addresses, networks or "*"; nil trusts no TCP
+	// peer). See FrontEnd and TrustForwarded.
+	Protocol          string   `json:"protocol,omitempty"`
+	UwsgiAllowFrom    []string `json:"uwsgi_allow_from,omitempty"`
+	ProxyProtocol     string   `json:"proxy_protocol,omitempty"`
+	ProxyAllowFrom    []string `json:"proxy_allow_from,omitempty"`
+	ForwardedAllowIPs []string `json:"forwarded_allow_ips,omitempty"`
 
 	ErrorLog        string `json:"error_log"`
 	LogLevel        string `json:"log_level"`

@@ -1,0 +1,47 @@
+package arbiter
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxOutputLine is the longest line of a worker's output logged as one
+// record; a longer line is logged in pieces of this size.
+const maxOutputLine = 16 << 10
+
+// logOutput copies an exec worker's stdout and stderr (one pipe, so their
+// order is kept) to the error log, one record per line:
+//
+//	[2026-11-23 19:17:04 +0000] [ARBITER PID] [INFO] [worker 1234] the line
+//
+// whatever --log-level is: it is the program's own output. It runs in its
+// own goroutine, owns fd, and touches no arbiter state; it ends when the
+// last process holding the pipe's write end (the worker, and any child it
+// left behind) is gone.
+func logOutput(fd, pid int, log *slog.Logger) {
+	unix.SetNonblock(fd, true) // a pollable *os.File: no thread blocks in read
+	f := os.NewFile(uintptr(fd), fmt.Sprintf("worker-%d-output", pid))
+	defer f.Close()
+	h := log.Handler()
+	prefix := fmt.Sprintf("[worker %d] ", pid)
+	r := bufio.NewReaderSize(f, maxOutputLine)
+	for {
+		line, err := r.ReadSlice('\n')
+		if len(line) > 0 {
+			line = bytes.TrimRight(line, "\r\n")
+			rec := slog.NewRecord(time.Now(), slog.LevelInfo, prefix+string(line), 0)
+			h.Handle(context.Background(), rec)
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
+	}
+}

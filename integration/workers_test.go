@@ -1,0 +1,315 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// workerClasses are the worker types every test here runs against.
+var workerClasses = []string{"goroutine", "sync", "event"}
+
+func startClass(t *testing.T, class string, workers int, extra ...string) *server {
+	t.Helper()
+	args := append([]string{"-w", strconv.Itoa(workers), "-b", "127.0.0.1:0", "-k", class}, extra...)
+	s := start(t, corralBin, append(args, "demo"))
+	s.waitLog(fmt.Sprintf(`Ready: %d workers serving`, workers), 10*time.Second)
+	return s
+}
+
+func TestWorkersEcho(t *testing.T) {
+	for _, class := range workerClasses {
+		t.Run(class, func(t *testing.T) {
+			s := startClass(t, class, 2)
+			if body := mustGet(t, s.Addr, "/"); body != "Hello, World!" {
+				t.Errorf("GET / = %q", body)
+			}
+			res, err := http.Post("http://"+s.Addr+"/echo?a=1", "text/plain", strings.NewReader("ping"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			var e struct {
+				Method, Target, Body string
+				Pid                  int
+			}
+			if err := json.NewDecoder(res.Body).Decode(&e); err != nil {
+				t.Fatal(err)
+			}
+			if e.Method != "POST" || e.Target != "/echo?a=1" || e.Body != "ping" || e.Pid == 0 {
+				t.Errorf("echo: %+v", e)
+			}
+		})
+	}
+}
+
+// rawConn is a raw HTTP/1.1 client connection.
+func rawConn(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
+func readRes(t *testing.T, br *bufio.Reader) (*http.Response, string) {
+	t.Helper()
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return res, string(b)
+}
+
+func TestWorkersKeepAlive(t *testing.T) {
+	for _, class := range []string{"goroutine", "event"} {
+		t.Run(class, func(t *testing.T) {
+			s := startClass(t, class, 1)
+			c, br := rawConn(t, s.Addr)
+			for i := range 10 {
+				fmt.Fprintf(c, "GET /pid HTTP/1.1\r\nHost: t\r\n\r\n")
+				res, body := readRes(t, br)
+				if res.StatusCode != 200 || res.Close || body == "" {
+					t.Fatalf("request %d: %d close=%v %q", i, res.StatusCode, res.Close, body)
+				}
+			}
+		})
+	}
+}
+
+func TestWorkersPipelining(t *testing.T) {
+	for _, class := range []string{"goroutine", "event"} {
+		t.Run(class, func(t *testing.T) {
+			s := startClass(t, class, 1)
+			c, br := rawConn(t, s.Addr)
+			var b strings.Builder
+			for i := range 16 {
+				fmt.Fprintf(&b, "GET /echo?i=%d HTTP/1.1\r\nHost: t\r\n\r\n", i)
+			}
+			io.WriteString(c, b.String())
+			for i := range 16 {
+				_, body := readRes(t, br)
+				var e struct{ Target string }
+				json.Unmarshal([]byte(body), &e)
+				if want := fmt.Sprintf("/echo?i=%d", i); e.Target != want {
+					t.Fatalf("response %d is for %q, want %q", i, e.Target, want)
+				}
+			}
+		})
+	}
+}
+
+// A HUP every 200 ms under load fails no request, for each worker type.
+func TestWorkersHUPUnderLoad(t *testing.T) {
+	for _, class := range workerClasses {
+		t.Run(class, func(t *testing.T) {
+			s := startClass(t, class, 4)
+			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+			defer cancel()
+			ka := make(chan *loadResult, 1)
+			cl := make(chan *loadResult, 1)
+			if class == "sync" {
+				ka <- &loadResult{}
+			} else {
+				go func() { ka <- keepAliveLoad(ctx, s.Addr, 8, 200000, "/") }()
+			}
+			go func() { cl <- closeLoad(ctx, s.Addr, 4, 200000, "/") }()
+			hups := 0
+			tick := time.NewTicker(200 * time.Millisecond)
+			for ctx.Err() == nil {
+				<-tick.C
+				if ctx.Err() == nil {
+					s.signal(syscall.SIGHUP)
+					hups++
+				}
+			}
+			tick.Stop()
+			rk, rc := <-ka, <-cl
+			t.Logf("%s: %d HUPs; keep-alive clients: %s; Connection: close clients: %s", class, hups, rk, rc)
+			if rk.failed() != 0 || rc.failed() != 0 || rk.refused+rc.refused != 0 {
+				t.Errorf("requests failed during reloads: keep-alive %s; close %s", rk, rc)
+			}
+			if (class != "sync" && rk.ok < 100) || rc.ok < 100 {
+				t.Errorf("too little load to mean anything: %d and %d requests", rk.ok, rc.ok)
+			}
+			// HUPs sent while one is pending merge into one (POSIX), so
+			// wait for the last generation the arbiter started.
+			s.waitLog(fmt.Sprintf(`Reload complete: generation %d, 4 workers`, s.lastGeneration()), 15*time.Second)
+		})
+	}
+}
+
+// TERM under a Connection: close load resets no accepted connection, and
+// a slow request in flight finishes.
+func TestWorkersTERMUnderLoadResetsNothing(t *testing.T) {
+	for _, class := range workerClasses {
+		t.Run(class, func(t *testing.T) {
+			s := startClass(t, class, 2, "--backlog", "64")
+			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+			defer cancel()
+			res := make(chan *loadResult)
+			go func() { res <- closeLoad(ctx, s.Addr, 32, 1000000, "/") }()
+			slow := make(chan error, 1)
+			go func() {
+				code, body, err := get(s.Addr, "/sleep?seconds=1.5")
+				if err == nil && (code != 200 || !strings.HasPrefix(body, "slept")) {
+					err = fmt.Errorf("status %d body %q", code, body)
+				}
+				slow <- err
+			}()
+			time.Sleep(700 * time.Millisecond)
+			s.signal(syscall.SIGTERM)
+			if code := s.wait(15 * time.Second); code != 0 {
+				t.Errorf("exit code %d after TERM", code)
+			}
+			cancel()
+			r := <-res
+			t.Logf("%s: TERM under load: %s", class, r)
+			if err := <-slow; err != nil {
+				t.Errorf("request in flight at TERM: %v", err)
+			}
+			if r.failed() != 0 {
+				t.Errorf("accepted connections failed at TERM: %s", r)
+			}
+			if r.ok < 50 {
+				t.Errorf("too little load: %s", r)
+			}
+		})
+	}
+}
+
+// smuggling are requests that a strict parser refuses, each followed by a
+// request that must never be answered, with the status the sync and event
+// workers give. lenient marks the cases that leave the framing unambiguous
+// and that net/http accepts or bounds differently: there the goroutine
+// worker may answer otherwise, and the request behind is a plain
+// pipelined one.
+var smuggling = []struct {
+	name    string
+	req     string
+	status  int
+	lenient bool
+}{
+	{"conflicting Content-Length", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd", 400, false},
+	{"Content-Length and Transfer-Encoding", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, false},
+	{"bad chunk size", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n", 400, false},
+	{"obs-fold", "GET /echo HTTP/1.1\r\nHost: t\r\nX-A: a\r\n b\r\n\r\n", 400, true},
+	{"space before colon", "GET /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\n\r\n", 400, false},
+	{"NUL in a header", "GET /echo HTTP/1.1\r\nHost: t\r\nX-A: a\x00b\r\n\r\n", 400, false},
+	{"long request line", "GET /" + strings.Repeat("a", 5000) + " HTTP/1.1\r\nHost: t\r\n\r\n", 414, true},
+	{"too many headers", "GET /echo HTTP/1.1\r\nHost: t\r\n" + strings.Repeat("X-A: b\r\n", 101) + "\r\n", 431, true},
+}
+
+const smuggled = "GET /pid HTTP/1.1\r\nHost: t\r\n\r\n"
+
+func TestWorkersRefuseSmuggling(t *testing.T) {
+	for _, class := range workerClasses {
+		t.Run(class, func(t *testing.T) {
+			s := startClass(t, class, 1)
+			for _, m := range smuggling {
+				c, br := rawConn(t, s.Addr)
+				io.WriteString(c, m.req+smuggled)
+				c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				var codes []int
+				var err error
+				for {
+					var res *http.Response
+					res, err = http.ReadResponse(br, nil)
+					if err != nil {
+						break
+					}
+					io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					codes = append(codes, res.StatusCode)
+				}
+				timedOut := false
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					timedOut = true
+				}
+				relaxed := class == "goroutine" && m.lenient
+				switch {
+				case class == "goroutine" && m.name == "Content-Length and Transfer-Encoding":
+					// net/http reads the chunked framing and answers it;
+					// the goroutine worker then closes the connection
+					// (closeAfterChunked), so the request behind it is
+					// never served.
+					if len(codes) != 1 {
+						t.Errorf("%s: %s: %d responses %v: the smuggled request was served", class, m.name, len(codes), codes)
+					}
+				case relaxed:
+					t.Logf("%s: %s: net/http answered %v (timed out: %v)", class, m.name, codes, timedOut)
+				case len(codes) > 1:
+					t.Errorf("%s: %s: %d responses %v: the smuggled request was served", class, m.name, len(codes), codes)
+				case relaxed:
+					t.Logf("%s: %s: net/http answered %v (timed out: %v)", class, m.name, codes, timedOut)
+				case len(codes) == 0 || codes[0] < 400 || codes[0] > 499:
+					t.Errorf("%s: %s: answered %v, want a 4xx", class, m.name, codes)
+				case class != "goroutine" && codes[0] != m.status:
+					t.Errorf("%s: %s: answered %d, want %d", class, m.name, codes[0], m.status)
+				case timedOut:
+					t.Errorf("%s: %s: connection left open after %v", class, m.name, codes)
+				}
+				c.Close()
+			}
+		})
+	}
+}
+
+// A sync worker whose request runs past --timeout is aborted and replaced;
+// the next request succeeds.
+func TestSyncTimeoutKillsWorker(t *testing.T) {
+	s := startClass(t, "sync", 1, "--timeout", "1", "--abort-grace", "1")
+	victim := s.waitWorkers(1, 5*time.Second)[0]
+	mustGet(t, s.Addr, "/")
+	begin := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := get(s.Addr, "/sleep?seconds=30")
+		done <- err
+	}()
+	s.waitLog(`WORKER TIMEOUT \(pid:`+strconv.Itoa(victim)+`\)`, 5*time.Second)
+	var replacement int
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if now := s.children(); len(now) == 1 && now[0] != victim {
+			replacement = now[0]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no replacement for worker %d: children %v", victim, s.children())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.waitLog(`Booting worker with pid: `+strconv.Itoa(replacement), 5*time.Second)
+	if body := mustGet(t, s.Addr, "/"); body != "Hello, World!" {
+		t.Fatalf("after the replacement: %q", body)
+	}
+	took := time.Since(begin)
+	t.Logf("worker %d stuck in a request was replaced by %d, serving %s after the request began (timeout 1 s + abort grace 1 s)",
+		victim, replacement, took.Round(time.Millisecond))
+	if took > 1*time.Second+1*time.Second+2*time.Second {
+		t.Errorf("replacement took %s, more than timeout + abort-grace + 2 s", took)
+	}
+	if err := <-done; err == nil {
+		t.Errorf("the request that ran past --timeout succeeded")
+	}
+	if m := regexp.MustCompile(`aborted in request GET /sleep\?seconds=30`).FindString(s.log.String()); m == "" {
+		t.Logf("the worker did not log its request (killed before it could)")
+	}
+}

@@ -1,0 +1,265 @@
+package worker
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// RequestFromVars builds the request that a uwsgi or FastCGI front end
+// (nginx's uwsgi_pass, fastcgi_pass) described in CGI variables:
+//
+//	REQUEST_METHOD      the method (required)
+//	REQUEST_URI         the request target; without it PATH_INFO (after
+//	                    SCRIPT_NAME) and QUERY_STRING
+//	SERVER_PROTOCOL     "HTTP/1.1" (default "HTTP/1.0")
+//	HTTP_*              headers: HTTP_X_FOO is X-Foo; HTTP_HOST is r.Host
+//	CONTENT_TYPE, CONTENT_LENGTH
+//	SERVER_NAME, SERVER_PORT  r.Host when there is no HTTP_HOST
+//	REMOTE_ADDR, REMOTE_PORT  r.RemoteAddr; peer is used without them
+//	HTTPS=on|1, UWSGI_SCHEME, REQUEST_SCHEME  the scheme: r.URL.Scheme and
+//	                    r.URL.Host are set, and for https r.TLS is a
+//	                    non-nil, empty tls.ConnectionState
+//
+// The body is read from body, which the caller bounds to the request's
+// length. r.Close is set: the caller decides whether the connection
+// carries another request.
+func RequestFromVars(vars map[string]string, body io.Reader, peer net.Addr) (*http.Request, error) {
+	method := vars["REQUEST_METHOD"]
+	if method == "" {
+		return nil, errors.New("no REQUEST_METHOD")
+	}
+	if !validToken(method) {
+		return nil, fmt.Errorf("REQUEST_METHOD %q is not a method", method)
+	}
+	r := &http.Request{Method: method, Header: http.Header{}, Close: true}
+	r.Proto = vars["SERVER_PROTOCOL"]
+	if r.Proto == "" {
+		r.Proto = "HTTP/1.0"
+	}
+	var ok bool
+	if r.ProtoMajor, r.ProtoMinor, ok = http.ParseHTTPVersion(r.Proto); !ok {
+		return nil, fmt.Errorf("SERVER_PROTOCOL %q is not an HTTP version", r.Proto)
+	}
+	uri := vars["REQUEST_URI"]
+	if uri == "" {
+		uri = vars["SCRIPT_NAME"] + vars["PATH_INFO"]
+		if uri == "" {
+			uri = "/"
+		}
+		if q := vars["QUERY_STRING"]; q != "" {
+			uri += "?" + q
+		}
+	}
+	u, err := url.ParseRequestURI(uri)
+	if err != nil {
+		return nil, fmt.Errorf("REQUEST_URI %q: %v", uri, err)
+	}
+	r.RequestURI, r.URL = uri, u
+	for k, v := range vars {
+		name, ok := strings.CutPrefix(k, "HTTP_")
+		if !ok || name == "" || k == "HTTP_HOST" {
+			continue
+		}
+		name = strings.ReplaceAll(name, "_", "-")
+		if !validToken(name) || strings.ContainsAny(v, "\r\n\x00") {
+			return nil, fmt.Errorf("header variable %s is not a valid header", k)
+		}
+		r.Header.Add(name, v)
+	}
+	if ct := vars["CONTENT_TYPE"]; ct != "" {
+		r.Header.Set("Content-Type", ct)
+	}
+	if cl := vars["CONTENT_LENGTH"]; cl != "" {
+		n, err := strconv.ParseInt(cl, 10, 64)
+		if err != nil || n < 0 || cl[0] == '+' {
+			return nil, fmt.Errorf("CONTENT_LENGTH %q is not a length", cl)
+		}
+		r.ContentLength = n
+		r.Header.Set("Content-Length", cl)
+	}
+	r.Host = vars["HTTP_HOST"]
+	if r.Host == "" {
+		r.Host = vars["SERVER_NAME"]
+		if p := vars["SERVER_PORT"]; r.Host != "" && p != "" && p != "80" && p != "443" {
+			r.Host = net.JoinHostPort(r.Host, p)
+		}
+	}
+	if a := vars["REMOTE_ADDR"]; a != "" {
+		port := vars["REMOTE_PORT"]
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			port = "0"
+		}
+		r.RemoteAddr = net.JoinHostPort(a, port)
+	} else if peer != nil {
+		r.RemoteAddr = peer.String()
+	}
+	scheme := strings.ToLower(vars["UWSGI_SCHEME"])
+	if scheme == "" {
+		scheme = strings.ToLower(vars["REQUEST_SCHEME"])
+	}
+	if h := vars["HTTPS"]; h == "on" || h == "ON" || h == "1" {
+		scheme = "https"
+	}
+	if scheme == "http" || scheme == "https" {
+		setScheme(r, scheme)
+	}
+	if r.ContentLength > 0 && body != nil {
+		r.Body = io.NopCloser(body)
+	} else {
+		r.Body = http.NoBody
+	}
+	return r, nil
+}
+
+// validToken reports whether s is an RFC 9110 token.
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x7f || c <= ' ' || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// streamResponse is the http.ResponseWriter of the uwsgi and FastCGI front
+// ends. It writes an HTTP/1.x response (uwsgi: status line, headers, body,
+// end of stream ends the body) or a CGI response (FastCGI: a "Status:"
+// header instead of the status line). It keeps the head back until the
+// body passes smallBody bytes, so a short response gets a Content-Length,
+// and sniffs a missing Content-Type as net/http does.
+type streamResponse struct {
+	out      *bufio.Writer
+	req      *http.Request
+	cgi      bool
+	header   http.Header
+	status   int
+	sentHead bool
+	pending  bytes.Buffer // body held back while the head is unsent
+	written  int64
+	err      error
+}
+
+const smallBody = 4 << 10
+
+func newStreamResponse(out *bufio.Writer, req *http.Request, cgi bool) *streamResponse {
+	return &streamResponse{out: out, req: req, cgi: cgi, header: http.Header{}}
+}
+
+func (w *streamResponse) Header() http.Header { return w.header }
+
+func (w *streamResponse) WriteHeader(code int) {
+	if code < 100 || code > 999 {
+		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
+	}
+	if w.status != 0 || code < 200 {
+		return // informational responses are not passed on
+	}
+	w.status = code
+}
+
+func (w *streamResponse) bodyAllowed() bool {
+	return w.req.Method != http.MethodHead && w.status != http.StatusNoContent && w.status != http.StatusNotModified
+}
+
+func (w *streamResponse) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if !w.bodyAllowed() {
+		return 0, http.ErrBodyNotAllowed
+	}
+	w.written += int64(len(b))
+	if !w.sentHead {
+		if w.pending.Len()+len(b) <= smallBody {
+			w.pending.Write(b)
+			return len(b), nil
+		}
+		w.writeHead(false)
+	}
+	n, err := w.out.Write(b)
+	if err != nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// Flush sends what is buffered.
+func (w *streamResponse) Flush() {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.sentHead {
+		w.writeHead(false)
+	}
+	if err := w.out.Flush(); err != nil && w.err == nil {
+		w.err = err
+	}
+}
+
+// finish completes the response once the handler returned.
+func (w *streamResponse) finish() error {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.sentHead {
+		w.writeHead(true)
+	}
+	if err := w.out.Flush(); err != nil && w.err == nil {
+		w.err = err
+	}
+	return w.err
+}
+
+// writeHead writes the status and headers, then the held-back body. final
+// means the handler is done, so the held-back body is all of it.
+func (w *streamResponse) writeHead(final bool) {
+	w.sentHead = true
+	h := w.header
+	for _, k := range []string{"Transfer-Encoding", "Keep-Alive", "Proxy-Connection", "Upgrade", "Trailer"} {
+		h.Del(k)
+	}
+	if w.bodyAllowed() {
+		if _, ok := h["Content-Type"]; !ok && w.pending.Len() > 0 {
+			h.Set("Content-Type", http.DetectContentType(w.pending.Bytes()))
+		}
+		if final && h.Get("Content-Length") == "" {
+			h.Set("Content-Length", strconv.Itoa(w.pending.Len()))
+		}
+	}
+	text := http.StatusText(w.status)
+	if text == "" {
+		text = "status code " + strconv.Itoa(w.status)
+	}
+	if w.cgi {
+		fmt.Fprintf(w.out, "Status: %d %s\r\n", w.status, text)
+	} else {
+		h.Set("Connection", "close")
+		fmt.Fprintf(w.out, "HTTP/1.1 %d %s\r\n", w.status, text)
+	}
+	if err := h.Write(w.out); err != nil {
+		w.err = err
+		return
+	}
+	w.out.WriteString("\r\n")
+	if w.pending.Len() > 0 {
+		if _, err := w.out.Write(w.pending.Bytes()); err != nil {
+			w.err = err
+		}
+		w.pending.Reset()
+	}
+}

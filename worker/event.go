@@ -1,0 +1,282 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/corral-server/corral/internal/heartbeat"
+	"github.com/corral-server/corral/worker/http1"
+)
+
+func init() { Register("event", func() Worker { return new(eventWorker) }) }
+
+// eventWorker serves HTTP/1.1 from epoll loops (--threads of them, one
+// goroutine each) on non-blocking sockets, with no goroutine per
+// connection.
+//
+// Readiness is level-triggered. A loop asks for EPOLLIN only while it
+// wants a connection's bytes (not while its handler runs, nor while more
+// than eventOutHigh of its output is unsent) and for EPOLLOUT only while
+// output is pending, changing the interest with EPOLL_CTL_MOD when that
+// changes. Level triggering lets a loop read one buffer per connection
+// per wake-up (fairness) without losing readiness, at the cost of the
+// MOD calls. The inherited listeners are registered with EPOLLEXCLUSIVE
+// in every loop of every worker process, so a new connection wakes one
+// waiter, not all of them; a loop at the --worker-connections cap takes
+// its listeners out of its epoll set (EXCLUSIVE registrations cannot be
+// modified) and puts them back once below it.
+//
+// A connection between requests holds its fd, a small struct and nothing
+// else: its read buffer, output buffer and parser storage go back to
+// pools when it goes idle. Requests are parsed with worker/http1 and
+// read whole, body included (up to --max-body, else 413), before the
+// handler runs: on the loop with --event-inline (an app that never
+// blocks), otherwise on a bounded goroutine pool. Responses are written
+// back by the loop, in request order.
+type eventWorker struct {
+	p      *Process
+	cfg    *http1.Config
+	loops  []*eventLoop
+	lfds   []int // our duplicates of the listeners
+	ctx    context.Context
+	cancel context.CancelFunc
+	pool   *eventPool
+
+	conns    atomic.Int64 // open connections, against --worker-connections
+	maxConns int64        // 0: no cap
+
+	stopMu    sync.Mutex
+	stopped   bool // Stop was called before the loops existed
+	graceful  bool
+	draining  atomic.Bool
+	quick     atomic.Bool
+	drainLeft atomic.Int32 // loops still draining the backlog
+	closeOnce sync.Once
+}
+
+// Timing of the event loops.
+const (
+	eventTick      = 100 * time.Millisecond // most time between two timer scans
+	eventReadBuf   = 16 << 10               // a read buffer, from the pool
+	eventOutHigh   = 64 << 10               // unsent output that stops reading
+	eventKeepBuf   = 64 << 10               // larger buffers are not pooled
+	eventAccepts   = 64                     // accepts per listener per wake-up
+	eventLinger    = 500 * time.Millisecond // a closing connection's wait for the client's FIN
+	eventPoolMax   = 256                    // handler goroutines per worker process
+	eventBodyTimer = headerReadTimeout      // most time between two body reads
+)
+
+func (e *eventWorker) BeatsItself() bool { return true }
+
+func (e *eventWorker) Serve(p *Process) error {
+	e.p = p
+	e.cfg = parserConfig(p)
+	cfg := p.Config
+	for i := range p.Listeners {
+		if fe := p.FrontEnd(i); fe.Protocol != ProtocolHTTP || (fe.Proxy != "" && fe.Proxy != ProxyOff) {
+			return fmt.Errorf("the event worker serves plain HTTP only; listener %s wants %s with PROXY %s",
+				listenerAddr(p.Listeners[i]), fe.Protocol, fe.Proxy)
+		}
+	}
+	e.maxConns = int64(cfg.WorkerConnections)
+	threads := max(cfg.Threads, 1)
+	if !cfg.EventInline {
+		size := eventPoolMax
+		if e.maxConns > 0 && e.maxConns < int64(size) {
+			size = int(e.maxConns)
+		}
+		e.pool = newEventPool(size)
+		defer e.pool.close()
+	}
+	// Our own duplicates of the listeners, and the originals closed: that
+	// takes them out of Go's netpoller, which would otherwise be woken by
+	// every new connection in every worker.
+	for _, l := range p.Listeners {
+		fd, err := listenerFD(l)
+		if err == nil {
+			fd, err = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+		}
+		if err != nil {
+			e.closeListeners()
+			return fmt.Errorf("listener %s: %w", listenerAddr(l), err)
+		}
+		e.lfds = append(e.lfds, fd)
+	}
+	for _, l := range p.Listeners {
+		l.Close()
+	}
+	e.stopMu.Lock()
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	defer e.cancel()
+	for range threads {
+		l, err := newEventLoop(e)
+		if err != nil {
+			for _, l := range e.loops {
+				l.close()
+			}
+			e.stopMu.Unlock()
+			e.closeListeners()
+			return err
+		}
+		e.loops = append(e.loops, l)
+	}
+	e.drainLeft.Store(int32(len(e.loops)))
+	stopped, graceful := e.stopped, e.graceful
+	e.stopMu.Unlock()
+	if stopped {
+		e.Stop(graceful)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(e.loops))
+	for _, l := range e.loops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.run(); err != nil {
+				errs <- err
+				e.Stop(false)
+			}
+		}()
+	}
+	p.Ready()
+	wg.Wait()
+	e.closeListeners()
+	for _, l := range e.loops {
+		l.close()
+	}
+	close(errs)
+	return <-errs
+}
+
+func (e *eventWorker) Stop(graceful bool) {
+	e.stopMu.Lock()
+	if e.loops == nil {
+		if !e.stopped {
+			e.graceful = graceful
+		} else if !graceful {
+			e.graceful = false // a quick stop overrides a graceful one
+		}
+		e.stopped = true
+		e.stopMu.Unlock()
+		return
+	}
+	e.stopMu.Unlock()
+	e.draining.Store(true)
+	if !graceful {
+		e.quick.Store(true)
+	}
+	for _, l := range e.loops {
+		l.wake()
+	}
+	if !graceful {
+		e.cancel() // after quick is set: see handleInbox
+	}
+}
+
+// closeListeners closes our listener fds once no loop uses them.
+func (e *eventWorker) closeListeners() {
+	e.closeOnce.Do(func() {
+		for _, fd := range e.lfds {
+			unix.Close(fd)
+		}
+	})
+}
+
+// alive reports whether every loop went round recently, so that one
+// wedged loop stops the heartbeat even while the others run.
+func (e *eventWorker) beat(now int64) {
+	if e.p.heartbeat == nil {
+		return
+	}
+	limit := int64(time.Second)
+	if t := e.p.Config.Timeout; t > 0 {
+		limit = int64(t / 2)
+	}
+	for _, l := range e.loops {
+		if now-l.alive.Load() > limit {
+			return
+		}
+	}
+	e.p.Beat()
+}
+
+// eventPool runs handlers on at most size goroutines, started as
+// needed and kept. Its queue is a slice: the loop never blocks on it.
+// Since a connection has at most one request on the pool at a time, the
+// queue is bounded by --worker-connections.
+type eventPool struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   []func()
+	head    int
+	running int
+	idle    int
+	size    int
+	closed  bool
+}
+
+func newEventPool(size int) *eventPool {
+	p := &eventPool{size: size}
+	p.cond = sync.NewCond(&p.mu)
+	return p
+}
+
+func (p *eventPool) submit(f func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		go f()
+		return
+	}
+	p.queue = append(p.queue, f)
+	switch {
+	case p.idle > 0:
+		p.idle--
+		p.cond.Signal()
+	case p.running < p.size:
+		p.running++
+		go p.work()
+	}
+}
+
+func (p *eventPool) work() {
+	p.mu.Lock()
+	for {
+		for p.head == len(p.queue) && !p.closed {
+			p.idle++
+			p.cond.Wait()
+		}
+		if p.head == len(p.queue) {
+			p.running--
+			p.mu.Unlock()
+			return
+		}
+		f := p.queue[p.head]
+		p.queue[p.head] = nil
+		if p.head++; p.head == len(p.queue) {
+			p.queue, p.head = p.queue[:0], 0
+		}
+		p.mu.Unlock()
+		f()
+		p.mu.Lock()
+	}
+}
+
+// close lets the goroutines finish the queue and exit.
+func (p *eventPool) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// nanotime is the monotonic clock the heartbeat uses too.
+func nanotime() int64 { return heartbeat.Now() }
+
+var errConnClosed = errors.New("connection closed")

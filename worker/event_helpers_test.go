@@ -1,0 +1,153 @@
+package worker
+
+import (
+	"bufio"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/corral-server/corral/internal/heartbeat"
+)
+
+// newTestProcess returns a Process serving h on a fresh listener on
+// 127.0.0.1, as the runtime would build it, with a heartbeat slot.
+func newTestProcess(t testing.TB, h http.Handler, cfg *Config) *Process {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	if cfg.DrainIdle == 0 {
+		cfg.DrainIdle = 200 * time.Millisecond
+	}
+	hb, err := heartbeat.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(hb.Close)
+	p := &Process{Config: cfg, Pid: 1, Listeners: []net.Listener{l}, handler: h, heartbeat: hb,
+		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		inFlight: map[*http.Request]time.Time{}}
+	if testing.Verbose() {
+		p.Log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return p
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+// serveTest starts w on p and returns a function that stops it (graceful
+// or quick) and waits for Serve to return.
+func serveTest(t *testing.T, p *Process, w Worker) (addr string, stop func(graceful bool) error) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- w.Serve(p) }()
+	stopped := false
+	stop = func(graceful bool) error {
+		stopped = true
+		p.draining.Store(true)
+		w.Stop(graceful)
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatal("Serve did not return 10 s after Stop")
+			return nil
+		}
+	}
+	t.Cleanup(func() {
+		if !stopped {
+			stop(false)
+		}
+	})
+	return p.Listeners[0].Addr().String(), stop
+}
+
+// testHandler is what the worker tests serve.
+func testHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello")
+	})
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Method", r.Method)
+		w.Header().Set("X-Target", r.RequestURI)
+		w.Write(b)
+	})
+	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
+		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+		}
+		io.WriteString(w, "slept")
+	})
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		for i := range 5 {
+			io.WriteString(w, strings.Repeat(string(rune('a'+i)), 3000))
+			w.(http.Flusher).Flush()
+		}
+	})
+	mux.HandleFunc("/panic", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		panic("boom")
+	})
+	return mux
+}
+
+// rawDo writes req on a new connection and reads one response.
+func rawDo(t *testing.T, addr, req string) (*http.Response, string, *bufio.Reader, net.Conn) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	res, body := readResponse(t, br)
+	return res, body, br, c
+}
+
+func readResponse(t *testing.T, br *bufio.Reader) (*http.Response, string) {
+	t.Helper()
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return res, string(b)
+}
+
+// closedAfter reports whether the server closes c (EOF, or a reset) within d
+// without sending another byte.
+func closedAfter(br *bufio.Reader, c net.Conn, d time.Duration) (bool, string) {
+	c.SetReadDeadline(time.Now().Add(d))
+	b, err := io.ReadAll(br)
+	if len(b) > 0 {
+		return false, string(b)
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return false, "still open"
+	}
+	return true, ""
+}

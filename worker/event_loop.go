@@ -1,0 +1,738 @@
+package worker
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/corral-server/corral/worker/http1"
+)
+
+// eventLoop is one epoll loop of an event worker. Everything but the
+// inbox and alive belongs to the loop's goroutine.
+type eventLoop struct {
+	e      *eventWorker
+	p      *Process
+	epfd   int
+	wakefd int
+	alive  atomic.Int64 // nanotime of the last iteration
+
+	conns    map[int32]*eventConn
+	lreg     bool // the listeners are in the epoll set
+	drained  bool // graceful stop: the backlog is served, the listeners left
+	lastScan int64
+	events   [128]unix.EpollEvent
+	bufs     [][]byte             // free buffers
+	rw       http1.ResponseWriter // inline handlers'
+
+	mu     sync.Mutex
+	inbox  []eventMsg
+	spare  []eventMsg
+	closed bool
+}
+
+// eventMsg is what a pool goroutine sends its connection's loop: bytes of a
+// response, the last ones when final.
+type eventMsg struct {
+	c          *eventConn
+	b          []byte
+	final      bool
+	closeAfter bool
+	job        *eventJob  // final: returned to the pool once b is copied
+	ack        chan error // not final: answered once b is taken
+}
+
+func newEventLoop(e *eventWorker) (*eventLoop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	wfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	l := &eventLoop{e: e, p: e.p, epfd: epfd, wakefd: wfd, conns: map[int32]*eventConn{}}
+	l.alive.Store(nanotime())
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wfd)}); err != nil {
+		l.close()
+		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	if err := l.register(); err != nil {
+		l.close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// register puts the listeners in the epoll set, exclusively.
+func (l *eventLoop) register() error {
+	if l.lreg {
+		return nil
+	}
+	for i, fd := range l.e.lfds {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(fd)}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			for _, f := range l.e.lfds[:i] {
+				unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, f, nil)
+			}
+			return fmt.Errorf("epoll_ctl listener: %w", err)
+		}
+	}
+	l.lreg = true
+	return nil
+}
+
+func (l *eventLoop) unregister() {
+	if !l.lreg {
+		return
+	}
+	for _, fd := range l.e.lfds {
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	}
+	l.lreg = false
+}
+
+func (l *eventLoop) isListener(fd int32) bool {
+	for _, f := range l.e.lfds {
+		if int32(f) == fd {
+			return true
+		}
+	}
+	return false
+}
+
+// wake interrupts epoll_wait.
+func (l *eventLoop) wake() {
+	l.mu.Lock()
+	if !l.closed {
+		unix.Write(l.wakefd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	}
+	l.mu.Unlock()
+}
+
+// post hands m to the loop; false if the loop is gone.
+func (l *eventLoop) post(m eventMsg) bool {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return false
+	}
+	l.inbox = append(l.inbox, m)
+	unix.Write(l.wakefd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	l.mu.Unlock()
+	return true
+}
+
+// close releases the loop's fds and fails what pool goroutines wait for.
+func (l *eventLoop) close() {
+	l.mu.Lock()
+	l.closed = true
+	inbox := l.inbox
+	l.inbox = nil
+	if l.epfd >= 0 {
+		unix.Close(l.epfd)
+		unix.Close(l.wakefd)
+		l.epfd, l.wakefd = -1, -1
+	}
+	l.mu.Unlock()
+	for _, m := range inbox {
+		if m.ack != nil {
+			m.ack <- errConnClosed
+		}
+	}
+	for _, c := range l.conns {
+		c.close()
+	}
+}
+
+// waitMs is epoll_wait's timeout: the timer tick, shorter for a short
+// --timeout so that the loop beats in time.
+func (l *eventLoop) waitMs() int {
+	d := eventTick
+	if t := l.p.Config.Timeout; t > 0 {
+		d = min(d, max(t/4, 10*time.Millisecond))
+	}
+	return int(d / time.Millisecond)
+}
+
+func (l *eventLoop) run() error {
+	wait := l.waitMs()
+	for {
+		now := nanotime()
+		l.alive.Store(now)
+		l.e.beat(now)
+		if l.e.quick.Load() {
+			l.unregister()
+			for _, c := range l.conns {
+				c.close()
+			}
+			return nil
+		}
+		if l.e.draining.Load() {
+			l.drain()
+			if l.drained && len(l.conns) == 0 {
+				return nil
+			}
+		}
+		n, err := unix.EpollWait(l.epfd, l.events[:], wait)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			return fmt.Errorf("epoll_wait: %w", err)
+		}
+		if l.e.quick.Load() {
+			continue
+		}
+		for i := range n {
+			ev := &l.events[i]
+			switch fd := ev.Fd; {
+			case fd == int32(l.wakefd):
+				var b [8]byte
+				unix.Read(l.wakefd, b[:])
+			case l.isListener(fd):
+				if l.lreg && !l.e.draining.Load() {
+					l.accept(int(fd))
+				}
+			default:
+				if c := l.conns[fd]; c != nil {
+					c.ready(ev.Events)
+				}
+			}
+		}
+		l.handleInbox()
+		if now := nanotime(); now-l.lastScan >= int64(eventTick) {
+			l.lastScan = now
+			l.scan(now)
+		}
+	}
+}
+
+// atCap reports whether the worker holds --worker-connections connections.
+func (l *eventLoop) atCap() bool {
+	return l.e.maxConns > 0 && l.e.conns.Load() >= l.e.maxConns
+}
+
+// accept takes up to eventAccepts connections from listener lfd. It
+// reports false when the backlog is empty.
+func (l *eventLoop) accept(lfd int) bool {
+	for range eventAccepts {
+		if l.atCap() {
+			l.unregister() // back when a connection closes, see scan
+			return true
+		}
+		nfd, sa, err := unix.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		if err != nil {
+			switch err {
+			case unix.EINTR, unix.ECONNABORTED:
+				continue
+			case unix.EAGAIN:
+				return false
+			case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+				l.p.Log.Error(fmt.Sprintf("accept: %v; pausing accepts", err))
+				l.unregister() // back at the next scan
+				return false
+			}
+			l.p.Log.Warn(fmt.Sprintf("accept: %v", err))
+			return false
+		}
+		l.e.conns.Add(1)
+		unix.SetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		c := &eventConn{l: l, fd: int32(nfd), remote: sockaddrString(sa), last: nanotime()}
+		c.parser.Config = l.e.cfg
+		c.mask = unix.EPOLLIN | unix.EPOLLRDHUP
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, nfd, &unix.EpollEvent{Events: c.mask, Fd: c.fd}); err != nil {
+			unix.Close(nfd)
+			l.e.conns.Add(-1)
+			continue
+		}
+		l.conns[c.fd] = c
+	}
+	return true
+}
+
+// drain, in a graceful stop, takes the listeners out of the epoll set and
+// accepts what is left in their backlog; the last loop to finish closes
+// them.
+func (l *eventLoop) drain() {
+	if l.drained {
+		return
+	}
+	l.unregister()
+	for _, fd := range l.e.lfds {
+		for l.accept(fd) {
+			if l.atCap() {
+				return // the rest once connections have closed
+			}
+		}
+	}
+	l.drained = true
+	if l.e.drainLeft.Add(-1) == 0 {
+		l.e.closeListeners()
+	}
+}
+
+func (l *eventLoop) handleInbox() {
+	l.mu.Lock()
+	msgs := l.inbox
+	l.inbox = l.spare[:0]
+	l.mu.Unlock()
+	// A quick stop sends nothing more. The check comes after taking the
+	// inbox: a handler cancelled by the stop posts after quick was set.
+	if l.e.quick.Load() {
+		for _, m := range msgs {
+			if m.ack != nil {
+				m.ack <- errConnClosed
+			}
+		}
+		return
+	}
+	for i := range msgs {
+		m := &msgs[i]
+		c := m.c
+		if m.final {
+			c.busy = false
+			if !c.closed {
+				c.out = append(c.getOut(), m.b...)
+				c.closeAfter = c.closeAfter || m.closeAfter
+				c.last = nanotime()
+				c.process()
+			}
+			m.job.release()
+		} else if c.closed {
+			m.ack <- errConnClosed
+		} else {
+			c.out = append(c.getOut(), m.b...)
+			c.ack = m.ack
+			c.flush()
+			c.update()
+		}
+		*m = eventMsg{}
+	}
+	l.spare = msgs[:0]
+}
+
+// scan runs the timers: header and body read timeouts, keep-alive, the
+// drain's idle rule, lingering closes, and listeners back after a cap.
+func (l *eventLoop) scan(now int64) {
+	if !l.lreg && !l.e.draining.Load() && !l.atCap() {
+		if err := l.register(); err != nil {
+			l.p.Log.Error(err.Error())
+		}
+	}
+	cfg := l.p.Config
+	draining := l.e.draining.Load()
+	for _, c := range l.conns {
+		switch {
+		case c.busy:
+		case c.lingering:
+			if now >= c.lingerUntil {
+				c.close()
+			}
+		case c.pending() > 0:
+			if now-c.last > int64(eventBodyTimer) {
+				c.close() // the client reads nothing
+			}
+		case c.reqStart != 0:
+			// A request is arriving: its head within the header timeout,
+			// its body without long pauses.
+			inHead := c.parser.Head() == nil
+			if inHead && now-c.reqStart > int64(headerReadTimeout) || !inHead && now-c.last > int64(eventBodyTimer) {
+				c.close()
+			}
+		default: // idle between requests
+			limit := cfg.KeepAlive
+			if c.served == 0 || limit <= 0 {
+				limit = headerReadTimeout
+			}
+			if draining && cfg.DrainIdle < limit {
+				limit = cfg.DrainIdle
+			}
+			if now-c.last >= int64(limit) && !fdHasUnread(int(c.fd)) {
+				c.close()
+			}
+		}
+	}
+}
+
+// getBuf returns an empty buffer from the loop's free list.
+func (l *eventLoop) getBuf() []byte {
+	if n := len(l.bufs); n > 0 {
+		b := l.bufs[n-1]
+		l.bufs[n-1] = nil
+		l.bufs = l.bufs[:n-1]
+		return b
+	}
+	return make([]byte, 0, eventReadBuf)
+}
+
+func (l *eventLoop) putBuf(b []byte) {
+	if cap(b) == 0 || cap(b) > eventKeepBuf || len(l.bufs) >= 256 {
+		return
+	}
+	l.bufs = append(l.bufs, b[:0])
+}
+
+func fdHasUnread(fd int) bool {
+	n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+	return err == nil && n > 0
+}
+
+func sockaddrString(sa unix.Sockaddr) string {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port)).String()
+	case *unix.SockaddrUnix:
+		if a.Name == "" {
+			return "@"
+		}
+		return a.Name
+	}
+	return ""
+}
+
+// eventConn is one connection of an event loop. Between requests it holds
+// no buffer.
+type eventConn struct {
+	l      *eventLoop
+	fd     int32
+	mask   uint32 // the events asked of epoll
+	remote string
+	parser http1.Parser
+	in     []byte // bytes read, not yet parsed
+	out    []byte // response bytes from outOff on are unsent
+	outOff int
+	ack    chan error // a pool goroutine's streamed bytes wait for room
+
+	last        int64 // nanotime of the last progress
+	reqStart    int64 // nanotime of a partial request's first byte, 0 if none
+	lingerUntil int64
+	served      int
+
+	busy       bool // its handler runs on the pool
+	closeAfter bool // close once the output is out
+	lingerOn   bool // close with a lingering close
+	lingering  bool // write side shut, waiting for the client's FIN
+	eof        bool // the client sent FIN
+	closed     bool
+}
+
+func (c *eventConn) pending() int { return len(c.out) - c.outOff }
+
+func (c *eventConn) getOut() []byte {
+	if c.out == nil {
+		c.out = c.l.getBuf()
+	}
+	return c.out
+}
+
+// ready handles epoll's report for the connection.
+func (c *eventConn) ready(ev uint32) {
+	if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		// A reset, or both directions shut: nothing more can be
+		// written. (Level-triggered HUP cannot be masked, so this
+		// cannot wait for a busy handler either.)
+		c.close()
+		return
+	}
+	if ev&unix.EPOLLOUT != 0 {
+		c.flush()
+		if c.closed {
+			return
+		}
+	}
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP) != 0 && c.mask&unix.EPOLLIN != 0 {
+		c.read()
+		if c.closed {
+			return
+		}
+	}
+	c.update()
+}
+
+func (c *eventConn) read() {
+	if c.lingering {
+		var b [4096]byte
+		n, err := unix.Read(int(c.fd), b[:])
+		if n <= 0 && err != unix.EAGAIN && err != unix.EINTR {
+			c.close()
+		}
+		return
+	}
+	if c.in == nil {
+		c.in = c.l.getBuf()
+	}
+	if len(c.in) == cap(c.in) {
+		c.in = append(c.in, 0)[:len(c.in)]
+	}
+	n, err := unix.Read(int(c.fd), c.in[len(c.in):cap(c.in)])
+	switch {
+	case n > 0:
+		c.in = c.in[:len(c.in)+n]
+		c.last = nanotime()
+		if c.reqStart == 0 {
+			c.reqStart = c.last
+		}
+	case n == 0 && err == nil:
+		c.eof = true
+	case err == unix.EAGAIN || err == unix.EINTR:
+		return
+	default:
+		c.close()
+		return
+	}
+	c.process()
+}
+
+// process parses and serves the requests that have arrived, one at a
+// time, until one runs on the pool, the input is used up, the connection
+// is to close, or its unsent output passes eventOutHigh.
+func (c *eventConn) process() {
+	for !c.closed && !c.busy && !c.closeAfter && c.pending() <= eventOutHigh {
+		used, req, err := c.parser.Parse(c.in)
+		c.in = c.in[:copy(c.in, c.in[used:])]
+		if err != nil {
+			c.fail(err)
+			break
+		}
+		if req == nil {
+			if c.parser.NeedContinue() {
+				c.parser.ContinueSent()
+				c.out = http1.AppendContinue(c.getOut())
+			}
+			if c.eof {
+				if err := c.parser.EOF(); err != nil {
+					c.fail(err)
+				}
+				c.closeAfter = true
+			}
+			break
+		}
+		c.served++
+		c.reqStart = 0
+		if len(c.in) > 0 {
+			c.reqStart = nanotime() // a pipelined request has begun
+		}
+		c.dispatch(req)
+	}
+	if c.closed {
+		return
+	}
+	if !c.busy && len(c.in) == 0 && c.reqStart == 0 {
+		// Idle: nothing held but the struct.
+		c.l.putBuf(c.in)
+		c.in = nil
+		c.parser.Release()
+	}
+	c.flush()
+	if !c.closed {
+		c.update()
+	}
+}
+
+// fail answers a request that cannot be parsed, then closes.
+func (c *eventConn) fail(err error) {
+	if code := http1.Status(err); code != 0 {
+		c.out = http1.AppendError(c.getOut(), code)
+		c.l.p.Log.Debug(fmt.Sprintf("bad request from %s: %v", c.remote, err))
+	}
+	c.in = c.in[:0]
+	c.closeAfter = true
+	c.lingerOn = true
+}
+
+func (c *eventConn) dispatch(req *http1.Request) {
+	l := c.l
+	p := l.p
+	closeConn := req.Close || p.Draining() || l.e.draining.Load() || p.Config.KeepAlive <= 0
+	hr, err := http1.ToHTTP(req, c.remote)
+	if err != nil {
+		c.fail(err)
+		return
+	}
+	hr = hr.WithContext(l.e.ctx)
+	if l.e.pool == nil {
+		rw := &l.rw
+		rw.Send = nil
+		start := len(c.getOut())
+		rw.Reset(c.out, req.Method, req.Major, req.Minor, closeConn)
+		if !serveRecover(p, rw, hr) {
+			c.out = http1.AppendError(c.out[:start], http.StatusInternalServerError)
+			c.closeAfter = true
+			return
+		}
+		c.out, _ = rw.Finish()
+		c.closeAfter = c.closeAfter || rw.Close()
+		c.last = nanotime()
+		return
+	}
+	c.busy = true
+	j := eventJobs.Get().(*eventJob)
+	j.c = c
+	method, major, minor := req.Method, req.Major, req.Minor
+	l.e.pool.submit(func() { j.serve(hr, method, major, minor, closeConn) })
+}
+
+// flush writes what it can of the output; once all is out, a connection
+// marked to close is closed.
+func (c *eventConn) flush() {
+	for c.outOff < len(c.out) {
+		n, err := unix.Write(int(c.fd), c.out[c.outOff:])
+		if n > 0 {
+			c.outOff += n
+			c.last = nanotime()
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil {
+			c.close()
+			return
+		}
+	}
+	if c.ack != nil && c.pending() <= eventOutHigh {
+		c.ack <- nil
+		c.ack = nil
+	}
+	if c.pending() > 0 {
+		return
+	}
+	c.l.putBuf(c.out)
+	c.out, c.outOff = nil, 0
+	if c.closeAfter && !c.busy && !c.lingering {
+		c.shut()
+	}
+}
+
+// shut closes a connection whose last response is out: at once, unless
+// bytes from the client wait unread, which a close would answer with a
+// reset that can destroy the response before the client reads it. Then
+// the write side is shut and the loop reads until the client's FIN, for
+// at most eventLinger.
+func (c *eventConn) shut() {
+	if !c.lingerOn && len(c.in) == 0 && !fdHasUnread(int(c.fd)) || c.eof {
+		c.close()
+		return
+	}
+	if unix.Shutdown(int(c.fd), unix.SHUT_WR) != nil {
+		c.close()
+		return
+	}
+	c.lingering = true
+	c.lingerUntil = nanotime() + int64(eventLinger)
+	c.l.putBuf(c.in)
+	c.in = nil
+	c.parser.Release()
+	c.update()
+}
+
+// update asks epoll for the events the connection's state wants.
+func (c *eventConn) update() {
+	if c.closed {
+		return
+	}
+	var want uint32
+	switch {
+	case c.lingering:
+		want = unix.EPOLLIN | unix.EPOLLRDHUP
+	default:
+		if !c.busy && !c.closeAfter && !c.eof && c.pending() <= eventOutHigh {
+			want = unix.EPOLLIN | unix.EPOLLRDHUP
+		}
+		if c.pending() > 0 {
+			want |= unix.EPOLLOUT
+		}
+	}
+	if want == c.mask {
+		return
+	}
+	if err := unix.EpollCtl(c.l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &unix.EpollEvent{Events: want, Fd: c.fd}); err != nil {
+		c.close()
+		return
+	}
+	c.mask = want
+}
+
+func (c *eventConn) close() {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	l := c.l
+	unix.Close(int(c.fd)) // also leaves the epoll set
+	delete(l.conns, c.fd)
+	l.e.conns.Add(-1)
+	if c.ack != nil {
+		c.ack <- errConnClosed
+		c.ack = nil
+	}
+	l.putBuf(c.in)
+	l.putBuf(c.out)
+	c.in, c.out = nil, nil
+	c.parser.Release()
+}
+
+// eventJob serves one request on the pool and streams its response back
+// to the connection's loop.
+type eventJob struct {
+	c   *eventConn
+	rw  http1.ResponseWriter
+	out []byte
+	ack chan error
+}
+
+var eventJobs = sync.Pool{New: func() any {
+	j := &eventJob{ack: make(chan error, 1)}
+	j.rw.Send = j.send
+	return j
+}}
+
+func (j *eventJob) serve(r *http.Request, method string, major, minor int, closeConn bool) {
+	c := j.c
+	l := c.l
+	j.rw.Reset(j.out[:0], method, major, minor, closeConn)
+	m := eventMsg{c: c, final: true, job: j}
+	if !serveRecover(l.p, &j.rw, r) {
+		m.closeAfter = true
+		if !j.rw.Started() {
+			j.out = http1.AppendError(j.out[:0], http.StatusInternalServerError)
+		} else {
+			j.out = j.out[:0]
+		}
+	} else {
+		j.out, _ = j.rw.Finish()
+		m.closeAfter = j.rw.Close()
+	}
+	m.b = j.out
+	if !l.post(m) {
+		j.release()
+	}
+}
+
+// send streams b to the connection; it blocks until the loop has taken it
+// and the connection's unsent output is below eventOutHigh.
+func (j *eventJob) send(b []byte) error {
+	if !j.c.l.post(eventMsg{c: j.c, b: b, ack: j.ack}) {
+		return errConnClosed
+	}
+	return <-j.ack
+}
+
+func (j *eventJob) release() {
+	j.c = nil
+	if cap(j.out) > eventKeepBuf {
+		j.out = nil
+	}
+	eventJobs.Put(j)
+}

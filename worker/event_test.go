@@ -1,0 +1,428 @@
+package worker
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// eventModes are the event worker's configurations every test runs with.
+var eventModes = []struct {
+	name    string
+	inline  bool
+	threads int
+}{
+	{"pool", false, 1},
+	{"inline", true, 1},
+	{"pool-2-loops", false, 2},
+}
+
+func forEventModes(t *testing.T, cfg func() *Config, f func(t *testing.T, p *Process, addr string, stop func(bool) error)) {
+	for _, m := range eventModes {
+		t.Run(m.name, func(t *testing.T) {
+			c := &Config{KeepAlive: 5 * time.Second}
+			if cfg != nil {
+				c = cfg()
+			}
+			c.EventInline, c.Threads = m.inline, m.threads
+			h := testHandler()
+			if m.inline {
+				h = noSleep(h)
+			}
+			p := newTestProcess(t, h, c)
+			addr, stop := serveTest(t, p, new(eventWorker))
+			f(t, p, addr, stop)
+		})
+	}
+}
+
+// noSleep keeps /sleep off an inline loop, which must never block, except
+// for the short sleeps of the heartbeat test.
+func noSleep(h http.Handler) http.Handler {
+	return h
+}
+
+func TestEventKeepAlive(t *testing.T) {
+	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		for i := range 5 {
+			fmt.Fprintf(c, "POST /echo?i=%d HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nab%d", i, i)
+			res, body := readResponse(t, br)
+			if res.StatusCode != 200 || body != fmt.Sprintf("ab%d", i) || res.Close {
+				t.Fatalf("request %d: %d %q close=%v", i, res.StatusCode, body, res.Close)
+			}
+		}
+		io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+		if _, body := readResponse(t, br); body != "abcde" {
+			t.Fatalf("chunked: %q", body)
+		}
+		io.WriteString(c, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+		if res, body := readResponse(t, br); len(body) != 15000 || body[14999] != 'e' {
+			t.Fatalf("stream: %d bytes, %v", len(body), res.TransferEncoding)
+		}
+		io.WriteString(c, "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+		res, err := http.ReadResponse(br, &http.Request{Method: "HEAD"})
+		if err != nil || res.ContentLength != 5 {
+			t.Fatalf("HEAD: %v %v", res, err)
+		}
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		if res, body := readResponse(t, br); body != "hello" || !res.Close {
+			t.Fatalf("close: %q %v", body, res.Close)
+		}
+		if ok, got := closedAfter(br, c, 2*time.Second); !ok {
+			t.Fatalf("not closed after Connection: close: %s", got)
+		}
+		if n := p.Requests(); n != 9 {
+			t.Errorf("Requests() = %d, want 9", n)
+		}
+		// A panic after the head closes the connection.
+		res, _, br, c = rawDo(t, addr, "GET /panic HTTP/1.1\r\nHost: x\r\n\r\n")
+		if ok, got := closedAfter(br, c, 2*time.Second); !ok {
+			t.Fatalf("not closed after a panic: %s", got)
+		}
+		if err := stop(true); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestEventPipelining(t *testing.T) {
+	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		var b strings.Builder
+		for i := range 16 {
+			fmt.Fprintf(&b, "POST /echo?i=%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%d", i, len(fmt.Sprint(i)), i)
+		}
+		io.WriteString(c, b.String())
+		br := bufio.NewReader(c)
+		for i := range 16 {
+			res, body := readResponse(t, br)
+			if body != fmt.Sprint(i) || res.Header.Get("X-Target") != fmt.Sprintf("/echo?i=%d", i) {
+				t.Fatalf("response %d: %q for %s", i, body, res.Header.Get("X-Target"))
+			}
+		}
+	})
+}
+
+func TestEventExpectContinue(t *testing.T) {
+	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+		br := bufio.NewReader(c)
+		if line, _ := br.ReadString('\n'); line != "HTTP/1.1 100 Continue\r\n" {
+			t.Fatalf("interim: %q", line)
+		}
+		br.ReadString('\n')
+		io.WriteString(c, "xyz")
+		if _, body := readResponse(t, br); body != "xyz" {
+			t.Fatalf("body %q", body)
+		}
+	})
+}
+
+func TestEventHTTP10(t *testing.T) {
+	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
+		res, _, br, c := rawDo(t, addr, "GET / HTTP/1.0\r\n\r\n")
+		if !res.Close || res.Proto != "HTTP/1.0" {
+			t.Fatalf("HTTP/1.0: close=%v %s", res.Close, res.Proto)
+		}
+		if ok, got := closedAfter(br, c, 2*time.Second); !ok {
+			t.Fatalf("HTTP/1.0 not closed: %s", got)
+		}
+		res, _, br, c = rawDo(t, addr, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+		if res.Close || res.Header.Get("Connection") != "keep-alive" {
+			t.Fatalf("HTTP/1.0 keep-alive: close=%v %v", res.Close, res.Header)
+		}
+		io.WriteString(c, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+		if _, body := readResponse(t, br); body != "hello" {
+			t.Fatalf("second HTTP/1.0 request: %q", body)
+		}
+	})
+}
+
+func TestEventLimits(t *testing.T) {
+	forEventModes(t, func() *Config {
+		return &Config{KeepAlive: 5 * time.Second, LimitRequestLine: 100, LimitRequestFields: 5, LimitRequestFieldSize: 200, MaxBody: 10}
+	}, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
+		for req, want := range badRequests() {
+			res, _, br, c := rawDo(t, addr, req)
+			if res.StatusCode != want || !res.Close {
+				t.Errorf("%.50q: %d close=%v, want %d", req, res.StatusCode, res.Close, want)
+			}
+			if ok, got := closedAfter(br, c, 2*time.Second); !ok {
+				t.Errorf("%.50q: not closed: %q", req, got)
+			}
+		}
+	})
+}
+
+// badRequests are refused by the sync and event workers (with the limits
+// of TestEventLimits) with the status given, each with a smuggled request
+// behind it that must never be answered.
+func badRequests() map[string]int {
+	const smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+	return map[string]int{
+		"GET /" + strings.Repeat("a", 100) + " HTTP/1.1\r\nHost: x\r\n\r\n" + smuggled:                              414,
+		"GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-A: b\r\n", 6) + "\r\n" + smuggled:                       431,
+		"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + strings.Repeat("v", 200) + "\r\n\r\n" + smuggled:                  431,
+		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n01234567890" + smuggled:                        413,
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab" + smuggled:                 400,
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled: 400,
+		"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" + smuggled:                         400,
+		"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n" + smuggled:                                              400,
+		"GET / HTTP/1.1\r\nHost : x\r\n\r\n" + smuggled:                                                             400,
+		"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n" + smuggled:                                               400,
+		"GET / HTTP/2.0\r\nHost: x\r\n\r\n" + smuggled:                                                              505,
+	}
+}
+
+func TestEventKeepAliveTimeout(t *testing.T) {
+	forEventModes(t, func() *Config { return &Config{KeepAlive: 300 * time.Millisecond} }, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
+		_, _, br, c := rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		start := time.Now()
+		if ok, got := closedAfter(br, c, 3*time.Second); !ok {
+			t.Fatalf("idle connection not closed: %s", got)
+		}
+		if d := time.Since(start); d < 250*time.Millisecond || d > 1500*time.Millisecond {
+			t.Errorf("idle connection closed after %s, keep-alive 300ms", d)
+		}
+		// --keep-alive 0: every response closes.
+	})
+}
+
+func TestEventWorkerConnectionsCap(t *testing.T) {
+	forEventModes(t, func() *Config { return &Config{KeepAlive: 5 * time.Second, WorkerConnections: 2} }, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
+		_, _, _, c1 := rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		c3, err := net.Dial("tcp", addr) // waits in the backlog
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c3.Close()
+		io.WriteString(c3, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		c3.SetReadDeadline(time.Now().Add(400 * time.Millisecond))
+		if _, err := c3.Read(make([]byte, 1)); err == nil {
+			t.Fatal("a third connection was served at a cap of 2")
+		}
+		c1.Close()
+		c3.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if res, body := readResponse(t, bufio.NewReader(c3)); body != "hello" {
+			t.Fatalf("third connection after the first closed: %v %q", res, body)
+		}
+	})
+}
+
+// A graceful stop finishes the request in flight with "Connection: close",
+// closes idle keep-alive connections after DrainIdle, answers a request
+// sent on an idle connection within that window, and serves the backlog.
+func TestEventGracefulStop(t *testing.T) {
+	for _, m := range eventModes {
+		if m.inline {
+			continue // /sleep would block the loop
+		}
+		t.Run(m.name, func(t *testing.T) {
+			p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second, Threads: m.threads, DrainIdle: 300 * time.Millisecond})
+			addr, stop := serveTest(t, p, new(eventWorker))
+			// An idle keep-alive connection, and one that sends during the drain.
+			_, _, idleBR, idle := rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			_, _, lateBR, late := rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			slow, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer slow.Close()
+			slow.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(slow, "GET /sleep?d=600ms HTTP/1.1\r\nHost: x\r\n\r\n")
+			time.Sleep(100 * time.Millisecond)
+			stopped := make(chan error, 1)
+			begin := time.Now()
+			go func() { stopped <- stop(true) }()
+			time.Sleep(100 * time.Millisecond)
+			io.WriteString(late, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			if res, body := readResponse(t, lateBR); body != "hello" || !res.Close {
+				t.Errorf("request during the drain: %q close=%v", body, res.Close)
+			}
+			if res, body := readResponse(t, bufio.NewReader(slow)); body != "slept" || !res.Close {
+				t.Errorf("in-flight request: %q close=%v", body, res.Close)
+			}
+			if ok, got := closedAfter(idleBR, idle, 2*time.Second); !ok {
+				t.Errorf("idle connection not closed by the drain: %s", got)
+			}
+			if err := <-stopped; err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("drained in %s", time.Since(begin).Round(time.Millisecond))
+			if _, err := net.Dial("tcp", addr); err == nil {
+				t.Errorf("listener still open after the drain")
+			}
+		})
+	}
+}
+
+// Connections already in the backlog at a graceful stop are served.
+func TestEventGracefulDrainsBacklog(t *testing.T) {
+	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second, WorkerConnections: 1})
+	addr, stop := serveTest(t, p, new(eventWorker))
+	busy, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	io.WriteString(busy, "GET /sleep?d=300ms HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(100 * time.Millisecond)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	served := 0
+	for range 8 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			b, _ := io.ReadAll(c)
+			if strings.HasSuffix(string(b), "hello") {
+				mu.Lock()
+				served++
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := stop(true); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if served != 8 {
+		t.Errorf("%d of 8 backlog connections served", served)
+	}
+}
+
+func TestEventQuickStop(t *testing.T) {
+	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second})
+	addr, stop := serveTest(t, p, new(eventWorker))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /sleep?d=30s HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(100 * time.Millisecond)
+	begin := time.Now()
+	stop(false)
+	if d := time.Since(begin); d > time.Second {
+		t.Errorf("quick stop took %s", d)
+	}
+	if ok, got := closedAfter(bufio.NewReader(c), c, time.Second); !ok {
+		t.Errorf("connection open after a quick stop: %s", got)
+	}
+}
+
+// The loop beats while it runs; an inline handler that blocks it stops
+// the heartbeat, so --timeout catches a wedged loop.
+func TestEventBeatsFromTheLoop(t *testing.T) {
+	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second, Timeout: 200 * time.Millisecond, EventInline: true})
+	addr, _ := serveTest(t, p, new(eventWorker))
+	time.Sleep(300 * time.Millisecond)
+	if s := p.heartbeat.Since(); s > 150*time.Millisecond {
+		t.Fatalf("idle loop silent for %s", s)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /sleep?d=600ms HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(450 * time.Millisecond)
+	if s := p.heartbeat.Since(); s < 300*time.Millisecond {
+		t.Fatalf("blocked loop still beats: last beat %s ago", s)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if s := p.heartbeat.Since(); s > 150*time.Millisecond {
+		t.Fatalf("loop silent %s after the handler returned", s)
+	}
+}
+
+func TestEventPoolBound(t *testing.T) {
+	pool := newEventPool(3)
+	defer pool.close()
+	var mu sync.Mutex
+	running, peak := 0, 0
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		pool.submit(func() {
+			defer wg.Done()
+			mu.Lock()
+			running++
+			peak = max(peak, running)
+			mu.Unlock()
+			time.Sleep(10 * time.Millisecond)
+			mu.Lock()
+			running--
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if peak > 3 || peak < 2 {
+		t.Errorf("peak %d concurrent jobs on a pool of 3", peak)
+	}
+}
+
+// BenchmarkEventKeepAlive measures the loop's hot path: one keep-alive
+// connection, request after request, handler inline or on the pool.
+func BenchmarkEventKeepAlive(b *testing.B) {
+	for _, inline := range []bool{true, false} {
+		b.Run(fmt.Sprintf("inline=%v", inline), func(b *testing.B) {
+			p := newTestProcess(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, "Hello, World!")
+			}), &Config{KeepAlive: 5 * time.Second, EventInline: inline})
+			w := new(eventWorker)
+			done := make(chan error, 1)
+			go func() { done <- w.Serve(p) }()
+			defer func() { w.Stop(false); <-done }()
+			c, err := net.Dial("tcp", p.Listeners[0].Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			req := []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			br := bufio.NewReader(c)
+			b.ReportAllocs()
+			for b.Loop() {
+				c.Write(req)
+				res, err := http.ReadResponse(br, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, res.Body)
+			}
+		})
+	}
+}

@@ -1,0 +1,452 @@
+package worker
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// FastCGI record types and constants (FastCGI specification 1.0).
+const (
+	FastCGIBeginRequest    = 1
+	FastCGIAbortRequest    = 2
+	FastCGIEndRequest      = 3
+	FastCGIParams          = 4
+	FastCGIStdin           = 5
+	FastCGIStdout          = 6
+	FastCGIStderr          = 7
+	FastCGIData            = 8
+	FastCGIGetValues       = 9
+	FastCGIGetValuesResult = 10
+	FastCGIUnknownType     = 11
+
+	fcgiResponder = 1
+	fcgiKeepConn  = 1
+
+	fcgiRequestComplete = 0
+	fcgiCantMpxConn     = 1
+	fcgiUnknownRole     = 3
+
+	fcgiMaxContent = 65535
+)
+
+// FastCGIMaxParams caps the size of one request's parameters.
+const FastCGIMaxParams = 256 << 10
+
+// ErrFastCGI is wrapped by every malformed FastCGI record error.
+var ErrFastCGI = errors.New("malformed FastCGI record")
+
+func fcgiErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrFastCGI, fmt.Sprintf(format, args...))
+}
+
+// FastCGIRecord is one record: its type, request id and content.
+type FastCGIRecord struct {
+	Type    uint8
+	ID      uint16
+	Content []byte // valid until the next ReadFastCGIRecord with the same buf
+}
+
+// ReadFastCGIRecord reads one record, padding included, into buf (which
+// must hold 65535+255 bytes, or be nil to allocate). A stream that ends
+// before the record's first byte returns io.EOF; a version other than 1
+// or a record cut short is malformed.
+func ReadFastCGIRecord(r io.Reader, buf []byte) (FastCGIRecord, error) {
+	var h [8]byte
+	if n, err := io.ReadFull(r, h[:]); err != nil {
+		if n == 0 && err == io.EOF {
+			return FastCGIRecord{}, io.EOF
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return FastCGIRecord{}, fcgiErr("record header cut short after %d of 8 bytes", n)
+		}
+		return FastCGIRecord{}, err
+	}
+	if h[0] != 1 {
+		return FastCGIRecord{}, fcgiErr("version %d, want 1", h[0])
+	}
+	rec := FastCGIRecord{Type: h[1], ID: binary.BigEndian.Uint16(h[2:4])}
+	size, pad := int(binary.BigEndian.Uint16(h[4:6])), int(h[6])
+	if len(buf) < size+pad {
+		buf = make([]byte, size+pad)
+	}
+	if n, err := io.ReadFull(r, buf[:size+pad]); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return FastCGIRecord{}, fcgiErr("type %d record cut short after %d of %d content and padding bytes", rec.Type, n, size+pad)
+		}
+		return FastCGIRecord{}, err
+	}
+	rec.Content = buf[:size]
+	return rec, nil
+}
+
+// ParseFastCGIParams decodes name-value pairs: each length is one byte, or
+// four (big-endian, high bit set) when 128 or more.
+func ParseFastCGIParams(b []byte) (map[string]string, error) {
+	vars := map[string]string{}
+	for i := 0; len(b) > 0; i++ {
+		var kl, vl int
+		var err error
+		if kl, b, err = fcgiLength(b, i); err != nil {
+			return nil, err
+		}
+		if vl, b, err = fcgiLength(b, i); err != nil {
+			return nil, err
+		}
+		if kl+vl > len(b) {
+			return nil, fcgiErr("parameter %d: name and value lengths %d+%d overrun the %d bytes left", i, kl, vl, len(b))
+		}
+		if kl == 0 {
+			return nil, fcgiErr("parameter %d has an empty name", i)
+		}
+		vars[string(b[:kl])] = string(b[kl : kl+vl])
+		b = b[kl+vl:]
+	}
+	return vars, nil
+}
+
+func fcgiLength(b []byte, i int) (int, []byte, error) {
+	if len(b) == 0 {
+		return 0, nil, fcgiErr("parameter %d: missing length", i)
+	}
+	if b[0]&0x80 == 0 {
+		return int(b[0]), b[1:], nil
+	}
+	if len(b) < 4 {
+		return 0, nil, fcgiErr("parameter %d: four-byte length cut short", i)
+	}
+	return int(binary.BigEndian.Uint32(b) & 0x7fffffff), b[4:], nil
+}
+
+// appendFastCGIPair encodes one name-value pair.
+func appendFastCGIPair(b []byte, k, v string) []byte {
+	for _, n := range []int{len(k), len(v)} {
+		if n < 128 {
+			b = append(b, byte(n))
+		} else {
+			b = binary.BigEndian.AppendUint32(b, uint32(n)|1<<31)
+		}
+	}
+	return append(append(b, k...), v...)
+}
+
+// fcgiWriter writes records to a connection; the reading loop and the
+// handler's goroutine share it.
+type fcgiWriter struct {
+	mu sync.Mutex
+	w  *bufio.Writer
+}
+
+// record writes one record (several when content is over 65535 bytes;
+// one empty one when content is empty) and flushes.
+func (fw *fcgiWriter) record(typ uint8, id uint16, content []byte) error {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	for first := true; first || len(content) > 0; first = false {
+		n := min(len(content), fcgiMaxContent)
+		pad := -n & 7
+		h := [8]byte{1, typ, byte(id >> 8), byte(id), byte(n >> 8), byte(n), byte(pad), 0}
+		fw.w.Write(h[:])
+		fw.w.Write(content[:n])
+		fw.w.Write(make([]byte, pad))
+		content = content[n:]
+	}
+	return fw.w.Flush()
+}
+
+func (fw *fcgiWriter) endRequest(id uint16, protocolStatus byte) error {
+	return fw.record(FastCGIEndRequest, id, []byte{0, 0, 0, 0, protocolStatus, 0, 0, 0})
+}
+
+// fcgiStdout turns writes into STDOUT records of one request.
+type fcgiStdout struct {
+	fw *fcgiWriter
+	id uint16
+}
+
+func (s fcgiStdout) Write(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	if err := s.fw.record(FastCGIStdout, s.id, b); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// fcgiRequest is the request in progress on a connection.
+type fcgiRequest struct {
+	id       uint16
+	keepConn bool
+	params   []byte
+	started  bool // the parameters ended and the handler runs
+	body     *io.PipeWriter
+	cancel   func()
+	done     chan struct{} // closed once the handler's response is complete
+
+	mu        sync.Mutex
+	stdinDone bool // the empty STDIN record came
+	finished  bool // the handler returned and END_REQUEST went out
+}
+
+var errFastCGIAborted = errors.New("fastcgi: request aborted by the web server")
+
+// serveFastCGI serves FastCGI responder requests on c, one at a time:
+// nginx does not multiplex, and a second request id while one is in
+// progress is refused with FCGI_CANT_MPX_CONN. A connection the web server
+// asked to keep (FCGI_KEEP_CONN) carries request after request.
+func (s *ConnServer) serveFastCGI(c net.Conn) {
+	if !s.UwsgiAllow.AllowsAddr(c.RemoteAddr()) {
+		s.logf(slog.LevelWarn, "fastcgi: refused connection from %s, which --uwsgi-allow-from does not allow", remoteOf(c))
+		return
+	}
+	br := bufio.NewReaderSize(c, 32<<10)
+	fw := &fcgiWriter{w: bufio.NewWriterSize(c, 8<<10)}
+	buf := make([]byte, fcgiMaxContent+255)
+	var cur *fcgiRequest
+	defer func() {
+		if cur != nil && cur.started {
+			cur.cancel()
+			cur.body.CloseWithError(io.ErrUnexpectedEOF)
+			<-cur.done
+		}
+	}()
+	if s.ReadTimeout > 0 {
+		c.SetReadDeadline(time.Now().Add(s.ReadTimeout))
+	}
+	for {
+		rec, err := ReadFastCGIRecord(br, buf)
+		if err != nil {
+			var ne net.Error
+			switch {
+			case errors.Is(err, ErrFastCGI) && cur != nil && cur.isFinished():
+				// The web server hung up mid-body after our response:
+				// the handler did not want the rest.
+				s.logf(slog.LevelDebug, "fastcgi: %s closed the connection after the response: %v", remoteOf(c), err)
+			case errors.Is(err, ErrFastCGI):
+				s.logf(slog.LevelWarn, "fastcgi: bad record from %s, closing the connection: %v", remoteOf(c), err)
+			case err == io.EOF || errors.Is(err, net.ErrClosed) || (errors.As(err, &ne) && ne.Timeout()):
+			default:
+				s.logf(slog.LevelDebug, "fastcgi: connection from %s: %v", remoteOf(c), err)
+			}
+			return
+		}
+		if cur != nil && cur.isFinished() && cur.id != rec.ID {
+			cur = nil // a new request may begin
+		}
+		if err := s.fastCGIRecord(c, fw, &cur, rec); err != nil {
+			if err != errCloseConn {
+				s.logf(slog.LevelWarn, "fastcgi: bad record from %s, closing the connection: %v", remoteOf(c), err)
+			}
+			return
+		}
+	}
+}
+
+var errCloseConn = errors.New("close the connection")
+
+// fastCGIRecord handles one record; an error closes the connection.
+func (s *ConnServer) fastCGIRecord(c net.Conn, fw *fcgiWriter, cur **fcgiRequest, rec FastCGIRecord) error {
+	req := *cur
+	mine := req != nil && req.id == rec.ID
+	switch rec.Type {
+	case FastCGIBeginRequest:
+		if len(rec.Content) != 8 {
+			return fcgiErr("BEGIN_REQUEST with %d content bytes, want 8", len(rec.Content))
+		}
+		if rec.ID == 0 {
+			return fcgiErr("BEGIN_REQUEST with request id 0")
+		}
+		if mine && req.isFinished() {
+			*cur, req, mine = nil, nil, false
+		}
+		if mine {
+			return fcgiErr("BEGIN_REQUEST for request %d, which is in progress", rec.ID)
+		}
+		if req != nil {
+			// Another request while one is in progress: one at a time.
+			return fw.endRequest(rec.ID, fcgiCantMpxConn)
+		}
+		role := binary.BigEndian.Uint16(rec.Content)
+		keep := rec.Content[2]&fcgiKeepConn != 0
+		if role != fcgiResponder {
+			if err := fw.endRequest(rec.ID, fcgiUnknownRole); err != nil || !keep {
+				return errCloseConn
+			}
+			return nil
+		}
+		s.setState(c, http.StateActive)
+		if s.ReadTimeout > 0 {
+			c.SetReadDeadline(time.Now().Add(s.ReadTimeout))
+		}
+		*cur = &fcgiRequest{id: rec.ID, keepConn: keep, done: make(chan struct{}), cancel: func() {}}
+		return nil
+	case FastCGIParams:
+		if !mine || req.isFinished() {
+			return nil // the specification: ignore records of unknown requests
+		}
+		if req.started {
+			return fcgiErr("PARAMS for request %d after its parameters ended", rec.ID)
+		}
+		if len(rec.Content) > 0 {
+			if len(req.params)+len(rec.Content) > FastCGIMaxParams {
+				return fcgiErr("parameters of request %d over %d bytes", rec.ID, FastCGIMaxParams)
+			}
+			req.params = append(req.params, rec.Content...)
+			return nil
+		}
+		vars, err := ParseFastCGIParams(req.params)
+		if err != nil {
+			return err
+		}
+		r, err := RequestFromVars(vars, nil, c.RemoteAddr())
+		if err != nil {
+			return fcgiErr("request %d: %v", rec.ID, err)
+		}
+		req.params = nil
+		s.startFastCGI(c, fw, req, r)
+		return nil
+	case FastCGIStdin:
+		if !mine {
+			return nil
+		}
+		if !req.started {
+			return fcgiErr("STDIN for request %d before its parameters ended", rec.ID)
+		}
+		req.mu.Lock()
+		if req.stdinDone {
+			req.mu.Unlock()
+			return fcgiErr("STDIN for request %d after its end", rec.ID)
+		}
+		req.mu.Unlock()
+		if len(rec.Content) > 0 {
+			req.body.Write(rec.Content) // fails once the handler is done: the rest is dropped
+			return nil
+		}
+		req.body.Close()
+		req.mu.Lock()
+		req.stdinDone = true
+		finished := req.finished
+		req.mu.Unlock()
+		if finished {
+			return s.fastCGIAfter(c, req)
+		}
+		return nil
+	case FastCGIAbortRequest:
+		if mine && !req.isFinished() {
+			if !req.started {
+				// Nothing runs yet: answer at once.
+				*cur = nil
+				if err := fw.endRequest(rec.ID, fcgiRequestComplete); err != nil || !req.keepConn {
+					return errCloseConn
+				}
+				s.setState(c, http.StateIdle)
+				return nil
+			}
+			req.cancel()
+			req.body.CloseWithError(errFastCGIAborted)
+		}
+		return nil
+	case FastCGIGetValues:
+		if rec.ID != 0 {
+			return fcgiErr("GET_VALUES with request id %d", rec.ID)
+		}
+		names, err := ParseFastCGIParams(rec.Content)
+		if err != nil {
+			return err
+		}
+		var out []byte
+		if _, ok := names["FCGI_MPXS_CONNS"]; ok {
+			out = appendFastCGIPair(out, "FCGI_MPXS_CONNS", "0")
+		}
+		return fw.record(FastCGIGetValuesResult, 0, out)
+	case FastCGIData:
+		return nil // the filter role's second stream: not for a responder
+	}
+	if rec.ID == 0 && rec.Type > FastCGIUnknownType {
+		// An unknown management record: say so, as the specification asks.
+		return fw.record(FastCGIUnknownType, 0, []byte{rec.Type, 0, 0, 0, 0, 0, 0, 0})
+	}
+	return fcgiErr("unexpected record type %d for request %d", rec.Type, rec.ID)
+}
+
+func (r *fcgiRequest) isFinished() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.finished
+}
+
+// startFastCGI runs the handler on its own goroutine, the body fed by the
+// reading loop through a pipe.
+func (s *ConnServer) startFastCGI(c net.Conn, fw *fcgiWriter, req *fcgiRequest, r *http.Request) {
+	pr, pw := io.Pipe()
+	req.body, req.started = pw, true
+	r.Body = http.NoBody
+	if r.ContentLength != 0 {
+		r.Body = pr
+	}
+	r.Close = !req.keepConn
+	ctx, cancel := context.WithCancel(context.Background())
+	req.cancel = cancel
+	c.SetReadDeadline(time.Time{}) // the body comes as fast as the client sends it
+	go func() {
+		defer close(req.done)
+		out := bufio.NewWriterSize(fcgiStdout{fw, req.id}, 16<<10)
+		w := newStreamResponse(out, r, true)
+		panicked := false
+		err := func() (err error) {
+			defer func() {
+				if v := recover(); v != nil {
+					panicked = true
+					if v != http.ErrAbortHandler {
+						s.logf(slog.LevelError, "fastcgi: panic serving %s: %v", r.RemoteAddr, v)
+					}
+				}
+			}()
+			return s.serveRequest(ctx, c, r, w)
+		}()
+		pr.CloseWithError(io.ErrClosedPipe)
+		if panicked || err != nil {
+			c.Close() // a response cut short must not look complete
+			return
+		}
+		if err := fw.record(FastCGIStdout, req.id, nil); err != nil {
+			c.Close()
+			return
+		}
+		if err := fw.endRequest(req.id, fcgiRequestComplete); err != nil {
+			c.Close()
+			return
+		}
+		req.mu.Lock()
+		req.finished = true
+		stdinDone := req.stdinDone
+		req.mu.Unlock()
+		if stdinDone {
+			s.fastCGIAfter(c, req)
+		} else {
+			// The reading loop drops the rest of the body, then decides.
+			c.SetReadDeadline(time.Now().Add(time.Second))
+		}
+	}()
+}
+
+// fastCGIAfter ends a request whose response and body are both done:
+// the connection stays for the next request or closes.
+func (s *ConnServer) fastCGIAfter(c net.Conn, req *fcgiRequest) error {
+	if !req.keepConn || s.draining() || s.IdleTimeout <= 0 {
+		c.Close()
+		return errCloseConn
+	}
+	s.setState(c, http.StateIdle)
+	c.SetReadDeadline(time.Now().Add(s.IdleTimeout))
+	return nil
+}

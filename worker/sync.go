@@ -1,0 +1,385 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/corral-server/corral/worker/http1"
+)
+
+func init() { Register("sync", func() Worker { return new(syncWorker) }) }
+
+// RequestLimits returns the http1 limits of the Config's
+// --limit-request-* and --max-body settings. A Config that sets none of
+// the three request limits (one built by hand, not by the command line)
+// gets Gunicorn's defaults.
+func (c *Config) RequestLimits() http1.Limits {
+	if c.LimitRequestLine == 0 && c.LimitRequestFields == 0 && c.LimitRequestFieldSize == 0 {
+		l := http1.DefaultLimits()
+		l.MaxBody = c.MaxBody
+		return l
+	}
+	return http1.Limits{RequestLine: c.LimitRequestLine, Fields: c.LimitRequestFields,
+		FieldSize: c.LimitRequestFieldSize, MaxBody: c.MaxBody}
+}
+
+// maxHeaderBytes maps the request limits onto net/http's MaxHeaderBytes,
+// which bounds the request line and the header section together (and
+// answers 431 for both): the most bytes the limits let through.
+func (c *Config) maxHeaderBytes() int {
+	l := c.RequestLimits()
+	line, fields, size := l.RequestLine, l.Fields, l.FieldSize
+	if line <= 0 || line > 8190 {
+		line = 8190
+	}
+	if fields <= 0 || fields > 32768 {
+		fields = 32768
+	}
+	if size <= 0 {
+		size = 8190
+	}
+	return line + 2 + fields*(size+2) + 2
+}
+
+// parserConfig is the http1 configuration for p's requests.
+func parserConfig(p *Process) *http1.Config {
+	c := http1.DefaultConfig()
+	if p.Config != nil {
+		c.Limits = p.Config.RequestLimits()
+	}
+	return c
+}
+
+// syncWorker serves one connection at a time, as Gunicorn's sync worker:
+// it accepts, reads one request, runs the handler, writes the response
+// with "Connection: close" and closes. It beats the heartbeat between
+// requests only, so --timeout limits each request: a handler that runs
+// past it gets the worker aborted and replaced. While idle it waits for a
+// connection in poll(2) for at most a quarter of --timeout, and beats.
+type syncWorker struct {
+	p     *Process
+	cfg   *http1.Config
+	wake  int // eventfd: Stop wakes the poll
+	ctx   context.Context
+	abort context.CancelFunc // a quick stop cancels the request in flight
+
+	stopping atomic.Bool // a stop of either kind began
+	quick    atomic.Bool
+
+	mu  sync.Mutex
+	cur net.Conn // the connection being served
+
+	parser http1.Parser
+	rw     http1.ResponseWriter
+	in     []byte
+	out    []byte
+}
+
+// syncReadTimeout bounds the wait for a request on an accepted connection
+// when --timeout does not bound it tighter.
+const syncReadTimeout = headerReadTimeout
+
+func (s *syncWorker) BeatsItself() bool { return true }
+
+func (s *syncWorker) Serve(p *Process) error {
+	s.p = p
+	s.cfg = parserConfig(p)
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("eventfd: %w", err)
+	}
+	s.mu.Lock()
+	s.wake = fd
+	s.ctx, s.abort = context.WithCancel(context.Background())
+	if s.quick.Load() {
+		s.abort()
+	}
+	s.mu.Unlock()
+	defer s.abort()
+	defer func() {
+		s.mu.Lock()
+		unix.Close(s.wake)
+		s.wake = -1
+		s.mu.Unlock()
+	}()
+	fds := make([]unix.PollFd, 0, len(p.Listeners)+1)
+	for _, l := range p.Listeners {
+		lfd, err := listenerFD(l)
+		if err != nil {
+			return err
+		}
+		fds = append(fds, unix.PollFd{Fd: int32(lfd), Events: unix.POLLIN})
+	}
+	fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+	defer func() {
+		for _, l := range p.Listeners {
+			l.Close()
+		}
+	}()
+	wait := 1000 // milliseconds
+	if t := p.Config.Timeout; t > 0 {
+		wait = int(min(max(t/4, 10*time.Millisecond), time.Second) / time.Millisecond)
+	}
+	p.Ready()
+	for !s.stopping.Load() {
+		p.Beat()
+		n, err := unix.Poll(fds, wait)
+		if err == unix.EINTR || n == 0 {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("poll: %w", err)
+		}
+		for i, l := range p.Listeners {
+			if fds[i].Revents == 0 || s.stopping.Load() {
+				continue
+			}
+			c, err := acceptNow(l)
+			if err != nil {
+				if !errors.Is(err, unix.EAGAIN) {
+					p.Log.Debug("accept", "error", err)
+				}
+				continue
+			}
+			p.Beat()
+			s.serveConn(i, c)
+			p.Beat()
+		}
+	}
+	if s.quick.Load() {
+		return nil
+	}
+	// A graceful stop: serve what the kernel already accepted.
+	for i, l := range p.Listeners {
+		for !s.quick.Load() {
+			c, err := acceptNow(l)
+			if err != nil {
+				break
+			}
+			p.Beat()
+			s.serveConn(i, c)
+		}
+	}
+	return nil
+}
+
+func (s *syncWorker) Stop(graceful bool) {
+	s.stopping.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !graceful {
+		s.quick.Store(true)
+		if s.abort != nil {
+			s.abort()
+		}
+		if s.cur != nil {
+			s.cur.Close()
+		}
+	}
+	if s.wake > 0 {
+		unix.Write(s.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	}
+}
+
+// listenerFD returns l's descriptor without os.File.Fd, which would make
+// the shared socket blocking.
+func listenerFD(l net.Listener) (int, error) {
+	sc, ok := l.(syscall.Conn)
+	if !ok {
+		return -1, fmt.Errorf("listener %s has no file descriptor", listenerAddr(l))
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
+}
+
+// serveConn serves one request on c, from listener i, and closes c.
+func (s *syncWorker) serveConn(i int, c net.Conn) {
+	s.mu.Lock()
+	if s.quick.Load() {
+		s.mu.Unlock()
+		c.Close()
+		return
+	}
+	s.cur = c
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.cur = nil
+		s.mu.Unlock()
+		s.parser.Release()
+		if cap(s.in) > 64<<10 {
+			s.in = nil
+		}
+		if cap(s.out) > 64<<10 {
+			s.out = nil
+		}
+	}()
+	fe := s.p.FrontEnd(i)
+	c = fe.WrapConn(c)
+	if fe.Protocol != ProtocolHTTP {
+		defer c.Close()
+		fe.ConnServer(s.p, nil).ServeConn(c)
+		return
+	}
+	s.serveHTTP(c)
+}
+
+// ioTimeout is how long a sync worker waits on a client, to read the
+// request or to write the response: within --timeout, so that a slow
+// client costs a connection, not the worker.
+func (s *syncWorker) ioTimeout() time.Duration {
+	if t := s.p.Config.Timeout; t > 0 {
+		return min(syncReadTimeout, t/2)
+	}
+	return syncReadTimeout
+}
+
+func (s *syncWorker) serveHTTP(c net.Conn) {
+	linger := false
+	defer func() { closeConn(c, linger) }()
+	s.parser.Reset()
+	s.parser.Config = s.cfg
+	c.SetReadDeadline(time.Now().Add(s.ioTimeout()))
+	if cap(s.in) == 0 {
+		s.in = make([]byte, 0, 4096)
+	}
+	in := s.in[:0]
+	var req *http1.Request
+	for req == nil {
+		if len(in) == cap(in) {
+			in = append(in, 0)[:len(in)]
+		}
+		n, rerr := c.Read(in[len(in):cap(in)])
+		in = in[:len(in)+n]
+		if n > 0 {
+			used, r, err := s.parser.Parse(in)
+			in = in[:copy(in, in[used:])]
+			if err != nil {
+				s.answerError(c, err)
+				linger = true
+				return
+			}
+			req = r
+			if req == nil && s.parser.NeedContinue() {
+				s.parser.ContinueSent()
+				if _, err := c.Write(http1.AppendContinue(s.out[:0])); err != nil {
+					return
+				}
+			}
+		}
+		if req == nil && rerr != nil {
+			if rerr == io.EOF {
+				if err := s.parser.EOF(); err != nil && http1.Status(err) != 0 {
+					s.answerError(c, err)
+				}
+			}
+			return
+		}
+	}
+	s.in = in
+	hr, err := http1.ToHTTP(req, remoteAddr(c))
+	if err != nil {
+		s.answerError(c, err)
+		linger = true
+		return
+	}
+	hr = hr.WithContext(s.ctx)
+	c.SetWriteDeadline(time.Now().Add(max(s.ioTimeout(), time.Second)))
+	s.rw.Send = func(b []byte) error { _, err := c.Write(b); return err }
+	s.rw.Reset(s.out[:0], req.Method, req.Major, req.Minor, true)
+	if !serveRecover(s.p, &s.rw, hr) {
+		if !s.rw.Started() {
+			s.answerError(c, errHandlerPanic)
+		}
+		return
+	}
+	out, err := s.rw.Finish()
+	s.out = out[:0]
+	if err == nil && len(out) > 0 {
+		c.Write(out)
+	}
+	s.rw.Send = nil
+	linger = hasUnread(c)
+}
+
+// errHandlerPanic stands for a handler's panic in answerError.
+var errHandlerPanic = errors.New("handler panicked")
+
+// answerError writes the response to a request that failed to parse.
+func (s *syncWorker) answerError(c net.Conn, err error) {
+	code := http.StatusInternalServerError
+	if err != errHandlerPanic {
+		if code = http1.Status(err); code == 0 {
+			return
+		}
+		s.p.Log.Debug(fmt.Sprintf("bad request from %s: %v", remoteAddr(c), err))
+	}
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	s.out = http1.AppendError(s.out[:0], code)
+	c.Write(s.out)
+}
+
+// serveRecover runs the handler through p and reports whether it
+// returned; a panic is logged (unless it is http.ErrAbortHandler) and
+// answered with 500 if nothing was sent yet.
+func serveRecover(p *Process, w *http1.ResponseWriter, r *http.Request) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler {
+				p.Log.Error(fmt.Sprintf("panic serving %s %s: %v\n%s", r.Method, r.RequestURI, v, debug.Stack()))
+			}
+			ok = false
+		}
+	}()
+	p.ServeHTTP(w, r)
+	return true
+}
+
+// remoteAddr is r.RemoteAddr for a request on c.
+func remoteAddr(c net.Conn) string {
+	if a := c.RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// closeConn closes c. With linger, c may hold bytes the server will never
+// read (the rest of a refused request); closing over them would reset the
+// connection and could destroy the response before the client reads it,
+// so the write side is shut first and the client gets a moment to see the
+// response and close.
+func closeConn(c net.Conn, linger bool) {
+	if linger {
+		type closeWriter interface{ CloseWrite() error }
+		if cw, ok := c.(closeWriter); ok && cw.CloseWrite() == nil {
+			c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			var b [4096]byte
+			for total := 0; total < 256<<10; {
+				n, err := c.Read(b[:])
+				total += n
+				if err != nil {
+					break
+				}
+			}
+		}
+	}
+	c.Close()
+}
