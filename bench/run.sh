@@ -3,9 +3,11 @@
 #
 # Installs what it needs (wrk, gunicorn, gevent, uwsgi, gnuplot), builds corral and the Go peers,
 # then runs, one server at a time, all on 127.0.0.1:
-#   peers.sh   hello world under wrk, keep-alive, every peer and every corral worker type
-#   reload.sh  HUP and TTIN/TTOU under load: requests completed and failed
-#   idle.sh    the idle arbiter's RSS and CPU, worker boot time
+#   peers.sh       hello world under wrk, every peer and every corral worker type: keep-alive,
+#                  then Connection: close (close.lua), then 16-deep pipelining (pipeline.lua)
+#   reload.sh      HUP and TTIN/TTOU under load: requests completed and failed
+#   idle_conns.sh  memory per idle keep-alive connection, 10,000 connections
+#   idle.sh        the idle arbiter's RSS and CPU, worker boot time
 # and writes the tables, the machine and the date to docs/benchmarks.md, and a chart to
 # docs/benchmarks.png. Knobs: those of peers.sh, reload.sh and lib.sh (WRK_DURATION, ...).
 set -euo pipefail
@@ -23,7 +25,12 @@ fi
 go build -o bin/corral ./cmd/corral
 out=$(mktemp -d /tmp/corral-bench.XXXXXX)
 EXTRA_PEERS=bench/corral_peers.sh bash bench/peers.sh >"$out/peers.tsv"
+WRK_SCRIPT=$PWD/bench/close.lua EXTRA_PEERS=bench/corral_peers.sh bash bench/peers.sh >"$out/close.tsv"
+# Gunicorn and uWSGI answer pipelined requests one by one; the Go servers are the peers here.
+WRK_SCRIPT=$PWD/bench/pipeline.lua PEERS="go-nethttp go-fasthttp" EXTRA_PEERS=bench/corral_peers.sh \
+	bash bench/peers.sh >"$out/pipeline.tsv"
 bash bench/reload.sh >"$out/reload.tsv"
+bash bench/idle_conns.sh >"$out/idle_conns.tsv"
 bash bench/idle.sh >"$out/idle.tsv"
 
 table() { # TSV on stdin -> markdown table
@@ -43,6 +50,18 @@ table() { # TSV on stdin -> markdown table
 	table <"$out/peers.tsv"
 	echo
 	echo "![requests per second](benchmarks.png)"
+	echo
+	echo "## Hello world, Connection: close (a new connection per request)"
+	echo
+	table <"$out/close.tsv"
+	echo
+	echo "## Hello world, 16 requests pipelined per connection"
+	echo
+	table <"$out/pipeline.tsv"
+	echo
+	echo "## Memory per idle keep-alive connection (${IDLE_CONNS:-10000} connections, one request each, 1 worker)"
+	echo
+	table <"$out/idle_conns.tsv"
 	echo
 	echo "## Reloads and scaling under load (wrk -c ${RELOAD_CONNS:-32} -d ${RELOAD_DURATION:-10}s, a signal every ${RELOAD_INTERVAL:-1}s)"
 	echo

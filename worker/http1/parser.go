@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"sync"
 	"unsafe"
 )
@@ -382,6 +383,10 @@ func (p *Parser) Release() {
 	}
 	p.s = nil
 	p.strs = nil
+	// lastTarget may point into the block just dropped, and would keep
+	// all of it alive for as long as the connection idles: keep a copy
+	// of just its bytes.
+	p.lastTarget = strings.Clone(p.lastTarget)
 	if cap(s.buf) > keepScratch {
 		return
 	}
@@ -577,8 +582,15 @@ func (p *Parser) internTarget(b []byte) string {
 		return p.lastTarget
 	}
 	var s string
-	if len(b) > strBlock/8 {
+	if len(b) > strBlock/8 || p.strs == nil {
+		// Long, or the first target since the parser was new or
+		// released: a connection that sends one request at a time gets
+		// an exact-size string, and a block only once it sends varied
+		// targets in a row.
 		s = string(b)
+		if p.strs == nil {
+			p.strs = make([]byte, 0) // the next one may use a block
+		}
 	} else {
 		if cap(p.strs)-len(p.strs) < len(b) {
 			// The old block stays alive exactly as long as a string
