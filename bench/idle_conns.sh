@@ -10,7 +10,8 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 IDLE_CONNS=${IDLE_CONNS:-10000}
 CORRAL=${CORRAL:-$(cd "$BENCH_DIR/.." && pwd)/bin/corral}
-ulimit -n $((IDLE_CONNS * 2 + 1024)) || die "cannot raise the fd limit to hold $IDLE_CONNS connections"
+# The server and the client each hold IDLE_CONNS descriptors, in their own processes.
+ulimit -n $((IDLE_CONNS + 1024)) || die "cannot raise the fd limit to $((IDLE_CONNS + 1024)) (hard limit $(ulimit -Hn))"
 need curl ss setsid go
 mkdir -p "$BENCHBIN"
 (cd "$APPS_DIR/gohello" && go build -o "$BENCHBIN/" ./nethttp ./fasthttp ./idleconns) || die "go build failed"

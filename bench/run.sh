@@ -9,7 +9,9 @@
 #   idle_conns.sh  memory per idle keep-alive connection, 10,000 connections
 #   idle.sh        the idle arbiter's RSS and CPU, worker boot time
 # and writes the tables, the machine and the date to docs/benchmarks.md, and a chart to
-# docs/benchmarks.png. Knobs: those of peers.sh, reload.sh and lib.sh (WRK_DURATION, ...).
+# docs/benchmarks.png. Knobs: those of peers.sh, reload.sh and lib.sh (WRK_DURATION, ...), and
+# BENCH_STEPS (default: all of "peers close pipeline reload idle_conns idle") with BENCH_OUT (a
+# folder of an earlier run's TSV files) to redo some steps and write the page again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=""
@@ -23,15 +25,21 @@ if [ -n "$missing" ]; then
 	$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q $missing
 fi
 go build -o bin/corral ./cmd/corral
-out=$(mktemp -d /tmp/corral-bench.XXXXXX)
-EXTRA_PEERS=bench/corral_peers.sh bash bench/peers.sh >"$out/peers.tsv"
-WRK_SCRIPT=$PWD/bench/close.lua EXTRA_PEERS=bench/corral_peers.sh bash bench/peers.sh >"$out/close.tsv"
+out=${BENCH_OUT:-$(mktemp -d /tmp/corral-bench.XXXXXX)}
+steps=" ${BENCH_STEPS:-peers close pipeline reload idle_conns idle} "
+step() { [[ $steps == *" $1 "* ]]; }
+if step peers; then EXTRA_PEERS=bench/corral_peers.sh bash bench/peers.sh >"$out/peers.tsv"; fi
+if step close; then
+	WRK_SCRIPT=$PWD/bench/close.lua EXTRA_PEERS=bench/corral_peers.sh bash bench/peers.sh >"$out/close.tsv"
+fi
 # Gunicorn and uWSGI answer pipelined requests one by one; the Go servers are the peers here.
-WRK_SCRIPT=$PWD/bench/pipeline.lua PEERS="go-nethttp go-fasthttp" EXTRA_PEERS=bench/corral_peers.sh \
-	bash bench/peers.sh >"$out/pipeline.tsv"
-bash bench/reload.sh >"$out/reload.tsv"
-bash bench/idle_conns.sh >"$out/idle_conns.tsv"
-bash bench/idle.sh >"$out/idle.tsv"
+if step pipeline; then
+	WRK_SCRIPT=$PWD/bench/pipeline.lua PEERS="go-nethttp go-fasthttp" EXTRA_PEERS=bench/corral_peers.sh \
+		bash bench/peers.sh >"$out/pipeline.tsv"
+fi
+if step reload; then bash bench/reload.sh >"$out/reload.tsv"; fi
+if step idle_conns; then bash bench/idle_conns.sh >"$out/idle_conns.tsv"; fi
+if step idle; then bash bench/idle.sh >"$out/idle.tsv"; fi
 
 table() { # TSV on stdin -> markdown table
 	awk -F'\t' 'NR == 1 {h = "|"; s = "|"; for (i = 1; i <= NF; i++) {h = h " " $i " |"; s = s " --- |"}; print h; print s; next}

@@ -400,3 +400,28 @@ func TestExecFailureIsBootError(t *testing.T) {
 		t.Errorf("the exec error is not in the output:\n%s", out)
 	}
 }
+
+// --stop-signal replaces TERM for a graceful stop: here INT, which Python
+// turns into a KeyboardInterrupt that the captured output shows.
+func TestExecStopSignal(t *testing.T) {
+	s, _ := startExec(t, []string{"-w", "2", "-b", "127.0.0.1:0", "--stop-signal", "INT", "--", python(t), "examples/python/app.py"},
+		func(c *exec.Cmd) { c.Dir = repoRoot })
+	s.waitLog(`Ready: 2 workers serving`, 15*time.Second)
+	victim := s.waitWorkers(2, 5*time.Second)[0]
+	s.signal(syscall.SIGTTOU)
+	s.waitLog(fmt.Sprintf(`\[worker %d\] KeyboardInterrupt`, victim), 10*time.Second)
+	s.waitWorkers(1, 10*time.Second)
+	mustGet(t, s.Addr, "/")
+}
+
+// --capture-output=false leaves the workers' output on corral's own
+// stdout and stderr, without the log prefix.
+func TestExecCaptureOutputOff(t *testing.T) {
+	s, _ := startExec(t, []string{"-w", "1", "-b", "127.0.0.1:0", "--capture-output=false", "--", python(t), "examples/python/app.py"},
+		func(c *exec.Cmd) { c.Dir = repoRoot })
+	s.waitLog(`Ready: 1 workers serving`, 15*time.Second)
+	s.waitLog(`(?m)^app\.py \(pid \d+\) serving on`, 5*time.Second)
+	if strings.Contains(s.log.String(), "[worker ") {
+		t.Errorf("output was captured with --capture-output=false:\n%s", s.log.String())
+	}
+}
