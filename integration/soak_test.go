@@ -89,8 +89,11 @@ func TestSoak(t *testing.T) {
 	// expect is the arbiter's target, not 2.
 	s.waitLog(fmt.Sprintf(`Reload complete: generation %d,`, s.lastGeneration()), 30*time.Second)
 	time.Sleep(3 * time.Second)
+	// Measure once the herd has settled at the target: a worker still
+	// draining after the last TTOU holds its status pipe until reaped.
+	s.waitWorkers(s.stats(t).target, 30*time.Second)
+	time.Sleep(time.Second)
 	after := s.stats(t)
-	s.waitWorkers(after.target, 30*time.Second)
 	t.Logf("arbiter before: %+v, after: %+v", before, after)
 	if after.fds != before.fds {
 		t.Errorf("arbiter fds %d -> %d", before.fds, after.fds)
