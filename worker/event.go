@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,17 +22,18 @@ func init() { Register("event", func() Worker { return new(eventWorker) }) }
 // goroutine each) on non-blocking sockets, with no goroutine per
 // connection.
 //
-// Readiness is level-triggered. A loop asks for EPOLLIN only while it
-// wants a connection's bytes (not while its handler runs, nor while more
-// than eventOutHigh of its output is unsent) and for EPOLLOUT only while
-// output is pending, changing the interest with EPOLL_CTL_MOD when that
-// changes. Level triggering lets a loop read one buffer per connection
-// per wake-up (fairness) without losing readiness, at the cost of the
-// MOD calls. The inherited listeners are registered with EPOLLEXCLUSIVE
-// in every loop of every worker process, so a new connection wakes one
-// waiter, not all of them; a loop at the --worker-connections cap takes
-// its listeners out of its epoll set (EXCLUSIVE registrations cannot be
-// modified) and puts them back once below it.
+// Connections are registered once, edge-triggered, for input and output;
+// a connection remembers what epoll reported until a read comes back
+// short or a write meets EAGAIN, and a loop reads it only while it wants
+// its bytes (not while its handler runs, nor while more than eventOutHigh
+// of its output is unsent). What an edge will not report again (a full
+// buffer, bytes that came while it did not read) puts the connection on
+// the loop's again list, one read per turn. The inherited listeners are
+// registered level-triggered with EPOLLEXCLUSIVE in every loop of every
+// worker process, so a new connection wakes one waiter, not all of them;
+// a loop at the --worker-connections cap takes its listeners out of its
+// epoll set (EXCLUSIVE registrations cannot be modified) and puts them
+// back once below it.
 //
 // A connection between requests holds its fd, a small struct and nothing
 // else: its read buffer, output buffer and parser storage go back to
@@ -87,6 +90,14 @@ func (e *eventWorker) Serve(p *Process) error {
 	e.maxConns = int64(cfg.WorkerConnections)
 	threads := max(cfg.Threads, 1)
 	if !cfg.EventInline {
+		// One P per loop unless the user chose: a request handed to the
+		// pool then runs on its loop's thread when the loop yields, so the
+		// hand-off wakes no other thread. A handler that blocks parks only
+		// its goroutine; a CPU-bound one shares the loop's thread (Go
+		// preempts it), as a gevent worker's greenlets share theirs.
+		if os.Getenv("GOMAXPROCS") == "" {
+			runtime.GOMAXPROCS(threads)
+		}
 		size := eventPoolMax
 		if e.maxConns > 0 && e.maxConns < int64(size) {
 			size = int(e.maxConns)

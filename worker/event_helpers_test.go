@@ -101,6 +101,10 @@ func testHandler() http.Handler {
 			w.(http.Flusher).Flush()
 		}
 	})
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Target", r.RequestURI)
+		w.Write(make([]byte, 64<<10))
+	})
 	mux.HandleFunc("/panic", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(200)
 		panic("boom")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,11 +30,16 @@ type eventLoop struct {
 	events   [128]unix.EpollEvent
 	bufs     [][]byte             // free buffers
 	rw       http1.ResponseWriter // inline handlers'
+	again    []*eventConn         // connections with input left to read
+	again2   []*eventConn         // the other half of again's double buffer
+	jobs     int                  // requests on the pool, not yet answered
 
-	mu     sync.Mutex
-	inbox  []eventMsg
-	spare  []eventMsg
-	closed bool
+	mu       sync.Mutex
+	inbox    []eventMsg
+	spare    []eventMsg
+	closed   bool
+	sleeping bool // in epoll_wait with an empty inbox: post must wake it
+	woken    bool // the eventfd holds a wake-up not yet read
 }
 
 // eventMsg is what a pool goroutine sends its connection's loop: bytes of a
@@ -116,7 +122,9 @@ func (l *eventLoop) wake() {
 	l.mu.Unlock()
 }
 
-// post hands m to the loop; false if the loop is gone.
+// post hands m to the loop; false if the loop is gone. Under load the
+// loop is rarely asleep when a handler finishes, and then no eventfd write
+// is needed: the loop takes its inbox before it sleeps again.
 func (l *eventLoop) post(m eventMsg) bool {
 	l.mu.Lock()
 	if l.closed {
@@ -124,9 +132,40 @@ func (l *eventLoop) post(m eventMsg) bool {
 		return false
 	}
 	l.inbox = append(l.inbox, m)
-	unix.Write(l.wakefd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	if l.sleeping && !l.woken {
+		unix.Write(l.wakefd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+		l.woken = true
+	}
 	l.mu.Unlock()
 	return true
+}
+
+// sleep reports how long epoll_wait may block: not at all while messages
+// or reads are waiting; otherwise the loop is marked asleep for post.
+func (l *eventLoop) sleep(ms int) int {
+	if l.jobs > 0 {
+		// Let the handlers that can run finish before the loop blocks: on
+		// the loop's own P (see Serve) that answers them in this turn,
+		// without waking another thread for them or the loop for their
+		// answers.
+		runtime.Gosched()
+	}
+	if len(l.again) > 0 {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.inbox) > 0 {
+		return 0
+	}
+	l.sleeping = true
+	return ms
+}
+
+func (l *eventLoop) awake() {
+	l.mu.Lock()
+	l.sleeping = false
+	l.mu.Unlock()
 }
 
 // close releases the loop's fds and fails what pool goroutines wait for.
@@ -180,7 +219,8 @@ func (l *eventLoop) run() error {
 				return nil
 			}
 		}
-		n, err := unix.EpollWait(l.epfd, l.events[:], wait)
+		n, err := unix.EpollWait(l.epfd, l.events[:], l.sleep(wait))
+		l.awake()
 		if err != nil {
 			if err == unix.EINTR {
 				continue
@@ -196,6 +236,9 @@ func (l *eventLoop) run() error {
 			case fd == int32(l.wakefd):
 				var b [8]byte
 				unix.Read(l.wakefd, b[:])
+				l.mu.Lock()
+				l.woken = false // what was posted is handled below
+				l.mu.Unlock()
 			case l.isListener(fd):
 				if l.lreg && !l.e.draining.Load() {
 					l.accept(int(fd))
@@ -207,11 +250,25 @@ func (l *eventLoop) run() error {
 			}
 		}
 		l.handleInbox()
+		l.readAgain()
 		if now := nanotime(); now-l.lastScan >= int64(eventTick) {
 			l.lastScan = now
 			l.scan(now)
 		}
 	}
+}
+
+// readAgain gives each queued connection one more read, in turn; those
+// with still more to read queue again, for the next turn.
+func (l *eventLoop) readAgain() {
+	conns := l.again
+	l.again = l.again2[:0]
+	for i, c := range conns {
+		conns[i] = nil
+		c.queued = false
+		c.pump()
+	}
+	l.again2 = conns[:0]
 }
 
 // atCap reports whether the worker holds --worker-connections connections.
@@ -246,8 +303,9 @@ func (l *eventLoop) accept(lfd int) bool {
 		unix.SetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		c := &eventConn{l: l, fd: int32(nfd), remote: sockaddrString(sa), last: nanotime()}
 		c.parser.Config = l.e.cfg
-		c.mask = unix.EPOLLIN | unix.EPOLLRDHUP
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, nfd, &unix.EpollEvent{Events: c.mask, Fd: c.fd}); err != nil {
+		c.canWrite = true
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: c.fd}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, nfd, &ev); err != nil {
 			unix.Close(nfd)
 			l.e.conns.Add(-1)
 			continue
@@ -297,6 +355,7 @@ func (l *eventLoop) handleInbox() {
 		m := &msgs[i]
 		c := m.c
 		if m.final {
+			l.jobs--
 			c.busy = false
 			if !c.closed {
 				c.out = append(c.getOut(), m.b...)
@@ -404,7 +463,6 @@ func sockaddrString(sa unix.Sockaddr) string {
 type eventConn struct {
 	l      *eventLoop
 	fd     int32
-	mask   uint32 // the events asked of epoll
 	remote string
 	parser http1.Parser
 	in     []byte // bytes read, not yet parsed
@@ -423,6 +481,14 @@ type eventConn struct {
 	lingering  bool // write side shut, waiting for the client's FIN
 	eof        bool // the client sent FIN
 	closed     bool
+
+	// Edge-triggered readiness: set by epoll's report, cleared once a
+	// read or write finds the socket drained or full.
+	canRead  bool
+	canWrite bool
+	queued   bool // in the loop's again list
+
+	backlogged bool // process stopped for output room with requests left in in
 }
 
 func (c *eventConn) pending() int { return len(c.out) - c.outOff }
@@ -438,22 +504,37 @@ func (c *eventConn) getOut() []byte {
 func (c *eventConn) ready(ev uint32) {
 	if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 		// A reset, or both directions shut: nothing more can be
-		// written. (Level-triggered HUP cannot be masked, so this
-		// cannot wait for a busy handler either.)
+		// written, and the report will not come again.
 		c.close()
 		return
 	}
 	if ev&unix.EPOLLOUT != 0 {
+		c.canWrite = true
 		c.flush()
 		if c.closed {
 			return
 		}
 	}
-	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP) != 0 && c.mask&unix.EPOLLIN != 0 {
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP) != 0 {
+		c.canRead = true
+	}
+	c.pump()
+}
+
+// wantsInput reports whether the connection reads now: not while its
+// handler runs, its output is backed up, or it is about to close.
+func (c *eventConn) wantsInput() bool {
+	return c.lingering || !c.busy && !c.closeAfter && !c.eof && c.pending() <= eventOutHigh
+}
+
+// pump reads once if the connection wants input and has some.
+func (c *eventConn) pump() {
+	if c.backlogged && !c.closed && c.wantsInput() {
+		c.backlogged = false
+		c.process()
+	}
+	if !c.closed && c.canRead && c.wantsInput() {
 		c.read()
-		if c.closed {
-			return
-		}
 	}
 	c.update()
 }
@@ -465,6 +546,9 @@ func (c *eventConn) read() {
 		if n <= 0 && err != unix.EAGAIN && err != unix.EINTR {
 			c.close()
 		}
+		if n < len(b) && err != unix.EINTR {
+			c.canRead = false
+		}
 		return
 	}
 	if c.in == nil {
@@ -473,7 +557,12 @@ func (c *eventConn) read() {
 	if len(c.in) == cap(c.in) {
 		c.in = append(c.in, 0)[:len(c.in)]
 	}
+	room := cap(c.in) - len(c.in)
 	n, err := unix.Read(int(c.fd), c.in[len(c.in):cap(c.in)])
+	// A short read emptied the socket; an edge reports the next bytes.
+	if n < room && err != unix.EINTR {
+		c.canRead = false
+	}
 	switch {
 	case n > 0:
 		c.in = c.in[:len(c.in)+n]
@@ -526,6 +615,7 @@ func (c *eventConn) process() {
 	if c.closed {
 		return
 	}
+	c.backlogged = c.pending() > eventOutHigh && len(c.in) > 0
 	if !c.busy && len(c.in) == 0 && c.reqStart == 0 {
 		// Idle: nothing held but the struct.
 		c.l.putBuf(c.in)
@@ -575,6 +665,7 @@ func (c *eventConn) dispatch(req *http1.Request) {
 		return
 	}
 	c.busy = true
+	l.jobs++
 	j := eventJobs.Get().(*eventJob)
 	j.c = c
 	method, major, minor := req.Method, req.Major, req.Minor
@@ -584,7 +675,7 @@ func (c *eventConn) dispatch(req *http1.Request) {
 // flush writes what it can of the output; once all is out, a connection
 // marked to close is closed.
 func (c *eventConn) flush() {
-	for c.outOff < len(c.out) {
+	for c.canWrite && c.outOff < len(c.out) {
 		n, err := unix.Write(int(c.fd), c.out[c.outOff:])
 		if n > 0 {
 			c.outOff += n
@@ -594,6 +685,7 @@ func (c *eventConn) flush() {
 			continue
 		}
 		if err == unix.EAGAIN {
+			c.canWrite = false // until epoll reports room
 			break
 		}
 		if err != nil {
@@ -637,31 +729,17 @@ func (c *eventConn) shut() {
 	c.update()
 }
 
-// update asks epoll for the events the connection's state wants.
+// update queues the connection for another turn of the loop when it wants
+// input that epoll will not report again: with edge triggering, bytes left
+// unread after a full buffer, or bytes that arrived while the connection
+// was not reading, raise no new event; nor do requests already read whose
+// turn came once the output drained.
 func (c *eventConn) update() {
-	if c.closed {
+	if c.closed || c.queued || !c.canRead && !c.backlogged || !c.wantsInput() {
 		return
 	}
-	var want uint32
-	switch {
-	case c.lingering:
-		want = unix.EPOLLIN | unix.EPOLLRDHUP
-	default:
-		if !c.busy && !c.closeAfter && !c.eof && c.pending() <= eventOutHigh {
-			want = unix.EPOLLIN | unix.EPOLLRDHUP
-		}
-		if c.pending() > 0 {
-			want |= unix.EPOLLOUT
-		}
-	}
-	if want == c.mask {
-		return
-	}
-	if err := unix.EpollCtl(c.l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &unix.EpollEvent{Events: want, Fd: c.fd}); err != nil {
-		c.close()
-		return
-	}
-	c.mask = want
+	c.queued = true
+	c.l.again = append(c.l.again, c)
 }
 
 func (c *eventConn) close() {

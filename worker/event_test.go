@@ -121,6 +121,45 @@ func TestEventPipelining(t *testing.T) {
 	})
 }
 
+// TestEventPipelinedBackpressure pipelines more requests than one read
+// buffer holds, asking for more output than the socket and the loop's
+// high-water mark take, from a client that waits before it reads: the
+// loop must stop reading, then resume once the output drains, with no
+// new bytes (hence no new edge) from the client, and answer every
+// request in order.
+func TestEventPipelinedBackpressure(t *testing.T) {
+	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		const n = 200 // 200 × 64 KiB of output; about 30 KiB of input
+		pad := strings.Repeat("p", 100)
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "GET /big?i=%d HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n", i, pad)
+		}
+		written := make(chan error, 1)
+		go func() {
+			_, err := io.WriteString(c, b.String())
+			written <- err
+		}()
+		time.Sleep(300 * time.Millisecond) // let the output back up
+		br := bufio.NewReader(c)
+		for i := range n {
+			res, body := readResponse(t, br)
+			if want := fmt.Sprintf("/big?i=%d", i); res.Header.Get("X-Target") != want || len(body) != 64<<10 {
+				t.Fatalf("response %d: %d bytes for %q, want 65536 for %q", i, len(body), res.Header.Get("X-Target"), want)
+			}
+		}
+		if err := <-written; err != nil {
+			t.Fatalf("writing the requests: %v", err)
+		}
+	})
+}
+
 func TestEventExpectContinue(t *testing.T) {
 	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
 		c, err := net.Dial("tcp", addr)

@@ -60,3 +60,21 @@ func TestNowIsMonotonic(t *testing.T) {
 		t.Fatalf("Now went from %d to %d", a, b)
 	}
 }
+
+// TestNowIsTheSystemMonotonicClock checks Now against clock_gettime
+// itself: the arbiter and its workers compare readings across processes.
+func TestNowIsTheSystemMonotonicClock(t *testing.T) {
+	for range 100 {
+		var ts unix.Timespec
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		before := ts.Nano()
+		now := Now()
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		after := ts.Nano()
+		// A few microseconds of slack for the offset taken at start.
+		if now < before-10_000 || now > after+10_000 {
+			t.Fatalf("Now() = %d, not between clock_gettime's %d and %d", now, before, after)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
