@@ -33,6 +33,7 @@ type eventLoop struct {
 	again    []*eventConn         // connections with input left to read
 	again2   []*eventConn         // the other half of again's double buffer
 	jobs     int                  // requests on the pool, not yet answered
+	dirty    []*eventConn         // connections with new output, written at the end of a turn
 
 	mu       sync.Mutex
 	inbox    []eventMsg
@@ -143,13 +144,6 @@ func (l *eventLoop) post(m eventMsg) bool {
 // sleep reports how long epoll_wait may block: not at all while messages
 // or reads are waiting; otherwise the loop is marked asleep for post.
 func (l *eventLoop) sleep(ms int) int {
-	if l.jobs > 0 {
-		// Let the handlers that can run finish before the loop blocks: on
-		// the loop's own P (see Serve) that answers them in this turn,
-		// without waking another thread for them or the loop for their
-		// answers.
-		runtime.Gosched()
-	}
 	if len(l.again) > 0 {
 		return 0
 	}
@@ -249,13 +243,49 @@ func (l *eventLoop) run() error {
 				}
 			}
 		}
-		l.handleInbox()
-		l.readAgain()
+		l.serve()
 		if now := nanotime(); now-l.lastScan >= int64(eventTick) {
 			l.lastScan = now
 			l.scan(now)
 		}
 	}
+}
+
+// eventYields bounds the hand-offs to the pool in one turn of a loop, so
+// that connections with pipelined requests do not keep the others from
+// epoll's next report.
+const eventYields = 16
+
+// serve finishes a turn of the loop: it takes the pool's answers, gives
+// the again list its reads and, while requests are out on the pool, lets
+// their handlers run (on the loop's own P, see Serve, they run right then)
+// and takes their answers, so a hand-off wakes no other thread and no
+// epoll_wait. Then it writes each connection's output of the turn in one
+// write: for pipelined requests, one write answers them all.
+func (l *eventLoop) serve() {
+	for range eventYields {
+		l.handleInbox()
+		l.readAgain()
+		if l.jobs == 0 {
+			break
+		}
+		runtime.Gosched()
+		l.mu.Lock()
+		answered := len(l.inbox) > 0
+		l.mu.Unlock()
+		if !answered {
+			break // the handlers block; their answers wake the loop
+		}
+	}
+	for i, c := range l.dirty {
+		l.dirty[i] = nil
+		c.dirty = false
+		if !c.closed {
+			c.flush()
+			c.update()
+		}
+	}
+	l.dirty = l.dirty[:0]
 }
 
 // readAgain gives each queued connection one more read, in turn; those
@@ -487,6 +517,7 @@ type eventConn struct {
 	canRead  bool
 	canWrite bool
 	queued   bool // in the loop's again list
+	dirty    bool // in the loop's dirty list
 
 	backlogged bool // process stopped for output room with requests left in in
 }
@@ -622,9 +653,9 @@ func (c *eventConn) process() {
 		c.in = nil
 		c.parser.Release()
 	}
-	c.flush()
-	if !c.closed {
-		c.update()
+	if !c.dirty {
+		c.dirty = true
+		c.l.dirty = append(c.l.dirty, c)
 	}
 }
 
@@ -643,12 +674,11 @@ func (c *eventConn) dispatch(req *http1.Request) {
 	l := c.l
 	p := l.p
 	closeConn := req.Close || p.Draining() || l.e.draining.Load() || p.Config.KeepAlive <= 0
-	hr, err := http1.ToHTTP(req, c.remote)
+	hr, err := http1.ToHTTP(l.e.ctx, req, c.remote)
 	if err != nil {
 		c.fail(err)
 		return
 	}
-	hr = hr.WithContext(l.e.ctx)
 	if l.e.pool == nil {
 		rw := &l.rw
 		rw.Send = nil

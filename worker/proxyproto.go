@@ -2,17 +2,15 @@ package worker
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/corral-server/corral/worker/http1"
 )
 
 // PROXY protocol modes, as --proxy-protocol takes them.
@@ -30,28 +28,12 @@ var ProxyModes = []string{ProxyOff, ProxyV1, ProxyV2, ProxyAuto}
 // PROXY header.
 const ProxyHeaderTimeout = 5 * time.Second
 
-// ProxyHeader is what a PROXY protocol header said about a connection.
-type ProxyHeader struct {
-	Version int // 1 or 2; 0 when there was none (auto mode)
-	// Local is true when the header gives no addresses to use: v1
-	// "UNKNOWN", v2 LOCAL (a proxy's health check), or v2 with an
-	// unspecified or unix address family. The connection's own
-	// addresses stand.
-	Local       bool
-	Source      netip.AddrPort // the client, as the proxy saw it
-	Destination netip.AddrPort // the address the client connected to
-}
+// ProxyHeader is what a PROXY protocol header said about a connection;
+// Version is 0 when there was none (auto mode).
+type ProxyHeader = http1.ProxyInfo
 
 // ErrProxyHeader is wrapped by every malformed PROXY header error.
-var ErrProxyHeader = errors.New("malformed PROXY protocol header")
-
-var (
-	proxyV1Sig = []byte("PROXY ")
-	proxyV2Sig = []byte("\r\n\r\n\x00\r\nQUIT\n")
-)
-
-// proxyV1Max is the longest v1 line the specification allows, CRLF included.
-const proxyV1Max = 107
+var ErrProxyHeader = http1.ErrInvalidProxyLine
 
 func proxyErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrProxyHeader, fmt.Sprintf(format, args...))
@@ -60,141 +42,54 @@ func proxyErr(format string, args ...any) error {
 // ReadProxyHeader reads a PROXY protocol header from the start of br, in
 // mode ProxyV1, ProxyV2 or ProxyAuto. It consumes the header and nothing
 // after it. In auto mode a stream that starts with neither signature is no
-// error: it returns a zero ProxyHeader and consumes nothing.
+// error: it returns a zero ProxyHeader and consumes nothing. A stream that
+// ends before its first byte returns that read's error, such as io.EOF.
+// The header itself is parsed by http1.ParseProxy.
 func ReadProxyHeader(br *bufio.Reader, mode string) (ProxyHeader, error) {
-	first, err := br.Peek(1)
-	if err != nil {
-		return ProxyHeader{}, err
-	}
-	switch {
-	case first[0] == 'P' && mode != ProxyV2:
-		if b, err := br.Peek(len(proxyV1Sig)); err == nil && bytes.Equal(b, proxyV1Sig) {
-			return readProxyV1(br)
-		} else if err != nil && mode == ProxyV1 {
-			return ProxyHeader{}, proxyErr("stream ended within the v1 signature")
-		}
-	case first[0] == '\r' && mode != ProxyV1:
-		if b, err := br.Peek(len(proxyV2Sig)); err == nil && bytes.Equal(b, proxyV2Sig) {
-			return readProxyV2(br)
-		} else if err != nil && mode == ProxyV2 {
-			return ProxyHeader{}, proxyErr("stream ended within the v2 signature")
-		}
-	}
-	if mode == ProxyAuto {
-		return ProxyHeader{}, nil
-	}
-	b, _ := br.Peek(min(br.Buffered(), 16))
-	return ProxyHeader{}, proxyErr("want a %s header, got %q", mode, b)
-}
-
-func readProxyV1(br *bufio.Reader) (ProxyHeader, error) {
-	h := ProxyHeader{Version: 1}
-	var line []byte
-	for {
-		c, err := br.ReadByte()
-		if err != nil {
-			return h, proxyErr("v1 line ends without CRLF after %d bytes", len(line))
-		}
-		line = append(line, c)
-		if c == '\n' {
+	// Look one byte further at a time: a client that sends "POST" and
+	// waits must not be held up waiting for a signature's worth of bytes.
+	var (
+		sig     []byte
+		version int
+		known   bool
+		err     error
+	)
+	for !known {
+		if sig, err = br.Peek(len(sig) + 1); err != nil {
 			break
 		}
-		if len(line) >= proxyV1Max {
-			return h, proxyErr("v1 line longer than %d bytes", proxyV1Max)
+		version, known = http1.ProxyVersion(sig)
+	}
+	switch {
+	case len(sig) == 0:
+		return ProxyHeader{}, err
+	case !known && mode != ProxyAuto:
+		return ProxyHeader{}, proxyErr("no whole signature after %q: %v", sig, err)
+	case version == 0 && mode == ProxyAuto, !known:
+		return ProxyHeader{}, nil
+	case version == 0, mode == ProxyV1 && version != 1, mode == ProxyV2 && version != 2:
+		b, _ := br.Peek(min(br.Buffered(), 16))
+		return ProxyHeader{}, proxyErr("want a %s header, got %q", mode, b)
+	}
+	// Once a signature has committed the stream to a header, consume it
+	// a byte at a time: a v1 line must not be read past its CRLF, and a
+	// v2 header can outgrow br's buffer. ParseProxy's cost per call is
+	// bounded, so this stays linear.
+	hdr := make([]byte, 0, 128)
+	for {
+		n, h, err := http1.ParseProxy(hdr)
+		if err != nil {
+			return ProxyHeader{}, err
 		}
-	}
-	if !bytes.HasSuffix(line, []byte("\r\n")) {
-		return h, proxyErr("v1 line ends in a bare LF")
-	}
-	f := bytes.Split(line[:len(line)-2], []byte(" "))
-	if len(f) >= 2 && string(f[1]) == "UNKNOWN" {
-		h.Local = true // the rest of the line is to be ignored
-		return h, nil
-	}
-	if len(f) != 6 {
-		return h, proxyErr("v1 line %q does not have 6 fields", line)
-	}
-	proto := string(f[1])
-	if proto != "TCP4" && proto != "TCP6" {
-		return h, proxyErr("v1 protocol %q is not TCP4, TCP6 or UNKNOWN", f[1])
-	}
-	src, err1 := netip.ParseAddr(string(f[2]))
-	dst, err2 := netip.ParseAddr(string(f[3]))
-	if err1 != nil || err2 != nil || src.Zone() != "" || dst.Zone() != "" {
-		return h, proxyErr("v1 addresses %q %q", f[2], f[3])
-	}
-	if want4 := proto == "TCP4"; src.Is4() != want4 || dst.Is4() != want4 {
-		return h, proxyErr("v1 addresses %q %q are not %s", f[2], f[3], proto)
-	}
-	sp, ok1 := parsePort(f[4])
-	dp, ok2 := parsePort(f[5])
-	if !ok1 || !ok2 {
-		return h, proxyErr("v1 ports %q %q", f[4], f[5])
-	}
-	h.Source, h.Destination = netip.AddrPortFrom(src, sp), netip.AddrPortFrom(dst, dp)
-	return h, nil
-}
-
-// parsePort reads a decimal port without leading zeros, as v1 requires.
-func parsePort(b []byte) (uint16, bool) {
-	if len(b) == 0 || len(b) > 5 || (len(b) > 1 && b[0] == '0') {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(string(b), 10, 16)
-	return uint16(n), err == nil
-}
-
-func readProxyV2(br *bufio.Reader) (ProxyHeader, error) {
-	h := ProxyHeader{Version: 2}
-	var hdr [16]byte
-	if _, err := io.ReadFull(br, hdr[:]); err != nil {
-		return h, proxyErr("v2 header cut short")
-	}
-	verCmd, fam := hdr[12], hdr[13]
-	size := int(binary.BigEndian.Uint16(hdr[14:]))
-	if verCmd>>4 != 2 {
-		return h, proxyErr("v2 version %d", verCmd>>4)
-	}
-	body := make([]byte, size)
-	if _, err := io.ReadFull(br, body); err != nil {
-		return h, proxyErr("v2 header says %d address bytes, the stream ended first", size)
-	}
-	switch verCmd & 0xf {
-	case 0: // LOCAL: a health check from the proxy itself
-		h.Local = true
-		return h, nil
-	case 1: // PROXY
-	default:
-		return h, proxyErr("v2 command %d", verCmd&0xf)
-	}
-	af, transport := fam>>4, fam&0xf
-	if transport > 2 || af > 3 {
-		return h, proxyErr("v2 address family byte %#02x", fam)
-	}
-	if transport == 2 {
-		return h, proxyErr("v2 datagram transport on a stream connection")
-	}
-	switch af {
-	case 1: // INET
-		if size < 12 {
-			return h, proxyErr("v2 IPv4 addresses need 12 bytes, got %d", size)
+		if n > 0 {
+			return h, nil
 		}
-		src := netip.AddrFrom4([4]byte(body[0:4]))
-		dst := netip.AddrFrom4([4]byte(body[4:8]))
-		h.Source = netip.AddrPortFrom(src, binary.BigEndian.Uint16(body[8:]))
-		h.Destination = netip.AddrPortFrom(dst, binary.BigEndian.Uint16(body[10:]))
-	case 2: // INET6
-		if size < 36 {
-			return h, proxyErr("v2 IPv6 addresses need 36 bytes, got %d", size)
+		c, err := br.ReadByte()
+		if err != nil {
+			return ProxyHeader{}, proxyErr("v%d header cut short after %d bytes: %v", version, len(hdr), err)
 		}
-		src := netip.AddrFrom16([16]byte(body[0:16])).Unmap()
-		dst := netip.AddrFrom16([16]byte(body[16:32])).Unmap()
-		h.Source = netip.AddrPortFrom(src, binary.BigEndian.Uint16(body[32:]))
-		h.Destination = netip.AddrPortFrom(dst, binary.BigEndian.Uint16(body[34:]))
-	default: // UNSPEC or UNIX: no IP addresses to report
-		h.Local = true
+		hdr = append(hdr, c)
 	}
-	return h, nil
 }
 
 // ProxyConn is a connection that may start with a PROXY protocol header.

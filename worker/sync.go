@@ -295,13 +295,12 @@ func (s *syncWorker) serveHTTP(c net.Conn) {
 		}
 	}
 	s.in = in
-	hr, err := http1.ToHTTP(req, remoteAddr(c))
+	hr, err := http1.ToHTTP(s.ctx, req, remoteAddr(c))
 	if err != nil {
 		s.answerError(c, err)
 		linger = true
 		return
 	}
-	hr = hr.WithContext(s.ctx)
 	c.SetWriteDeadline(time.Now().Add(max(s.ioTimeout(), time.Second)))
 	s.rw.Send = func(b []byte) error { _, err := c.Write(b); return err }
 	s.rw.Reset(s.out[:0], req.Method, req.Major, req.Minor, true)

@@ -2,8 +2,8 @@ package worker
 
 import (
 	"bufio"
+	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,75 +11,64 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/corral-server/corral/worker/http1"
 )
 
 // DefaultUwsgiMaxVars caps a uwsgi packet's variables block. nginx's
 // headers fit in 32 KiB by default (large_client_header_buffers 4 8k).
-const DefaultUwsgiMaxVars = 32 << 10
+const DefaultUwsgiMaxVars = http1.DefaultUwsgiMaxVars
 
 // ErrUwsgi is wrapped by every malformed uwsgi packet error.
-var ErrUwsgi = errors.New("malformed uwsgi packet")
+var ErrUwsgi = http1.ErrUwsgi
 
 func uwsgiErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrUwsgi, fmt.Sprintf(format, args...))
 }
 
 // UwsgiHeader is the 4-byte header of a uwsgi packet.
-type UwsgiHeader struct {
-	Modifier1 uint8
-	DataSize  uint16 // the size of the variables block that follows
-	Modifier2 uint8
-}
+type UwsgiHeader = http1.UwsgiHeader
 
-// ParseUwsgiHeader decodes the 4-byte packet header. Only modifier1 0 (a
-// request with CGI variables, what nginx's uwsgi_pass sends) is accepted,
-// and a block larger than maxVars (0: DefaultUwsgiMaxVars) is refused.
+// ParseUwsgiHeader decodes the 4-byte packet header, as
+// http1.ParseUwsgiHeader does: only modifier1 0 (a request with CGI
+// variables, what nginx's uwsgi_pass sends) is accepted, and a block larger
+// than maxVars (0: DefaultUwsgiMaxVars) is refused.
 func ParseUwsgiHeader(b [4]byte, maxVars int) (UwsgiHeader, error) {
-	h := UwsgiHeader{Modifier1: b[0], DataSize: binary.LittleEndian.Uint16(b[1:3]), Modifier2: b[3]}
-	if maxVars <= 0 {
-		maxVars = DefaultUwsgiMaxVars
-	}
-	if h.Modifier1 != 0 {
-		return h, uwsgiErr("modifier1 %d is not supported (only 0, an HTTP request)", h.Modifier1)
-	}
-	if int(h.DataSize) > maxVars {
-		return h, uwsgiErr("variables block of %d bytes is over the limit of %d", h.DataSize, maxVars)
-	}
-	return h, nil
+	return http1.ParseUwsgiHeader(b, maxVars)
 }
 
-// ParseUwsgiVars decodes a variables block: key and value pairs, each a
-// little-endian uint16 length and that many bytes. A length that runs past
-// the block, an empty key, or trailing bytes are errors.
+// ParseUwsgiVars decodes a variables block, as http1.AppendUwsgiVars does,
+// into a map: of variables sent twice, the last one counts.
 func ParseUwsgiVars(b []byte) (map[string]string, error) {
-	vars := map[string]string{}
-	for i := 0; len(b) > 0; i++ {
-		k, rest, err := uwsgiString(b, i, "key")
-		if err != nil {
-			return nil, err
-		}
-		if k == "" {
-			return nil, uwsgiErr("variable %d has an empty key", i)
-		}
-		v, rest, err := uwsgiString(rest, i, "value")
-		if err != nil {
-			return nil, err
-		}
-		vars[k] = v
-		b = rest
+	vars, err := http1.AppendUwsgiVars(nil, b)
+	if err != nil {
+		return nil, err
 	}
-	return vars, nil
+	return uwsgiVarMap(vars), nil
 }
 
-func uwsgiString(b []byte, i int, what string) (string, []byte, error) {
-	if len(b) < 2 {
-		return "", nil, uwsgiErr("variable %d: %d byte(s) left, too few for the %s length", i, len(b), what)
+func uwsgiVarMap(vars []http1.UwsgiVar) map[string]string {
+	m := make(map[string]string, len(vars))
+	for _, v := range vars {
+		m[string(v.Name)] = string(v.Value)
 	}
-	n := int(binary.LittleEndian.Uint16(b))
-	if n > len(b)-2 {
-		return "", nil, uwsgiErr("variable %d: %s length %d overruns the block (%d bytes left)", i, what, n, len(b)-2)
+	return m
+}
+
+// RequestFromUwsgi builds the request that a packet decoded by an
+// http1.UwsgiParser describes, as RequestFromVars does, reading the body
+// from a copy of u.Body: the result outlives the parser's next call. peer
+// is the RemoteAddr without REMOTE_ADDR. Errors wrap ErrUwsgi.
+func RequestFromUwsgi(u *http1.UwsgiRequest, peer net.Addr) (*http.Request, error) {
+	var body io.Reader
+	if len(u.Body) > 0 {
+		body = bytes.NewReader(bytes.Clone(u.Body))
 	}
-	return string(b[2 : 2+n]), b[2+n:], nil
+	r, err := RequestFromVars(uwsgiVarMap(u.Vars), body, peer)
+	if err != nil {
+		return nil, uwsgiErr("%v", err)
+	}
+	return r, nil
 }
 
 // ReadUwsgiVars reads one packet's header and variables block from r. A

@@ -1,6 +1,7 @@
 package http1
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -208,7 +209,7 @@ func snapshot(r *Request) snap {
 	for _, h := range r.Trailers {
 		s.Trailers = append(s.Trailers, [2]string{string(h.Name), string(h.Value)})
 	}
-	hr, err := ToHTTP(r, "192.0.2.1:1234")
+	hr, err := ToHTTP(context.Background(), r, "192.0.2.1:1234")
 	if err == nil {
 		s.URL = hr.URL
 	}

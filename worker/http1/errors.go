@@ -24,7 +24,6 @@ var (
 	ErrChunkMissingTerminator    = errors.New("http1: chunk missing terminator")
 	ErrObsoleteFolding           = errors.New("http1: obsolete line folding")
 	ErrNoMoreData                = errors.New("http1: connection closed mid-request")
-	ErrInvalidProxyLine          = errors.New("http1: invalid PROXY protocol header")
 	ErrInvalidSchemeHeaders      = errors.New("http1: conflicting secure scheme headers")
 	ErrUnsupportedTransferCoding = errors.New("http1: unsupported transfer coding")
 	ErrBodyTooLarge              = errors.New("http1: request body too large")
@@ -35,6 +34,13 @@ var (
 	// Both sentinels match such an error: the corpus, like Gunicorn, calls it
 	// InvalidHTTPVersion, while Status answers 505.
 	ErrHTTPVersionNotSupported = errors.New("http1: HTTP version not supported")
+
+	// ErrInvalidProxyLine (ParseProxy, and Parser with ProxyAuto) and
+	// ErrUwsgi (UwsgiParser) are also what package worker's goroutine and
+	// sync workers wrap, as they parse with this package too; their text is
+	// what those workers have always logged, and operators match on it.
+	ErrInvalidProxyLine = errors.New("malformed PROXY protocol header")
+	ErrUwsgi            = errors.New("malformed uwsgi packet")
 )
 
 // Status returns the status code of the response to send before closing a
@@ -50,6 +56,9 @@ var (
 //     still gets 400. HTTP/1.2 and later minors are not errors at all: RFC
 //     9112 section 2.3 says to process them as HTTP/1.1.
 //   - 400 for everything else.
+//
+// UwsgiParser's errors follow suit: they wrap ErrUwsgi, and ErrBodyTooLarge,
+// ErrLimitRequestHeaders or ErrNoMoreData where one of those applies.
 func Status(err error) int {
 	switch {
 	case err == nil, errors.Is(err, ErrNoMoreData):

@@ -2,7 +2,6 @@ package http1
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"strings"
 	"sync"
@@ -161,14 +160,22 @@ func (p *Parser) Parse(buf []byte) (n int, req *Request, err error) {
 			p.begun = true
 
 		case stProxy:
-			adv, done, err := p.parseProxy(rest)
-			if err != nil {
-				return p.fail(n, err)
-			}
-			if !done {
+			// The preamble is optional: only a signature commits to one.
+			version, ok := ProxyVersion(rest)
+			if !ok {
 				return p.more(buf, n)
 			}
-			n += adv
+			if version != 0 {
+				adv, info, err := ParseProxy(rest)
+				if err != nil {
+					return p.fail(n, err)
+				}
+				if adv == 0 {
+					return p.more(buf, n)
+				}
+				p.proxy, p.hasProxy = info, true
+				n += adv
+			}
 			p.state = stRequestLine
 
 		case stRequestLine:
@@ -482,51 +489,6 @@ func (p *Parser) readLine(b []byte) (line []byte, adv int, ok bool) {
 }
 
 var crlf = []byte("\r\n")
-
-func (p *Parser) parseProxy(b []byte) (adv int, done bool, err error) {
-	sig := proxyV2Sig
-	switch {
-	case len(b) >= len(sig) && bytes.Equal(b[:len(sig)], sig):
-		if len(b) < 16 {
-			return 0, false, nil
-		}
-		if b[12]>>4 != 2 {
-			return 0, false, errorf(ErrInvalidProxyLine, "PROXY v2 version %d not supported", b[12]>>4)
-		}
-		total := 16 + int(binary.BigEndian.Uint16(b[14:16]))
-		if len(b) < total {
-			return 0, false, nil
-		}
-		info, err := parseProxyV2(b[:total])
-		if err != nil {
-			return 0, false, err
-		}
-		p.proxy, p.hasProxy = info, true
-		return total, true, nil
-	case len(b) < len(sig) && bytes.HasPrefix(sig, b):
-		return 0, false, nil
-	case bytes.HasPrefix(b, proxyV1Pre):
-		line, adv, ok := p.readLine(b)
-		if !ok {
-			if len(b) >= proxyV1Max {
-				return 0, false, errorf(ErrInvalidProxyLine, "PROXY v1 line longer than %d bytes", proxyV1Max)
-			}
-			return 0, false, nil
-		}
-		if adv > proxyV1Max {
-			return 0, false, errorf(ErrInvalidProxyLine, "PROXY v1 line longer than %d bytes", proxyV1Max)
-		}
-		info, err := parseProxyV1(line)
-		if err != nil {
-			return 0, false, err
-		}
-		p.proxy, p.hasProxy = info, true
-		return adv, true, nil
-	case len(b) < len(proxyV1Pre) && bytes.HasPrefix(proxyV1Pre, b):
-		return 0, false, nil
-	}
-	return 0, true, nil // no preamble: it is optional
-}
 
 // requestLine parses method SP request-target SP HTTP-version. Exactly one
 // SP separates the parts (RFC 9112 section 3); anything else lands in the

@@ -2,9 +2,10 @@ package http1
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
-	"net/netip"
+	"net/http"
 	"reflect"
 	"strings"
 	"testing"
@@ -367,7 +368,7 @@ func TestChunkedTrailers(t *testing.T) {
 		t.Fatalf("trailers %q, want %q", r.Trailers, want)
 	}
 
-	hr, err := ToHTTP(mustParse(t, wire), "10.0.0.1:5")
+	hr, err := ToHTTP(context.Background(), mustParse(t, wire), "10.0.0.1:5")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,51 +483,27 @@ func TestSchemeHeaders(t *testing.T) {
 	}
 }
 
+// TestProxyProtocol is about when a Parser looks for a PROXY preamble; what
+// a preamble may say is TestParseProxy's, which runs a Parser too.
 func TestProxyProtocol(t *testing.T) {
 	c := DefaultConfig()
 	c.ProxyProtocol = ProxyAuto
-	v2 := "\r\n\r\n\x00\r\nQUIT\n" + "\x21\x11\x00\x0c" + "\xc0\xa8\x01\x0a\xc0\xa8\x01\x01\x30\x39\x01\xbb"
-	for _, tc := range []struct {
-		pre      string
-		src, dst string
-	}{
-		{"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n", "192.168.0.1:56324", "192.168.0.11:443"},
-		{"PROXY TCP6 2001:db8::1 2001:db8::2 1 2\r\n", "[2001:db8::1]:1", "[2001:db8::2]:2"},
-		{v2, "192.168.1.10:12345", "192.168.1.1:443"},
-		{"PROXY UNKNOWN whatever\r\n", "invalid AddrPort", "invalid AddrPort"},
-	} {
-		wire := tc.pre + "GET / HTTP/1.1\r\n\r\n"
-		for _, chunks := range [][][]byte{{[]byte(wire)}, randomSplit(newRand(1), []byte(wire), 3)} {
-			p := &Parser{Config: c}
-			out := drive(t, p, chunks)
-			info, ok := p.Proxy()
-			if out.err != nil || len(out.reqs) != 1 || !ok || info.Source.String() != tc.src || info.Destination.String() != tc.dst {
-				t.Errorf("%q: %v, %d requests, proxy %+v %v", tc.pre, out.err, len(out.reqs), info, ok)
-			}
-		}
+	// The preamble is optional, even when the request starts like one.
+	for _, wire := range []string{"GET / HTTP/1.1\r\n\r\n", "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "PROXYX / HTTP/1.1\r\n\r\n"} {
+		wantOK(t, c, wire, 1)
 	}
-	for _, wire := range []string{
-		"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443 x\r\nGET / HTTP/1.1\r\n\r\n",
-		"PROXY TCP4 ::1 ::1 1 2\r\nGET / HTTP/1.1\r\n\r\n",
-		"PROXY TCP4 1.2.3.4 1.2.3.4 65536 1\r\nGET / HTTP/1.1\r\n\r\n",
-		"PROXY TCP4  1.2.3.4 1.2.3.4 1 1\r\nGET / HTTP/1.1\r\n\r\n",
-		"PROXY " + strings.Repeat("x", 200),
-		"\r\n\r\n\x00\r\nQUIT\n\x11\x11\x00\x00GET / HTTP/1.1\r\n\r\n",
-	} {
-		wantErr(t, c, wire, ErrInvalidProxyLine, 400)
-	}
+	wantErr(t, c, "\r\nGET / HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400)
 	// Only before the first request, and not at all when off.
 	wantErr(t, c, "GET / HTTP/1.1\r\n\r\nPROXY TCP4 1.2.3.4 1.2.3.4 1 1\r\n", ErrInvalidRequestLine, 400)
 	wantErr(t, nil, "PROXY TCP4 1.2.3.4 1.2.3.4 1 1\r\nGET / HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400)
 	if p := (&Parser{}); func() bool { _, ok := p.Proxy(); return ok }() {
 		t.Error("Proxy() reports a preamble on a fresh Parser")
 	}
-	_ = netip.AddrPort{}
 }
 
 func TestToHTTP(t *testing.T) {
 	req := mustParse(t, "POST http://user@example.com:8080/a%20b?q=1#frag HTTP/1.1\r\nHost: ignored\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 2\r\n\r\nhi")
-	hr, err := ToHTTP(req, "192.0.2.1:99")
+	hr, err := ToHTTP(context.Background(), req, "192.0.2.1:99")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -546,15 +523,15 @@ func TestToHTTP(t *testing.T) {
 		t.Errorf("body %q", b)
 	}
 
-	hr, err = ToHTTP(mustParse(t, "GET /x HTTP/1.0\r\nHost: h.example\r\n\r\n"), "")
+	hr, err = ToHTTP(context.Background(), mustParse(t, "GET /x HTTP/1.0\r\nHost: h.example\r\n\r\n"), "")
 	if err != nil || hr.Host != "h.example" || !hr.Close || hr.Body != nil && hr.ContentLength != 0 {
 		t.Errorf("origin-form: %v %+v", err, hr)
 	}
-	hr, err = ToHTTP(mustParse(t, "CONNECT [::1]:443 HTTP/1.1\r\n\r\n"), "")
+	hr, err = ToHTTP(context.Background(), mustParse(t, "CONNECT [::1]:443 HTTP/1.1\r\n\r\n"), "")
 	if err != nil || hr.Host != "[::1]:443" || hr.URL.Host != "[::1]:443" {
 		t.Errorf("CONNECT: %v %+v", err, hr)
 	}
-	if _, err := ToHTTP(mustParse(t, "GET /%zz HTTP/1.1\r\n\r\n"), ""); !errors.Is(err, ErrInvalidRequestLine) {
+	if _, err := ToHTTP(context.Background(), mustParse(t, "GET /%zz HTTP/1.1\r\n\r\n"), ""); !errors.Is(err, ErrInvalidRequestLine) {
 		t.Errorf("bad escape: %v", err)
 	}
 }
@@ -629,5 +606,40 @@ func TestAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per request on the reuse path, want 0", allocs)
+	}
+}
+
+// TestCanonicalKey checks the allocation-free path against net/http's own
+// canonicalisation.
+func TestCanonicalKey(t *testing.T) {
+	for _, name := range []string{
+		"host", "HOST", "Host", "content-length", "CONTENT-type", "x-forwarded-for", "X-Custom-Thing",
+		"x-custom-thing", "a", "-", "a-", "-a", "x_y", "foo.bar", "é", "accept-encoding2",
+		"x-a-very-long-header-name-past-the-buffer", "X-123-abc", "sec-ch-ua-mobile",
+	} {
+		if got, want := canonicalKey([]byte(name)), http.CanonicalHeaderKey(name); got != want {
+			t.Errorf("canonicalKey(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
+
+// TestToHTTPHeaders checks repeated fields, Host's removal, and that the
+// shared backing arrays do not let one key's values clobber another's.
+func TestToHTTPHeaders(t *testing.T) {
+	wire := "GET / HTTP/1.1\r\nHost: h\r\naccept: a\r\nX-One: 1\r\nAccept: b\r\nX-Two: 2\r\n\r\n"
+	hr, err := ToHTTP(context.Background(), mustParse(t, wire), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := http.Header{"Accept": {"a", "b"}, "X-One": {"1"}, "X-Two": {"2"}}
+	if !reflect.DeepEqual(hr.Header, want) {
+		t.Fatalf("Header = %v, want %v", hr.Header, want)
+	}
+	hr.Header["X-One"] = append(hr.Header["X-One"], "more")
+	if hr.Header.Get("X-Two") != "2" {
+		t.Fatalf("appending to X-One changed X-Two: %v", hr.Header)
+	}
+	if hr.Host != "h" || hr.Proto != "HTTP/1.1" {
+		t.Fatalf("Host %q, Proto %q", hr.Host, hr.Proto)
 	}
 }

@@ -2,6 +2,7 @@ package http1
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"net/url"
@@ -66,33 +67,29 @@ func (r *Request) header(name string) ([]byte, bool) {
 	return nil, false
 }
 
-// ToHTTP converts a parsed request into a *net/http.Request the way
-// net/http's own server would populate it: Host promoted out of Header, URL
-// from the request-target (absolute-form and CONNECT's authority-form
-// included, the fragment split off), Trailer filled, Body readable. Header
-// keys are canonicalised, so field order across names is lost.
+// ToHTTP converts a parsed request into a *net/http.Request with context
+// ctx, the way net/http's own server would populate it: Host promoted out
+// of Header, URL from the request-target (absolute-form and CONNECT's
+// authority-form included, the fragment split off), Trailer filled, Body
+// readable. Header keys are canonicalised, so field order across names is
+// lost.
 //
 // It does not re-validate anything the Parser accepted; it fails, with
 // ErrInvalidRequestLine, only for a target that net/url cannot represent,
 // such as a malformed percent-escape. Everything is copied, so the result
 // outlives the Parser's next call.
-func ToHTTP(r *Request, remoteAddr string) (*http.Request, error) {
+func ToHTTP(ctx context.Context, r *Request, remoteAddr string) (*http.Request, error) {
 	u, err := requestURL(r.Method, r.Target)
 	if err != nil {
 		return nil, errorf(ErrInvalidRequestLine, "request-target %q: %v", r.Target, err)
 	}
-	h := make(http.Header, len(r.Headers))
-	for _, f := range r.Headers {
-		k := http.CanonicalHeaderKey(string(f.Name))
-		h[k] = append(h[k], string(f.Value))
-	}
-	hr := &http.Request{
+	hr := http.Request{
 		Method:        r.Method,
 		URL:           u,
-		Proto:         "HTTP/" + strconv.Itoa(r.Major) + "." + strconv.Itoa(r.Minor),
+		Proto:         proto(r.Major, r.Minor),
 		ProtoMajor:    r.Major,
 		ProtoMinor:    r.Minor,
-		Header:        h,
+		Header:        toHeader(r.Headers, true),
 		ContentLength: r.ContentLength,
 		Close:         r.Close,
 		Host:          u.Host,
@@ -103,8 +100,6 @@ func ToHTTP(r *Request, remoteAddr string) (*http.Request, error) {
 	if hr.Host == "" {
 		hr.Host = string(r.Host)
 	}
-	// net/http's server promotes Host and removes it from the map.
-	delete(h, "Host")
 	if r.Chunked {
 		hr.TransferEncoding = []string{"chunked"}
 		hr.ContentLength = -1
@@ -115,14 +110,107 @@ func ToHTTP(r *Request, remoteAddr string) (*http.Request, error) {
 		hr.Body = io.NopCloser(bytes.NewReader(bytes.Clone(r.Body)))
 	}
 	if len(r.Trailers) > 0 {
-		hr.Trailer = make(http.Header, len(r.Trailers))
-		for _, f := range r.Trailers {
-			k := http.CanonicalHeaderKey(string(f.Name))
-			hr.Trailer[k] = append(hr.Trailer[k], string(f.Value))
-		}
+		hr.Trailer = toHeader(r.Trailers, false)
 	}
-	return hr, nil
+	// WithContext copies hr to the heap: the one allocation of the Request.
+	return hr.WithContext(ctx), nil
 }
+
+func proto(major, minor int) string {
+	switch {
+	case major == 1 && minor == 1:
+		return "HTTP/1.1"
+	case major == 1 && minor == 0:
+		return "HTTP/1.0"
+	}
+	return "HTTP/" + strconv.Itoa(major) + "." + strconv.Itoa(minor)
+}
+
+// toHeader builds an http.Header from fields, without Host if dropHost (net/http's
+// server promotes it out of the map). Every value is a substring of one
+// string and every first value list a window of one slice, so the fields
+// cost three allocations, not two per field; common keys are interned.
+func toHeader(fields []Header, dropHost bool) http.Header {
+	n := 0
+	for _, f := range fields {
+		n += len(f.Value)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, f := range fields {
+		b.Write(f.Value)
+	}
+	all := b.String()
+	vals := make([]string, len(fields))
+	h := make(http.Header, len(fields))
+	off := 0
+	for i, f := range fields {
+		v := all[off : off+len(f.Value)]
+		off += len(f.Value)
+		k := canonicalKey(f.Name)
+		if dropHost && k == "Host" {
+			continue
+		}
+		if old, ok := h[k]; ok {
+			h[k] = append(old, v)
+			continue
+		}
+		vals[i] = v
+		h[k] = vals[i : i+1 : i+1]
+	}
+	return h
+}
+
+// canonicalKey is http.CanonicalHeaderKey(string(name)), without an
+// allocation for the common field names.
+func canonicalKey(name []byte) string {
+	var buf [32]byte
+	if len(name) > len(buf) {
+		return http.CanonicalHeaderKey(string(name))
+	}
+	k := buf[:len(name)]
+	upper := true
+	for i, c := range name {
+		switch {
+		case 'a' <= c && c <= 'z':
+			if upper {
+				c -= 'a' - 'A'
+			}
+		case 'A' <= c && c <= 'Z':
+			if !upper {
+				c += 'a' - 'A'
+			}
+		case '0' <= c && c <= '9' || c == '-':
+		default:
+			// Other token characters: net/textproto's rules.
+			return http.CanonicalHeaderKey(string(name))
+		}
+		k[i] = c
+		upper = c == '-'
+	}
+	if s, ok := commonKeys[string(k)]; ok {
+		return s
+	}
+	return string(k)
+}
+
+var commonKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Authorization",
+		"Cache-Control", "Connection", "Content-Length", "Content-Type", "Cookie", "Date",
+		"Dnt", "Expect", "Forwarded", "From", "Host", "If-Match", "If-Modified-Since",
+		"If-None-Match", "If-Range", "If-Unmodified-Since", "Keep-Alive", "Origin", "Pragma",
+		"Priority", "Range", "Referer", "Sec-Ch-Ua", "Sec-Ch-Ua-Mobile", "Sec-Ch-Ua-Platform",
+		"Sec-Fetch-Dest", "Sec-Fetch-Mode", "Sec-Fetch-Site", "Sec-Fetch-User", "Te",
+		"Transfer-Encoding", "Upgrade", "Upgrade-Insecure-Requests", "User-Agent", "Via",
+		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip",
+		"X-Request-Id", "X-Requested-With",
+	} {
+		m[k] = k
+	}
+	return m
+}()
 
 // requestURL mirrors net/http's readRequest: url.ParseRequestURI, with
 // CONNECT's authority-form parsed as a host. Unlike net/http it splits off a
