@@ -71,6 +71,18 @@ func applyProtocol(c *cli.Context, s *settings) error {
 			}
 		}
 	}
+	if s.arbiter.Command != nil {
+		return nil // exec mode: the command speaks what it speaks
+	}
+	for _, b := range s.arbiter.Binds {
+		p := proto
+		if a, err := socket.ParseAddr(b); err == nil && a.Protocol != "" {
+			p = a.Protocol
+		}
+		if err := worker.Serves(wc.Class, p, mode); err != nil {
+			return fmt.Errorf("-k %s -b %s: %v", wc.Class, b, err)
+		}
+	}
 	return nil
 }
 

@@ -75,7 +75,13 @@ func uwsgiEcho(t *testing.T, addr string) demo.Echo {
 // corral: each connection is closed without an answer, one line is
 // logged, and the same worker serves the next good request.
 func TestUwsgiMalformedPacketsKeepWorker(t *testing.T) {
-	s := start(t, corralBin, []string{"-w", "1", "-b", "uwsgi://127.0.0.1:0", "demo"})
+	for _, k := range []string{"goroutine", "sync", "event"} {
+		t.Run(k, func(t *testing.T) { testUwsgiMalformedPackets(t, k) })
+	}
+}
+
+func testUwsgiMalformedPackets(t *testing.T, class string) {
+	s := start(t, corralBin, []string{"-w", "1", "-k", class, "-b", "uwsgi://127.0.0.1:0", "demo"})
 	addr := bareAddr(s.Addr)
 	s.waitLog(`Ready: 1 workers serving`, 10*time.Second)
 	pid := uwsgiEcho(t, addr).Pid
@@ -106,7 +112,7 @@ func TestUwsgiMalformedPacketsKeepWorker(t *testing.T) {
 	}
 
 	// --uwsgi-allow-from refuses peers not in it.
-	s2 := start(t, corralBin, []string{"-w", "1", "-b", "uwsgi://127.0.0.1:0", "--uwsgi-allow-from", "10.0.0.0/8", "demo"})
+	s2 := start(t, corralBin, []string{"-w", "1", "-k", class, "-b", "uwsgi://127.0.0.1:0", "--uwsgi-allow-from", "10.0.0.0/8", "demo"})
 	s2.waitLog(`Ready: 1 workers serving`, 10*time.Second)
 	if out := exchange(t, "tcp", bareAddr(s2.Addr), good); len(out) != 0 {
 		t.Errorf("a peer not allowed got %q", out)

@@ -282,7 +282,13 @@ func TestNginxProxyPass(t *testing.T) {
 }
 
 func TestNginxUwsgiPass(t *testing.T) {
-	s := start(t, corralBin, []string{"-w", "2", "-b", "uwsgi://127.0.0.1:0", "demo"})
+	for _, k := range []string{"goroutine", "event"} {
+		t.Run(k, func(t *testing.T) { testNginxUwsgiPass(t, k) })
+	}
+}
+
+func testNginxUwsgiPass(t *testing.T, class string) {
+	s := start(t, corralBin, []string{"-w", "2", "-k", class, "-b", "uwsgi://127.0.0.1:0", "demo"})
 	if !strings.HasPrefix(s.Addr, "uwsgi://127.0.0.1:") {
 		t.Fatalf("Listening at: %s, want uwsgi://127.0.0.1:PORT", s.Addr)
 	}

@@ -46,7 +46,8 @@ type eventWorker struct {
 	p      *Process
 	cfg    *http1.Config
 	loops  []*eventLoop
-	lfds   []int // our duplicates of the listeners
+	lfds   []int  // our duplicates of the listeners
+	uwsgi  []bool // lfds[i] speaks uwsgi
 	ctx    context.Context
 	cancel context.CancelFunc
 	pool   *eventPool
@@ -77,15 +78,27 @@ const (
 
 func (e *eventWorker) BeatsItself() bool { return true }
 
+// Serves implements FrontEndLimiter: HTTP and uwsgi, without PROXY.
+func (e *eventWorker) Serves(protocol, proxy string) error {
+	if protocol != ProtocolHTTP && protocol != ProtocolUwsgi {
+		return fmt.Errorf("the event worker serves http and uwsgi, not %s", protocol)
+	}
+	if proxy != "" && proxy != ProxyOff {
+		return fmt.Errorf("the event worker does not read PROXY headers (--proxy-protocol %s)", proxy)
+	}
+	return nil
+}
+
 func (e *eventWorker) Serve(p *Process) error {
 	e.p = p
 	e.cfg = parserConfig(p)
 	cfg := p.Config
 	for i := range p.Listeners {
-		if fe := p.FrontEnd(i); fe.Protocol != ProtocolHTTP || (fe.Proxy != "" && fe.Proxy != ProxyOff) {
-			return fmt.Errorf("the event worker serves plain HTTP only; listener %s wants %s with PROXY %s",
-				listenerAddr(p.Listeners[i]), fe.Protocol, fe.Proxy)
+		fe := p.FrontEnd(i)
+		if err := e.Serves(fe.Protocol, fe.Proxy); err != nil {
+			return fmt.Errorf("listener %s: %w", listenerAddr(p.Listeners[i]), err)
 		}
+		e.uwsgi = append(e.uwsgi, fe.Protocol == ProtocolUwsgi)
 	}
 	e.maxConns = int64(cfg.WorkerConnections)
 	threads := max(cfg.Threads, 1)
@@ -224,7 +237,7 @@ func (e *eventWorker) beat(now int64) {
 type eventPool struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
-	queue   []func()
+	queue   []job
 	head    int
 	running int
 	idle    int
@@ -238,14 +251,17 @@ func newEventPool(size int) *eventPool {
 	return p
 }
 
-func (p *eventPool) submit(f func()) {
+// job is what the pool runs: an *eventJob, without a closure to allocate.
+type job interface{ serve() }
+
+func (p *eventPool) submit(j job) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		go f()
+		go j.serve()
 		return
 	}
-	p.queue = append(p.queue, f)
+	p.queue = append(p.queue, j)
 	switch {
 	case p.idle > 0:
 		p.idle--
@@ -268,13 +284,13 @@ func (p *eventPool) work() {
 			p.mu.Unlock()
 			return
 		}
-		f := p.queue[p.head]
+		j := p.queue[p.head]
 		p.queue[p.head] = nil
 		if p.head++; p.head == len(p.queue) {
 			p.queue, p.head = p.queue[:0], 0
 		}
 		p.mu.Unlock()
-		f()
+		j.serve()
 		p.mu.Lock()
 	}
 }

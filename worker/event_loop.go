@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -330,9 +331,22 @@ func (l *eventLoop) accept(lfd int) bool {
 			return false
 		}
 		l.e.conns.Add(1)
-		unix.SetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		c := &eventConn{l: l, fd: int32(nfd), remote: sockaddrString(sa), last: nanotime()}
 		c.parser.Config = l.e.cfg
+		uwsgi := l.e.uwsgi[slices.Index(l.e.lfds, lfd)]
+		if !uwsgi {
+			// Keep-alive: a response must not wait for the ACK of the last.
+			unix.SetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		}
+		if uwsgi {
+			if !l.p.front.uwsgi.AllowsRemote(c.remote) {
+				l.p.Log.Warn(fmt.Sprintf("uwsgi: refused connection from %s, which --uwsgi-allow-from does not allow", c.remote))
+				unix.Close(nfd)
+				l.e.conns.Add(-1)
+				continue
+			}
+			c.uwsgi = &http1.UwsgiParser{MaxBody: l.e.cfg.Limits.MaxBody}
+		}
 		c.canWrite = true
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: c.fd}
 		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, nfd, &ev); err != nil {
@@ -431,7 +445,7 @@ func (l *eventLoop) scan(now int64) {
 		case c.reqStart != 0:
 			// A request is arriving: its head within the header timeout,
 			// its body without long pauses.
-			inHead := c.parser.Head() == nil
+			inHead := c.uwsgi == nil && c.parser.Head() == nil
 			if inHead && now-c.reqStart > int64(headerReadTimeout) || !inHead && now-c.last > int64(eventBodyTimer) {
 				c.close()
 			}
@@ -495,8 +509,9 @@ type eventConn struct {
 	fd     int32
 	remote string
 	parser http1.Parser
-	in     []byte // bytes read, not yet parsed
-	out    []byte // response bytes from outOff on are unsent
+	uwsgi  *http1.UwsgiParser // instead of parser, on a uwsgi listener
+	in     []byte             // bytes read, not yet parsed
+	out    []byte             // response bytes from outOff on are unsent
 	outOff int
 	ack    chan error // a pool goroutine's streamed bytes wait for room
 
@@ -516,6 +531,7 @@ type eventConn struct {
 	// read or write finds the socket drained or full.
 	canRead  bool
 	canWrite bool
+	peerShut bool // epoll saw the client's FIN: read on until EOF
 	queued   bool // in the loop's again list
 	dirty    bool // in the loop's dirty list
 
@@ -549,6 +565,9 @@ func (c *eventConn) ready(ev uint32) {
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP) != 0 {
 		c.canRead = true
 	}
+	if ev&unix.EPOLLRDHUP != 0 {
+		c.peerShut = true
+	}
 	c.pump()
 }
 
@@ -577,7 +596,7 @@ func (c *eventConn) read() {
 		if n <= 0 && err != unix.EAGAIN && err != unix.EINTR {
 			c.close()
 		}
-		if n < len(b) && err != unix.EINTR {
+		if n < len(b) && err != unix.EINTR && !c.peerShut {
 			c.canRead = false
 		}
 		return
@@ -590,8 +609,9 @@ func (c *eventConn) read() {
 	}
 	room := cap(c.in) - len(c.in)
 	n, err := unix.Read(int(c.fd), c.in[len(c.in):cap(c.in)])
-	// A short read emptied the socket; an edge reports the next bytes.
-	if n < room && err != unix.EINTR {
+	// A short read emptied the socket, and an edge reports the next bytes;
+	// but a FIN already reported waits behind the bytes just read.
+	if n < room && err != unix.EINTR && !c.peerShut {
 		c.canRead = false
 	}
 	switch {
@@ -616,6 +636,28 @@ func (c *eventConn) read() {
 // time, until one runs on the pool, the input is used up, the connection
 // is to close, or its unsent output passes eventOutHigh.
 func (c *eventConn) process() {
+	if c.uwsgi != nil {
+		c.processUwsgi()
+	} else {
+		c.processHTTP()
+	}
+	if c.closed {
+		return
+	}
+	c.backlogged = c.pending() > eventOutHigh && len(c.in) > 0
+	if !c.busy && len(c.in) == 0 && c.reqStart == 0 {
+		// Idle: nothing held but the struct.
+		c.l.putBuf(c.in)
+		c.in = nil
+		c.parser.Release()
+	}
+	if !c.dirty {
+		c.dirty = true
+		c.l.dirty = append(c.l.dirty, c)
+	}
+}
+
+func (c *eventConn) processHTTP() {
 	for !c.closed && !c.busy && !c.closeAfter && c.pending() <= eventOutHigh {
 		used, req, err := c.parser.Parse(c.in)
 		c.in = c.in[:copy(c.in, c.in[used:])]
@@ -643,21 +685,54 @@ func (c *eventConn) process() {
 		}
 		c.dispatch(req)
 	}
-	if c.closed {
+}
+
+// processUwsgi serves a uwsgi connection's one request, as nginx's
+// uwsgi_pass sends it: the packet, then CONTENT_LENGTH bytes of body,
+// answered with an HTTP/1.x response ended by the close.
+func (c *eventConn) processUwsgi() {
+	if c.closed || c.busy || c.closeAfter {
 		return
 	}
-	c.backlogged = c.pending() > eventOutHigh && len(c.in) > 0
-	if !c.busy && len(c.in) == 0 && c.reqStart == 0 {
-		// Idle: nothing held but the struct.
-		c.l.putBuf(c.in)
-		c.in = nil
-		c.parser.Release()
+	used, u, err := c.uwsgi.Parse(c.in)
+	c.in = c.in[:copy(c.in, c.in[used:])]
+	if err == nil && u == nil && c.eof {
+		err = c.uwsgi.EOF() // nil: closed before a packet began
+		c.closeAfter = true
 	}
-	if !c.dirty {
-		c.dirty = true
-		c.l.dirty = append(c.l.dirty, c)
+	var hr *http.Request
+	if err == nil && u != nil {
+		hr, err = RequestFromUwsgi(u, addrString(c.remote))
+		c.uwsgi.Release()
 	}
+	if err != nil {
+		c.l.p.Log.Warn(fmt.Sprintf("uwsgi: bad request from %s, closing the connection: %v", c.remote, err))
+		if http1.Status(err) == http.StatusRequestEntityTooLarge {
+			c.fail(err) // over --max-body: the client should hear of it
+			return
+		}
+		// Anything else is closed without an answer, as by the other
+		// worker types: nginx answers its client 502.
+		c.in = c.in[:0]
+		c.closeAfter, c.lingerOn = true, true
+		return
+	}
+	if hr == nil {
+		return
+	}
+	c.served++
+	c.reqStart = 0
+	c.in = c.in[:0] // one request per connection
+	// HTTP/1.0 framing whatever the client spoke: nginx reads a uwsgi
+	// response to the close and passes chunked coding through undecoded.
+	c.serve(hr.WithContext(c.l.e.ctx), hr.Method, 1, 0, true)
 }
+
+// addrString is a net.Addr known by its string form.
+type addrString string
+
+func (a addrString) Network() string { return "tcp" }
+func (a addrString) String() string  { return string(a) }
 
 // fail answers a request that cannot be parsed, then closes.
 func (c *eventConn) fail(err error) {
@@ -679,11 +754,18 @@ func (c *eventConn) dispatch(req *http1.Request) {
 		c.fail(err)
 		return
 	}
+	c.serve(hr, req.Method, req.Major, req.Minor, closeConn)
+}
+
+// serve runs the handler on hr: on the loop, or on the pool.
+func (c *eventConn) serve(hr *http.Request, method string, major, minor int, closeConn bool) {
+	l := c.l
+	p := l.p
 	if l.e.pool == nil {
 		rw := &l.rw
 		rw.Send = nil
 		start := len(c.getOut())
-		rw.Reset(c.out, req.Method, req.Major, req.Minor, closeConn)
+		rw.Reset(c.out, method, major, minor, closeConn)
 		if !serveRecover(p, rw, hr) {
 			c.out = http1.AppendError(c.out[:start], http.StatusInternalServerError)
 			c.closeAfter = true
@@ -697,9 +779,8 @@ func (c *eventConn) dispatch(req *http1.Request) {
 	c.busy = true
 	l.jobs++
 	j := eventJobs.Get().(*eventJob)
-	j.c = c
-	method, major, minor := req.Method, req.Major, req.Minor
-	l.e.pool.submit(func() { j.serve(hr, method, major, minor, closeConn) })
+	j.c, j.r, j.method, j.major, j.minor, j.closeConn = c, hr, method, major, minor, closeConn
+	l.e.pool.submit(j)
 }
 
 // flush writes what it can of the output; once all is out, a connection
@@ -743,7 +824,10 @@ func (c *eventConn) flush() {
 // the write side is shut and the loop reads until the client's FIN, for
 // at most eventLinger.
 func (c *eventConn) shut() {
-	if !c.lingerOn && len(c.in) == 0 && !fdHasUnread(int(c.fd)) || c.eof {
+	// A uwsgi peer sends one packet, read whole; nothing can wait unread
+	// behind it unless epoll said so since.
+	quiet := c.uwsgi != nil && !c.canRead || !fdHasUnread(int(c.fd))
+	if !c.lingerOn && len(c.in) == 0 && quiet || c.eof {
 		c.close()
 		return
 	}
@@ -798,6 +882,11 @@ type eventJob struct {
 	rw  http1.ResponseWriter
 	out []byte
 	ack chan error
+
+	r            *http.Request
+	method       string
+	major, minor int
+	closeConn    bool
 }
 
 var eventJobs = sync.Pool{New: func() any {
@@ -806,10 +895,10 @@ var eventJobs = sync.Pool{New: func() any {
 	return j
 }}
 
-func (j *eventJob) serve(r *http.Request, method string, major, minor int, closeConn bool) {
-	c := j.c
+func (j *eventJob) serve() {
+	c, r := j.c, j.r
 	l := c.l
-	j.rw.Reset(j.out[:0], method, major, minor, closeConn)
+	j.rw.Reset(j.out[:0], j.method, j.major, j.minor, j.closeConn)
 	m := eventMsg{c: c, final: true, job: j}
 	if !serveRecover(l.p, &j.rw, r) {
 		m.closeAfter = true
@@ -838,7 +927,7 @@ func (j *eventJob) send(b []byte) error {
 }
 
 func (j *eventJob) release() {
-	j.c = nil
+	j.c, j.r = nil, nil
 	if cap(j.out) > eventKeepBuf {
 		j.out = nil
 	}

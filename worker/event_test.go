@@ -160,6 +160,31 @@ func TestEventPipelinedBackpressure(t *testing.T) {
 	})
 }
 
+// TestEventRequestThenFIN sends a keep-alive request and its FIN in one
+// go: the FIN is reported with the bytes, so the loop must read on past
+// them to see it and close at once, not at the keep-alive timeout.
+func TestEventRequestThenFIN(t *testing.T) {
+	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.(*net.TCPConn).CloseWrite()
+		br := bufio.NewReader(c)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, body := readResponse(t, br); body != "hello" {
+			t.Fatalf("body %q", body)
+		}
+		start := time.Now()
+		if closed, got := closedAfter(br, c, 2*time.Second); !closed {
+			t.Fatalf("connection not closed 2 s after the client's FIN (keep-alive is 5 s): %s", got)
+		}
+		t.Logf("closed %s after the response", time.Since(start))
+	})
+}
+
 func TestEventExpectContinue(t *testing.T) {
 	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
 		c, err := net.Dial("tcp", addr)
@@ -408,6 +433,10 @@ func TestEventBeatsFromTheLoop(t *testing.T) {
 	}
 }
 
+type jobFunc func()
+
+func (f jobFunc) serve() { f() }
+
 func TestEventPoolBound(t *testing.T) {
 	pool := newEventPool(3)
 	defer pool.close()
@@ -416,7 +445,7 @@ func TestEventPoolBound(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Add(1)
-		pool.submit(func() {
+		pool.submit(jobFunc(func() {
 			defer wg.Done()
 			mu.Lock()
 			running++
@@ -426,7 +455,7 @@ func TestEventPoolBound(t *testing.T) {
 			mu.Lock()
 			running--
 			mu.Unlock()
-		})
+		}))
 	}
 	wg.Wait()
 	if peak > 3 || peak < 2 {

@@ -422,14 +422,18 @@ func (s *ConnServer) startFastCGI(c net.Conn, fw *fcgiWriter, req *fcgiRequest, 
 			c.Close()
 			return
 		}
-		if err := fw.endRequest(req.id, fcgiRequestComplete); err != nil {
+		// END_REQUEST goes out under req.mu: the web server may begin
+		// the next request on this connection as soon as it reads it, and
+		// the reading loop must then find this one finished.
+		req.mu.Lock()
+		err = fw.endRequest(req.id, fcgiRequestComplete)
+		req.finished = err == nil
+		stdinDone := req.stdinDone
+		req.mu.Unlock()
+		if err != nil {
 			c.Close()
 			return
 		}
-		req.mu.Lock()
-		req.finished = true
-		stdinDone := req.stdinDone
-		req.mu.Unlock()
 		if stdinDone {
 			s.fastCGIAfter(c, req)
 		} else {

@@ -163,3 +163,26 @@ func TestFastCGIMalformedRecordCloses(t *testing.T) {
 		t.Errorf("unknown management record: %+v", recs[0])
 	}
 }
+
+// TestFastCGIKeptConnectionReusesRequestID plays nginx with
+// fastcgi_keep_conn: request id 1 again, sent the moment END_REQUEST
+// arrives. The next BEGIN_REQUEST must never find the last request still
+// in progress.
+func TestFastCGIKeptConnectionReusesRequestID(t *testing.T) {
+	c := fcgiServe(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	params := appendFastCGIPair(appendFastCGIPair(nil, "REQUEST_METHOD", "GET"), "REQUEST_URI", "/")
+	var req []byte
+	req = append(req, fcgiRecord(FastCGIBeginRequest, 1, []byte{0, 1, fcgiKeepConn, 0, 0, 0, 0, 0})...)
+	req = append(req, fcgiRecord(FastCGIParams, 1, params)...)
+	req = append(req, fcgiRecord(FastCGIParams, 1, nil)...)
+	req = append(req, fcgiRecord(FastCGIStdin, 1, nil)...)
+	for i := range 300 {
+		go c.Write(req)
+		recs := readRecords(t, c, func(r FastCGIRecord) bool { return r.Type == FastCGIEndRequest })
+		if end := recs[len(recs)-1]; end.ID != 1 || end.Content[4] != fcgiRequestComplete {
+			t.Fatalf("request %d: %+v", i, end)
+		}
+	}
+}

@@ -236,7 +236,12 @@ func (s *syncWorker) serveConn(i int, c net.Conn) {
 	c = fe.WrapConn(c)
 	if fe.Protocol != ProtocolHTTP {
 		defer c.Close()
-		fe.ConnServer(s.p, nil).ServeConn(c)
+		cs := fe.ConnServer(s.p, nil)
+		// One request per connection, as over HTTP: a FastCGI connection
+		// the web server keeps (FCGI_KEEP_CONN) would hold this worker
+		// while the others' requests wait in the backlog.
+		cs.IdleTimeout = 0
+		cs.ServeConn(c)
 		return
 	}
 	s.serveHTTP(c)
