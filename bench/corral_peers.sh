@@ -5,3 +5,5 @@ for k in goroutine sync event; do
 	"$CORRAL" -k "$k" --check-config demo >/dev/null 2>&1 || continue
 	bench_peer "corral-$k" "$CORRAL" -w 2 -k "$k" -b "$HOST:{PORT}" --log-level warning demo
 done
+# The demo's hello world never blocks: the event worker may run it on its loop.
+bench_peer corral-event-inline "$CORRAL" -w 2 -k event --event-inline -b "$HOST:{PORT}" --log-level warning demo

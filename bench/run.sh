@@ -5,13 +5,20 @@
 # then runs, one server at a time, all on 127.0.0.1:
 #   peers.sh       hello world under wrk, every peer and every corral worker type: keep-alive,
 #                  then Connection: close (close.lua), then 16-deep pipelining (pipeline.lua)
-#   reload.sh      HUP and TTIN/TTOU under load: requests completed and failed
+#   nginx.sh       hello world through nginx: HTTP, uwsgi and FastCGI to corral, uwsgi to uWSGI,
+#                  HTTP to Gunicorn
+#   reload.sh      faults under load: HUP every 500 ms, TTIN/TTOU every 250 ms, a binary upgrade
+#                  (USR2), SIGKILL of a random worker every 500 ms: requests completed and failed
+#   term.sh        TERM under load: requests answered, accepted connections broken (about 8 min
+#                  for reload.sh and term.sh together)
 #   idle_conns.sh  memory per idle keep-alive connection, 10,000 connections
 #   idle.sh        the idle arbiter's RSS and CPU, worker boot time
 # and writes the tables, the machine and the date to docs/benchmarks.md, and a chart to
-# docs/benchmarks.png. Knobs: those of peers.sh, reload.sh and lib.sh (WRK_DURATION, ...), and
-# BENCH_STEPS (default: all of "peers close pipeline reload idle_conns idle") with BENCH_OUT (a
-# folder of an earlier run's TSV files) to redo some steps and write the page again.
+# docs/benchmarks.png. Knobs: those of peers.sh, reload.sh, term.sh and lib.sh (WRK_DURATION,
+# RELOAD_SERVERS, ...), and BENCH_STEPS (default: all of "peers close pipeline nginx reload term
+# idle_conns idle") with BENCH_OUT (a folder of an earlier run's TSV files) to redo some steps
+# and write the page again (a section whose TSV file is not in BENCH_OUT is left out: point
+# BENCH_OUT at an earlier full run's folder to keep them all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=""
@@ -26,7 +33,7 @@ if [ -n "$missing" ]; then
 fi
 go build -o bin/corral ./cmd/corral
 out=${BENCH_OUT:-$(mktemp -d /tmp/corral-bench.XXXXXX)}
-steps=" ${BENCH_STEPS:-peers close pipeline reload idle_conns idle} "
+steps=" ${BENCH_STEPS:-peers close pipeline nginx reload term idle_conns idle} "
 step() { [[ $steps == *" $1 "* ]]; }
 if step peers; then EXTRA_PEERS=bench/corral_peers.sh bash bench/peers.sh >"$out/peers.tsv"; fi
 if step close; then
@@ -37,13 +44,56 @@ if step pipeline; then
 	WRK_SCRIPT=$PWD/bench/pipeline.lua PEERS="go-nethttp go-fasthttp" EXTRA_PEERS=bench/corral_peers.sh \
 		bash bench/peers.sh >"$out/pipeline.tsv"
 fi
+if step nginx; then bash bench/nginx.sh >"$out/nginx.tsv"; fi
 if step reload; then bash bench/reload.sh >"$out/reload.tsv"; fi
+if step term; then bash bench/term.sh >"$out/term.tsv"; fi
 if step idle_conns; then bash bench/idle_conns.sh >"$out/idle_conns.tsv"; fi
 if step idle; then bash bench/idle.sh >"$out/idle.tsv"; fi
 
 table() { # TSV on stdin -> markdown table
 	awk -F'\t' 'NR == 1 {h = "|"; s = "|"; for (i = 1; i <= NF; i++) {h = h " " $i " |"; s = s " --- |"}; print h; print s; next}
 		{r = "|"; for (i = 1; i <= NF; i++) r = r " " $i " |"; print r}'
+}
+have() { [[ -s $out/$1 ]]; } # a section is rendered only if its step left a TSV file
+# pick FILE FAULT "COLUMNS": the header and the rows of reload.tsv whose fault is FAULT, with
+# the columns named, in that order.
+pick() {
+	awk -F'\t' -v fault="$2" -v cols="$3" '
+		NR == 1 {for (i = 1; i <= NF; i++) idx[$i] = i; n = split(cols, c, " ")
+			for (j = 1; j <= n; j++) printf "%s%s", c[j], (j < n ? "\t" : "\n"); next}
+		$idx["fault"] == fault {
+			for (j = 1; j <= n; j++) printf "%s%s", ((c[j] in idx) ? $idx[c[j]] : "NA"), (j < n ? "\t" : "\n")
+		}' "$1"
+}
+# span FILE COLUMN [FAULT]: "min" or "min-max" of a column over the rows (of that fault), NA left out.
+span() {
+	awk -F'\t' -v col="$2" -v fault="${3:-}" '
+		NR == 1 {for (i = 1; i <= NF; i++) idx[$i] = i; next}
+		(fault == "" || $idx["fault"] == fault) && (col in idx) && $idx[col] != "NA" {
+			v = $idx[col] + 0; if (!n++ || v < lo) lo = v; if (n == 1 || v > hi) hi = v}
+		END {if (!n) print "NA"; else if (lo == hi) print lo; else print lo "-" hi}' "$1"
+}
+# ratios FILE PEER...: corral's rows' rps over each PEER's rps in FILE (a peers.sh TSV).
+ratios() {
+	local f=$1
+	shift
+	awk -F'\t' -v peers="$*" '
+		NR == 1 {next}
+		{rps[$1] = $2; if ($1 ~ /^corral-/) order[++n] = $1}
+		END {
+			m = split(peers, p, " "); h = "name"; for (j = 1; j <= m; j++) h = h "\tx " p[j]; print h
+			for (i = 1; i <= n; i++) {
+				r = order[i]; line = r
+				for (j = 1; j <= m; j++) line = line "\t" ((rps[r] + 0 > 0 && rps[p[j]] + 0 > 0) ? sprintf("%.2f", rps[r] / rps[p[j]]) : "NA")
+				print line
+			}
+		}' "$f"
+}
+R=$out/reload.tsv
+RCOLS="name signals sent interval_ms duration_s requests rps connect read write timeout non2xx errors pids_seen"
+LOADCOLS="duration_s requests rps connect read write timeout non2xx errors pids_seen"
+load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measured
+	echo "wrk -c ${RELOAD_CONNS:-32} on every row; the load lasted $(span "$R" duration_s "$1") s (as wrk measured it)"
 }
 {
 	echo "# Benchmarks"
@@ -53,34 +103,119 @@ table() { # TSV on stdin -> markdown table
 	echo "Every server runs 2 workers on 127.0.0.1, one at a time, on a shared machine: compare rows of one"
 	echo "run with each other, not with another run."
 	echo
-	echo "## Hello world, keep-alive (wrk -c ${WRK_CONNS:-64} -d ${WRK_DURATION:-8}s)"
-	echo
-	table <"$out/peers.tsv"
-	echo
-	echo "![requests per second](benchmarks.png)"
-	echo
-	echo "## Hello world, Connection: close (a new connection per request)"
-	echo
-	table <"$out/close.tsv"
-	echo
-	echo "## Hello world, 16 requests pipelined per connection"
-	echo
-	table <"$out/pipeline.tsv"
-	echo
-	echo "## Memory per idle keep-alive connection (${IDLE_CONNS:-10000} connections, one request each, 1 worker)"
-	echo
-	table <"$out/idle_conns.tsv"
-	echo
-	echo "## Reloads and scaling under load (wrk -c ${RELOAD_CONNS:-32} -d ${RELOAD_DURATION:-10}s, a signal every ${RELOAD_INTERVAL:-1}s)"
-	echo
-	table <"$out/reload.tsv"
-	echo
-	echo "## The idle arbiter and worker boot"
-	echo
-	table <"$out/idle.tsv"
+	if have peers.tsv; then
+		echo "## Ratios: corral's requests per second over its peers', same run"
+		echo
+		echo "Keep-alive (the table below):"
+		echo
+		ratios "$out/peers.tsv" go-nethttp go-fasthttp gunicorn-sync uwsgi | table
+		echo
+		if have pipeline.tsv; then
+			echo "16-deep pipelining:"
+			echo
+			ratios "$out/pipeline.tsv" go-nethttp go-fasthttp | table
+			echo
+		fi
+		echo "## Hello world, keep-alive (wrk -c ${WRK_CONNS:-64} -d ${WRK_DURATION:-8}s)"
+		echo
+		table <"$out/peers.tsv"
+		echo
+		echo "![requests per second](benchmarks.png)"
+		echo
+	fi
+	if have close.tsv; then
+		echo "## Hello world, Connection: close (a new connection per request)"
+		echo
+		table <"$out/close.tsv"
+		echo
+	fi
+	if have pipeline.tsv; then
+		echo "## Hello world, 16 requests pipelined per connection"
+		echo
+		table <"$out/pipeline.tsv"
+		echo
+	fi
+	if have nginx.tsv; then
+		echo "## Behind nginx (wrk -c 64 through nginx to each server)"
+		echo
+		table <"$out/nginx.tsv"
+		echo
+	fi
+	if have idle_conns.tsv; then
+		echo "## Memory per idle keep-alive connection (${IDLE_CONNS:-10000} connections, one request each, 1 worker)"
+		echo
+		table <"$out/idle_conns.tsv"
+		echo
+	fi
+	if have reload.tsv && head -1 "$R" | grep -q $'\tfault\t'; then
+		echo "## Faults under load: no fault (the baseline of the runs below)"
+		echo
+		echo "$(load_line none); no signal. connect/read/write/timeout: wrk's socket errors; non2xx: responses"
+		echo ">= 400; errors: their sum; pids_seen: distinct PIDs in the server's tree over the run. Below, sent:"
+		echo "the signals delivered; interval_ms: the mean gap between them, measured on each row."
+		echo
+		pick "$R" none "name $LOADCOLS" | table
+		echo
+		echo "## HUP under load"
+		echo
+		echo "$(load_line hup); a HUP to the master every $(span "$R" interval_ms hup) ms (the mean gap between the"
+		echo "signals sent, per row, measured), $(span "$R" sent hup) per row."
+		echo
+		pick "$R" hup "$RCOLS" | table
+		echo
+		echo "## TTIN/TTOU under load"
+		echo
+		echo "$(load_line scale); TTIN and TTOU alternately (+1 worker, -1 worker) every $(span "$R" interval_ms scale) ms"
+		echo "(measured), $(span "$R" sent scale) per row. uWSGI has no such signals."
+		echo
+		pick "$R" scale "$RCOLS" | table
+		echo
+		echo "## Binary upgrade under load"
+		echo
+		echo "$(load_line upgrade); the upgrade began $(span "$R" first_ms upgrade) ms into it. corral: one USR2"
+		echo "(the new arbiter takes over by itself). Gunicorn: USR2, then, once the new master has its workers"
+		echo "and ${RELOAD_UPGRADE_SETTLE_MS:-1000} ms more, WINCH and TERM to the old master. uWSGI has no binary"
+		echo "upgrade of its own: its row is one HUP, which re-executes its binary in place. takeover_ms: from the"
+		echo "first signal until the old master was gone (uWSGI: until all its workers were new)."
+		echo
+		pick "$R" upgrade "name signals sent takeover_ms $LOADCOLS" | table
+		echo
+		echo "## SIGKILL of a worker under load"
+		echo
+		echo "$(load_line kill); SIGKILL to a worker (a child of the master, picked at random) every"
+		echo "$(span "$R" interval_ms kill) ms (measured), $(span "$R" sent kill) per row. Only the requests in flight"
+		echo "on the killed worker may fail: at most one per connection it held. conns_killed: the connections the"
+		echo "killed workers held when killed (counted while stopped by SIGSTOP), summed: errors above it failed elsewhere."
+		echo
+		pick "$R" kill "$RCOLS conns_killed" | table
+		echo
+	elif have reload.tsv; then # a reload.tsv from before the fault columns
+		echo "## Reloads and scaling under load (wrk -c ${RELOAD_CONNS:-32} -d ${RELOAD_DURATION:-10}s)"
+		echo
+		table <"$R"
+		echo
+	fi
+	if have term.tsv; then
+		echo "## TERM under load"
+		echo
+		echo "bench/apps/gohello/termload -c ${TERM_CONNS:-32}, then TERM to the master after $(span "$out/term.tsv" load_s) s"
+		echo "of load (load_s, measured); the load goes on until each connection has a connect refused. after_term:"
+		echo "requests answered after the TERM; drain_ms: until the master exited; connect: failed connects (the"
+		echo "listener closed: expected, at most one per connection); accepted_failed: read + write + timeout +"
+		echo "non2xx, requests broken on connections the kernel had accepted (close: a new connection per request)."
+		echo
+		table <"$out/term.tsv"
+		echo
+	fi
+	if have idle.tsv; then
+		echo "## The idle arbiter and worker boot"
+		echo
+		table <"$out/idle.tsv"
+	fi
 } >docs/benchmarks.md
-awk -F'\t' 'NR > 1 && $2 != "NA" {print $1 "\t" $2}' "$out/peers.tsv" >"$out/rps.dat"
-gnuplot <<GP
+if have peers.tsv; then
+	awk -F'\t' 'NR > 1 && $2 != "NA" {print $1 "\t" $2}' "$out/peers.tsv" >"$out/rps.dat"
+	gnuplot <<GP
 set terminal png size 900,420
 set output "docs/benchmarks.png"
 set style data histograms
@@ -91,4 +226,5 @@ set key off
 set title "hello world, keep-alive, 2 workers, 127.0.0.1"
 plot "$out/rps.dat" using 2:xtic(1)
 GP
+fi
 echo "wrote docs/benchmarks.md and docs/benchmarks.png (raw TSV in $out)"
