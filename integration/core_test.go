@@ -123,7 +123,7 @@ func TestHUPUnderLoadLosesNothing(t *testing.T) {
 		t.Errorf("only %d HUPs sent", hups)
 	}
 	// After the storm the herd settles at four workers of the last generation.
-	s.waitLog(fmt.Sprintf(`Reload complete: generation %d, 4 workers`, s.lastGeneration()), 15*time.Second)
+	s.waitReloaded("4 workers", 15*time.Second)
 	s.waitWorkers(4, 10*time.Second)
 }
 
@@ -488,5 +488,25 @@ func TestMaxRequestsRecyclesWithoutFailures(t *testing.T) {
 			t.Errorf("two workers recycled in the same second %s", x[1])
 		}
 		seen[x[1]] = true
+	}
+}
+
+// TestTERMWhileWorkersBoot stops corral while its workers are still
+// booting (in a slow post_worker_init hook, after they catch signals):
+// the stop must reach each worker even though it came before the worker
+// type had listeners to drain. It used to be lost, and the arbiter waited
+// out the 30 s graceful timeout.
+func TestTERMWhileWorkersBoot(t *testing.T) {
+	for _, k := range []string{"goroutine", "sync", "event"} {
+		s := start(t, helloBin, []string{"-w", "2", "-k", k, "-b", "127.0.0.1:0"},
+			func(c *exec.Cmd) { c.Env = append(os.Environ(), "POST_WORKER_INIT_DELAY=500ms") })
+		s.waitLog(`Booting worker with pid`, 5*time.Second)
+		time.Sleep(200 * time.Millisecond) // in the hook
+		s.signal(syscall.SIGTERM)
+		began := time.Now()
+		s.wait(15 * time.Second)
+		if d := time.Since(began); d > 5*time.Second {
+			t.Errorf("-k %s: %s from TERM to exit", k, d)
+		}
 	}
 }

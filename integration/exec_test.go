@@ -169,8 +169,7 @@ func hupUnderLoad(t *testing.T, s *server, workers int, name string) {
 	}
 	// Two HUPs that arrive together are one signal to the kernel: the
 	// generation to wait for is the last one the arbiter started.
-	last := s.lastGeneration()
-	s.waitLog(fmt.Sprintf(`Reload complete: generation %d, %d workers`, last, workers), 20*time.Second)
+	s.waitReloaded(fmt.Sprintf("%d workers", workers), 20*time.Second)
 	var during []string
 	for _, m := range regexp.MustCompile(`Reload complete: generation \d+, \d+ workers serving, (\S+) after HUP`).FindAllStringSubmatch(s.log.String(), -1) {
 		during = append(during, m[1])

@@ -469,6 +469,26 @@ func closeLoad(ctx context.Context, addr string, conns, total int, path string) 
 // lastGeneration is the generation of the last reload the arbiter logged.
 // Signals of one kind sent while one is pending merge into one (POSIX),
 // so tests count the generations the arbiter started, not the HUPs sent.
+// waitReloaded waits until the last generation the arbiter started has
+// completed its reload with want workers ("" for any count). It reads
+// the last generation again each time round: a HUP sent just before may
+// not be in the log yet, and a generation it supersedes never completes.
+func (s *server) waitReloaded(want string, timeout time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		last := s.lastGeneration()
+		re := regexp.MustCompile(fmt.Sprintf(`Reload complete: generation %d, %s`, last, want))
+		if re.MatchString(s.log.String()) {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("generation %d did not complete its reload (%q) within %s", last, want, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func (s *server) lastGeneration() int {
 	n := 1
 	for _, m := range regexp.MustCompile(`Reloading: generation (\d+)`).FindAllStringSubmatch(s.log.String(), -1) {

@@ -267,7 +267,7 @@ func checkThroughNginx(t *testing.T, s *server, n *nginx) {
 	if ok < 100 || hups < 8 {
 		t.Errorf("too little to mean anything: %d requests, %d HUPs", ok, hups)
 	}
-	s.waitLog(fmt.Sprintf(`Reload complete: generation %d,`, s.lastGeneration()), 15*time.Second)
+	s.waitReloaded("", 15*time.Second)
 	// Old workers logged their own requests' lines; the new ones still serve.
 	if e := echoVia(t, client, "GET", base+"/echo", nil, nil); e.Pid == 0 {
 		t.Error("no pid after the reloads")

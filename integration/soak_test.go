@@ -87,7 +87,7 @@ func TestSoak(t *testing.T) {
 	// is the one the log names, not 21+hups.
 	// TTIN and TTOU that arrive together merge too, so the count to
 	// expect is the arbiter's target, not 2.
-	s.waitLog(fmt.Sprintf(`Reload complete: generation %d,`, s.lastGeneration()), 30*time.Second)
+	s.waitReloaded("", 30*time.Second)
 	time.Sleep(3 * time.Second)
 	// Measure once the herd has settled at the target: a worker still
 	// draining after the last TTOU holds its status pipe until reaped.

@@ -151,7 +151,7 @@ func TestWorkersHUPUnderLoad(t *testing.T) {
 			}
 			// HUPs sent while one is pending merge into one (POSIX), so
 			// wait for the last generation the arbiter started.
-			s.waitLog(fmt.Sprintf(`Reload complete: generation %d, 4 workers`, s.lastGeneration()), 15*time.Second)
+			s.waitReloaded("4 workers", 15*time.Second)
 		})
 	}
 }

@@ -32,6 +32,7 @@ type Process struct {
 	status      *os.File
 	statusMu    sync.Mutex
 	readyOnce   sync.Once
+	ready       chan struct{} // closed by Ready, when Run made it
 	recycleOnce sync.Once
 	maxRequests int64 // 0: no limit
 	requests    atomic.Int64
@@ -78,7 +79,12 @@ func (p *Process) logInFlight() {
 // first call counts. A reload retires an old worker only after its
 // replacement is ready, so a type calls this only once it really accepts.
 func (p *Process) Ready() {
-	p.readyOnce.Do(func() { p.report(StatusReady) })
+	p.readyOnce.Do(func() {
+		p.report(StatusReady)
+		if p.ready != nil {
+			close(p.ready)
+		}
+	})
 }
 
 // Draining reports whether a graceful stop has begun: responses from now on

@@ -98,8 +98,22 @@ func run(p *Process, apps AppFunc, hooks Hooks) (int, error) {
 		beat = t.C
 	}
 	p.Beat()
+	p.ready = make(chan struct{})
+	ready := p.ready
 	done := make(chan error, 1)
 	go func() { done <- w.Serve(p) }()
+
+	// A stop that comes before the type is ready waits for it: until then
+	// the type may not have the listeners and loops that Stop acts on, and
+	// the stop would be lost.
+	var pending *bool // graceful, or not
+	stop := func(graceful bool) {
+		if ready == nil {
+			w.Stop(graceful)
+		} else if pending == nil || !graceful {
+			pending = &graceful
+		}
+	}
 
 	parent := time.NewTicker(time.Second)
 	defer parent.Stop()
@@ -115,12 +129,17 @@ func run(p *Process, apps AppFunc, hooks Hooks) (int, error) {
 				hooks.WorkerExit(p)
 			}
 			return 0, nil
+		case <-ready:
+			ready = nil
+			if pending != nil {
+				w.Stop(*pending)
+			}
 		case s := <-sigs:
 			switch s {
 			case syscall.SIGTERM:
 				if grace == nil {
 					p.draining.Store(true)
-					w.Stop(true)
+					stop(true)
 					grace = time.After(cfg.GracefulTimeout)
 				}
 			case syscall.SIGABRT:
@@ -130,7 +149,7 @@ func run(p *Process, apps AppFunc, hooks Hooks) (int, error) {
 				return 1, nil
 			case syscall.SIGINT, syscall.SIGQUIT:
 				p.draining.Store(true)
-				w.Stop(false)
+				stop(false)
 				hardStop = time.After(time.Second)
 			case syscall.SIGUSR1:
 				if err := errLog.Reopen(); err != nil {
@@ -145,7 +164,7 @@ func run(p *Process, apps AppFunc, hooks Hooks) (int, error) {
 			// terminal may send them to the whole process group.
 		case <-grace:
 			p.Log.Warn(fmt.Sprintf("Worker (pid:%d) graceful timeout (%s), closing connections", p.Pid, cfg.GracefulTimeout))
-			w.Stop(false)
+			stop(false)
 			hardStop = time.After(time.Second)
 		case <-hardStop:
 			return 1, nil
@@ -157,7 +176,7 @@ func run(p *Process, apps AppFunc, hooks Hooks) (int, error) {
 			if os.Getppid() != cfg.ArbiterPid {
 				p.Log.Info(fmt.Sprintf("Parent changed, shutting down: worker (pid:%d)", p.Pid))
 				p.draining.Store(true)
-				w.Stop(false)
+				stop(false)
 				hardStop = time.After(time.Second)
 			}
 		}

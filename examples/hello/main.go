@@ -1,6 +1,8 @@
 // Command hello is a Go program served by corral: one call in main gives it
 // corral's command line, signals and worker types. It also shows the
-// server hooks; set HOOKS_LOG=FILE to have each hook append a line there.
+// server hooks; set HOOKS_LOG=FILE to have each hook append a line there,
+// and POST_WORKER_INIT_DELAY=D (a Go duration) to make each worker's boot
+// that much longer, as an app that warms a cache would.
 //
 //	go build -o hello ./examples/hello
 //	./hello -w 4 -b 127.0.0.1:8000
@@ -13,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/corral-server/corral"
 	"github.com/corral-server/corral/arbiter"
@@ -21,10 +24,15 @@ import (
 
 func main() {
 	s := &corral.Server{NewHandler: newHandler, Hooks: corral.Hooks{
-		OnStarting:      func(a *arbiter.Arbiter) { hook("on_starting") },
-		WhenReady:       func(a *arbiter.Arbiter) { hook("when_ready workers=%d", len(a.Workers())) },
-		OnReload:        func(a *arbiter.Arbiter) { hook("on_reload generation=%d", a.Generation()) },
-		PostWorkerInit:  func(p *worker.Process) { hook("post_worker_init pid=%d", p.Pid) },
+		OnStarting: func(a *arbiter.Arbiter) { hook("on_starting") },
+		WhenReady:  func(a *arbiter.Arbiter) { hook("when_ready workers=%d", len(a.Workers())) },
+		OnReload:   func(a *arbiter.Arbiter) { hook("on_reload generation=%d", a.Generation()) },
+		PostWorkerInit: func(p *worker.Process) {
+			hook("post_worker_init pid=%d", p.Pid)
+			if d, err := time.ParseDuration(os.Getenv("POST_WORKER_INIT_DELAY")); err == nil {
+				time.Sleep(d)
+			}
+		},
 		WorkerExit:      func(p *worker.Process) { hook("worker_exit pid=%d", p.Pid) },
 		ChildExit:       func(a *arbiter.Arbiter, w arbiter.Worker) { hook("child_exit pid=%d", w.Pid) },
 		NWorkersChanged: func(a *arbiter.Arbiter, n, old int) { hook("nworkers_changed %d->%d", old, n) },
