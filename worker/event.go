@@ -109,7 +109,7 @@ func (e *eventWorker) Serve(p *Process) error {
 		// its goroutine; a CPU-bound one shares the loop's thread (Go
 		// preempts it), as a gevent worker's greenlets share theirs.
 		if os.Getenv("GOMAXPROCS") == "" {
-			runtime.GOMAXPROCS(threads)
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(threads))
 		}
 		size := eventPoolMax
 		if e.maxConns > 0 && e.maxConns < int64(size) {

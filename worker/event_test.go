@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -468,6 +470,10 @@ func TestEventPoolBound(t *testing.T) {
 func BenchmarkEventKeepAlive(b *testing.B) {
 	for _, inline := range []bool{true, false} {
 		b.Run(fmt.Sprintf("inline=%v", inline), func(b *testing.B) {
+			// The client shares this process: the pool's one P per loop
+			// (a worker process's own setting) would make it wait on the
+			// loop, and measure that.
+			b.Setenv("GOMAXPROCS", strconv.Itoa(runtime.GOMAXPROCS(0)))
 			p := newTestProcess(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				io.WriteString(w, "Hello, World!")
 			}), &Config{KeepAlive: 5 * time.Second, EventInline: inline})

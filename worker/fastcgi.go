@@ -239,8 +239,16 @@ func (s *ConnServer) serveFastCGI(c net.Conn) {
 			}
 			return
 		}
-		if cur != nil && cur.isFinished() && cur.id != rec.ID {
-			cur = nil // a new request may begin
+		if cur != nil && cur.isFinished() {
+			if !s.keeps(cur) {
+				// Closing after this request: the web server's next
+				// one (it may not have seen the close yet) goes
+				// elsewhere, not onto a connection about to close.
+				return
+			}
+			if cur.id != rec.ID {
+				cur = nil // a new request may begin
+			}
 		}
 		if err := s.fastCGIRecord(c, fw, &cur, rec); err != nil {
 			if err != errCloseConn {
@@ -443,10 +451,15 @@ func (s *ConnServer) startFastCGI(c net.Conn, fw *fcgiWriter, req *fcgiRequest, 
 	}()
 }
 
+// keeps reports whether the connection stays open after req.
+func (s *ConnServer) keeps(req *fcgiRequest) bool {
+	return req.keepConn && !s.draining() && s.IdleTimeout > 0
+}
+
 // fastCGIAfter ends a request whose response and body are both done:
 // the connection stays for the next request or closes.
 func (s *ConnServer) fastCGIAfter(c net.Conn, req *fcgiRequest) error {
-	if !req.keepConn || s.draining() || s.IdleTimeout <= 0 {
+	if !s.keeps(req) {
 		c.Close()
 		return errCloseConn
 	}

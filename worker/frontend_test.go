@@ -62,9 +62,15 @@ func TestFastCGIRecordsAndParams(t *testing.T) {
 
 // fcgiServe runs a ConnServer on one end of a pipe and returns the other.
 func fcgiServe(t *testing.T, h http.Handler) net.Conn {
+	return fcgiServeIdle(t, h, 5*time.Second)
+}
+
+// fcgiServeIdle is fcgiServe with the server's IdleTimeout: 0 closes a
+// connection after each request, kept or not.
+func fcgiServeIdle(t *testing.T, h http.Handler, idle time.Duration) net.Conn {
 	t.Helper()
 	a, b := net.Pipe()
-	s := &ConnServer{Protocol: ProtocolFastCGI, Handler: h, ReadTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second,
+	s := &ConnServer{Protocol: ProtocolFastCGI, Handler: h, ReadTimeout: 5 * time.Second, IdleTimeout: idle,
 		UwsgiAllow: MustAllowList("*")}
 	done := make(chan struct{})
 	go func() {
@@ -184,5 +190,37 @@ func TestFastCGIKeptConnectionReusesRequestID(t *testing.T) {
 		if end := recs[len(recs)-1]; end.ID != 1 || end.Content[4] != fcgiRequestComplete {
 			t.Fatalf("request %d: %+v", i, end)
 		}
+	}
+}
+
+// TestFastCGINextRequestOnAClosingConnection: a server that closes after
+// each request (the sync worker) must not begin the next request the web
+// server sends before it sees the close: the close would cut that
+// request's response. The first response is whole, then the connection
+// closes without a record for the second.
+func TestFastCGINextRequestOnAClosingConnection(t *testing.T) {
+	c := fcgiServeIdle(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, strings.Repeat("x", 100000))
+	}), 0)
+	params := appendFastCGIPair(appendFastCGIPair(nil, "REQUEST_METHOD", "GET"), "REQUEST_URI", "/")
+	var req []byte
+	req = append(req, fcgiRecord(FastCGIBeginRequest, 1, []byte{0, 1, fcgiKeepConn, 0, 0, 0, 0, 0})...)
+	req = append(req, fcgiRecord(FastCGIParams, 1, params)...)
+	req = append(req, fcgiRecord(FastCGIParams, 1, nil)...)
+	req = append(req, fcgiRecord(FastCGIStdin, 1, nil)...)
+	go c.Write(req)
+	recs := readRecords(t, c, func(r FastCGIRecord) bool { return r.Type == FastCGIEndRequest })
+	go c.Write(req) // the next request, as nginx sends it on a kept connection
+	n := 0
+	for _, r := range recs {
+		if r.Type == FastCGIStdout {
+			n += len(r.Content)
+		}
+	}
+	if n < 100000 {
+		t.Fatalf("first response: %d bytes of stdout", n)
+	}
+	if rec, err := ReadFastCGIRecord(c, nil); err == nil {
+		t.Fatalf("after the first request: record %+v, want the connection closed", rec)
 	}
 }

@@ -241,7 +241,7 @@ func (s *syncWorker) serveConn(i int, c net.Conn) {
 		// the web server keeps (FCGI_KEEP_CONN) would hold this worker
 		// while the others' requests wait in the backlog.
 		cs.IdleTimeout = 0
-		cs.ServeConn(c)
+		cs.ServeConn(&lingeringConn{Conn: c})
 		return
 	}
 	s.serveHTTP(c)
@@ -363,6 +363,28 @@ func remoteAddr(c net.Conn) string {
 		return a.String()
 	}
 	return ""
+}
+
+// lingeringConn closes with closeConn's linger. A web server that keeps
+// FastCGI connections may have sent its next request by the time the sync
+// worker, one request per connection, closes: closing over those bytes
+// would reset the connection and could destroy the response just written.
+// The web server then sees the close, and sends that request elsewhere.
+type lingeringConn struct {
+	net.Conn
+	once sync.Once
+}
+
+func (c *lingeringConn) Close() error {
+	c.once.Do(func() { closeConn(c.Conn, true) })
+	return nil
+}
+
+func (c *lingeringConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 // closeConn closes c. With linger, c may hold bytes the server will never
