@@ -68,6 +68,7 @@ type settings struct {
 	arbiter     *arbiter.Config
 	chdir       string
 	umask       int
+	reload      *reloadSettings // --reload, or nil
 }
 
 // Main runs the program with os.Args and exits with its code.

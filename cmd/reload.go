@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
+	"sync/atomic"
 
 	"github.com/corral-server/corral/arbiter"
 	"github.com/urfave/cli/v2"
@@ -51,25 +51,14 @@ type reloadSettings struct {
 	opts        arbiter.WatchOptions
 }
 
-// lastReload passes the --reload settings of the latest load to Run, which
-// builds the watcher from them (settings has no room for extensions), and
-// keeps the latest load's logger: the arbiter switches to it on a reload,
-// and so do the watcher's warnings.
-var lastReload struct {
-	sync.Mutex
-	s   *settings
-	r   *reloadSettings
-	log *slog.Logger
-}
+// latestLogger is the latest load's logger: the arbiter switches to it
+// on a reload, and so do the watcher's warnings.
+var latestLogger atomic.Pointer[slog.Logger]
 
 // latestLog is a slog.Handler that writes through the latest load's logger.
 type latestLog struct{}
 
-func (latestLog) current() slog.Handler {
-	lastReload.Lock()
-	defer lastReload.Unlock()
-	return lastReload.log.Handler()
-}
+func (latestLog) current() slog.Handler { return latestLogger.Load().Handler() }
 func (h latestLog) Enabled(ctx context.Context, l slog.Level) bool {
 	return h.current().Enabled(ctx, l)
 }
@@ -80,9 +69,7 @@ func (h latestLog) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h latestLog) WithGroup(string) slog.Handler      { return h }
 
 func applyReload(c *cli.Context, s *settings) error {
-	lastReload.Lock()
-	defer lastReload.Unlock()
-	lastReload.s, lastReload.r, lastReload.log = s, nil, s.arbiter.Log
+	latestLogger.Store(s.arbiter.Log)
 	delay, err := seconds(c, "reload-delay")
 	if err != nil {
 		return err
@@ -122,7 +109,7 @@ func applyReload(c *cli.Context, s *settings) error {
 	if e := c.String("error-logfile"); e != "" && e != "-" {
 		r.ignoreFiles = append(r.ignoreFiles, absIn(wd, e))
 	}
-	lastReload.r = r
+	s.reload = r
 	return nil
 }
 
@@ -131,12 +118,7 @@ func applyReload(c *cli.Context, s *settings) error {
 // relative paths in --reload-extra-file, --reload-ignore and the access log
 // are taken from there, as the workers see them.
 func reloadWatcher(s *settings) arbiter.Watcher {
-	lastReload.Lock()
-	r := lastReload.r
-	if lastReload.s != s {
-		r = nil
-	}
-	lastReload.Unlock()
+	r := s.reload
 	if r == nil {
 		return nil
 	}
