@@ -3,6 +3,7 @@ package worker
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,8 +37,9 @@ var execReplaced = []string{EnvConfig, "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAM
 
 // execCommand is the shim: it leaves exactly fds 0-2 and the listeners
 // (3 ... 3+n-1) open across exec, sets the environment of systemd's socket
-// activation, and execs the command. PR_SET_PDEATHSIG survives exec, so
-// the command dies with the arbiter as any worker does. The shim writes
+// activation, and execs the command. PR_SET_PDEATHSIG survives exec (set
+// again on the exec'ing thread), so the command dies with the arbiter as
+// any worker does. The shim writes
 // nothing on the status pipe unless the exec fails: then one "error" line,
 // which the arbiter logs as the boot failure's reason, and it exits with
 // ExitBootError. Readiness and heartbeats come from the command itself,
@@ -63,6 +65,18 @@ func execCommand(cfg *Config) int {
 		return fail(err)
 	}
 	env := execEnv(os.Environ(), x.Env, os.Getpid(), cfg)
+	// The parent-death signal belongs to a thread: the arbiter's fork set
+	// it on this process's first thread, but execve from any other (Go
+	// runs goroutines where it likes) makes that thread the process, and
+	// the setting would be lost: the command would outlive a killed
+	// arbiter. So: this thread, set again, and the arbiter still there.
+	runtime.LockOSThread()
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return fail(fmt.Errorf("prctl(PR_SET_PDEATHSIG): %w", err))
+	}
+	if cfg.ArbiterPid != 0 && os.Getppid() != cfg.ArbiterPid {
+		return fail(fmt.Errorf("exec: the arbiter (pid %d) is gone", cfg.ArbiterPid))
+	}
 	err := syscall.Exec(x.Command[0], x.Command, env)
 	return fail(fmt.Errorf("exec %s: %w", x.Command[0], err))
 }
