@@ -172,17 +172,6 @@ status_of() {
 	curl -s -m 1 -o /dev/null -w '%{http_code}' "http://$HOST:$1/" 2>/dev/null
 }
 
-# tree_cpu PID: CPU seconds (user+system) used so far by PID and its live descendants.
-tree_cpu() {
-	local p t=0 u st
-	for p in $(proc_tree "$1"); do
-		u=$(stat_field "$p" 14) && st=$(stat_field "$p" 15) || continue
-		t=$((t + u + st))
-	done
-	calc "$t / $CLK_TCK" 2
-}
-CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
-
 # na_row NAME [RSS]: the row of a case that could not be measured.
 na_row() { printf '%s\tNA\tNA\tNA\tNA\t%s\n' "$1" "${2:-NA}"; }
 
