@@ -5,6 +5,8 @@
 # then runs, one server at a time, all on 127.0.0.1:
 #   peers.sh       hello world under wrk, every peer and every corral worker type: keep-alive,
 #                  then Connection: close (close.lua), then 16-deep pipelining (pipeline.lua)
+#   (pinned)       keep-alive again, the server pinned to CPU 1 and wrk to CPU 0, corral with one
+#                  worker: one server core each, the load generator kept off it (2+ cores only)
 #   nginx.sh       hello world through nginx: HTTP, uwsgi and FastCGI to corral, uwsgi to uWSGI,
 #                  HTTP to Gunicorn
 #   reload.sh      faults under load: HUP every 500 ms, TTIN/TTOU every 250 ms, a binary upgrade
@@ -33,7 +35,7 @@ if [ -n "$missing" ]; then
 fi
 go build -o bin/corral ./cmd/corral
 out=${BENCH_OUT:-$(mktemp -d /tmp/corral-bench.XXXXXX)}
-steps=" ${BENCH_STEPS:-peers close pipeline nginx reload term idle_conns idle} "
+steps=" ${BENCH_STEPS:-peers close pipeline pinned nginx reload term idle_conns idle} "
 step() { [[ $steps == *" $1 "* ]]; }
 if step peers; then EXTRA_PEERS=bench/corral_peers.sh bash bench/peers.sh >"$out/peers.tsv"; fi
 if step close; then
@@ -43,6 +45,10 @@ fi
 if step pipeline; then
 	WRK_SCRIPT=$PWD/bench/pipeline.lua PEERS="go-nethttp go-fasthttp" EXTRA_PEERS=bench/corral_peers.sh \
 		bash bench/peers.sh >"$out/pipeline.tsv"
+fi
+if step pinned && (($(nproc) >= 2)); then
+	SERVER_CPUS=1 WRK_CPUS=0 CORRAL_WORKERS=1 PEERS="go-nethttp go-fasthttp" EXTRA_PEERS=bench/corral_peers.sh \
+		bash bench/peers.sh >"$out/pinned.tsv"
 fi
 if step nginx; then bash bench/nginx.sh >"$out/nginx.tsv"; fi
 if step reload; then bash bench/reload.sh >"$out/reload.tsv"; fi
@@ -133,6 +139,18 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		echo "## Hello world, 16 requests pipelined per connection"
 		echo
 		table <"$out/pipeline.tsv"
+		echo
+	fi
+	if have pinned.tsv; then
+		echo "## One server core: keep-alive, the server on CPU 1, wrk on CPU 0"
+		echo
+		echo "On a machine this small the load generator takes a core, and two worker processes share the"
+		echo "other with it. Here every server is pinned to CPU 1 (Go sets GOMAXPROCS to 1 from the affinity)"
+		echo "and wrk to CPU 0; corral runs one worker. Ratios of corral's rows over the Go servers':"
+		echo
+		ratios "$out/pinned.tsv" go-nethttp go-fasthttp | table
+		echo
+		table <"$out/pinned.tsv"
 		echo
 	fi
 	if have nginx.tsv; then
