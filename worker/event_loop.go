@@ -333,12 +333,7 @@ func (l *eventLoop) accept(lfd int) bool {
 		l.e.conns.Add(1)
 		c := &eventConn{l: l, fd: int32(nfd), remote: sockaddrString(sa), last: nanotime()}
 		c.parser.Config = l.e.cfg
-		uwsgi := l.e.uwsgi[slices.Index(l.e.lfds, lfd)]
-		if !uwsgi {
-			// Keep-alive: a response must not wait for the ACK of the last.
-			unix.SetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-		}
-		if uwsgi {
+		if l.e.uwsgi[slices.Index(l.e.lfds, lfd)] {
 			if !l.p.front.uwsgi.AllowsRemote(c.remote) {
 				l.p.Log.Warn(fmt.Sprintf("uwsgi: refused connection from %s, which --uwsgi-allow-from does not allow", c.remote))
 				unix.Close(nfd)
@@ -346,6 +341,10 @@ func (l *eventLoop) accept(lfd int) bool {
 				continue
 			}
 			c.uwsgi = &http1.UwsgiParser{MaxBody: l.e.cfg.Limits.MaxBody}
+		} else {
+			// Keep-alive: a response must not wait for the ACK of the
+			// last one (uwsgi has one response per connection).
+			unix.SetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		}
 		c.canWrite = true
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: c.fd}
