@@ -155,3 +155,29 @@ func closedAfter(br *bufio.Reader, c net.Conn, d time.Duration) (bool, string) {
 	}
 	return true, ""
 }
+
+// checkBeatsAroundBlockingRequest serves p with w (Timeout 200 ms) and
+// checks the heartbeat: fresh while idle, stale while a request blocks
+// the worker (a 600 ms /sleep), fresh again once it returns.
+func checkBeatsAroundBlockingRequest(t *testing.T, p *Process, w Worker) {
+	t.Helper()
+	addr, _ := serveTest(t, p, w)
+	time.Sleep(300 * time.Millisecond)
+	if s := p.heartbeat.Since(); s > 150*time.Millisecond {
+		t.Fatalf("idle worker silent for %s", s)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /sleep?d=600ms HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(450 * time.Millisecond)
+	if s := p.heartbeat.Since(); s < 300*time.Millisecond {
+		t.Fatalf("worker beat while a request blocked it: last beat %s ago", s)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if s := p.heartbeat.Since(); s > 150*time.Millisecond {
+		t.Fatalf("worker silent %s after the request returned", s)
+	}
+}

@@ -414,25 +414,7 @@ func TestEventQuickStop(t *testing.T) {
 // the heartbeat, so --timeout catches a wedged loop.
 func TestEventBeatsFromTheLoop(t *testing.T) {
 	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second, Timeout: 200 * time.Millisecond, EventInline: true})
-	addr, _ := serveTest(t, p, new(eventWorker))
-	time.Sleep(300 * time.Millisecond)
-	if s := p.heartbeat.Since(); s > 150*time.Millisecond {
-		t.Fatalf("idle loop silent for %s", s)
-	}
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	io.WriteString(c, "GET /sleep?d=600ms HTTP/1.1\r\nHost: x\r\n\r\n")
-	time.Sleep(450 * time.Millisecond)
-	if s := p.heartbeat.Since(); s < 300*time.Millisecond {
-		t.Fatalf("blocked loop still beats: last beat %s ago", s)
-	}
-	time.Sleep(400 * time.Millisecond)
-	if s := p.heartbeat.Since(); s > 150*time.Millisecond {
-		t.Fatalf("loop silent %s after the handler returned", s)
-	}
+	checkBeatsAroundBlockingRequest(t, p, new(eventWorker))
 }
 
 type jobFunc func()

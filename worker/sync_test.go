@@ -169,25 +169,7 @@ func TestSyncQuickStop(t *testing.T) {
 // The worker beats while idle and not while a request runs.
 func TestSyncBeatsBetweenRequestsOnly(t *testing.T) {
 	p := newTestProcess(t, testHandler(), &Config{Timeout: 200 * time.Millisecond})
-	addr, _ := serveTest(t, p, new(syncWorker))
-	time.Sleep(300 * time.Millisecond)
-	if s := p.heartbeat.Since(); s > 150*time.Millisecond {
-		t.Fatalf("idle worker silent for %s", s)
-	}
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	io.WriteString(c, "GET /sleep?d=600ms HTTP/1.1\r\nHost: x\r\n\r\n")
-	time.Sleep(450 * time.Millisecond)
-	if s := p.heartbeat.Since(); s < 300*time.Millisecond {
-		t.Fatalf("worker beat during a request: last beat %s ago", s)
-	}
-	time.Sleep(400 * time.Millisecond)
-	if s := p.heartbeat.Since(); s > 150*time.Millisecond {
-		t.Fatalf("worker silent %s after the request", s)
-	}
+	checkBeatsAroundBlockingRequest(t, p, new(syncWorker))
 }
 
 func TestMaxHeaderBytesMapping(t *testing.T) {
