@@ -35,7 +35,7 @@ type Config struct {
 	Executable      string              // the worker binary, by path, so a rebuilt one is picked up
 	Args            []string            // the worker's argv, argv[0] included
 	Command         []string            // exec mode (corral -- COMMAND ARGS): what each worker runs; nil otherwise
-	Exec            ExecOptions         // exec mode's readiness, stop signal and output; see notify.go
+	Exec            ExecOptions         // exec mode's readiness, stop signal and output; see exec.go
 	Env             []string            // KEY=VALUE pairs added to the workers' environment
 	Worker          worker.Config       // the template each worker's Config is made from
 	BootTimeout     time.Duration       // from spawn to ready, else the worker is killed
@@ -103,7 +103,7 @@ type Worker struct {
 	statusFd     int
 	statusBuf    []byte
 	lastError    string
-	exec         *execWorker // exec mode only; see notify.go
+	exec         *execWorker // exec mode only; see exec.go
 }
 
 // Arbiter is the master process.
