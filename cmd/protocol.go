@@ -42,13 +42,14 @@ func protocolFlags() []cli.Flag {
 // their prefix, so the log says "Listening at: uwsgi://...".
 func applyProtocol(c *cli.Context, s *settings) error {
 	wc := &s.arbiter.Worker
+	var errs problems
 	proto := c.String("protocol")
 	if !slices.Contains(socket.Protocols, proto) {
-		return fmt.Errorf("--protocol must be one of %s, got %q", strings.Join(socket.Protocols, ", "), proto)
+		errs.add(fmt.Errorf("--protocol must be one of %s, got %q", strings.Join(socket.Protocols, ", "), proto))
 	}
 	mode := c.String("proxy-protocol")
 	if !slices.Contains(worker.ProxyModes, mode) {
-		return fmt.Errorf("--proxy-protocol must be one of %s, got %q", strings.Join(worker.ProxyModes, ", "), mode)
+		errs.add(fmt.Errorf("--proxy-protocol must be one of %s, got %q", strings.Join(worker.ProxyModes, ", "), mode))
 	}
 	lists := map[string]*[]string{
 		"uwsgi-allow-from":    &wc.UwsgiAllowFrom,
@@ -58,9 +59,12 @@ func applyProtocol(c *cli.Context, s *settings) error {
 	for _, name := range []string{"uwsgi-allow-from", "proxy-allow-from", "forwarded-allow-ips"} {
 		items := splitList(c.StringSlice(name))
 		if _, err := worker.ParseAllowList(items); err != nil {
-			return fmt.Errorf("--%s: %v", name, err)
+			errs.add(fmt.Errorf("--%s: %v", name, err))
 		}
 		*lists[name] = items
+	}
+	if err := errs.err(); err != nil {
+		return err
 	}
 	wc.Protocol, wc.ProxyProtocol = proto, mode
 	if proto != worker.ProtocolHTTP {
@@ -71,8 +75,8 @@ func applyProtocol(c *cli.Context, s *settings) error {
 			}
 		}
 	}
-	if s.arbiter.Command != nil {
-		return nil // exec mode: the command speaks what it speaks
+	if s.arbiter.Command != nil || !knownClass(wc.Class) {
+		return nil // exec mode: the command speaks what it speaks; an unknown class was reported
 	}
 	for _, b := range s.arbiter.Binds {
 		p := proto
