@@ -18,7 +18,7 @@ import (
 
 // Exec mode: corral [flags] -- COMMAND [ARGS...] runs COMMAND as each
 // worker, handing it the listeners as systemd does (see worker/exec.go
-// and arbiter/notify.go).
+// and arbiter/exec.go).
 
 const catExec = "Any program as the worker (-- COMMAND)"
 
