@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corral-server/corral/internal/heartbeat"
+	"github.com/corral-server/corral/worker/frontend"
 	"github.com/corral-server/corral/worker/http1"
 )
 
@@ -52,6 +53,8 @@ type eventWorker struct {
 	cancel context.CancelFunc
 	pool   *eventPool
 
+	uwsgiAllow frontend.AllowList // peers allowed to speak uwsgi (--uwsgi-allow-from)
+
 	conns    atomic.Int64 // open connections, against --worker-connections
 	maxConns int64        // 0: no cap
 
@@ -80,10 +83,10 @@ func (e *eventWorker) BeatsItself() bool { return true }
 
 // Serves implements FrontEndLimiter: HTTP and uwsgi, without PROXY.
 func (e *eventWorker) Serves(protocol, proxy string) error {
-	if protocol != ProtocolHTTP && protocol != ProtocolUwsgi {
+	if protocol != frontend.ProtocolHTTP && protocol != frontend.ProtocolUwsgi {
 		return fmt.Errorf("the event worker serves http and uwsgi, not %s", protocol)
 	}
-	if proxy != "" && proxy != ProxyOff {
+	if proxy != "" && proxy != frontend.ProxyOff {
 		return fmt.Errorf("the event worker does not read PROXY headers (--proxy-protocol %s)", proxy)
 	}
 	return nil
@@ -98,7 +101,8 @@ func (e *eventWorker) Serve(p *Process) error {
 		if err := e.Serves(fe.Protocol, fe.Proxy); err != nil {
 			return fmt.Errorf("listener %s: %w", listenerAddr(p.Listeners[i]), err)
 		}
-		e.uwsgi = append(e.uwsgi, fe.Protocol == ProtocolUwsgi)
+		e.uwsgi = append(e.uwsgi, fe.Protocol == frontend.ProtocolUwsgi)
+		e.uwsgiAllow = fe.UwsgiAllow
 	}
 	e.maxConns = int64(cfg.WorkerConnections)
 	threads := max(cfg.Threads, 1)

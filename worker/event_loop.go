@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/corral-server/corral/worker/frontend"
 	"github.com/corral-server/corral/worker/http1"
 )
 
@@ -334,7 +335,7 @@ func (l *eventLoop) accept(lfd int) bool {
 		c := &eventConn{l: l, fd: int32(nfd), remote: sockaddrString(sa), last: nanotime()}
 		c.parser.Config = l.e.cfg
 		if l.e.uwsgi[slices.Index(l.e.lfds, lfd)] {
-			if !l.p.front.uwsgi.AllowsRemote(c.remote) {
+			if !l.e.uwsgiAllow.AllowsRemote(c.remote) {
 				l.p.Log.Warn(fmt.Sprintf("uwsgi: refused connection from %s, which --uwsgi-allow-from does not allow", c.remote))
 				unix.Close(nfd)
 				l.e.conns.Add(-1)
@@ -479,11 +480,6 @@ func (l *eventLoop) putBuf(b []byte) {
 		return
 	}
 	l.bufs = append(l.bufs, b[:0])
-}
-
-func fdHasUnread(fd int) bool {
-	n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
-	return err == nil && n > 0
 }
 
 func sockaddrString(sa unix.Sockaddr) string {
@@ -701,7 +697,7 @@ func (c *eventConn) processUwsgi() {
 	}
 	var hr *http.Request
 	if err == nil && u != nil {
-		hr, err = RequestFromUwsgi(u, addrString(c.remote))
+		hr, err = frontend.RequestFromUwsgi(u, addrString(c.remote))
 		c.uwsgi.Release()
 	}
 	if err != nil {

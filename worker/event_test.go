@@ -244,26 +244,6 @@ func TestEventLimits(t *testing.T) {
 	})
 }
 
-// badRequests are refused by the sync and event workers (with the limits
-// of TestEventLimits) with the status given, each with a smuggled request
-// behind it that must never be answered.
-func badRequests() map[string]int {
-	const smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
-	return map[string]int{
-		"GET /" + strings.Repeat("a", 100) + " HTTP/1.1\r\nHost: x\r\n\r\n" + smuggled:                              414,
-		"GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-A: b\r\n", 6) + "\r\n" + smuggled:                       431,
-		"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + strings.Repeat("v", 200) + "\r\n\r\n" + smuggled:                  431,
-		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n01234567890" + smuggled:                        413,
-		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab" + smuggled:                 400,
-		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled: 400,
-		"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" + smuggled:                         400,
-		"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n" + smuggled:                                              400,
-		"GET / HTTP/1.1\r\nHost : x\r\n\r\n" + smuggled:                                                             400,
-		"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n" + smuggled:                                               400,
-		"GET / HTTP/2.0\r\nHost: x\r\n\r\n" + smuggled:                                                              505,
-	}
-}
-
 func TestEventKeepAliveTimeout(t *testing.T) {
 	forEventModes(t, func() *Config { return &Config{KeepAlive: 300 * time.Millisecond} }, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
 		_, _, br, c := rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -1,4 +1,4 @@
-package worker
+package frontend
 
 import (
 	"bufio"
@@ -205,7 +205,7 @@ var errFastCGIAborted = errors.New("fastcgi: request aborted by the web server")
 // asked to keep (FCGI_KEEP_CONN) carries request after request.
 func (s *ConnServer) serveFastCGI(c net.Conn) {
 	if !s.UwsgiAllow.AllowsAddr(c.RemoteAddr()) {
-		s.logf(slog.LevelWarn, "fastcgi: refused connection from %s, which --uwsgi-allow-from does not allow", remoteOf(c))
+		s.logf(slog.LevelWarn, "fastcgi: refused connection from %s, which --uwsgi-allow-from does not allow", peerName(c))
 		return
 	}
 	br := bufio.NewReaderSize(c, 32<<10)
@@ -230,12 +230,12 @@ func (s *ConnServer) serveFastCGI(c net.Conn) {
 			case errors.Is(err, ErrFastCGI) && cur != nil && cur.isFinished():
 				// The web server hung up mid-body after our response:
 				// the handler did not want the rest.
-				s.logf(slog.LevelDebug, "fastcgi: %s closed the connection after the response: %v", remoteOf(c), err)
+				s.logf(slog.LevelDebug, "fastcgi: %s closed the connection after the response: %v", peerName(c), err)
 			case errors.Is(err, ErrFastCGI):
-				s.logf(slog.LevelWarn, "fastcgi: bad record from %s, closing the connection: %v", remoteOf(c), err)
+				s.logf(slog.LevelWarn, "fastcgi: bad record from %s, closing the connection: %v", peerName(c), err)
 			case err == io.EOF || errors.Is(err, net.ErrClosed) || (errors.As(err, &ne) && ne.Timeout()):
 			default:
-				s.logf(slog.LevelDebug, "fastcgi: connection from %s: %v", remoteOf(c), err)
+				s.logf(slog.LevelDebug, "fastcgi: connection from %s: %v", peerName(c), err)
 			}
 			return
 		}
@@ -252,7 +252,7 @@ func (s *ConnServer) serveFastCGI(c net.Conn) {
 		}
 		if err := s.fastCGIRecord(c, fw, &cur, rec); err != nil {
 			if err != errCloseConn {
-				s.logf(slog.LevelWarn, "fastcgi: bad record from %s, closing the connection: %v", remoteOf(c), err)
+				s.logf(slog.LevelWarn, "fastcgi: bad record from %s, closing the connection: %v", peerName(c), err)
 			}
 			return
 		}
