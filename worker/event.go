@@ -58,9 +58,6 @@ type eventWorker struct {
 	conns    atomic.Int64 // open connections, against --worker-connections
 	maxConns int64        // 0: no cap
 
-	stopMu    sync.Mutex
-	stopped   bool // Stop was called before the loops existed
-	graceful  bool
 	draining  atomic.Bool
 	quick     atomic.Bool
 	drainLeft atomic.Int32 // loops still draining the backlog
@@ -139,7 +136,6 @@ func (e *eventWorker) Serve(p *Process) error {
 	for _, l := range p.Listeners {
 		l.Close()
 	}
-	e.stopMu.Lock()
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	defer e.cancel()
 	for range threads {
@@ -148,18 +144,12 @@ func (e *eventWorker) Serve(p *Process) error {
 			for _, l := range e.loops {
 				l.close()
 			}
-			e.stopMu.Unlock()
 			e.closeListeners()
 			return err
 		}
 		e.loops = append(e.loops, l)
 	}
 	e.drainLeft.Store(int32(len(e.loops)))
-	stopped, graceful := e.stopped, e.graceful
-	e.stopMu.Unlock()
-	if stopped {
-		e.Stop(graceful)
-	}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(e.loops))
 	for _, l := range e.loops {
@@ -182,19 +172,9 @@ func (e *eventWorker) Serve(p *Process) error {
 	return <-errs
 }
 
+// Stop comes only once Serve is ready, with its loops (see Worker): the
+// runtime holds an earlier stop until then.
 func (e *eventWorker) Stop(graceful bool) {
-	e.stopMu.Lock()
-	if e.loops == nil {
-		if !e.stopped {
-			e.graceful = graceful
-		} else if !graceful {
-			e.graceful = false // a quick stop overrides a graceful one
-		}
-		e.stopped = true
-		e.stopMu.Unlock()
-		return
-	}
-	e.stopMu.Unlock()
 	e.draining.Store(true)
 	if !graceful {
 		e.quick.Store(true)
@@ -216,8 +196,8 @@ func (e *eventWorker) closeListeners() {
 	})
 }
 
-// alive reports whether every loop went round recently, so that one
-// wedged loop stops the heartbeat even while the others run.
+// beat beats the heartbeat only if every loop went round recently, so
+// that one wedged loop stops the heartbeat even while the others run.
 func (e *eventWorker) beat(now int64) {
 	if e.p.heartbeat == nil {
 		return

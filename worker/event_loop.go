@@ -446,7 +446,7 @@ func (l *eventLoop) scan(now int64) {
 			// A request is arriving: its head within the header timeout,
 			// its body without long pauses.
 			inHead := c.uwsgi == nil && c.parser.Head() == nil
-			if inHead && now-c.reqStart > int64(headerReadTimeout) || !inHead && now-c.last > int64(eventBodyTimer) {
+			if (inHead && now-c.reqStart > int64(headerReadTimeout)) || (!inHead && now-c.last > int64(eventBodyTimer)) {
 				c.close()
 			}
 		default: // idle between requests
@@ -569,7 +569,7 @@ func (c *eventConn) ready(ev uint32) {
 // wantsInput reports whether the connection reads now: not while its
 // handler runs, its output is backed up, or it is about to close.
 func (c *eventConn) wantsInput() bool {
-	return c.lingering || !c.busy && !c.closeAfter && !c.eof && c.pending() <= eventOutHigh
+	return c.lingering || (!c.busy && !c.closeAfter && !c.eof && c.pending() <= eventOutHigh)
 }
 
 // pump reads once if the connection wants input and has some.
@@ -821,8 +821,8 @@ func (c *eventConn) flush() {
 func (c *eventConn) shut() {
 	// A uwsgi peer sends one packet, read whole; nothing can wait unread
 	// behind it unless epoll said so since.
-	quiet := c.uwsgi != nil && !c.canRead || !fdHasUnread(int(c.fd))
-	if !c.lingerOn && len(c.in) == 0 && quiet || c.eof {
+	quiet := (c.uwsgi != nil && !c.canRead) || !fdHasUnread(int(c.fd))
+	if (!c.lingerOn && len(c.in) == 0 && quiet) || c.eof {
 		c.close()
 		return
 	}
@@ -844,7 +844,7 @@ func (c *eventConn) shut() {
 // was not reading, raise no new event; nor do requests already read whose
 // turn came once the output drained.
 func (c *eventConn) update() {
-	if c.closed || c.queued || !c.canRead && !c.backlogged || !c.wantsInput() {
+	if c.closed || c.queued || (!c.canRead && !c.backlogged) || !c.wantsInput() {
 		return
 	}
 	c.queued = true

@@ -33,21 +33,11 @@ func forEventModes(t *testing.T, cfg func() *Config, f func(t *testing.T, p *Pro
 				c = cfg()
 			}
 			c.EventInline, c.Threads = m.inline, m.threads
-			h := testHandler()
-			if m.inline {
-				h = noSleep(h)
-			}
-			p := newTestProcess(t, h, c)
+			p := newTestProcess(t, testHandler(), c)
 			addr, stop := serveTest(t, p, new(eventWorker))
 			f(t, p, addr, stop)
 		})
 	}
-}
-
-// noSleep keeps /sleep off an inline loop, which must never block, except
-// for the short sleeps of the heartbeat test.
-func noSleep(h http.Handler) http.Handler {
-	return h
 }
 
 func TestEventKeepAlive(t *testing.T) {
@@ -439,11 +429,8 @@ func BenchmarkEventKeepAlive(b *testing.B) {
 			p := newTestProcess(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				io.WriteString(w, "Hello, World!")
 			}), &Config{KeepAlive: 5 * time.Second, EventInline: inline})
-			w := new(eventWorker)
-			done := make(chan error, 1)
-			go func() { done <- w.Serve(p) }()
-			defer func() { w.Stop(false); <-done }()
-			c, err := net.Dial("tcp", p.Listeners[0].Addr().String())
+			addr, _ := serveTest(b, p, new(eventWorker))
+			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -48,12 +48,21 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// serveTest starts w on p and returns a function that stops it (graceful
-// or quick) and waits for Serve to return.
-func serveTest(t *testing.T, p *Process, w Worker) (addr string, stop func(graceful bool) error) {
+// serveTest starts w on p, waits until it is ready, and returns a
+// function that stops it (graceful or quick) and waits for Serve to
+// return. As the runtime (see run), it stops a type only once it is ready.
+func serveTest(t testing.TB, p *Process, w Worker) (addr string, stop func(graceful bool) error) {
 	t.Helper()
+	p.ready = make(chan struct{})
 	done := make(chan error, 1)
 	go func() { done <- w.Serve(p) }()
+	select {
+	case <-p.ready:
+	case err := <-done:
+		t.Fatalf("Serve returned before it was ready: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve not ready after 10 s")
+	}
 	stopped := false
 	stop = func(graceful bool) error {
 		stopped = true

@@ -115,6 +115,10 @@ type Worker interface {
 	// finishes the requests in flight, answers the next request on each
 	// open connection with "Connection: close", and closes connections
 	// idle for DrainIdle. A quick stop closes everything at once.
+	//
+	// The runtime calls Stop only once Serve has called p.Ready: a stop
+	// that comes earlier is held until then, so a type need not keep one
+	// that came before it had anything to stop.
 	Stop(graceful bool)
 }
 
