@@ -130,12 +130,7 @@ func TestFastCGIKeptConnectionReusesRequestID(t *testing.T) {
 	c := fcgiServe(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
 	}))
-	params := appendFastCGIPair(appendFastCGIPair(nil, "REQUEST_METHOD", "GET"), "REQUEST_URI", "/")
-	var req []byte
-	req = append(req, fcgiRecord(FastCGIBeginRequest, 1, []byte{0, 1, fcgiKeepConn, 0, 0, 0, 0, 0})...)
-	req = append(req, fcgiRecord(FastCGIParams, 1, params)...)
-	req = append(req, fcgiRecord(FastCGIParams, 1, nil)...)
-	req = append(req, fcgiRecord(FastCGIStdin, 1, nil)...)
+	req := fcgiKeptGet()
 	for i := range 300 {
 		go c.Write(req)
 		recs := readRecords(t, c, func(r FastCGIRecord) bool { return r.Type == FastCGIEndRequest })
@@ -154,12 +149,7 @@ func TestFastCGINextRequestOnAClosingConnection(t *testing.T) {
 	c := fcgiServeIdle(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, strings.Repeat("x", 100000))
 	}), 0)
-	params := appendFastCGIPair(appendFastCGIPair(nil, "REQUEST_METHOD", "GET"), "REQUEST_URI", "/")
-	var req []byte
-	req = append(req, fcgiRecord(FastCGIBeginRequest, 1, []byte{0, 1, fcgiKeepConn, 0, 0, 0, 0, 0})...)
-	req = append(req, fcgiRecord(FastCGIParams, 1, params)...)
-	req = append(req, fcgiRecord(FastCGIParams, 1, nil)...)
-	req = append(req, fcgiRecord(FastCGIStdin, 1, nil)...)
+	req := fcgiKeptGet()
 	go c.Write(req)
 	recs := readRecords(t, c, func(r FastCGIRecord) bool { return r.Type == FastCGIEndRequest })
 	go c.Write(req) // the next request, as nginx sends it on a kept connection

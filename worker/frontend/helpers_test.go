@@ -76,3 +76,14 @@ func proxyV2(cmd, fam byte, addr []byte, tlv int) string {
 	b = binary.BigEndian.AppendUint16(b, uint16(len(addr)+tlv))
 	return string(append(append(b, addr...), make([]byte, tlv)...))
 }
+
+// fcgiKeptGet is the records of a GET / with request id 1 on a
+// connection the web server keeps (FCGI_KEEP_CONN), as nginx sends them.
+func fcgiKeptGet() []byte {
+	params := appendFastCGIPair(appendFastCGIPair(nil, "REQUEST_METHOD", "GET"), "REQUEST_URI", "/")
+	var req []byte
+	req = append(req, fcgiRecord(FastCGIBeginRequest, 1, []byte{0, 1, fcgiKeepConn, 0, 0, 0, 0, 0})...)
+	req = append(req, fcgiRecord(FastCGIParams, 1, params)...)
+	req = append(req, fcgiRecord(FastCGIParams, 1, nil)...)
+	return append(req, fcgiRecord(FastCGIStdin, 1, nil)...)
+}
