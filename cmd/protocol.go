@@ -7,6 +7,7 @@ import (
 
 	"github.com/corral-server/corral/socket"
 	"github.com/corral-server/corral/worker"
+	"github.com/corral-server/corral/worker/frontend"
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 )
@@ -24,11 +25,11 @@ var loopback = []string{"127.0.0.1", "::1"}
 
 func protocolFlags() []cli.Flag {
 	return []cli.Flag{
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "protocol", Value: worker.ProtocolHTTP, Category: catFrontEnd, EnvVars: env("protocol"),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "protocol", Value: frontend.ProtocolHTTP, Category: catFrontEnd, EnvVars: env("protocol"),
 			Usage: "what the listeners speak: http, uwsgi (nginx uwsgi_pass) or fastcgi (nginx fastcgi_pass); a bind's own prefix wins (-b uwsgi://127.0.0.1:3031)"}),
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "uwsgi-allow-from", Value: cli.NewStringSlice(loopback...), Category: catFrontEnd, EnvVars: env("uwsgi-allow-from"),
 			Usage: "peers allowed to speak uwsgi or FastCGI: IPs or networks, comma-separated, * for all; unix socket peers always are"}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "proxy-protocol", Value: worker.ProxyOff, Category: catFrontEnd, EnvVars: env("proxy-protocol"),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "proxy-protocol", Value: frontend.ProxyOff, Category: catFrontEnd, EnvVars: env("proxy-protocol"),
 			Usage: "PROXY protocol header before each connection's first request: off, v1, v2 or auto (either, or none)"}),
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "proxy-allow-from", Value: cli.NewStringSlice(loopback...), Category: catFrontEnd, EnvVars: env("proxy-allow-from"),
 			Usage: "peers allowed to send a PROXY header: IPs or networks, comma-separated, * for all"}),
@@ -48,8 +49,8 @@ func applyProtocol(c *cli.Context, s *settings) error {
 		errs.add(fmt.Errorf("--protocol must be one of %s, got %q", strings.Join(socket.Protocols, ", "), proto))
 	}
 	mode := c.String("proxy-protocol")
-	if !slices.Contains(worker.ProxyModes, mode) {
-		errs.add(fmt.Errorf("--proxy-protocol must be one of %s, got %q", strings.Join(worker.ProxyModes, ", "), mode))
+	if !slices.Contains(frontend.ProxyModes, mode) {
+		errs.add(fmt.Errorf("--proxy-protocol must be one of %s, got %q", strings.Join(frontend.ProxyModes, ", "), mode))
 	}
 	lists := map[string]*[]string{
 		"uwsgi-allow-from":    &wc.UwsgiAllowFrom,
@@ -58,7 +59,7 @@ func applyProtocol(c *cli.Context, s *settings) error {
 	}
 	for _, name := range []string{"uwsgi-allow-from", "proxy-allow-from", "forwarded-allow-ips"} {
 		items := splitList(c.StringSlice(name))
-		if _, err := worker.ParseAllowList(items); err != nil {
+		if _, err := frontend.ParseAllowList(items); err != nil {
 			errs.add(fmt.Errorf("--%s: %v", name, err))
 		}
 		*lists[name] = items
@@ -67,7 +68,7 @@ func applyProtocol(c *cli.Context, s *settings) error {
 		return err
 	}
 	wc.Protocol, wc.ProxyProtocol = proto, mode
-	if proto != worker.ProtocolHTTP {
+	if proto != frontend.ProtocolHTTP {
 		s.arbiter.Binds = slices.Clone(s.arbiter.Binds)
 		for i, b := range s.arbiter.Binds {
 			if a, err := socket.ParseAddr(b); err == nil && a.Protocol == "" {
