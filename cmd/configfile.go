@@ -74,12 +74,13 @@ func resolveKeys(path string, raw map[string]any, keys map[string]fileKey, stric
 		if v == nil { // Python's None: Gunicorn's default
 			continue
 		}
-		var convert func(any) (any, error)
 		fk, ok := keys[strings.ReplaceAll(key, "_", "-")]
-		if g, isG := gunicornByName(key); isG && !ok {
+		g, isG := gunicornByName(key)
+		convert := g.value // Gunicorn's value, as the flag takes it; nil for most
+		if isG && !ok {
 			switch {
 			case g.flag != "":
-				fk, ok, convert = fileKey{flag: g.flag, kind: keys[g.flag].kind}, true, g.value
+				fk, ok = fileKey{flag: g.flag, kind: keys[g.flag].kind}, true
 			case g.section == secHooks || g.isDefault(v):
 				continue // a hook as a value is no hook; a default asks for nothing
 			case g.refuse:

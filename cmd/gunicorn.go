@@ -183,6 +183,26 @@ var gunicornSettings = []gunicornSetting{
 	{name: "ciphers", section: secSSL, cli: []string{"--ciphers"}, answer: noTLS},
 }
 
+// gunicornClasses say what to use for Gunicorn's worker types, for the
+// error an unknown --worker-class gets.
+var gunicornClasses = map[string]string{
+	"gthread":                       "use -k goroutine",
+	"gevent":                        "use -k goroutine or -k event",
+	"eventlet":                      "use -k goroutine or -k event",
+	"tornado":                       "use -k goroutine or -k event",
+	"uvicorn.workers.UvicornWorker": "run uvicorn as the worker: corral -- uvicorn --fd 3 APP",
+}
+
+// classHint is what to use instead of one of Gunicorn's worker types, or "".
+func classHint(class string) string {
+	for _, prefix := range []string{"", "gunicorn.workers.", "egg:gunicorn#"} {
+		if h, ok := gunicornClasses[strings.TrimPrefix(class, prefix)]; ok {
+			return "; for Gunicorn's " + class + ", " + h
+		}
+	}
+	return ""
+}
+
 // gunicornByName finds a Gunicorn setting by its name.
 func gunicornByName(name string) (gunicornSetting, bool) {
 	for _, g := range gunicornSettings {

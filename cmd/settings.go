@@ -114,7 +114,7 @@ func parseCore(c *cli.Context) (coreValues, error) {
 		errs.add(fmt.Errorf("--workers must be 1 or more, got %d", n))
 	}
 	if class := c.String("worker-class"); !knownClass(class) && execArgs(c) == nil { // exec mode refuses -k (exec.go)
-		errs.add(fmt.Errorf("--worker-class: unknown worker type %q (known: %s)", class, strings.Join(worker.Classes(), ", ")))
+		errs.add(fmt.Errorf("--worker-class: unknown worker type %q (known: %s)%s", class, strings.Join(worker.Classes(), ", "), classHint(class)))
 	}
 	for _, d := range []struct {
 		flag string
