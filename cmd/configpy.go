@@ -22,6 +22,10 @@ import (
 // python3 in PATH.
 const pythonEnv = "CORRAL_PYTHON"
 
+// debianPython is tried before PATH: a virtualenv's or pyenv's python3
+// first in PATH may lack what the file imports from Debian's packages.
+var debianPython = "/usr/bin/python3"
+
 // readPyScript executes the file named by argv[1] and prints, on the stdout
 // it started with, a JSON object: settings (the plain values), callables
 // (the functions and classes), other (the names of values that are
@@ -81,8 +85,8 @@ func findPython() (string, error) {
 		}
 		return p, nil
 	}
-	if _, err := os.Stat("/usr/bin/python3"); err == nil {
-		return "/usr/bin/python3", nil
+	if _, err := os.Stat(debianPython); err == nil {
+		return debianPython, nil
 	}
 	p, err := exec.LookPath("python3")
 	if err != nil {

@@ -118,7 +118,7 @@ var gunicornSettings = []gunicornSetting{
 	{name: "paste", section: secMechanics, cli: []string{"--paste", "--paster"}, refuse: true,
 		answer: "no PasteDeploy: serve the app with its own server as the worker, corral -- COMMAND"},
 	{name: "proxy_protocol", section: secMechanics, cli: []string{"--proxy-protocol"}, flag: "proxy-protocol",
-		answer: "takes off, v1, v2 or auto; Gunicorn's true is auto", value: proxyProtocolValue},
+		answer: "takes a value, off, v1, v2 or auto: Gunicorn's bare --proxy-protocol (or true in a file) is auto", value: proxyProtocolValue},
 	{name: "proxy_allow_ips", section: secMechanics, cli: []string{"--proxy-allow-from"}, flag: "proxy-allow-from",
 		answer: "default 127.0.0.1,::1"},
 	{name: "raw_paste_global_conf", section: secMechanics, cli: []string{"--paste-global"}, deflt: []any{},

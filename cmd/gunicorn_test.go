@@ -104,7 +104,6 @@ proxy_allow_ips = "10.0.0.1,10.0.0.2"
 reload_extra_files = ["a.txt"]
 proxy_protocol = true
 umask = 0o027
-user = `+uidString()+`
 preload_app = true
 daemon = false
 `)
@@ -135,6 +134,11 @@ daemon = false
 		t.Errorf("warnings %q, want %q (daemon = false is Gunicorn's default: no warning)", s.warnings, want)
 	}
 
+	// Gunicorn's user and group may be numbers; umask is octal.
+	if v, _ := convertValue(int64(1000), fileKey{flag: "user", kind: "string"}); v != "1000" {
+		t.Errorf("user = 1000 read as %v", v)
+	}
+
 	bad := writeFile(t, "bad.toml", "w = 7\nworker_class = \"sync\"\nworker-class = \"sync\"\nkeepalive = 1\nkeep_alive = 2\ndaemon = true\nwrokers = 1\n")
 	_, err = p.load([]string{"corral", "-c", bad}, io.Discard)
 	want := []string{
@@ -154,7 +158,6 @@ func mustAnswer(name string) string {
 	return g.answer
 }
 
-func uidString() string { return "0" }
 
 // A gunicorn.conf.py is executed by python3; its plain values are
 // settings, its hooks one warning, its other names ignored.
@@ -217,6 +220,34 @@ def helper_fn():
 	t.Setenv(pythonEnv, "/no/python3")
 	_, err = p.load([]string{"corral", "-c", path}, io.Discard)
 	if got := errorLines(err); len(got) != 1 || got[0] != "config file "+path+": a .py file needs Python: "+pythonEnv+"=/no/python3: no such file" {
+		t.Errorf("no Python: %q", got)
+	}
+}
+
+// python3: $CORRAL_PYTHON, else Debian's, else the one in PATH, else none.
+func TestFindPython(t *testing.T) {
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "python3")
+	os.WriteFile(fake, []byte("#!/bin/sh\n"), 0o755)
+	old := debianPython
+	t.Cleanup(func() { debianPython = old })
+	debianPython = filepath.Join(dir, "missing")
+	t.Setenv("PATH", dir)
+	if p, err := findPython(); err != nil || p != fake {
+		t.Errorf("from PATH: %q %v", p, err)
+	}
+	debianPython = fake
+	t.Setenv("PATH", "")
+	if p, err := findPython(); err != nil || p != fake {
+		t.Errorf("Debian's: %q %v", p, err)
+	}
+	debianPython = filepath.Join(dir, "missing")
+	if _, err := findPython(); err == nil || !strings.HasPrefix(err.Error(), "no python3") {
+		t.Errorf("none: %v", err)
+	}
+	path := writeFile(t, "gunicorn.conf.py", "workers = 2\n")
+	_, err := testProgram().load([]string{"corral", "-c", path}, io.Discard)
+	if got := errorLines(err); len(got) != 1 || !strings.HasPrefix(got[0], "config file "+path+": a .py file needs Python: no python3") {
 		t.Errorf("no Python: %q", got)
 	}
 }
