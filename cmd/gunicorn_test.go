@@ -158,7 +158,6 @@ func mustAnswer(name string) string {
 	return g.answer
 }
 
-
 // A gunicorn.conf.py is executed by python3; its plain values are
 // settings, its hooks one warning, its other names ignored.
 func TestPythonConfigFile(t *testing.T) {
