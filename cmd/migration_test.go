@@ -37,30 +37,30 @@ var gunicornSignals = []struct{ signal, gunicorn, corral string }{
 	{"a worker: ABRT", "sent at `timeout` (worker_abort hook)", "the same, at `--timeout`; the worker logs the requests it was stuck in, SIGKILL after `--abort-grace`"},
 }
 
-// gunicornLogLines are Gunicorn's log lines and corral's; probe is a piece
-// of corral's that its source holds (TestMigrationDoc checks it does), ""
-// when there is none.
+// gunicornLogLines are Gunicorn's log lines and corral's (markdown);
+// probe is a piece of corral's that its source holds (TestMigrationDoc
+// checks it does), "" when there is none.
 var gunicornLogLines = []struct{ gunicorn, corral, probe string }{
-	{"Starting gunicorn VERSION", "Starting corral (pid: PID), with --name: Starting corral [NAME] (pid: PID)", "Starting corral ["},
+	{"Starting gunicorn VERSION", "`Starting corral (pid: PID)`; with `--name`, `Starting corral [NAME] (pid: PID)`", "Starting corral ["},
 	{"Arbiter booted (debug)", "none", ""},
-	{"Listening at: URL (PID)", "Listening at: URL (PID), with the protocol in the URL (uwsgi://...)", "Listening at: "},
-	{"Using worker: CLASS", "Using worker: CLASS (exec mode: exec COMMAND)", "Using worker: "},
+	{"Listening at: URL (PID)", "the same, the protocol in the URL (`uwsgi://...`)", "Listening at: "},
+	{"Using worker: CLASS", "the same; in exec mode `Using worker: exec COMMAND`", "Using worker: "},
 	{"Booting worker with pid: PID", "the same", "Booting worker with pid: "},
-	{"Handling signal: hup", "Handling signal: HUP", "Handling signal: "},
-	{"Hang up: Master", "Reloading: generation N, M workers, then Reload complete: generation N, ... or Reload failed (...)", "Reload complete: generation "},
+	{"Handling signal: hup", "`Handling signal: HUP`", "Handling signal: "},
+	{"Hang up: Master", "`Reloading: generation N, M workers`, then `Reload complete: generation N, ...` or `Reload failed (...)`", "Reload complete: generation "},
 	{"Worker exiting (pid: PID)", "the same (in the worker)", "Worker exiting (pid: "},
 	{"Shutting down: Master", "the same", "Shutting down: Master"},
-	{"Reason: Worker failed to boot.", "Worker (pid:PID) failed to boot: REASON, then Reason: no worker could boot; shutting down", "Reason: no worker could boot"},
-	{"Worker failed to boot. / App failed to load. (exit 3 / 4)", "exit 3, with the reason and, for a COMMAND worker, its last output", "its last output: "},
+	{"Reason: Worker failed to boot.", "`Worker (pid:PID) failed to boot: REASON`, then `Reason: no worker could boot; shutting down`", "Reason: no worker could boot"},
+	{"Worker failed to boot. / App failed to load. (exit 3 / 4)", "exit 3, `corral: error: worker (pid:PID) failed to boot: REASON`; for a COMMAND worker, `; its last output: LINE | LINE`", "its last output: "},
 	{"WORKER TIMEOUT (pid:PID)", "the same", "WORKER TIMEOUT (pid:"},
 	{"Worker (pid:PID) was sent SIGKILL! Perhaps out of memory?", "the same", "was sent SIGKILL! Perhaps out of memory?"},
-	{"Worker with pid PID was terminated due to signal N", "Worker (pid:PID) killed by signal NAME unexpectedly", "killed by signal "},
-	{"graceful stop of workers (WINCH)", "Graceful stop of workers", "Graceful stop of workers"},
-	{"Master has been promoted. (USR2)", "Upgrade complete: pid PID took over from pid PID", "Upgrade complete: pid "},
-	{"USR2 signal ignored. Child exists.", "USR2 refused: an upgrade to pid PID is under way", "USR2 refused: "},
-	{"Worker reloading: FILE modified (--reload)", "Changed: FILE; reloading", "Changed: "},
-	{"Connection in use: ADDR, Retrying in 1 second.", "corral: error: bind ADDR: address already in use (exit 1; no retries)", "bind %s: "},
-	{"Error handling request URI", "panic serving METHOD URI: VALUE, with the stack", "panic serving "},
+	{"Worker with pid PID was terminated due to signal N", "`Worker (pid:PID) killed by signal NAME unexpectedly`", "killed by signal "},
+	{"graceful stop of workers (WINCH)", "`Graceful stop of workers`", "Graceful stop of workers"},
+	{"Master has been promoted. (USR2)", "`Upgrade complete: pid PID took over from pid PID`", "Upgrade complete: pid "},
+	{"USR2 signal ignored. Child exists.", "`USR2 refused: an upgrade to pid PID is under way`", "USR2 refused: "},
+	{"Worker reloading: FILE modified (--reload)", "`Changed: FILE; reloading`", "Changed: "},
+	{"Connection in use: ADDR, Retrying in 1 second.", "`corral: error: bind ADDR: address already in use`, exit 1, no retries", "bind %s: "},
+	{"Error handling request URI", "`panic serving METHOD URI: VALUE`, with the stack", "panic serving "},
 }
 
 // migrationDoc is docs/migrating-from-gunicorn.md.
@@ -127,7 +127,7 @@ Every Gunicorn setting (Gunicorn 20.1, by its docs' sections) and corral's equiv
 	b.WriteString("\n## Log lines\n\nThe error log's format is Gunicorn's: `[2026-11-23 19:17:04 +0000] [PID] [INFO] message`.\n\n" +
 		"| Gunicorn | corral |\n|---|---|\n")
 	for _, l := range gunicornLogLines {
-		fmt.Fprintf(&b, "| `%s` | %s |\n", l.gunicorn, logText(l.corral))
+		fmt.Fprintf(&b, "| `%s` | %s |\n", l.gunicorn, l.corral)
 	}
 	return b.String()
 }
@@ -149,14 +149,6 @@ func corralEquivalent(g gunicornSetting) string {
 		s += ": " + g.answer
 	}
 	return s
-}
-
-// logText quotes a corral log line, leaving the words around it plain.
-func logText(s string) string {
-	if s == "none" || s == "the same" || strings.HasPrefix(s, "the same ") || strings.HasPrefix(s, "exit ") {
-		return s
-	}
-	return "`" + s + "`"
 }
 
 func codeList(items []string) string {
