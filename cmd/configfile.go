@@ -62,10 +62,15 @@ func readConfigFile(path string, keys map[string]fileKey) (*configFile, error) {
 
 // resolveKeys maps a file's keys to the flags they set and converts their
 // values, reporting every problem, a line each. strict (TOML) makes an
-// unknown key an error; else it is ignored.
+// unknown key an error; else (Python) it is ignored, and so is corral's
+// spelling of a Gunicorn setting (env for raw_env, name for proc_name):
+// a module holds helpers of such names, and Gunicorn reads only its own.
+// corral's own settings (boot_timeout) are read from both.
 func resolveKeys(path string, raw map[string]any, keys map[string]fileKey, strict bool) (*configFile, error) {
 	var errs problems
-	bad := func(format string, a ...any) { errs.add(fmt.Errorf("config file "+path+": "+format, a...)) }
+	bad := func(format string, a ...any) {
+		errs.add(fmt.Errorf("config file %s: %s", path, fmt.Sprintf(format, a...)))
+	}
 	cf := &configFile{}
 	values := map[any]any{}
 	setBy := map[string]string{} // flag -> the key that set it
@@ -100,6 +105,8 @@ func resolveKeys(path string, raw map[string]any, keys map[string]fileKey, stric
 			continue
 		case !ok:
 			continue
+		case !strict && !isG && hasGunicornName(fk.flag):
+			continue // a Python name Gunicorn would not read, such as env = "prod": a helper
 		case fk.kind == "": // a flag only the command line sets
 			cf.warnings = append(cf.warnings, fmt.Sprintf("config file %s: %s is not applied: give --%s on the command line", path, key, fk.flag))
 			continue
@@ -128,6 +135,16 @@ func resolveKeys(path string, raw map[string]any, keys map[string]fileKey, stric
 	}
 	cf.src = altsrc.NewMapInputSource(path, values)
 	return cf, nil
+}
+
+// hasGunicornName reports whether some Gunicorn setting is the flag.
+func hasGunicornName(flag string) bool {
+	for _, g := range gunicornSettings {
+		if g.flag == flag {
+			return true
+		}
+	}
+	return false
 }
 
 // pyWarnings are the warnings for what a Python file defines that is no

@@ -178,6 +178,9 @@ reuse_port = True
 worker_tmp_dir = "/dev/shm"
 secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
 keyfile = None
+env = os.environ.get("APP_ENV", "prod")  # a helper: Gunicorn's name is raw_env
+name = "helper"
+boot_timeout = 7
 def on_starting(server):
     pass
 def when_ready(server):
@@ -191,7 +194,8 @@ def helper_fn():
 	}
 	if !slices.Equal(s.arbiter.Binds, []string{"127.0.0.1:8001", "unix:/tmp/x.sock"}) || s.arbiter.Workers != 4 ||
 		s.arbiter.Worker.Timeout.Seconds() != 12.5 || !slices.Equal(s.arbiter.Env, []string{"HOSTS=a.com,b.com"}) ||
-		!slices.Equal(s.arbiter.Worker.ForwardedAllowIPs, []string{"*"}) || s.umask != 0o007 || !s.arbiter.Socket.ReusePort {
+		!slices.Equal(s.arbiter.Worker.ForwardedAllowIPs, []string{"*"}) || s.umask != 0o007 || !s.arbiter.Socket.ReusePort ||
+		s.arbiter.Name != "" || s.arbiter.BootTimeout.Seconds() != 7 {
 		t.Errorf("values: %q", s.values)
 	}
 	want := []string{

@@ -75,8 +75,9 @@ A Gunicorn setup moves over without edits:
 
 - ` + "`corral -c gunicorn.conf.py APP`" + ` reads a Gunicorn config file: corral runs ` + "`python3`" + ` (Debian's
   ` + "`/usr/bin/python3`" + ` if present, else the one in ` + "`PATH`" + `, or ` + "`$CORRAL_PYTHON`" + `) to execute it and reads the
-  module's plain values (numbers, strings, booleans, lists, dicts); other names (imports, helpers) are
-  ignored, as Gunicorn does. The server hooks it defines are not applied, and one warning line names
+  module's plain values (numbers, strings, booleans, lists, dicts) of Gunicorn's settings, and of
+  corral's own (` + "`boot_timeout`" + `); other names are ignored, as Gunicorn does: imports, helpers, and
+  corral's spellings of Gunicorn's settings (a helper ` + "`env`" + ` is not ` + "`raw_env`" + `). The server hooks it defines are not applied, and one warning line names
   them (corral's hooks are Go functions, below). With no Python, one line says so (exit 2). corral
   reads no file unless ` + "`-c`" + ` names one (Gunicorn reads ` + "`./gunicorn.conf.py`" + ` by default).
 - A TOML file (` + "`-c corral.toml`" + `) takes the same names: Gunicorn's (` + "`keepalive`" + `, ` + "`accesslog`" + `,
