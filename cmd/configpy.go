@@ -2,12 +2,14 @@ package cmd
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 )
 
 // A Gunicorn config file (gunicorn.conf.py) is a Python module: corral runs
@@ -21,6 +23,10 @@ import (
 // the one wanted (and for tests): default /usr/bin/python3 (Debian's), else
 // python3 in PATH.
 const pythonEnv = "CORRAL_PYTHON"
+
+// pyTimeout bounds a config file's run: a file that waits on something
+// must not hang the start-up, or a reload.
+const pyTimeout = 30 * time.Second
 
 // debianPython is tried before PATH: a virtualenv's or pyenv's python3
 // first in PATH may lack what the file imports from Debian's packages.
@@ -102,10 +108,15 @@ func readPyConfig(path string) (*pyConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config file %s: a .py file needs Python: %v", path, err)
 	}
-	cmd := exec.Command(python, "-c", readPyScript, path)
+	ctx, cancel := context.WithTimeout(context.Background(), pyTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, python, "-c", readPyScript, path)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("config file %s: %s did not finish within %s", path, python, pyTimeout)
+		}
 		last := strings.TrimSpace(stderr.String())
 		if i := strings.LastIndexByte(last, '\n'); i >= 0 {
 			last = last[i+1:]
