@@ -362,3 +362,26 @@ func TestParseStatCPU(t *testing.T) {
 		t.Fatal("a short stat line parsed")
 	}
 }
+
+// TestDocsListEverySeries keeps docs/metrics.md true: every series the
+// collector makes has its row there, with its type.
+func TestDocsListEverySeries(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(gather(t, sample()), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 4 || f[1] != "TYPE" {
+			continue
+		}
+		n++
+		if row := "| `" + f[2] + "` | " + f[3] + " |"; !bytes.Contains(doc, []byte(row)) {
+			t.Errorf("docs/metrics.md has no row %q", row)
+		}
+	}
+	if n != len(allDescs) {
+		t.Errorf("the sample made %d series, the collector has %d: the sample misses some", n, len(allDescs))
+	}
+}
