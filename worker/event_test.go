@@ -33,21 +33,11 @@ func forEventModes(t *testing.T, cfg func() *Config, f func(t *testing.T, p *Pro
 				c = cfg()
 			}
 			c.EventInline, c.Threads = m.inline, m.threads
-			h := testHandler()
-			if m.inline {
-				h = noSleep(h)
-			}
-			p := newTestProcess(t, h, c)
+			p := newTestProcess(t, testHandler(), c)
 			addr, stop := serveTest(t, p, new(eventWorker))
 			f(t, p, addr, stop)
 		})
 	}
-}
-
-// noSleep keeps /sleep off an inline loop, which must never block, except
-// for the short sleeps of the heartbeat test.
-func noSleep(h http.Handler) http.Handler {
-	return h
 }
 
 func TestEventKeepAlive(t *testing.T) {
@@ -242,26 +232,6 @@ func TestEventLimits(t *testing.T) {
 			}
 		}
 	})
-}
-
-// badRequests are refused by the sync and event workers (with the limits
-// of TestEventLimits) with the status given, each with a smuggled request
-// behind it that must never be answered.
-func badRequests() map[string]int {
-	const smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
-	return map[string]int{
-		"GET /" + strings.Repeat("a", 100) + " HTTP/1.1\r\nHost: x\r\n\r\n" + smuggled:                              414,
-		"GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-A: b\r\n", 6) + "\r\n" + smuggled:                       431,
-		"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + strings.Repeat("v", 200) + "\r\n\r\n" + smuggled:                  431,
-		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n01234567890" + smuggled:                        413,
-		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab" + smuggled:                 400,
-		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled: 400,
-		"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" + smuggled:                         400,
-		"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n" + smuggled:                                              400,
-		"GET / HTTP/1.1\r\nHost : x\r\n\r\n" + smuggled:                                                             400,
-		"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n" + smuggled:                                               400,
-		"GET / HTTP/2.0\r\nHost: x\r\n\r\n" + smuggled:                                                              505,
-	}
 }
 
 func TestEventKeepAliveTimeout(t *testing.T) {
@@ -459,11 +429,8 @@ func BenchmarkEventKeepAlive(b *testing.B) {
 			p := newTestProcess(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				io.WriteString(w, "Hello, World!")
 			}), &Config{KeepAlive: 5 * time.Second, EventInline: inline})
-			w := new(eventWorker)
-			done := make(chan error, 1)
-			go func() { done <- w.Serve(p) }()
-			defer func() { w.Stop(false); <-done }()
-			c, err := net.Dial("tcp", p.Listeners[0].Addr().String())
+			addr, _ := serveTest(b, p, new(eventWorker))
+			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				b.Fatal(err)
 			}
