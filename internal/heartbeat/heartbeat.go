@@ -129,6 +129,10 @@ func (s *Slot) Since() time.Duration {
 // several times per request.
 func Now() int64 { return monoBase + int64(time.Since(monoStart)) }
 
+// MonoOf is t, a reading of this process's clock (time.Now), as
+// CLOCK_MONOTONIC nanoseconds, as Now is: no clock read of its own.
+func MonoOf(t time.Time) int64 { return monoBase + int64(t.Sub(monoStart)) }
+
 // monoStart is when CLOCK_MONOTONIC read monoBase: the midpoint of the
 // narrowest of a few pairs of Go readings around a clock_gettime.
 var monoStart, monoBase = func() (start time.Time, base int64) {

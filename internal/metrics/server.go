@@ -34,22 +34,41 @@ const (
 // Server serves /metrics, /livez and /readyz from the snapshots the loop
 // publishes. Publish and Turned are the loop's side, cheap and never
 // blocking; everything else runs on the server's goroutines.
+//
+// The loop turns at least once a second; a scrape that finds the latest
+// snapshot older than FreshWithin wakes it (Wake) and waits, at most
+// WaitFresh, for the next one, so a scrape sees what was answered up to
+// a moment before it.
 type Server struct {
+	// Wake makes the loop turn soon; set before Serve. Nil: scrapes take
+	// the latest snapshot as it is.
+	Wake func()
+
 	latest atomic.Pointer[Snapshot]
 	turned atomic.Int64 // CLOCK_MONOTONIC ns of the loop's last turn
 	now    func() int64 // heartbeat.Now; a test's clock
 	log    *slog.Logger
 	srv    *http.Server
 	done   chan struct{}
+
+	nextMu sync.Mutex
+	next   chan struct{} // closed by the next Publish
 }
+
+// FreshWithin and WaitFresh bound how stale a scrape's snapshot is, and
+// how long a scrape waits for a fresh one.
+const (
+	FreshWithin = 100 * time.Millisecond
+	WaitFresh   = 250 * time.Millisecond
+)
 
 // NewServer returns a server with nothing published yet: /readyz answers
 // 503 until the loop publishes a snapshot with enough workers ready.
 func NewServer(log *slog.Logger) *Server {
-	s := &Server{now: heartbeat.Now, log: log, done: make(chan struct{})}
+	s := &Server{now: heartbeat.Now, log: log, done: make(chan struct{}), next: make(chan struct{})}
 	s.turned.Store(s.now())
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collector{latest: s.latest.Load, now: s.now})
+	reg.MustRegister(collector{latest: s.fresh, now: s.now})
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
@@ -73,7 +92,34 @@ func NewServer(log *slog.Logger) *Server {
 
 // Publish makes snap what the endpoints answer from. The caller must not
 // change it afterwards.
-func (s *Server) Publish(snap *Snapshot) { s.latest.Store(snap) }
+func (s *Server) Publish(snap *Snapshot) {
+	s.latest.Store(snap)
+	s.nextMu.Lock()
+	close(s.next)
+	s.next = make(chan struct{})
+	s.nextMu.Unlock()
+}
+
+// fresh is the latest snapshot if it is younger than FreshWithin, else
+// the next one the loop publishes after a Wake, or the latest after
+// WaitFresh.
+func (s *Server) fresh() *Snapshot {
+	snap := s.latest.Load()
+	if s.Wake == nil || snap != nil && time.Since(snap.Taken) < FreshWithin {
+		return snap
+	}
+	s.nextMu.Lock()
+	next := s.next
+	s.nextMu.Unlock()
+	s.Wake()
+	t := time.NewTimer(WaitFresh)
+	defer t.Stop()
+	select {
+	case <-next:
+	case <-t.C:
+	}
+	return s.latest.Load()
+}
 
 // Latest is the snapshot published last, or nil.
 func (s *Server) Latest() *Snapshot { return s.latest.Load() }
@@ -123,7 +169,7 @@ func (s *Server) livez(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
-	code, msg := Readiness(s.latest.Load())
+	code, msg := Readiness(s.fresh())
 	answer(w, code, msg)
 }
 
