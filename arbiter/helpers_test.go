@@ -1,7 +1,6 @@
 package arbiter
 
 import (
-	"github.com/corral-server/corral/internal/scoreboard"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corral-server/corral/internal/logging"
+	"github.com/corral-server/corral/internal/scoreboard"
 	"github.com/corral-server/corral/signals"
 	"github.com/corral-server/corral/worker"
 )

@@ -69,9 +69,9 @@ func (a *Arbiter) openMetrics() error {
 // serveMetrics starts the server's goroutines on the metrics socket.
 func (a *Arbiter) serveMetrics() error {
 	m := &a.metrics
-	nl, err := net.FileListener(m.listener.File)
+	nl, err := m.listener.NetListener()
 	if err != nil {
-		return fmt.Errorf("--metrics-bind %s: %w", m.listener.Bind, err)
+		return fmt.Errorf("--metrics-bind: %w", err)
 	}
 	m.serving = true
 	m.serveDone = make(chan error, 1)

@@ -4,8 +4,11 @@
 #   bash bench/metrics.sh throughput   hello world under wrk, each worker type in METRICS_CLASSES, with the
 #                                      metrics off and on (--metrics-bind), ROUNDS rounds of the two
 #                                      alternately in the same run, so the machine's drift hits both alike.
-#                                      Columns: type, the median rps off and on, on/off (the median of the
-#                                      rounds' ratios), and the cost in percent (1 - on/off).
+#                                      Columns: type; the median rps off and on and on/off, the median of
+#                                      the rounds' ratios; the server's CPU time per request (its process
+#                                      tree's user+system over the measured run) off and on, and on/off;
+#                                      the cost in percent from the CPU per request (on/off - 1), which
+#                                      moves less than rps on a shared machine.
 #                                      With --metrics-bind a worker fills its scoreboard (a few atomic adds
 #                                      per request) and the arbiter reads it each tick and serves /metrics;
 #                                      a Prometheus-like scraper fetches /metrics every SCRAPE_EVERY seconds
@@ -65,7 +68,10 @@ run_once() {
 	mapfile -d '' -t cmd < <(wrk_cmd "$WRK_CONNS" "$WARMUP" "$port")
 	"${cmd[@]}" >/dev/null 2>&1
 	mapfile -d '' -t cmd < <(wrk_cmd "$WRK_CONNS" "$WRK_DURATION" "$port")
+	local cpu0 cpu1
+	cpu0=$(tree_cpu "$SERVER_PID")
 	"${cmd[@]}" >"$LOG_DIR/wrk-$class-$mode.out" 2>&1
+	cpu1=$(tree_cpu "$SERVER_PID")
 	if [[ -n $SCRAPER_PID ]]; then
 		kill "$SCRAPER_PID" 2>/dev/null
 		wait "$SCRAPER_PID" 2>/dev/null
@@ -74,27 +80,31 @@ run_once() {
 	stop_server
 	parse_wrk "$LOG_DIR/wrk-$class-$mode.out" || die "no wrk result for $class ($mode)"
 	RPS=$(calc "$W_requests / ($W_duration_us / 1000000)" 0)
+	CPU_US=$(calc "($cpu1 - $cpu0) * 1000000 / $W_requests" 2)
 }
 
 throughput() {
-	printf 'type\trps_off\trps_on\ton_over_off\tcost_pct\n'
-	local class r off on
+	printf 'type\trps_off\trps_on\trps_on_over_off\tcpu_us_per_req_off\tcpu_us_per_req_on\tcpu_on_over_off\tcost_pct\n'
+	local class r off on coff con
 	for class in $METRICS_CLASSES; do
-		local offs="" ons="" ratios=""
+		local offs="" ons="" ratios="" coffs="" cons="" cratios=""
 		for r in $(seq 1 "$ROUNDS"); do
 			# Alternate which goes first, so neither always follows the other.
 			if ((r % 2)); then
-				run_once "$class" off && off=$RPS && run_once "$class" on && on=$RPS
+				run_once "$class" off && off=$RPS coff=$CPU_US && run_once "$class" on && on=$RPS con=$CPU_US
 			else
-				run_once "$class" on && on=$RPS && run_once "$class" off && off=$RPS
+				run_once "$class" on && on=$RPS con=$CPU_US && run_once "$class" off && off=$RPS coff=$CPU_US
 			fi
-			log "$class round $r: off $off rps, on $on rps"
+			log "$class round $r: off $off rps ($coff us CPU/req), on $on rps ($con us CPU/req)"
 			offs+="$off"$'\n' ons+="$on"$'\n' ratios+="$(calc "$on / $off" 4)"$'\n'
+			coffs+="$coff"$'\n' cons+="$con"$'\n' cratios+="$(calc "$con / $coff" 4)"$'\n'
 		done
-		local ratio
+		local ratio cratio
 		ratio=$(printf '%s' "$ratios" | median)
-		printf '%s\t%s\t%s\t%s\t%s\n' "corral-$class" "$(printf '%s' "$offs" | median)" "$(printf '%s' "$ons" | median)" \
-			"$(calc "$ratio" 3)" "$(calc "(1 - $ratio) * 100" 1)"
+		cratio=$(printf '%s' "$cratios" | median)
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "corral-$class" "$(printf '%s' "$offs" | median)" "$(printf '%s' "$ons" | median)" \
+			"$(calc "$ratio" 3)" "$(printf '%s' "$coffs" | median)" "$(printf '%s' "$cons" | median)" "$(calc "$cratio" 3)" \
+			"$(calc "($cratio - 1) * 100" 1)"
 	done
 }
 
@@ -107,7 +117,7 @@ scrape() {
 		--ready-min "$SCRAPE_WORKERS" --log-level warning demo
 	wait_ready "$port" || die "corral -w $SCRAPE_WORKERS did not start; see $LOG_DIR/metrics-scrape.log"
 	local deadline=$((SECONDS + START_TIMEOUT))
-	until curl -fsS -m 1 -o /dev/null "http://$HOST:$mport/readyz"; do
+	until curl -fsS -m 1 -o /dev/null "http://$HOST:$mport/readyz" 2>/dev/null; do
 		((SECONDS < deadline)) || die "/readyz never answered 200 with $SCRAPE_WORKERS workers"
 		sleep 0.2
 	done

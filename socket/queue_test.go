@@ -40,7 +40,7 @@ func TestQueueCountsUnacceptedConnections(t *testing.T) {
 			if err != nil || q.Depth != n || q.Limit != 16 {
 				t.Fatalf("after %d connections: %+v, %v; want depth %d, limit 16", n, q, err, n)
 			}
-			nl, err := net.FileListener(l.File)
+			nl, err := l.NetListener()
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -259,3 +259,24 @@ func BenchmarkRequest(b *testing.B) {
 		}
 	})
 }
+
+// TestLayoutIsVersionOne pins the words docs/architecture.md lists: a
+// change to the layout is a new Version.
+func TestLayoutIsVersionOne(t *testing.T) {
+	var l layout
+	for name, got := range map[string]uintptr{
+		"started": unsafe.Offsetof(l.started), "answered": unsafe.Offsetof(l.answered),
+		"durationSum": unsafe.Offsetof(l.durationSum), "bytesRead": unsafe.Offsetof(l.bytesRead),
+		"parseErrors": unsafe.Offsetof(l.parseErrors), "owner": unsafe.Offsetof(l.owner),
+		"seq": unsafe.Offsetof(l.seq), "curStart": unsafe.Offsetof(l.curStart), "curText": unsafe.Offsetof(l.curText),
+	} {
+		want := map[string]uintptr{"started": 4, "answered": 5, "durationSum": 65, "bytesRead": 66, "parseErrors": 68,
+			"owner": 76, "seq": 77, "curStart": 78, "curText": 80}[name]
+		if got != want*8 {
+			t.Errorf("%s at word %d, want %d", name, got/8, want)
+		}
+	}
+	if Size != 95*8 || Version != 1 {
+		t.Errorf("version %d of %d words, want 1 of 95", Version, Size/8)
+	}
+}
