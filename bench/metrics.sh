@@ -6,9 +6,10 @@
 #                                      alternately in the same run, so the machine's drift hits both alike.
 #                                      Columns: type; the median rps off and on and on/off, the median of
 #                                      the rounds' ratios; the server's CPU time per request (its process
-#                                      tree's user+system over the measured run) off and on, and on/off;
-#                                      the cost in percent from the CPU per request (on/off - 1), which
-#                                      moves less than rps on a shared machine.
+#                                      tree's user+system over the measured run), the least of the rounds
+#                                      off and on (the least disturbed by other load), and on/off; the cost
+#                                      in percent from those (on/off - 1), which moves less than rps on a
+#                                      shared machine.
 #                                      With --metrics-bind a worker fills its scoreboard (a few atomic adds
 #                                      per request) and the arbiter reads it each tick and serves /metrics;
 #                                      a Prometheus-like scraper fetches /metrics every SCRAPE_EVERY seconds
@@ -42,6 +43,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# least: the smallest of the numbers on stdin, one a line.
+least() { sort -g | head -1; }
 
 # median: the median of the numbers on stdin, one a line.
 median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "NA"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
@@ -87,7 +91,7 @@ throughput() {
 	printf 'type\trps_off\trps_on\trps_on_over_off\tcpu_us_per_req_off\tcpu_us_per_req_on\tcpu_on_over_off\tcost_pct\n'
 	local class r off on coff con
 	for class in $METRICS_CLASSES; do
-		local offs="" ons="" ratios="" coffs="" cons="" cratios=""
+		local offs="" ons="" ratios="" coffs="" cons=""
 		for r in $(seq 1 "$ROUNDS"); do
 			# Alternate which goes first, so neither always follows the other.
 			if ((r % 2)); then
@@ -97,14 +101,14 @@ throughput() {
 			fi
 			log "$class round $r: off $off rps ($coff us CPU/req), on $on rps ($con us CPU/req)"
 			offs+="$off"$'\n' ons+="$on"$'\n' ratios+="$(calc "$on / $off" 4)"$'\n'
-			coffs+="$coff"$'\n' cons+="$con"$'\n' cratios+="$(calc "$con / $coff" 4)"$'\n'
+			coffs+="$coff"$'\n' cons+="$con"$'\n'
 		done
-		local ratio cratio
+		local ratio coffmin conmin
 		ratio=$(printf '%s' "$ratios" | median)
-		cratio=$(printf '%s' "$cratios" | median)
+		coffmin=$(printf '%s' "$coffs" | least)
+		conmin=$(printf '%s' "$cons" | least)
 		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "corral-$class" "$(printf '%s' "$offs" | median)" "$(printf '%s' "$ons" | median)" \
-			"$(calc "$ratio" 3)" "$(printf '%s' "$coffs" | median)" "$(printf '%s' "$cons" | median)" "$(calc "$cratio" 3)" \
-			"$(calc "($cratio - 1) * 100" 1)"
+			"$(calc "$ratio" 3)" "$coffmin" "$conmin" "$(calc "$conmin / $coffmin" 3)" "$(calc "($conmin / $coffmin - 1) * 100" 1)"
 	done
 }
 

@@ -244,8 +244,9 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		echo
 		echo "wrk -c ${WRK_CONNS:-64} -d ${WRK_DURATION:-5}s on 2 workers of each type, ${ROUNDS:-3} rounds of off and on"
 		echo "alternately; with the metrics on, each worker fills its scoreboard and /metrics is scraped every"
-		echo "${SCRAPE_EVERY:-1} s. Medians of the rounds: rps, the server tree's CPU time per request, and the rounds'"
-		echo "on/off ratios; cost_pct is the CPU per request's (it moves less than rps on a shared machine)."
+		echo "${SCRAPE_EVERY:-1} s. rps: the median of the rounds, and of their on/off ratios; CPU per request: the server"
+		echo "tree's, the least of the rounds (the least disturbed); cost_pct is its on/off (it moves less than rps"
+		echo "on a shared machine). \`go test -bench ServeHTTP ./worker\` has the request path alone, off and on."
 		echo
 		table <"$out/metrics.tsv"
 		echo

@@ -16,9 +16,6 @@ import (
 // ParseError) for the types that serve net.Conns, the sync type's and
 // net/http's parse errors in their types, the event loop by itself.
 
-// Board is the worker's scoreboard, or nil when the metrics are off.
-func (p *Process) Board() *scoreboard.Board { return p.board }
-
 // setState records the worker's state on its scoreboard.
 func (p *Process) setState(s scoreboard.State) {
 	if p.board != nil {

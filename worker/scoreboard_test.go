@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -86,5 +87,74 @@ func TestNetHTTPErrorStatusOnARealServer(t *testing.T) {
 		if got := netHTTPErrorStatus(first); got != tc.want {
 			t.Errorf("%q answered %d: netHTTPErrorStatus = %d, want %d (%q)", tc.req[:20], res.StatusCode, got, tc.want, first)
 		}
+	}
+}
+
+// withBoard turns p's scoreboard on, as Config.Metrics does at boot.
+func withBoard(p *Process) *Process {
+	p.board = p.heartbeat.Board()
+	p.board.Init()
+	return p
+}
+
+// TestServeHTTPCountsOnTheScoreboard: a request is counted once it is
+// answered, by class and duration, with the current request shown while
+// it runs; a panic counts as the 500 it is answered with.
+func TestServeHTTPCountsOnTheScoreboard(t *testing.T) {
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	p := withBoard(newTestProcess(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/slow":
+			close(inside)
+			<-release
+		case "/panic":
+			panic("boom")
+		case "/missing":
+			http.NotFound(w, r)
+		}
+	}), nil))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/slow?x=1", nil))
+	}()
+	<-inside
+	if c := p.board.Read(); c.InFlight != 1 || c.Current != "GET /slow?x=1" || c.RequestCount() != 0 {
+		t.Fatalf("while serving: in flight %d, current %q, answered %d", c.InFlight, c.Current, c.RequestCount())
+	}
+	close(release)
+	<-done
+	p.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/missing", nil))
+	func() {
+		defer func() { recover() }()
+		p.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/panic", nil))
+	}()
+	c := p.board.Read()
+	if c.Requests != [5]uint64{0, 1, 0, 1, 1} || c.InFlight != 0 || c.Current != "" {
+		t.Fatalf("by class %v, in flight %d, current %q; want [0 1 0 1 1], 0, none", c.Requests, c.InFlight, c.Current)
+	}
+}
+
+// BenchmarkServeHTTP is the per-request path every type serves through,
+// with the scoreboard off and on: the difference is what the metrics
+// cost a request (the types' connection counting adds an atomic add per
+// read and per write).
+func BenchmarkServeHTTP(b *testing.B) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "Hello, World!") })
+	for _, on := range []bool{false, true} {
+		name := "off"
+		p := newTestProcess(b, h, nil)
+		if on {
+			name = "on"
+			withBoard(p)
+		}
+		r := httptest.NewRequest("GET", "/", nil)
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				p.ServeHTTP(httptest.NewRecorder(), r)
+			}
+		})
 	}
 }
