@@ -50,7 +50,7 @@ type upgradeParent struct {
 // startUpgrade starts a new arbiter from the binary on disk (USR2).
 func (a *Arbiter) startUpgrade() {
 	switch {
-	case a.stopping:
+	case a.stopping || a.delaying():
 		return
 	case a.upgrade != nil:
 		a.log.Warn(fmt.Sprintf("USR2 refused: an upgrade to pid %d is under way", a.upgrade.pid))
