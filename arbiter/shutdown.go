@@ -3,6 +3,7 @@ package arbiter
 import (
 	"fmt"
 	"syscall"
+	"time"
 )
 
 // A shutdown behind a load balancer: with --shutdown-delay D, TERM first
@@ -15,6 +16,7 @@ import (
 // delayStop begins the shutdown delay.
 func (a *Arbiter) delayStop() {
 	a.delayUntil = a.sys.now().Add(a.cfg.ShutdownDelay)
+	a.metrics.published = time.Time{} // /readyz turns 503 at this turn's publish, not up to 50 ms later
 	a.stopUpgrade()
 	a.log.Info(fmt.Sprintf("Shutdown delay: serving on for %s while /readyz answers 503, then a graceful stop (TERM again: at once)", a.cfg.ShutdownDelay))
 	notifySystemd(fmt.Sprintf("STOPPING=1\nSTATUS=draining: serving on for %s (--shutdown-delay), then stopping", a.cfg.ShutdownDelay))
