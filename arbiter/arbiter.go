@@ -494,7 +494,13 @@ func (a *Arbiter) stop(quick bool) {
 	} else if !shared {
 		for _, l := range a.listeners {
 			if err := l.StopIntake(); err != nil {
-				a.log.Warn(err.Error())
+				// The next best where the filter is refused (a sandbox
+				// may refuse SO_ATTACH_FILTER on TCP sockets, as some
+				// container hosts do): let go of this process's copy now,
+				// so the socket closes with the last worker's, right
+				// after that worker accepted what was in the backlog.
+				a.log.Warn(fmt.Sprintf("%v; closing the arbiter's copy instead: the socket closes with the last worker's, once it drained the backlog", err))
+				l.Close()
 			}
 		}
 	}

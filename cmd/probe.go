@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,13 +16,20 @@ import (
 // and counts a hung one as a failure anyway.
 const probeTimeout = 3 * time.Second
 
-// probe is `corral probe URL`: a health check for an image that has no
-// curl (FROM scratch). It GETs the URL (http, loopback in practice, such
-// as --metrics-bind's /readyz) and exits 0 on a 2xx answer, 1 on any
-// other answer or none, with a line that says why, and 2 on bad usage.
+// probe is `corral probe [URL]`: a health check for an image that has no
+// curl (FROM scratch). It GETs the URL (http, loopback in practice), by
+// default /readyz at $CORRAL_METRICS_BIND, which a container's health
+// check shares with the server it checks, and exits 0 on a 2xx answer, 1
+// on any other answer or none, with a line that says why, and 2 on bad
+// usage.
 func (p *Program) probe(args []string) int {
+	if len(args) == 0 {
+		if bind := os.Getenv(envName("metrics-bind")); bind != "" {
+			args = []string{readyzURL(bind)}
+		}
+	}
 	if len(args) != 1 || strings.HasPrefix(args[0], "-") {
-		return p.fail(ExitUsage, errors.New("usage: "+p.Name+" probe URL (e.g. http://127.0.0.1:9100/readyz)"))
+		return p.fail(ExitUsage, errors.New("usage: "+p.Name+" probe [URL] (e.g. http://127.0.0.1:9100/readyz; default: /readyz at $"+envName("metrics-bind")+")"))
 	}
 	u, err := url.Parse(args[0])
 	if err != nil || u.Scheme != "http" || u.Host == "" {
@@ -40,4 +48,20 @@ func (p *Program) probe(args []string) int {
 	}
 	fmt.Fprintf(os.Stdout, "%s: %s\n", resp.Status, line)
 	return ExitOK
+}
+
+// readyzURL is /readyz at a --metrics-bind address, a wildcard host
+// reached on loopback.
+func readyzURL(bind string) string {
+	host, port, err := net.SplitHostPort(bind)
+	if err != nil {
+		return "http://" + bind + "/readyz"
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::", "[::]":
+		host = "::1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/readyz"
 }

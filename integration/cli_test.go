@@ -84,14 +84,7 @@ func TestAddressInUseIsOneLine(t *testing.T) {
 func TestConfigPrecedence(t *testing.T) {
 	conf := filepath.Join(t.TempDir(), "c.toml")
 	os.WriteFile(conf, []byte("workers = 3\nworker_class = \"goroutine\"\nkeep-alive = 2.5\nbind = \"127.0.0.1:9\"\numask = 0o022\n"), 0o644)
-	value := func(out, key string) string {
-		for _, l := range strings.Split(out, "\n") {
-			if k, v, ok := strings.Cut(l, " = "); ok && k == key {
-				return v
-			}
-		}
-		return ""
-	}
+	value := configValue
 	_, out, _ := run(t, nil, "-c", conf, "--print-config", "demo")
 	if value(out, "workers") != "3" || value(out, "keep-alive") != "2.5" || value(out, "bind") != `["127.0.0.1:9"]` || value(out, "umask") != `"0o22"` {
 		t.Errorf("file values not applied:\n%s", out)
