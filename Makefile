@@ -5,7 +5,8 @@ BIN     := bin/corral
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 # Debian packages the tests need, as "command:package".
-TEST_TOOLS := systemd-socket-activate:systemd nginx:nginx python3:python3 node:nodejs prometheus:prometheus promtool:prometheus
+# dockerd (docker.io) runs the container tests (integration/docker_test.go starts it).
+TEST_TOOLS := systemd-socket-activate:systemd nginx:nginx python3:python3 node:nodejs dockerd:docker.io prometheus:prometheus promtool:prometheus
 
 .PHONY: build run test deps lint vet unit fuzz integration bench soak clean
 
@@ -25,6 +26,7 @@ deps:
 	@missing=""; for tp in $(TEST_TOOLS); do command -v "$${tp%%:*}" >/dev/null || missing="$$missing $${tp##*:}"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(APT) update -q && $(APT) install -y -q $$missing; fi
 	$(GO) mod download
+	cd examples/kubernetes && $(GO) mod download
 
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -33,8 +35,11 @@ lint: vet
 vet:
 	$(GO) vet ./...
 
+# unit also runs the Kubernetes manifests' test, a module of its own
+# (examples/kubernetes/go.mod), so the main module needs no k8s.io.
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
+	cd examples/kubernetes && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 
 # fuzz runs the HTTP/1.1 and uwsgi parsers' fuzz targets for a bounded time; their
 # seed corpus is in worker/http1/testdata/fuzz.
@@ -43,7 +48,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzUwsgi -fuzztime 10s ./worker/http1/
 
 integration: build
-	$(GO) test -race -count=1 -timeout 8m ./integration/
+	$(GO) test -race -count=1 -timeout 10m ./integration/
 
 # bench runs the Go benchmarks, then corral against its peers (bench/run.sh),
 # which writes docs/benchmarks.md and docs/benchmarks.png.

@@ -183,3 +183,22 @@ func TestContainerHealthcheck(t *testing.T) {
 		t.Errorf("the health check's output: %q", log)
 	}
 }
+
+// TestContainerOwnHandler: examples/docker's image, a Go handler of one's
+// own built into a FROM scratch image, serves and goes healthy through its
+// own binary's probe.
+func TestContainerOwnHandler(t *testing.T) {
+	needDocker(t)
+	c, addr, _ := servingImage(t, ownImage, []string{"--cpus", "1", "--health-interval", "1s", "--health-start-period", "1s"})
+	if body := mustGet(t, addr, "/"); !strings.HasPrefix(body, "hello from pid ") {
+		t.Errorf("GET /: %q", body)
+	}
+	c.waitLog(`Workers: auto = 1: 1 CPUs`, 5*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for c.inspect("{{.State.Health.Status}}") != "healthy" {
+		if time.Now().After(deadline) {
+			t.Fatalf("not healthy after 30 s: %s", c.inspect("{{json .State.Health}}"))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}

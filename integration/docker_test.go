@@ -30,6 +30,7 @@ import (
 const (
 	dockerRoot  = "/var/lib/corral-docker" // the test engine's data, exec root, socket, pid file and log
 	dockerImage = "corral-test/corral:it"
+	ownImage    = "corral-test/own-handler:it" // examples/docker
 )
 
 // engine is the test container engine, started (and its image built) once
@@ -191,40 +192,53 @@ func tail(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// buildImage builds the repo's Dockerfile's final stage (FROM scratch to
-// the end: its environment, user, health check, entry point) with static
-// binaries built here, corral and the orphans test program, in place of
-// the build stage's.
+// buildImage builds the test images: the final stage of the repo's
+// Dockerfile and of examples/docker's.
 func buildImage(t *testing.T) error {
-	df, err := os.ReadFile(filepath.Join(repoRoot, "Dockerfile"))
+	err := buildStage(t, "Dockerfile", "COPY --from=build /out/corral /corral\n", dockerImage,
+		[][2]string{{"corral", "./cmd/corral"}, {"orphans", "./integration/testdata/orphans"}})
+	if err != nil {
+		return err
+	}
+	return buildStage(t, "examples/docker/Dockerfile", "COPY --from=build /out/server /server\n", ownImage,
+		[][2]string{{"server", "./examples/docker"}})
+}
+
+// buildStage builds a Dockerfile's final stage (FROM scratch to the end:
+// its environment, user, health check, entry point) as tag, with static
+// binaries built here in place of what copyLine takes from the build
+// stage: each binary [name, package] goes to /name.
+func buildStage(t *testing.T, dockerfile, copyLine, tag string, binaries [][2]string) error {
+	df, err := os.ReadFile(filepath.Join(repoRoot, dockerfile))
 	if err != nil {
 		return err
 	}
 	i := bytes.LastIndex(df, []byte("\nFROM scratch\n"))
 	if i < 0 {
-		return errors.New("Dockerfile: no final FROM scratch stage")
+		return fmt.Errorf("%s: no final FROM scratch stage", dockerfile)
 	}
 	stage := string(df[i+1:])
-	const copyLine = "COPY --from=build /out/corral /corral\n"
 	if !strings.Contains(stage, copyLine) {
-		return fmt.Errorf("Dockerfile's final stage has no %q", strings.TrimSpace(copyLine))
+		return fmt.Errorf("%s's final stage has no %q", dockerfile, strings.TrimSpace(copyLine))
 	}
-	stage = strings.Replace(stage, copyLine, "COPY corral /corral\nCOPY orphans /orphans\n", 1)
+	var copies strings.Builder
 	dir := t.TempDir()
-	for _, b := range [][2]string{{"corral", "./cmd/corral"}, {"orphans", "./integration/testdata/orphans"}} {
+	for _, b := range binaries {
 		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, b[0]), b[1])
 		cmd.Dir = repoRoot
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go build %s: %v: %s", b[1], err, out)
 		}
+		fmt.Fprintf(&copies, "COPY %s /%s\n", b[0], b[0])
 	}
+	stage = strings.Replace(stage, copyLine, copies.String(), 1)
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(stage), 0o644); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	_, err = docker(ctx, "build", "-q", "-t", dockerImage, dir)
+	_, err = docker(ctx, "build", "-q", "-t", tag, dir)
 	return err
 }
 
@@ -239,8 +253,14 @@ type container struct {
 // after it; it is removed when the test ends.
 func runContainer(t *testing.T, dockerArgs []string, args ...string) *container {
 	t.Helper()
+	return runImage(t, dockerImage, dockerArgs, args...)
+}
+
+// runImage is runContainer for any of the test images.
+func runImage(t *testing.T, image string, dockerArgs []string, args ...string) *container {
+	t.Helper()
 	all := append([]string{"run", "-d", "--network", "host"}, dockerArgs...)
-	all = append(append(all, dockerImage), args...)
+	all = append(append(all, image), args...)
 	c := &container{t: t, id: dockerT(t, all...)}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -304,10 +324,16 @@ func freePort(t *testing.T) int {
 // on free loopback ports, and waits until it serves.
 func serving(t *testing.T, dockerArgs []string, args ...string) (c *container, addr, metricsAddr string) {
 	t.Helper()
+	return servingImage(t, dockerImage, dockerArgs, args...)
+}
+
+// servingImage is serving for any of the test images.
+func servingImage(t *testing.T, image string, dockerArgs []string, args ...string) (c *container, addr, metricsAddr string) {
+	t.Helper()
 	addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	metricsAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	dockerArgs = append([]string{"-e", "CORRAL_BIND=" + addr, "-e", "CORRAL_METRICS_BIND=" + metricsAddr}, dockerArgs...)
-	c = runContainer(t, dockerArgs, args...)
+	c = runImage(t, image, dockerArgs, args...)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if code, _, _ := get(addr, "/"); code == 200 {
