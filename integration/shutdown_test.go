@@ -83,3 +83,16 @@ func TestSecondTermSkipsTheShutdownDelay(t *testing.T) {
 	}
 	t.Logf("second TERM to exit: %s", time.Since(begin).Round(time.Millisecond))
 }
+
+// TestStopCutShortExitsWith4: a graceful stop that had to SIGKILL a worker
+// at --graceful-timeout says so in its exit code.
+func TestStopCutShortExitsWith4(t *testing.T) {
+	s := start(t, corralBin, []string{"-w", "1", "-b", "127.0.0.1:0", "--graceful-timeout", "1", "demo"})
+	s.waitLog(`Ready: 1 workers`, 10*time.Second)
+	go get(s.Addr, "/sleep?seconds=10")
+	time.Sleep(300 * time.Millisecond)
+	s.signal(syscall.SIGTERM)
+	if code := s.wait(10 * time.Second); code != 4 {
+		t.Errorf("exit code %d after a stop cut short, want 4", code)
+	}
+}
