@@ -98,7 +98,7 @@ func (a *Arbiter) killWorker(w *Worker) {
 // abortWorker handles a worker silent past --timeout: SIGABRT, so that it
 // logs what it was stuck in, and SIGKILL after --abort-grace.
 func (a *Arbiter) abortWorker(w *Worker) {
-	a.log.Error(fmt.Sprintf("WORKER TIMEOUT (pid:%d)", w.Pid))
+	a.log.Error(fmt.Sprintf("WORKER TIMEOUT (pid:%d)%s", w.Pid, currentRequest(w)), "worker", w.Pid, "generation", w.Generation)
 	a.send(w, syscall.SIGABRT)
 	// Stopping: its replacement spawns now, and its exit is expected.
 	w.stopping, w.timedOut = true, true
