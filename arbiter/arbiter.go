@@ -406,7 +406,11 @@ func (a *Arbiter) reload(reason string) {
 	if a.Reload != nil {
 		c, err := a.Reload()
 		if err != nil {
-			a.log.Error(fmt.Sprintf("Reload failed: %v; keeping the current configuration and workers", err))
+			kept := "keeping the current configuration and workers"
+			if a.target == 0 {
+				kept = "keeping the current configuration; no workers run (stopped by WINCH; TTIN starts one)"
+			}
+			a.log.Error(fmt.Sprintf("Reload failed: %v; %s", err, kept))
 			return
 		}
 		cfg = c
