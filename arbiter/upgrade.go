@@ -22,6 +22,7 @@ type upgradeEnv struct {
 	Parent    int                `json:"parent"`
 	Conn      int                `json:"conn"`
 	Listeners []socket.Inherited `json:"listeners"`
+	State     handoverState      `json:"state"` // see handover.go
 }
 
 // The handover follows cloudflare/tableflip: the new arbiter inherits the
@@ -67,7 +68,8 @@ func (a *Arbiter) startUpgrade() {
 		return
 	}
 	unix.SetNonblock(fds[0], true)
-	ue := upgradeEnv{Parent: a.pid, Conn: socket.FirstFD + len(a.listeners), Listeners: socket.Describe(a.listeners)}
+	ue := upgradeEnv{Parent: a.pid, Conn: socket.FirstFD + len(a.listeners), Listeners: socket.Describe(a.listeners),
+		State: a.handoverState()}
 	b, _ := json.Marshal(ue)
 	env := append(os.Environ(), envUpgrade+"="+string(b))
 	files := append([]uintptr{0, 1, 2}, socket.FDs(a.listeners)...)
@@ -171,6 +173,7 @@ func (a *Arbiter) inheritUpgrade() ([]*socket.Listener, error) {
 	unix.CloseOnExec(ue.Conn)
 	unix.SetNonblock(ue.Conn, true)
 	a.parent = &upgradeParent{pid: ue.Parent, conn: ue.Conn}
+	a.takeState(ue.State, ue.Parent)
 	return ls, nil
 }
 

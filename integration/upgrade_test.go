@@ -103,3 +103,30 @@ func TestSecondUSR2IsRefused(t *testing.T) {
 	s.waitLog(`Upgrade failed: new arbiter \(pid: `+m[1]+`\) not ready within the boot timeout`, 10*time.Second)
 	mustGet(t, s.Addr, "/")
 }
+
+// TestUSR2KeepsTheWorkerCount: TTIN and TTOU move the target, and an
+// upgrade hands it over: the new arbiter runs as many workers as the old
+// one did, not the command line's -w.
+func TestUSR2KeepsTheWorkerCount(t *testing.T) {
+	s := start(t, corralBin, []string{"-w", "2", "-b", "127.0.0.1:0", "demo"})
+	s.waitLog(`Ready: 2 workers serving`, 10*time.Second)
+	s.signal(syscall.SIGTTIN)
+	s.waitLog(`Number of workers: 2 -> 3`, 5*time.Second)
+	s.signal(syscall.SIGTTIN)
+	s.waitLog(`Number of workers: 3 -> 4`, 5*time.Second)
+	s.waitWorkers(4, 10*time.Second)
+	s.signal(syscall.SIGUSR2)
+	m := s.waitLog(`Upgrading: started new arbiter \S+ \(pid: (\d+)\)`, 5*time.Second)
+	newPid, _ := strconv.Atoi(m[1])
+	next := adopt(t, newPid, s.log)
+	if code := s.wait(15 * time.Second); code != 0 {
+		t.Errorf("old arbiter exit code %d", code)
+	}
+	next.waitLog(`\[`+m[1]+`\] \[INFO\] Ready: 4 workers serving`, 10*time.Second)
+	next.waitWorkers(4, 5*time.Second)
+	mustGet(t, s.Addr, "/")
+	// The count moves on from there.
+	next.signal(syscall.SIGTTOU)
+	next.waitLog(`\[`+m[1]+`\] \[INFO\] Number of workers: 4 -> 3`, 5*time.Second)
+	next.waitWorkers(3, 10*time.Second)
+}
