@@ -124,6 +124,16 @@ func adopt(t *testing.T, pid int, log *logFile) *server {
 	return s
 }
 
+// upgrade sends USR2 and returns the new arbiter it started, which shares
+// this one's log: the nth the log names.
+func (s *server) upgrade(nth int) *server {
+	s.t.Helper()
+	s.signal(syscall.SIGUSR2)
+	m := s.waitLogN(`Upgrading: started new arbiter \S+ \(pid: (\d+)\)`, nth, 10*time.Second)
+	pid, _ := strconv.Atoi(m[nth-1][1])
+	return adopt(s.t, pid, s.log)
+}
+
 // cleanup ends the arbiter and every worker it logged, by pid.
 func (s *server) cleanup() {
 	select {

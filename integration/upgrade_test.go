@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -28,15 +29,13 @@ func TestUSR2UpgradeUnderLoad(t *testing.T) {
 	wait := mixedLoad{keepAlive: 4, close: 4, requests: 1000000}.start(ctx, s.Addr)
 	time.Sleep(500 * time.Millisecond)
 	begin := time.Now()
-	s.signal(syscall.SIGUSR2)
-	m := s.waitLog(`Upgrading: started new arbiter \S+ \(pid: (\d+)\)`, 5*time.Second)
-	newPid, _ := strconv.Atoi(m[1])
-	next := adopt(t, newPid, s.log)
+	next := s.upgrade(1)
+	newPid := next.Pid
 	if code := s.wait(15 * time.Second); code != 0 {
 		t.Errorf("old arbiter exit code %d", code)
 	}
 	handover := time.Since(begin)
-	next.waitLog(`Upgrade complete: pid `+m[1]+` took over from pid `+strconv.Itoa(s.Pid), 5*time.Second)
+	next.waitLog(fmt.Sprintf(`Upgrade complete: pid %d took over from pid %d`, newPid, s.Pid), 5*time.Second)
 	r := wait()
 	t.Logf("USR2 to the old arbiter's exit: %s; %s", handover.Round(time.Millisecond), r)
 	if r.lost() != 0 {
@@ -46,8 +45,8 @@ func TestUSR2UpgradeUnderLoad(t *testing.T) {
 		t.Errorf("too little load: %d requests", r.ok())
 	}
 	b, _ := os.ReadFile(pidfile)
-	if strings.TrimSpace(string(b)) != m[1] {
-		t.Errorf("pid file says %q, want the new arbiter %s", b, m[1])
+	if strings.TrimSpace(string(b)) != strconv.Itoa(newPid) {
+		t.Errorf("pid file says %q, want the new arbiter %d", b, newPid)
 	}
 	if _, err := os.Stat(pidfile + ".2"); !os.IsNotExist(err) {
 		t.Errorf("PIDFILE.2 left behind: %v", err)
@@ -71,12 +70,9 @@ func TestUSR2UpgradeUnderLoad(t *testing.T) {
 	// The next USR2, with a good binary, works.
 	copyFile(t, corralBin, bin+".new")
 	renameOver(t, bin+".new", bin)
-	next.signal(syscall.SIGUSR2)
-	started := next.waitLogN(`Upgrading: started new arbiter \S+ \(pid: (\d+)\)`, 3, 10*time.Second)
-	third, _ := strconv.Atoi(started[2][1])
-	last := adopt(t, third, s.log)
+	last := next.upgrade(3)
 	<-next.done
-	last.waitLog(`Upgrade complete: pid `+started[2][1]+` took over from pid `+m[1], 15*time.Second)
+	last.waitLog(fmt.Sprintf(`Upgrade complete: pid %d took over from pid %d`, last.Pid, newPid), 15*time.Second)
 	last.waitWorkers(2, 5*time.Second)
 	mustGet(t, s.Addr, "/")
 	last.signal(syscall.SIGTERM)
@@ -115,18 +111,15 @@ func TestUSR2KeepsTheWorkerCount(t *testing.T) {
 	s.signal(syscall.SIGTTIN)
 	s.waitLog(`Number of workers: 3 -> 4`, 5*time.Second)
 	s.waitWorkers(4, 10*time.Second)
-	s.signal(syscall.SIGUSR2)
-	m := s.waitLog(`Upgrading: started new arbiter \S+ \(pid: (\d+)\)`, 5*time.Second)
-	newPid, _ := strconv.Atoi(m[1])
-	next := adopt(t, newPid, s.log)
+	next := s.upgrade(1)
 	if code := s.wait(15 * time.Second); code != 0 {
 		t.Errorf("old arbiter exit code %d", code)
 	}
-	next.waitLog(`\[`+m[1]+`\] \[INFO\] Ready: 4 workers serving`, 10*time.Second)
+	next.waitLog(fmt.Sprintf(`\[%d\] \[INFO\] Ready: 4 workers serving`, next.Pid), 10*time.Second)
 	next.waitWorkers(4, 5*time.Second)
 	mustGet(t, s.Addr, "/")
 	// The count moves on from there.
 	next.signal(syscall.SIGTTOU)
-	next.waitLog(`\[`+m[1]+`\] \[INFO\] Number of workers: 4 -> 3`, 5*time.Second)
+	next.waitLog(fmt.Sprintf(`\[%d\] \[INFO\] Number of workers: 4 -> 3`, next.Pid), 5*time.Second)
 	next.waitWorkers(3, 10*time.Second)
 }
