@@ -210,7 +210,7 @@ func (a *Arbiter) Run() (err error) {
 	if err := a.writePidFile(); err != nil {
 		return err
 	}
-	defer a.removePidFile()
+	defer a.removeOwnPidFile()
 	a.log.Info(fmt.Sprintf("Starting corral (pid: %d)", a.pid))
 	for _, l := range a.listeners {
 		a.log.Info(fmt.Sprintf("Listening at: %s (%d)", l.URL(), a.pid))
@@ -495,15 +495,19 @@ func (a *Arbiter) writePidFile() error {
 	return nil
 }
 
-// removePidFile removes the pid file only if it still names this process,
-// and not when a new arbiter takes over: it moves its own over this one.
-func (a *Arbiter) removePidFile() {
+// removeOwnPidFile removes the pid file, and not when a new arbiter takes
+// over: it moves its own over this one.
+func (a *Arbiter) removeOwnPidFile() {
 	if a.cfg.PidFile == "" || a.handedOver {
 		return
 	}
-	path := a.pidFilePath()
+	removePidFile(a.pidFilePath(), a.pid)
+}
+
+// removePidFile removes the pid file at path only if it still names pid.
+func removePidFile(path string, pid int) {
 	b, err := os.ReadFile(path)
-	if err == nil && string(b) == strconv.Itoa(a.pid)+"\n" {
+	if err == nil && string(b) == strconv.Itoa(pid)+"\n" {
 		os.Remove(path)
 	}
 }

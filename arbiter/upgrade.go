@@ -135,6 +135,10 @@ func (a *Arbiter) upgradeExited(ws syscall.WaitStatus) {
 		return // it serves; this arbiter is on its way out
 	}
 	a.log.Error(fmt.Sprintf("Upgrade failed: new arbiter (pid: %d) %s before it was ready; still serving", u.pid, exitReason(ws)))
+	// It removes its PIDFILE.2 when it exits, unless it was killed.
+	if a.cfg.PidFile != "" {
+		removePidFile(a.cfg.PidFile+".2", u.pid)
+	}
 }
 
 // handOver stops this arbiter's workers gracefully and exits, leaving the
@@ -167,8 +171,8 @@ func (a *Arbiter) inheritUpgrade() ([]*socket.Listener, error) {
 			socket.CloseAll(ls)
 			return nil, err
 		}
-		l.Own()
-		ls = append(ls, l)
+		ls = append(ls, l) // its socket file is the parent's until the takeover: see checkParent
+
 	}
 	unix.CloseOnExec(ue.Conn)
 	unix.SetNonblock(ue.Conn, true)
@@ -200,6 +204,12 @@ func (a *Arbiter) checkParent() {
 		return
 	}
 	unix.Close(p.conn)
+	// The unix socket files become this arbiter's to remove only now:
+	// one that exits before it took over (its workers could not boot, it
+	// got TERM) must leave them to the old arbiter, which serves on.
+	for _, l := range a.listeners {
+		l.Own()
+	}
 	if a.cfg.PidFile != "" {
 		if err := os.Rename(a.pidFilePath(), a.cfg.PidFile); err != nil {
 			a.log.Error(fmt.Sprintf("Upgrade: move pid file: %v", err))

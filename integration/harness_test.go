@@ -278,9 +278,19 @@ func (s *server) wait(timeout time.Duration) int {
 }
 
 // get does one request on a new connection and returns status and body.
-func get(addr, path string) (int, string, error) {
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	res, err := c.Get("http://" + addr + path)
+func get(addr, path string) (int, string, error) { return getOn("tcp", addr, path) }
+
+// getOn is get over network, "tcp" or "unix" (addr is then the path).
+func getOn(network, addr, path string) (int, string, error) {
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DialContext: dial}}
+	host := addr
+	if network == "unix" {
+		host = "unix"
+	}
+	res, err := c.Get("http://" + host + path)
 	if err != nil {
 		return 0, "", err
 	}

@@ -123,3 +123,70 @@ func TestUSR2KeepsTheWorkerCount(t *testing.T) {
 	next.waitLog(fmt.Sprintf(`\[%d\] \[INFO\] Number of workers: 4 -> 3`, next.Pid), 5*time.Second)
 	next.waitWorkers(3, 10*time.Second)
 }
+
+// TestFailedUSR2KeepsTheUnixSocket: a new arbiter that exits before it
+// took over (its binary is broken, its workers cannot boot, it misses the
+// boot timeout, it is killed) leaves the unix socket file to the old
+// arbiter, which serves on over it and removes a PIDFILE.2 left behind;
+// the next good upgrade still goes through.
+func TestFailedUSR2KeepsTheUnixSocket(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "c.sock")
+	pidfile := filepath.Join(dir, "corral.pid")
+	next := filepath.Join(dir, "next")
+	s := start(t, helloBin, []string{"-w", "1", "-b", "127.0.0.1:0", "-b", "unix:" + sock, "-p", pidfile,
+		"--upgrade-binary", next, "--boot-timeout", "3", "--graceful-timeout", "2"})
+	s.waitLog(`Ready: 1 workers serving`, 10*time.Second)
+	overUnix := func(after string) {
+		t.Helper()
+		if code, body, err := getOn("unix", sock, "/"); err != nil || code != 200 {
+			t.Fatalf("after %s: GET over the unix socket: %d %q %v", after, code, body, err)
+		}
+		if _, err := os.Stat(pidfile + ".2"); !os.IsNotExist(err) {
+			t.Errorf("after %s: PIDFILE.2 left behind: %v", after, err)
+		}
+	}
+	failures := 0
+	for _, c := range []struct{ what, script, fails string }{
+		{"a broken binary", "echo 'new build is broken' >&2\nexit 1", `exited with code 1 before it was ready`},
+		{"workers that cannot boot", "GREETING_FILE=/nonexistent exec " + helloBin + ` "$@"`, `exited with code 3 before it was ready`},
+		{"workers that miss the boot timeout", "POST_WORKER_INIT_DELAY=30s exec " + helloBin + ` "$@"`, `not ready within the boot timeout`},
+	} {
+		writeScript(t, next, "#!/bin/sh\n"+c.script+"\n")
+		u := s.upgrade(failures + 1)
+		failures++
+		s.waitLogN(`Upgrade failed: new arbiter \(pid: \d+\) `+c.fails, 1, 15*time.Second)
+		<-u.done
+		overUnix(c.what)
+	}
+	// A new arbiter killed while its workers boot leaves its PIDFILE.2.
+	writeScript(t, next, "#!/bin/sh\nPOST_WORKER_INIT_DELAY=30s exec "+helloBin+` "$@"`+"\n")
+	u := s.upgrade(failures + 1)
+	failures++
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(pidfile + ".2"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the new arbiter wrote no PIDFILE.2")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	syscall.Kill(u.Pid, syscall.SIGKILL)
+	s.waitLog(`Upgrade failed: new arbiter \(pid: \d+\) killed by signal KILL before it was ready`, 10*time.Second)
+	overUnix("a new arbiter killed")
+
+	writeScript(t, next, "#!/bin/sh\nexec "+helloBin+` "$@"`+"\n")
+	good := s.upgrade(failures + 1)
+	if code := s.wait(15 * time.Second); code != 0 {
+		t.Errorf("old arbiter exit code %d", code)
+	}
+	good.waitLog(fmt.Sprintf(`Upgrade complete: pid %d took over from pid %d`, good.Pid, s.Pid), 10*time.Second)
+	overUnix("a good upgrade")
+	good.signal(syscall.SIGTERM)
+	<-good.done
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("the socket file outlived the last arbiter: %v", err)
+	}
+}
