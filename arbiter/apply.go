@@ -28,7 +28,7 @@ func (a *Arbiter) apply(ds []decision) {
 			}
 			if err := a.spawnWorker(); err != nil {
 				a.log.Error(err.Error())
-				a.backOff()
+				a.apply(a.afterSpawnFailure(err))
 				spawnFailed = true
 			}
 		case stop:
@@ -53,13 +53,23 @@ func (a *Arbiter) apply(ds []decision) {
 		case abortReload:
 			a.abortReload(d.w, d.why)
 		case failBoot:
-			a.exitErr = &BootError{Pid: d.w.Pid, Reason: d.why}
-			a.log.Error("Reason: no worker could boot; shutting down")
-			a.stop(true)
+			a.failBoot(d.w, d.why)
 		case complete:
 			a.generationReady()
 		}
 	}
+}
+
+// failBoot ends the arbiter at start-up: w could not boot or, when nil,
+// a worker could not be started at all.
+func (a *Arbiter) failBoot(w *Worker, why string) {
+	e, what := &BootError{Reason: why}, "be started"
+	if w != nil {
+		e.Pid, what = w.Pid, "boot"
+	}
+	a.exitErr = e
+	a.log.Error("Reason: no worker could " + what + "; shutting down")
+	a.stop(true)
 }
 
 // send signals w. A worker already gone (ESRCH) is no error: the reaper

@@ -71,13 +71,17 @@ type Watcher interface {
 	Close() error
 }
 
-// BootError is what Run returns when, at start-up, no worker could boot.
+// BootError is what Run returns when, at start-up, no worker could boot,
+// or one could not be started at all (Pid is then 0).
 type BootError struct {
 	Pid    int
 	Reason string
 }
 
 func (e *BootError) Error() string {
+	if e.Pid == 0 {
+		return e.Reason // "spawn worker: ...", as the spawn said
+	}
 	return fmt.Sprintf("worker (pid:%d) failed to boot: %s", e.Pid, e.Reason)
 }
 

@@ -27,7 +27,7 @@ const (
 	recycle                 // replace the worker, which reached --max-requests, once its replacement is ready
 	backOff                 // a worker could not boot: put the next spawn off
 	abortReload             // give up on the generation being rolled out; the worker is the one that failed
-	failBoot                // no worker ever booted: the arbiter stops, Run returns a *BootError
+	failBoot                // no worker ever booted, or one could not be started: the arbiter stops, Run returns a *BootError
 	complete                // the current generation serves whole: the reload is complete, or the start
 )
 
@@ -37,7 +37,7 @@ var verbNames = [...]string{"spawn", "stop", "kill", "expire", "abort", "recycle
 // A decision is one thing the loop decided to do.
 type decision struct {
 	verb verb
-	w    *Worker        // the worker it is about; nil for spawn, backOff and complete
+	w    *Worker        // the worker it is about; nil for spawn, backOff, complete, and failBoot after a failed spawn
 	sig  syscall.Signal // stop's signal
 	why  string         // for kill, expire, abortReload and failBoot
 }
@@ -186,6 +186,18 @@ func (a *Arbiter) afterBootFailure(w *Worker, why string) []decision {
 			}
 		}
 		return ds
+	}
+	return []decision{{verb: backOff}}
+}
+
+// afterSpawnFailure decides what a worker that could not even be started
+// (fork, exec, its pipe or heartbeat failed: an fd limit, a missing
+// binary) means: at start-up, the end of the arbiter, as for a worker that
+// cannot boot, since retrying would hold the port with no worker behind
+// it; later, a longer wait before the next spawn, as for a boot failure.
+func (a *Arbiter) afterSpawnFailure(err error) []decision {
+	if !a.everReady && !a.stopping {
+		return []decision{{verb: failBoot, why: err.Error()}}
 	}
 	return []decision{{verb: backOff}}
 }

@@ -211,3 +211,19 @@ func TestDecisionSurplusStopsThoseNotReadyFirst(t *testing.T) {
 	h.a.setTarget(1)          // two TTOUs
 	h.want(h.turn(), "stop 103 TERM", "stop 101 TERM")
 }
+
+func TestDecisionSpawnFailureAtStartFailsBoot(t *testing.T) {
+	h := newDecisionTest(t, testConfig(2))
+	h.sys.spawnErr = errors.New("spawn worker: status pipe: too many open files")
+	h.want(h.turn(), "spawn", "spawn") // the first fails; the second is held back
+	var boot *BootError
+	if !errors.As(h.a.exitErr, &boot) || boot.Pid != 0 || boot.Error() != "spawn worker: status pipe: too many open files" {
+		t.Fatalf("exit error %#v, want a BootError with the spawn's error", h.a.exitErr)
+	}
+	if !h.a.stopping || !h.a.quick {
+		t.Fatal("the arbiter does not stop after a failed spawn at start-up")
+	}
+	if len(h.a.workers) != 0 {
+		t.Fatalf("%d workers", len(h.a.workers))
+	}
+}

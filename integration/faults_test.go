@@ -1,7 +1,10 @@
 package integration
 
 import (
+	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -29,4 +32,36 @@ func TestWINCHThenBrokenHUPSaysNoWorkers(t *testing.T) {
 		t.Errorf("after WINCH, the failed reload says %q; want that no workers run", line)
 	}
 	s.waitWorkers(0, time.Second)
+}
+
+// TestSpawnFailureAtStartExits: with an fd limit too low to start any
+// worker, the arbiter binds and then cannot spawn. At start-up that is
+// fatal, as a worker that cannot boot is: exit 3 with the reason, not a
+// retry loop with the port bound and no worker.
+func TestSpawnFailureAtStartExits(t *testing.T) {
+	// The lowest limit the arbiter starts under leaves no fd to spawn
+	// with; below it the Go runtime itself cannot start.
+	for n := 8; n <= 32; n++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		cmd := exec.CommandContext(ctx, "sh", "-c", fmt.Sprintf(`ulimit -n %d; exec "$0" "$@"`, n),
+			corralBin, "-w", "2", "-b", "127.0.0.1:0", "demo")
+		b, err := cmd.CombinedOutput()
+		cancel()
+		out := string(b)
+		if !strings.Contains(out, "Listening at:") {
+			continue
+		}
+		if code := cmd.ProcessState.ExitCode(); code != 3 {
+			t.Fatalf("ulimit -n %d: exit code %d (%v), want 3; output:\n%s", n, code, err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if last := lines[len(lines)-1]; !strings.HasPrefix(last, "corral: error: ") || !strings.Contains(last, "too many open files") {
+			t.Fatalf("ulimit -n %d: the last line is %q, want the reason; output:\n%s", n, last, out)
+		}
+		if c := strings.Count(out, "too many open files"); c > 3 {
+			t.Errorf("ulimit -n %d: %d failed spawns: it retried", n, c)
+		}
+		return
+	}
+	t.Fatal("the arbiter started under no fd limit up to 32")
 }
