@@ -83,6 +83,7 @@ func (a *Arbiter) send(w *Worker, sig syscall.Signal) {
 // stopWorker sends w sig and, the first time, starts its deadline.
 func (a *Arbiter) stopWorker(w *Worker, sig syscall.Signal) {
 	a.send(w, sig)
+	w.killed = w.killed || sig == syscall.SIGKILL
 	if !w.stopping {
 		w.stopping = true
 		// SIGKILL comes at --graceful-timeout, not a second later (the

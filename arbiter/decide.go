@@ -20,7 +20,7 @@ type verb int
 
 const (
 	spawn       verb = iota // start a worker of the current generation
-	stop                    // send sig (TERM, --stop-signal or QUIT); SIGKILL follows at --graceful-timeout
+	stop                    // send sig (TERM, --stop-signal, QUIT, or KILL for a quick stop of a worker not ready); SIGKILL follows at --graceful-timeout
 	kill                    // SIGKILL, once; why, if set, goes into the log
 	expire                  // SIGKILL at --boot-timeout; why is what the reaper reports
 	abort                   // SIGABRT for a missed heartbeat (--timeout); SIGKILL after --abort-grace
@@ -61,9 +61,25 @@ func (a *Arbiter) stopDecision(w *Worker, sig syscall.Signal) decision {
 
 // stopAll decides a stop of every worker, for TERM, INT and QUIT, and for
 // an upgrade's handover.
+//
+// A quick stop (QUIT) sends SIGKILL to the workers not ready yet. A Go
+// worker catches signals only once it has built its app, and a QUIT before
+// that takes the Go runtime's default action: a dump of every goroutine,
+// tens to hundreds of lines around the one that says why the arbiter
+// stops (a failed start or upgrade ends in a quick stop); another
+// program's default for QUIT is a core dump. TERM would not do: its
+// default action is quiet, but a worker that already catches it holds a
+// graceful stop until it is ready, and the quick stop would wait out the
+// boot. SIGKILL loses nothing a quick stop keeps: a worker the arbiter
+// has not seen ready was promised no request, and a quick stop closes
+// every connection anyway.
 func (a *Arbiter) stopAll(sig syscall.Signal) []decision {
 	var ds []decision
 	for _, w := range a.sortedWorkers() {
+		if sig == syscall.SIGQUIT && !w.Ready {
+			ds = append(ds, decision{verb: stop, w: w, sig: syscall.SIGKILL})
+			continue
+		}
 		ds = append(ds, a.stopDecision(w, sig))
 	}
 	return ds

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -64,4 +65,33 @@ func TestSpawnFailureAtStartExits(t *testing.T) {
 		return
 	}
 	t.Fatal("the arbiter started under no fd limit up to 32")
+}
+
+// TestQuickStopWhileWorkersBoot: a quick stop (INT, QUIT) that comes while
+// Go workers build their app, before they catch signals, must not have the
+// Go runtime dump their goroutines into the log, and must still be quick.
+// The workers block at boot reading their greeting from a FIFO.
+func TestQuickStopWhileWorkersBoot(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "greeting")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dump := regexp.MustCompile(`(?m)^goroutine \d+ `)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGQUIT} {
+		s := start(t, helloBin, []string{"-w", "3", "-b", "127.0.0.1:0"},
+			func(c *exec.Cmd) { c.Env = append(c.Env, "GREETING_FILE="+fifo) })
+		s.waitLogN(`Booting worker with pid`, 3, 5*time.Second)
+		time.Sleep(300 * time.Millisecond) // in the app's constructor
+		s.signal(sig)
+		began := time.Now()
+		if code := s.wait(10 * time.Second); code != 0 {
+			t.Errorf("%v: exit code %d", sig, code)
+		}
+		if d := time.Since(began); d > 3*time.Second {
+			t.Errorf("%v: quick stop took %s", sig, d)
+		}
+		if out := s.log.String(); dump.MatchString(out) {
+			t.Errorf("%v: the workers dumped their goroutines:\n%s", sig, out)
+		}
+	}
 }
