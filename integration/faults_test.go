@@ -95,3 +95,23 @@ func TestQuickStopWhileWorkersBoot(t *testing.T) {
 		}
 	}
 }
+
+// TestTERMOnUnixBindRefusesNewClients: during a graceful stop a client of
+// a unix socket is served or refused at connect, never accepted into a
+// backlog no worker drains any more and then reset when the listener
+// closes, whichever worker type drains it.
+func TestTERMOnUnixBindRefusesNewClients(t *testing.T) {
+	for _, class := range workerClasses {
+		t.Run(class, func(t *testing.T) {
+			sock := filepath.Join(t.TempDir(), "c.sock")
+			s := start(t, corralBin, []string{"-w", "2", "-k", class, "-b", "unix:" + sock, "--backlog", "64", "demo"})
+			s.waitLog(`Ready: 2 workers serving`, 10*time.Second)
+			if r := termUnderLoad(t, s, class+" over unix", 50); r.refused == 0 {
+				t.Errorf("no client was refused at connect during the drain: %s", r)
+			}
+			if _, err := os.Stat(sock); !os.IsNotExist(err) {
+				t.Errorf("socket file left behind: %v", err)
+			}
+		})
+	}
+}
