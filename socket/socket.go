@@ -304,7 +304,18 @@ func Adopt(n int, name string) (*Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("adopt fd %d (%s): %w", n, name, err)
 	}
-	return newListener(name, dup, nl.Addr(), "")
+	l, err := newListener(name, dup, nl.Addr(), "")
+	if err != nil {
+		return nil, err
+	}
+	// A socket that outlives its servers (systemd keeps it across
+	// restarts) still carries the intake filter of the last one that
+	// stopped gracefully: this server takes connections.
+	if err := l.ResumeIntake(); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("adopt fd %d (%s): %w", n, name, err)
+	}
+	return l, nil
 }
 
 // Systemd adopts the sockets passed by systemd's socket activation protocol
@@ -396,8 +407,9 @@ func (l *Listener) ResumeIntake() error {
 	if l.Network() != "tcp" {
 		return nil
 	}
+	// ENOENT: no filter; EOPNOTSUPP: a socket that takes none (MPTCP).
 	err := unix.SetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
-	if err != nil && !errors.Is(err, unix.ENOENT) {
+	if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EOPNOTSUPP) {
 		return fmt.Errorf("resume intake on %s: %w", l.URL(), err)
 	}
 	return nil

@@ -234,6 +234,24 @@ func TestStopIntakeKeepsBacklogAndDropsNew(t *testing.T) {
 		t.Fatalf("dial after ResumeIntake: %v", err)
 	}
 	c2.Close()
+	// A server that adopts the socket after one that stopped its intake
+	// (systemd keeps a socket across restarts) takes connections.
+	if err := l.StopIntake(); err != nil {
+		t.Fatal(err)
+	}
+	rc, _ := l.File.SyscallConn()
+	var dup int
+	rc.Control(func(fd uintptr) { dup, _ = unix.Dup(int(fd)) })
+	next, err := Adopt(dup, "systemd:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	c3, err := net.DialTimeout("tcp", l.Addr.String(), 2*time.Second)
+	if err != nil {
+		t.Fatalf("dial after a new server adopted the socket: %v", err)
+	}
+	c3.Close()
 }
 
 // On a unix socket StopIntake removes the file this process owns: a new
