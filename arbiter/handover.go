@@ -20,8 +20,8 @@ type handoverState struct {
 	Configured int `json:"configured"`
 }
 
-// handoverState is this arbiter's state for the new one.
-func (a *Arbiter) handoverState() handoverState {
+// stateForUpgrade is this arbiter's state for the new one.
+func (a *Arbiter) stateForUpgrade() handoverState {
 	return handoverState{Version: handoverVersion, Target: a.target, Configured: a.configured}
 }
 

@@ -20,7 +20,7 @@ func TestHandoverStateKeepsTheCount(t *testing.T) {
 		if h.a.target != c.wantTarget {
 			t.Errorf("%s: target %d, want %d", c.name, h.a.target, c.wantTarget)
 		}
-		from := h.a.handoverState()
+		from := h.a.stateForUpgrade()
 		if from.Target != h.a.target || from.Configured != c.configured || from.Version != handoverVersion {
 			t.Errorf("%s: hands over %+v", c.name, from)
 		}

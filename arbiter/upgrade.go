@@ -69,7 +69,7 @@ func (a *Arbiter) startUpgrade() {
 	}
 	unix.SetNonblock(fds[0], true)
 	ue := upgradeEnv{Parent: a.pid, Conn: socket.FirstFD + len(a.listeners), Listeners: socket.Describe(a.listeners),
-		State: a.handoverState()}
+		State: a.stateForUpgrade()}
 	b, _ := json.Marshal(ue)
 	env := append(os.Environ(), envUpgrade+"="+string(b))
 	files := append([]uintptr{0, 1, 2}, socket.FDs(a.listeners)...)
@@ -172,7 +172,6 @@ func (a *Arbiter) inheritUpgrade() ([]*socket.Listener, error) {
 			return nil, err
 		}
 		ls = append(ls, l) // its socket file is the parent's until the takeover: see checkParent
-
 	}
 	unix.CloseOnExec(ue.Conn)
 	unix.SetNonblock(ue.Conn, true)
