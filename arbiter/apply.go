@@ -63,12 +63,13 @@ func (a *Arbiter) apply(ds []decision) {
 // failBoot ends the arbiter at start-up: w could not boot or, when nil,
 // a worker could not be started at all.
 func (a *Arbiter) failBoot(w *Worker, why string) {
-	e, what := &BootError{Reason: why}, "be started"
+	e, reason := &BootError{Reason: why}, "Reason: no worker could be started; shutting down"
 	if w != nil {
-		e.Pid, what = w.Pid, "boot"
+		e.Pid, e.Reason = w.Pid, why+lastOutput(w)
+		reason = "Reason: no worker could boot; shutting down"
 	}
 	a.exitErr = e
-	a.log.Error("Reason: no worker could " + what + "; shutting down")
+	a.log.Error(reason)
 	a.stop(true)
 }
 
