@@ -156,8 +156,9 @@ func TestFailedUSR2KeepsTheUnixSocket(t *testing.T) {
 		writeScript(t, next, "#!/bin/sh\n"+c.script+"\n")
 		u := s.upgrade(failures + 1)
 		failures++
-		s.waitLogN(`Upgrade failed: new arbiter \(pid: \d+\) `+c.fails, 1, 15*time.Second)
-		<-u.done
+		s.waitLog(fmt.Sprintf(`Upgrade failed: new arbiter \(pid: %d\) %s`, u.Pid, c.fails), 15*time.Second)
+		// Reaped: the next USR2 is not refused as one under way.
+		s.waitLog(fmt.Sprintf(`new arbiter \(pid: %d\) (exited with code \d+|killed by signal \w+) before it was ready`, u.Pid), 15*time.Second)
 		overUnix(c.what)
 	}
 	// A new arbiter killed while its workers boot leaves its PIDFILE.2.
