@@ -1,7 +1,9 @@
 package worker
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"syscall"
@@ -70,6 +72,30 @@ func acceptNow(l net.Listener) (net.Conn, error) {
 	f := os.NewFile(uintptr(nfd), "accepted")
 	defer f.Close()
 	return net.FileConn(f)
+}
+
+// acceptPause is how long a worker stops accepting after an accept failed
+// for want of a resource: the fault lasts until connections close, and an
+// accept retried at once would fail again, on a core spinning at 100%.
+const acceptPause = 100 * time.Millisecond
+
+// isResourceError reports whether an accept failed for want of fds or
+// kernel memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): the worker pauses its
+// accepts for acceptPause, and the connection waits in the backlog.
+func isResourceError(err error) bool {
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) ||
+		errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM)
+}
+
+// acceptFailed logs an accept error on p's error log, at most a line a
+// minute however often it recurs (see rateLog): at the fd limit every
+// wake-up of every loop fails to accept.
+func (p *Process) acceptFailed(err error) {
+	msg := fmt.Sprintf("accept: %v", err)
+	if isResourceError(err) {
+		msg += fmt.Sprintf("; pausing accepts for %s each time", acceptPause)
+	}
+	p.acceptLog.print(p.Log, slog.LevelError, msg)
 }
 
 // hasUnread reports whether the kernel holds bytes the server has not read:

@@ -323,12 +323,11 @@ func (l *eventLoop) accept(lfd int) bool {
 				continue
 			case unix.EAGAIN:
 				return false
-			case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-				l.p.Log.Error(fmt.Sprintf("accept: %v; pausing accepts", err))
-				l.unregister() // back at the next scan
-				return false
 			}
-			l.p.Log.Warn(fmt.Sprintf("accept: %v", err))
+			l.p.acceptFailed(err)
+			if isResourceError(err) {
+				l.unregister() // back at the next scan, within eventTick
+			}
 			return false
 		}
 		l.e.conns.Add(1)

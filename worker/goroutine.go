@@ -2,11 +2,11 @@ package worker
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -234,6 +234,16 @@ func (l *drainListener) Accept() (net.Conn, error) {
 		}
 	}
 	c, err := l.accept()
+	for err != nil && isResourceError(err) && !l.draining.Load() {
+		// Handled here rather than by net/http's retry, which logs each
+		// attempt: the same pause and rate-limited log as the other types.
+		l.g.p.acceptFailed(err)
+		select {
+		case <-time.After(acceptPause):
+		case <-l.g.stopped:
+		}
+		c, err = l.accept()
+	}
 	if err != nil && l.g.slots != nil {
 		<-l.g.slots
 	}
@@ -319,7 +329,11 @@ func (l *drainListener) Close() error {
 type logWriter struct{ p *Process }
 
 func (w logWriter) Write(b []byte) (int, error) {
-	w.p.Log.Warn(fmt.Sprintf("http: %s", trimNewline(b)))
+	line := trimNewline(b)
+	if !strings.HasPrefix(line, "http: ") { // most of net/http's lines have it
+		line = "http: " + line
+	}
+	w.p.Log.Warn(line)
 	return len(b), nil
 }
 

@@ -39,6 +39,7 @@ type Process struct {
 	draining    atomic.Bool
 	front       frontConfig // protocols and trusted peers, see frontend.go
 	heartbeat   *heartbeat.Slot
+	acceptLog   rateLog // accept errors, see acceptFailed
 
 	inFlightMu sync.Mutex
 	inFlight   map[*http.Request]time.Time // for the abort log

@@ -90,8 +90,14 @@ func (s *syncWorker) Serve(p *Process) error {
 		wait = int(min(max(t/4, 10*time.Millisecond), time.Second) / time.Millisecond)
 	}
 	p.Ready()
+	paused := false // an accept failed for want of a resource: wait on the wake-up alone
 	for !s.stopping.Load() {
 		p.Beat()
+		if paused {
+			paused = false
+			unix.Poll(fds[len(fds)-1:], int(acceptPause/time.Millisecond))
+			continue
+		}
 		n, err := unix.Poll(fds, wait)
 		if err == unix.EINTR || n == 0 {
 			continue
@@ -106,7 +112,8 @@ func (s *syncWorker) Serve(p *Process) error {
 			c, err := acceptNow(l)
 			if err != nil {
 				if !errors.Is(err, unix.EAGAIN) {
-					p.Log.Debug("accept", "error", err)
+					p.acceptFailed(err)
+					paused = paused || isResourceError(err)
 				}
 				continue
 			}
