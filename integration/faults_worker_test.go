@@ -127,3 +127,29 @@ func TestFaultAccessLogFullDisk(t *testing.T) {
 		})
 	}
 }
+
+// A client that goes away while its handler runs cancels the request's
+// context, so an abandoned /sleep does not hold a graceful stop.
+func TestFaultAbandonedRequestCancelled(t *testing.T) {
+	for _, class := range []string{"goroutine", "event"} {
+		t.Run(class, func(t *testing.T) {
+			s := startClass(t, class, 1)
+			c, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Write([]byte("GET /sleep?seconds=15 HTTP/1.1\r\nHost: x\r\n\r\n"))
+			time.Sleep(300 * time.Millisecond) // the handler sleeps
+			c.Close()
+			time.Sleep(100 * time.Millisecond)
+			t0 := time.Now()
+			s.signal(unix.SIGTERM)
+			if code := s.wait(5 * time.Second); code != 0 {
+				t.Fatalf("exit code %d", code)
+			}
+			if d := time.Since(t0); d > 2*time.Second {
+				t.Errorf("TERM took %s: the abandoned request held the worker", d)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -332,6 +333,7 @@ func (l *eventLoop) accept(lfd int) bool {
 		}
 		l.e.conns.Add(1)
 		c := &eventConn{l: l, fd: int32(nfd), remote: sockaddrString(sa), last: nanotime()}
+		c.ctx.parent = l.e.ctx
 		c.parser.Config = l.e.cfg
 		if l.e.uwsgi[slices.Index(l.e.lfds, lfd)] {
 			if !l.e.uwsgiAllow.AllowsRemote(c.remote) {
@@ -502,6 +504,7 @@ type eventConn struct {
 	l      *eventLoop
 	fd     int32
 	remote string
+	ctx    connContext // its requests' context
 	parser http1.Parser
 	uwsgi  *http1.UwsgiParser // instead of parser, on a uwsgi listener
 	in     []byte             // bytes read, not yet parsed
@@ -561,6 +564,11 @@ func (c *eventConn) ready(ev uint32) {
 	}
 	if ev&unix.EPOLLRDHUP != 0 {
 		c.peerShut = true
+		if c.busy && !fdHasUnread(int(c.fd)) {
+			// The client went away while its handler runs (and sent no
+			// further request): the handler may stop.
+			c.ctx.cancel(context.Canceled)
+		}
 	}
 	c.pump()
 }
@@ -719,7 +727,7 @@ func (c *eventConn) processUwsgi() {
 	c.in = c.in[:0] // one request per connection
 	// HTTP/1.0 framing whatever the client spoke: nginx reads a uwsgi
 	// response to the close and passes chunked coding through undecoded.
-	c.serve(hr.WithContext(c.l.e.ctx), hr.Method, 1, 0, true)
+	c.serve(hr.WithContext(&c.ctx), hr.Method, 1, 0, true)
 }
 
 // addrString is a net.Addr known by its string form.
@@ -743,7 +751,7 @@ func (c *eventConn) dispatch(req *http1.Request) {
 	l := c.l
 	p := l.p
 	closeConn := req.Close || p.Draining() || l.e.draining.Load() || p.Config.KeepAlive <= 0
-	hr, err := http1.ToHTTP(l.e.ctx, req, c.remote)
+	hr, err := http1.ToHTTP(&c.ctx, req, c.remote)
 	if err != nil {
 		c.fail(err)
 		return
@@ -855,6 +863,7 @@ func (c *eventConn) close() {
 		return
 	}
 	c.closed = true
+	c.ctx.cancel(context.Canceled)
 	l := c.l
 	unix.Close(int(c.fd)) // also leaves the epoll set
 	delete(l.conns, c.fd)
