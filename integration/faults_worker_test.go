@@ -1,13 +1,17 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -152,4 +156,145 @@ func TestFaultAbandonedRequestCancelled(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rssKiB is pid's resident set size.
+func rssKiB(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("no VmRSS in /proc/%d/status", pid)
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// sendAndRead writes head, then body's bytes until the server stops
+// reading (or limit bytes), while it reads the response; it returns the
+// response's first line and whether the server closed the connection. It
+// may run on a goroutine of its own.
+func sendAndRead(t *testing.T, addr, head string, body func(i int) []byte, limit int) (status string, closed bool) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Error(err)
+		return "", false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	go func() {
+		c.Write([]byte(head))
+		for i, sent := 0, 0; sent < limit; i++ {
+			n, err := c.Write(body(i))
+			if err != nil {
+				return
+			}
+			sent += n
+		}
+	}()
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "no response: " + err.Error(), false
+	}
+	for { // the rest of the response, to the close
+		if _, err := r.ReadString('\n'); err != nil {
+			return strings.TrimSpace(line), !errors.Is(err, os.ErrDeadlineExceeded)
+		}
+	}
+}
+
+// The status lines of the answers to a request refused while it arrives.
+const (
+	tooLarge = "HTTP/1.1 413 Request Entity Too Large"
+	timedOut = "HTTP/1.1 408 Request Timeout"
+)
+
+// wantAnswer checks that a request got want, then the close.
+func wantAnswer(t *testing.T, what, want, status string, closed bool) {
+	t.Helper()
+	if status != want || !closed {
+		t.Errorf("%s: %q, closed %v; want %q and the close", what, status, closed, want)
+	}
+}
+
+// --max-body applies to every type: a declared length over it, and a
+// chunked body that never ends, get 413 and a closed connection, and the
+// worker's memory stays bounded.
+func TestFaultMaxBodyEveryType(t *testing.T) {
+	for _, class := range workerClasses {
+		t.Run(class, func(t *testing.T) {
+			s := startClass(t, class, 1)
+			pid := s.waitWorkers(1, 5*time.Second)[0]
+			chunk := bytes.Repeat([]byte("x"), 64<<10)
+			st, closed := sendAndRead(t, s.Addr, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n",
+				func(int) []byte { return chunk }, 100<<20)
+			wantAnswer(t, "100 MB body", tooLarge, st, closed)
+			hex := []byte(fmt.Sprintf("%x\r\n%s\r\n", len(chunk), chunk))
+			st, closed = sendAndRead(t, s.Addr, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+				func(int) []byte { return hex }, 200<<20)
+			wantAnswer(t, "endless chunked body", tooLarge, st, closed)
+			if kb := rssKiB(t, pid); kb > 64<<10 {
+				t.Errorf("worker RSS %d KiB after refusing the bodies", kb)
+			}
+			mustGet(t, s.Addr, "/")
+		})
+	}
+}
+
+// A body that trickles in (4 bytes a second: no pause reaches the
+// timeout, the rate does) is answered 408 and closed, on every type.
+func TestFaultSlowBodyEveryType(t *testing.T) {
+	inParallel(t, workerClasses, func(t *testing.T, class string) {
+		s := startClass(t, class, 1, "--body-timeout", "1")
+		t0 := time.Now()
+		st, closed := sendAndRead(t, s.Addr, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+			func(int) []byte { time.Sleep(250 * time.Millisecond); return []byte("x") }, 1000)
+		wantAnswer(t, "slow body", timedOut, st, closed)
+		if d := time.Since(t0); d > 4*time.Second {
+			t.Errorf("the slow body was held %s with --body-timeout 1", d)
+		}
+		mustGet(t, s.Addr, "/")
+	})
+}
+
+// inParallel runs f for each worker type, as parallel subtests.
+func inParallel(t *testing.T, classes []string, f func(t *testing.T, class string)) {
+	for _, class := range classes {
+		t.Run(class, func(t *testing.T) {
+			t.Parallel()
+			f(t, class)
+		})
+	}
+}
+
+// A request head that does not arrive in time gets 408 on every type; a
+// connection that sent nothing is closed without a word.
+func TestFaultHeaderTimeoutEveryType(t *testing.T) {
+	inParallel(t, workerClasses, func(t *testing.T, class string) {
+		s := startClass(t, class, 1, "-t", "4") // the sync worker's: --timeout/2
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		for _, head := range []string{"GET / HTTP/1.1\r\nHost: x\r\n", "GET / HT"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st, closed := sendAndRead(t, s.Addr, head, func(int) []byte { return nil }, 0)
+				wantAnswer(t, fmt.Sprintf("head %q", head), timedOut, st, closed)
+			}()
+		}
+		c, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Errorf("a connection that sent nothing: %d bytes, %v; want a silent close", n, err)
+		}
+	})
 }

@@ -440,15 +440,16 @@ func (l *eventLoop) scan(now int64) {
 				c.close()
 			}
 		case c.pending() > 0:
-			if now-c.last > int64(eventBodyTimer) {
+			if now-c.last > int64(eventWriteStall) {
 				c.close() // the client reads nothing
 			}
 		case c.reqStart != 0:
 			// A request is arriving: its head within the header timeout,
-			// its body without long pauses.
+			// its body by --body-timeout's rule. It did not: 408.
 			inHead := c.uwsgi == nil && c.parser.Head() == nil
-			if (inHead && now-c.reqStart > int64(headerReadTimeout)) || (!inHead && now-c.last > int64(eventBodyTimer)) {
-				c.close()
+			if (inHead && now-c.reqStart > int64(headerReadTimeout)) || (!inHead && bodyTimedOut(now, c.reqStart, c.last, c.got, cfg.BodyTimeout)) {
+				c.fail(http1.ErrRequestTimeout)
+				c.flush()
 			}
 		default: // idle between requests
 			limit := cfg.KeepAlive
@@ -514,6 +515,7 @@ type eventConn struct {
 
 	last        int64 // nanotime of the last progress
 	reqStart    int64 // nanotime of a partial request's first byte, 0 if none
+	got         int64 // bytes read of the request since reqStart
 	lingerUntil int64
 	served      int
 
@@ -621,8 +623,9 @@ func (c *eventConn) read() {
 		c.in = c.in[:len(c.in)+n]
 		c.last = nanotime()
 		if c.reqStart == 0 {
-			c.reqStart = c.last
+			c.reqStart, c.got = c.last, 0
 		}
+		c.got += int64(n)
 	case n == 0 && err == nil:
 		c.eof = true
 	case err == unix.EAGAIN || err == unix.EINTR:
@@ -683,7 +686,7 @@ func (c *eventConn) processHTTP() {
 		c.served++
 		c.reqStart = 0
 		if len(c.in) > 0 {
-			c.reqStart = nanotime() // a pipelined request has begun
+			c.reqStart, c.got = nanotime(), int64(len(c.in)) // a pipelined request has begun
 		}
 		c.dispatch(req)
 	}

@@ -6,12 +6,14 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/corral-server/corral/worker/frontend"
+	"github.com/corral-server/corral/worker/http1"
 )
 
 func init() { Register("goroutine", func() Worker { return new(goroutineWorker) }) }
@@ -53,7 +55,7 @@ func (g *goroutineWorker) Serve(p *Process) error {
 		g.slots = make(chan struct{}, cfg.WorkerConnections)
 	}
 	g.srv = &http.Server{
-		Handler:           closeAfterChunked(p),
+		Handler:           closeAfterChunked(guardBody(cfg, p)),
 		ReadHeaderTimeout: headerReadTimeout,
 		MaxHeaderBytes:    cfg.maxHeaderBytes(), // --limit-request-*, see Config.maxHeaderBytes
 		IdleTimeout:       cfg.KeepAlive,
@@ -180,6 +182,9 @@ func (g *goroutineWorker) track(c net.Conn, s http.ConnState) {
 		st.state, st.since = s, time.Now()
 	}
 	g.mu.Unlock()
+	if tc, ok := c.(*trackedConn); ok {
+		tc.inState(s)
+	}
 	if s == http.StateClosed || s == http.StateHijacked {
 		g.maybeDone()
 	}
@@ -268,17 +273,57 @@ func (l *drainListener) Accept() (net.Conn, error) {
 //
 // Its BaseConn lets net/http half-close after an error response and
 // hasUnread reach the socket.
+//
+// It also answers a request head that does not arrive within the header
+// timeout with 408, as the other types do, where net/http closes without
+// a word or answers 400, depending on where the head was cut.
 type trackedConn struct {
 	frontend.BaseConn
 	lastRead atomic.Int64 // UnixNano
+	read     atomic.Int64 // bytes read so far
+	headFrom atomic.Int64 // read when the current head began; -1 while a request is served
+	timedOut atomic.Bool  // answered 408: drop net/http's own answer
 }
 
 func (c *trackedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
 		c.lastRead.Store(time.Now().UnixNano())
+		c.read.Add(int64(n))
+	}
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.headTimedOut()
 	}
 	return n, err
+}
+
+func (c *trackedConn) Write(b []byte) (int, error) {
+	if c.timedOut.Load() {
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
+}
+
+// inState follows net/http's view of the connection: a head is read in
+// StateNew and StateIdle, a request served in StateActive.
+func (c *trackedConn) inState(s http.ConnState) {
+	switch s {
+	case http.StateNew, http.StateIdle:
+		c.headFrom.Store(c.read.Load())
+	case http.StateActive:
+		c.headFrom.Store(-1)
+	}
+}
+
+// headTimedOut answers 408 when a read for a head timed out with part of
+// the head read; a connection that sent nothing closes silently.
+func (c *trackedConn) headTimedOut() {
+	from := c.headFrom.Load()
+	if from < 0 || c.read.Load() == from || !c.timedOut.CompareAndSwap(false, true) {
+		return
+	}
+	c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	c.Conn.Write(http1.AppendError(nil, http.StatusRequestTimeout))
 }
 
 // idleSince is when the connection last showed any sign of a request.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -209,18 +210,27 @@ func (s *syncWorker) serveHTTP(c net.Conn) {
 	defer func() { closeConn(c, linger) }()
 	s.parser.Reset()
 	s.parser.Config = s.cfg
-	c.SetReadDeadline(time.Now().Add(s.ioTimeout()))
+	start := time.Now()
+	whole := start.Add(s.ioTimeout()) // the request, head and body
+	c.SetReadDeadline(whole)
 	if cap(s.in) == 0 {
 		s.in = make([]byte, 0, 4096)
 	}
 	in := s.in[:0]
 	var req *http1.Request
+	var received int64
 	for req == nil {
 		if len(in) == cap(in) {
 			in = append(in, 0)[:len(in)]
 		}
+		if t := s.p.Config.BodyTimeout; t > 0 && s.parser.Head() != nil {
+			if d := bodyDeadline(time.Now(), start, received, t); d.Before(whole) {
+				c.SetReadDeadline(d)
+			}
+		}
 		n, rerr := c.Read(in[len(in):cap(in)])
 		in = in[:len(in)+n]
+		received += int64(n)
 		if n > 0 {
 			used, r, err := s.parser.Parse(in)
 			in = in[:copy(in, in[used:])]
@@ -242,6 +252,11 @@ func (s *syncWorker) serveHTTP(c net.Conn) {
 				if err := s.parser.EOF(); err != nil && http1.Status(err) != 0 {
 					s.answerError(c, err)
 				}
+			} else if errors.Is(rerr, os.ErrDeadlineExceeded) && received > 0 {
+				// A request begun but not received in time; a connection
+				// that sent nothing closes without an answer.
+				s.answerError(c, http1.ErrRequestTimeout)
+				linger = true
 			}
 			return
 		}
