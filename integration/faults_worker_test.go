@@ -113,6 +113,29 @@ func TestFaultAcceptAtFdLimit(t *testing.T) {
 	}
 }
 
+// With one fd to spare, the sync worker's accept succeeds where turning
+// the socket into a connection needs a second: it serves the connection
+// rather than losing it to a reset.
+func TestFaultSyncAcceptAtLastFD(t *testing.T) {
+	s := startClass(t, "sync", 1)
+	mustGet(t, s.Addr, "/")
+	pid := s.waitWorkers(1, 5*time.Second)[0]
+	var lim unix.Rlimit
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &lim); err != nil {
+		t.Fatal(err)
+	}
+	low := lim
+	low.Cur = uint64(lowestFreeFD(t, pid) + 1) // one fd to spare
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &low, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if code, _, err := get(s.Addr, "/"); err != nil || code != 200 {
+			t.Errorf("request %d at the fd limit: %d %v", i, code, err)
+		}
+	}
+}
+
 // An access log that cannot be written (a full disk) loses its lines, but
 // the requests are served and the error log says so once.
 func TestFaultAccessLogFullDisk(t *testing.T) {

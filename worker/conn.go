@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -70,8 +71,48 @@ func acceptNow(l net.Listener) (net.Conn, error) {
 		return nil, aerr
 	}
 	f := os.NewFile(uintptr(nfd), "accepted")
-	defer f.Close()
-	return net.FileConn(f)
+	c, err := net.FileConn(f)
+	if err != nil && isResourceError(err) && spare.free() {
+		c, err = net.FileConn(f)
+	}
+	f.Close()
+	spare.hold()
+	return c, err
+}
+
+// spare is a descriptor held in reserve for acceptNow. net.FileConn dups
+// the accepted socket, so a connection takes two fds for a moment: at the
+// fd limit the accept could succeed and the dup fail, and the connection,
+// accepted, was lost with a reset. acceptNow then frees the spare for the
+// dup, and takes it back in the slot the accepted fd leaves.
+var spare = spareFD{fd: -1}
+
+type spareFD struct {
+	mu sync.Mutex
+	fd int // -1: none held
+}
+
+// free closes the spare; false if none was held.
+func (s *spareFD) free() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fd < 0 {
+		return false
+	}
+	unix.Close(s.fd)
+	s.fd = -1
+	return true
+}
+
+// hold opens the spare if it is not held; at the fd limit it stays free.
+func (s *spareFD) hold() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fd < 0 {
+		if fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+			s.fd = fd
+		}
+	}
 }
 
 // acceptPause is how long a worker stops accepting after an accept failed
