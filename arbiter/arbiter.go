@@ -42,7 +42,7 @@ type Config struct {
 	PidFile         string              // written at start, removed at exit; "" for none
 	UpgradeBinary   string              // the binary USR2 starts; "" for Executable
 	Credential      *syscall.Credential // the workers' user and groups (-u, -g); nil: the arbiter's
-	Name            string              // --name, for the logs
+	Name            string              // --name: the arbiter's comm, the workers' titles (ps), the log's first line
 	ErrorLog        *logging.File       // reopened on USR1
 	Log             *slog.Logger
 }
@@ -211,7 +211,14 @@ func (a *Arbiter) Run() (err error) {
 		return err
 	}
 	defer a.removePidFile()
-	a.log.Info(fmt.Sprintf("Starting corral (pid: %d)", a.pid))
+	if a.cfg.Name != "" {
+		if err := setProcessName(a.cfg.Name); err != nil {
+			a.log.Warn(fmt.Sprintf("--name: %v", err))
+		}
+		a.log.Info(fmt.Sprintf("Starting corral [%s] (pid: %d)", a.cfg.Name, a.pid))
+	} else {
+		a.log.Info(fmt.Sprintf("Starting corral (pid: %d)", a.pid))
+	}
 	for _, l := range a.listeners {
 		a.log.Info(fmt.Sprintf("Listening at: %s (%d)", l.URL(), a.pid))
 	}

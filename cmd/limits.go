@@ -23,16 +23,16 @@ const defaultBodyTimeout = 60
 
 func limitFlags() []cli.Flag {
 	return []cli.Flag{
-		altsrc.NewIntFlag(&cli.IntFlag{Name: "limit-request-line", Value: 4094, Category: catWorkers, EnvVars: env("limit-request-line"),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "limit-request-line", Value: 4094, Category: catSecurity, EnvVars: env("limit-request-line"),
 			Usage: "the longest request line in bytes (answered with 414); 0 for no limit, above 8190 means 8190"}),
-		altsrc.NewIntFlag(&cli.IntFlag{Name: "limit-request-fields", Value: 100, Category: catWorkers, EnvVars: env("limit-request-fields"),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "limit-request-fields", Value: 100, Category: catSecurity, EnvVars: env("limit-request-fields"),
 			Usage: "the most header fields in a request (answered with 431), up to 32768"}),
-		altsrc.NewIntFlag(&cli.IntFlag{Name: "limit-request-field_size", Aliases: []string{"limit-request-field-size"}, Value: 8190, Category: catWorkers,
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "limit-request-field_size", Aliases: []string{"limit-request-field-size"}, Value: 8190, Category: catSecurity,
 			EnvVars: env("limit-request-field-size"),
 			Usage:   "the longest header field line in bytes (answered with 431); 0 means 8190"}),
-		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-body", Value: defaultMaxBody, Category: catWorkers, EnvVars: env("max-body"),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-body", Value: defaultMaxBody, Category: catSecurity, EnvVars: env("max-body"),
 			Usage: "the largest request body in bytes (answered with 413); sync and event workers read it whole before the handler runs; 0 for no limit"}),
-		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "body-timeout", Value: defaultBodyTimeout, Category: catWorkers, EnvVars: env("body-timeout"),
+		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "body-timeout", Value: defaultBodyTimeout, Category: catSecurity, EnvVars: env("body-timeout"),
 			Usage: "seconds a request body may pause between two reads; past the first such period it must also average 500 bytes a second (answered with 408); 0 for no limit"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "threads", Value: 1, Category: catWorkers, EnvVars: env("threads"),
 			Usage: "event worker: epoll loops per worker process"}),
