@@ -91,7 +91,7 @@ func (p *Program) check(s *settings) int {
 	switch {
 	case s.printConfig:
 		printConfig(os.Stdout, s)
-	case s.arbiter.Command == nil: // exec mode: finding the command was the check
+	case s.arbiter.Command == nil && !worker.LoadsApp(s.arbiter.Worker.Class): // exec mode: finding the command was the check
 		if _, err := p.Apps(s.app); err != nil {
 			return p.fail(ExitUsage, fmt.Errorf("app %q: %v", s.app, err))
 		}

@@ -30,7 +30,7 @@ func limitFlags() []cli.Flag {
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-body", Value: defaultMaxBody, Category: catWorkers, EnvVars: env("max-body"),
 			Usage: "sync and event workers: the largest request body in bytes, read whole before the handler runs (answered with 413); 0 for no limit"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "threads", Value: 1, Category: catWorkers, EnvVars: env("threads"),
-			Usage: "event worker: epoll loops per worker process"}),
+			Usage: "event worker: epoll loops per worker process; wsgi worker: requests the Python app runs at once (Gunicorn's gthread)"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "event-inline", Category: catWorkers, EnvVars: env("event-inline"),
 			Usage: "event worker: run handlers on the event loop, for an app that never blocks (default: on a bounded goroutine pool)"}),
 	}

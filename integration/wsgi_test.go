@@ -179,7 +179,7 @@ func TestWSGIDjango(t *testing.T) {
 	dir := djangoProject(t)
 	s := startWSGI(t, dir, "-w", "2", "-b", "127.0.0.1:0", "-b", "uwsgi://127.0.0.1:0", "validated:application")
 	s.waitLog(`Ready: 2 workers serving`, 30*time.Second)
-	s.waitLog(`Booted WSGI app validated:application \(python 3\.\d+\.\d+, pid \d+\)`, time.Second)
+	s.waitLog(`Booted WSGI app validated:application \(python 3\.\d+\.\d+, pid \d+, threads 1\)`, time.Second)
 	checkApp(t, "http://"+s.Addr, "Hello from Django")
 	ng := startNginx(t, "uwsgi_pass.conf", "127.0.0.1:3031", s.listening("uwsgi://"))
 	checkApp(t, "http://"+ng.Addr, "Hello from Django")

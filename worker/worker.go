@@ -83,6 +83,14 @@ type Config struct {
 	ProxyAllowFrom    []string `json:"proxy_allow_from,omitempty"`
 	ForwardedAllowIPs []string `json:"forwarded_allow_ips,omitempty"`
 
+	// AbortGrace (--abort-grace) is how long a process this worker
+	// aborts gets to say what it was stuck in before SIGKILL.
+	AbortGrace time.Duration `json:"abort_grace,omitempty"`
+	// Python (--python) and PythonPath (--pythonpath) are the wsgi type's:
+	// the interpreter, and folders put first on sys.path.
+	Python     string   `json:"python,omitempty"`
+	PythonPath []string `json:"python_path,omitempty"`
+
 	ErrorLog        string `json:"error_log"`
 	LogLevel        string `json:"log_level"`
 	AccessLog       string `json:"access_log"`
@@ -120,6 +128,25 @@ type Worker interface {
 	// that comes earlier is held until then, so a type need not keep one
 	// that came before it had anything to stop.
 	Stop(graceful bool)
+}
+
+// AppLoader is implemented by worker types that load the app themselves
+// instead of taking the program's handler: the wsgi type imports a Python
+// app in a Python process of its own. The runtime calls LoadApp at boot,
+// before the listeners are opened; its error fails the boot (exit 3).
+type AppLoader interface {
+	LoadApp(p *Process) (http.Handler, error)
+}
+
+// LoadsApp reports whether worker type class loads its own app (an
+// AppLoader), so that the command line passes the app's name on as it is.
+func LoadsApp(class string) bool {
+	c, ok := Lookup(class)
+	if !ok {
+		return false
+	}
+	_, loads := c().(AppLoader)
+	return loads
 }
 
 // SelfBeating is implemented by worker types that beat the heartbeat

@@ -62,8 +62,8 @@ type Options struct {
 	Timeout    time.Duration
 	AbortGrace time.Duration
 	// Output gets each line Python writes to stdout or stderr (wsgi.errors,
-	// tracebacks); nil writes them to os.Stderr.
-	Output func(line string)
+	// tracebacks), with its pid; nil writes them to os.Stderr.
+	Output func(pid int, line string)
 	// Log gets the App's own events (timeouts, an early exit); nil is
 	// slog.Default().
 	Log *slog.Logger
@@ -356,15 +356,16 @@ func (a *App) copyOutput(r *os.File, done chan<- struct{}) {
 	defer r.Close()
 	out := a.opts.Output
 	if out == nil {
-		out = func(line string) { fmt.Fprintln(os.Stderr, line) }
+		out = func(_ int, line string) { fmt.Fprintln(os.Stderr, line) }
 	}
+	pid := a.Pid()
 	br := bufio.NewReaderSize(r, 16<<10)
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
 			s := string(bytes.TrimRight(line, "\r\n"))
 			a.outTail.add(s)
-			out(s)
+			out(pid, s)
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return

@@ -38,7 +38,7 @@ type output struct {
 	t     testing.TB
 }
 
-func (o *output) add(line string) {
+func (o *output) add(_ int, line string) {
 	o.mu.Lock()
 	o.lines = append(o.lines, line)
 	o.mu.Unlock()
@@ -161,7 +161,7 @@ import json
 KEYS = ["REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE", "CONTENT_LENGTH",
         "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "REMOTE_ADDR", "HTTP_HOST", "HTTP_X_FOO",
         "HTTP_COOKIE", "REQUEST_URI", "HTTPS", "wsgi.url_scheme", "wsgi.multithread", "wsgi.multiprocess",
-        "wsgi.run_once", "wsgi.version", "wsgi.input_terminated"]
+        "wsgi.run_once", "wsgi.version"]
 def app(environ, start_response):
     got = {k: environ[k] for k in KEYS if k in environ}
     got["types"] = sorted({type(v).__name__ for k, v in environ.items() if k.isupper()})
@@ -189,8 +189,7 @@ func TestEnviron(t *testing.T) {
 		"SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": host, "HTTP_X_FOO": "one, two",
 		"HTTP_COOKIE": "a=1; b=2", "REQUEST_URI": "/mnt/a%20b/c?x=1&y=%2F", "wsgi.url_scheme": "http",
 		"wsgi.multithread": true, "wsgi.multiprocess": true, "wsgi.run_once": false,
-		"wsgi.version": []any{1.0, 0.0}, "wsgi.input_terminated": true,
-		"types": []any{"str"}, "http_content": []any{},
+		"wsgi.version": []any{1.0, 0.0}, "types": []any{"str"}, "http_content": []any{},
 	}
 	for k, v := range want {
 		if fmt.Sprint(env[k]) != fmt.Sprint(v) {

@@ -122,8 +122,10 @@ func appendRequest(b []byte, q request, r *http.Request) ([]byte, error) {
 		b = appendVar(b, "REMOTE_ADDR", r.RemoteAddr)
 	}
 	// The body was read whole: CONTENT_LENGTH is its length, also for a
-	// chunked request (wsgi.input_terminated is set too). Without a body
-	// or a declared length there is none (PEP 3333 allows it absent).
+	// chunked request. Without a body or a declared length there is none
+	// (PEP 3333 allows it absent). wsgi.input_terminated is not set: with
+	// it, Werkzeug reads wsgi.input with read() and no size, which
+	// wsgiref.validate (rightly, by PEP 3333) refuses.
 	if n > 0 || r.Header["Content-Length"] != nil {
 		b = append(b, "CONTENT_LENGTH\x00"...)
 		b = strconv.AppendInt(b, n, 10)

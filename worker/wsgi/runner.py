@@ -472,7 +472,6 @@ def main(argv):
         "wsgi.multiprocess": processes > 1,
         "wsgi.run_once": False,
         "wsgi.file_wrapper": FileWrapper,
-        "wsgi.input_terminated": True,
         "SERVER_SOFTWARE": "corral",
     }
     version = sys.version.split()[0].encode()
