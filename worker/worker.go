@@ -70,6 +70,9 @@ type Config struct {
 	// EventInline (--event-inline) runs handlers on the loop itself.
 	Threads     int  `json:"threads,omitempty"`
 	EventInline bool `json:"event_inline,omitempty"`
+	// EventProcs is the event worker's GOMAXPROCS when the environment
+	// sets none; 0 is one per loop. The wsgi type sets it (see there).
+	EventProcs int `json:"event_procs,omitempty"`
 
 	// Front ends: the wire protocol of listeners whose bind named none
 	// ("http", "uwsgi", "fastcgi"; "" is http), the PROXY protocol mode

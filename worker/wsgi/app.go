@@ -83,9 +83,10 @@ type App struct {
 	wmu     sync.Mutex // the write side: group commit
 	wbuf    []byte
 	wspare  []byte
-	writing bool
-	wclosed bool // Close was called: no more requests
-	wbroken bool // a write failed: Python is gone
+	writing bool          // the write loop has been kicked and not finished
+	wkick   chan struct{} // kicks the write loop; one slot
+	wclosed bool          // Close was called: no more requests
+	wbroken bool          // a write failed: Python is gone
 
 	mu       sync.Mutex
 	calls    map[uint32]*call
@@ -120,7 +121,7 @@ func Start(opts Options) (*App, error) {
 		return nil, errors.New("wsgi: no app named (module:callable)")
 	}
 	a := &App{opts: opts, threads: max(opts.Threads, 1), calls: map[uint32]*call{},
-		done: make(chan struct{}), exited: make(chan struct{}), log: opts.Log}
+		done: make(chan struct{}), exited: make(chan struct{}), log: opts.Log, wkick: make(chan struct{}, 1)}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -182,6 +183,7 @@ func Start(opts Options) (*App, error) {
 		return nil, err
 	}
 	go a.readLoop()
+	go a.writeLoop()
 	if opts.Timeout > 0 {
 		go a.watch()
 	}
@@ -250,13 +252,12 @@ var ErrClosed = errors.New("wsgi: closed")
 // then kills it. Requests sent after Close are answered 503.
 func (a *App) Close(grace time.Duration) error {
 	a.wmu.Lock()
-	if !a.wclosed {
-		a.wclosed = true
-		if !a.writing { // else the writer shuts the socket once its buffer is out
-			a.conn.CloseWrite()
-		}
-	}
+	kick := !a.wclosed && !a.writing
+	a.wclosed, a.writing = true, true
 	a.wmu.Unlock()
+	if kick { // else the write loop is kicked already; it shuts the socket once its buffer is out
+		a.wkick <- struct{}{}
+	}
 	select {
 	case <-a.exited:
 	case <-time.After(grace):

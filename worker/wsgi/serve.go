@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -156,36 +157,48 @@ func (a *App) send(c *call, bp *[]byte, r *http.Request) error {
 	a.waiting = append(a.waiting, c)
 	a.admit(time.Now())
 	a.mu.Unlock()
-	if a.writing {
-		a.wbuf = append(a.wbuf, b...)
-		a.wmu.Unlock()
-		putFrameBuf(bp, b)
-		return nil
-	}
+	a.wbuf = append(a.wbuf, b...)
+	kick := !a.writing
 	a.writing = true
 	a.wmu.Unlock()
-	// This goroutine writes, its own frame first (no copy), then whatever
-	// others queued meanwhile: one write for many frames under load.
-	a.write(b)
 	putFrameBuf(bp, b)
-	a.wmu.Lock()
-	for len(a.wbuf) > 0 && !a.wbroken {
-		out := a.wbuf
-		a.wbuf = a.wspare[:0]
-		a.wmu.Unlock()
-		a.write(out)
+	if kick {
+		a.wkick <- struct{}{} // a buffered slot: the write loop is between writes
+	}
+	return nil
+}
+
+// writeLoop writes the queued frames to Python. When kicked it first
+// lets the other goroutines that are ready run (the handlers of the same
+// turn of an event loop), so that their frames go out with one write.
+func (a *App) writeLoop() {
+	for {
+		select {
+		case <-a.wkick:
+		case <-a.done:
+			return
+		}
+		runtime.Gosched()
 		a.wmu.Lock()
-		if cap(out) <= 256<<10 {
-			a.wspare = out[:0]
+		for len(a.wbuf) > 0 && !a.wbroken {
+			out := a.wbuf
+			a.wbuf = a.wspare[:0]
+			a.wmu.Unlock()
+			a.write(out)
+			a.wmu.Lock()
+			if cap(out) <= 256<<10 {
+				a.wspare = out[:0]
+			}
+		}
+		a.wbuf = a.wbuf[:0]
+		a.writing = false
+		closed := a.wclosed
+		a.wmu.Unlock()
+		if closed {
+			a.conn.CloseWrite()
+			return
 		}
 	}
-	a.wbuf = a.wbuf[:0]
-	a.writing = false
-	if a.wclosed {
-		a.conn.CloseWrite()
-	}
-	a.wmu.Unlock()
-	return nil
 }
 
 // write writes frames to Python. Should that fail, Python is gone and
