@@ -259,7 +259,7 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		echo
 		echo "## Python WSGI behind nginx (wrk -c 64 through nginx; uwsgi_pass, proxy_pass)"
 		echo
-		echo "corral -k wsgi over uwsgi over uWSGI over uwsgi: $(awk -F'\t' '{r[$1] = $2} END {
+		echo "Behind uwsgi_pass, corral -k wsgi's requests per second over uWSGI's: $(awk -F'\t' '{r[$1] = $2} END {
 			a = r["nginx-uwsgi-corral-wsgi"]; b = r["nginx-uwsgi-uwsgi"]
 			print ((a + 0 > 0 && b + 0 > 0) ? sprintf("%.2f", a / b) : "NA")}' "$out/wsgi_nginx.tsv")."
 		echo

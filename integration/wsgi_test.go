@@ -231,8 +231,17 @@ func TestWSGIImportErrorAtStart(t *testing.T) {
 			t.Errorf("app %s: exit %d, last line %q; want exit 3 and one line matching %q\n%s", app, code, last, want, stderr)
 		}
 	}
+	// --check-config imports the app: the same line, exit 2; a good app, 0.
+	code, _, stderr := run(t, nil, "-k", "wsgi", "--python", wsgiPython, "--chdir", dir, "--check-config", "broken:application")
+	if lines := strings.Split(strings.TrimSpace(stderr), "\n"); code != 2 || !strings.Contains(lines[len(lines)-1], "RuntimeError: no database configured") {
+		t.Errorf("--check-config of a broken app: exit %d, %q", code, stderr)
+	}
+	writeFiles(t, dir, map[string]string{"good.py": pidApp})
+	if code, out, stderr := run(t, nil, "-k", "wsgi", "--python", wsgiPython, "--chdir", dir, "--check-config", "good"); code != 0 || out+stderr != "" {
+		t.Errorf("--check-config of a good app: exit %d, %q %q", code, out, stderr)
+	}
 	// --python that is not there: a usage error at once, exit 2.
-	code, _, stderr := run(t, nil, "-k", "wsgi", "--python", "/nonexistent/python3", "-b", "127.0.0.1:0", "x:app")
+	code, _, stderr = run(t, nil, "-k", "wsgi", "--python", "/nonexistent/python3", "-b", "127.0.0.1:0", "x:app")
 	if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "--python") {
 		t.Errorf("a missing --python: exit %d, %q; want exit 2 and one line", code, stderr)
 	}

@@ -152,6 +152,25 @@ func LoadsApp(class string) bool {
 	return loads
 }
 
+// AppChecker is implemented by AppLoader types that can check the app
+// without serving it, for --check-config: the wsgi type imports it in a
+// Python process, which it then stops.
+type AppChecker interface {
+	CheckApp(cfg *Config) error
+}
+
+// CheckApp checks cfg's app as a worker of type cfg.Class would load it:
+// through the type when it is an AppChecker, else through apps.
+func CheckApp(cfg *Config, apps AppFunc) error {
+	if c, ok := Lookup(cfg.Class); ok {
+		if ch, ok := c().(AppChecker); ok {
+			return ch.CheckApp(cfg)
+		}
+	}
+	_, err := apps(cfg.App)
+	return err
+}
+
 // SelfBeating is implemented by worker types that beat the heartbeat
 // themselves (Process.Beat), such as one that beats only between
 // requests so that --timeout limits each request. For other types the

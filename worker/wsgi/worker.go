@@ -56,6 +56,16 @@ func (w *wsgiWorker) LoadApp(p *worker.Process) (http.Handler, error) {
 	return app, nil
 }
 
+// CheckApp imports the app in a Python process and stops it, for
+// --check-config; Python's output goes to stderr.
+func (w *wsgiWorker) CheckApp(cfg *worker.Config) error {
+	app, err := Start(Options{App: cfg.App, Python: cfg.Python, PythonPath: cfg.PythonPath})
+	if err != nil {
+		return err
+	}
+	return app.Close(5 * time.Second)
+}
+
 // frontWorker is the worker type that serves the listeners: event when it
 // speaks every one's protocol, else goroutine.
 func frontWorker(cfg *worker.Config) worker.Worker {
