@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -183,6 +184,28 @@ func TestWSGIDjango(t *testing.T) {
 	checkApp(t, "http://"+s.Addr, "Hello from Django")
 	ng := startNginx(t, "uwsgi_pass.conf", "127.0.0.1:3031", s.listening("uwsgi://"))
 	checkApp(t, "http://"+ng.Addr, "Hello from Django")
+	// Each worker's Python has its socketpair and stdio, none of the
+	// worker's fds (listeners, status pipe, heartbeat).
+	for _, w := range s.waitWorkers(2, 5*time.Second) {
+		kids, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", w))
+		var pys []string
+		for _, k := range kids {
+			b, _ := os.ReadFile(k)
+			pys = append(pys, strings.Fields(string(b))...)
+		}
+		if len(pys) != 1 {
+			t.Fatalf("worker %d has children %v, want its one Python", w, pys)
+		}
+		fds, _ := os.ReadDir("/proc/" + pys[0] + "/fd")
+		if len(fds) != 4 {
+			var names []string
+			for _, f := range fds {
+				l, _ := os.Readlink("/proc/" + pys[0] + "/fd/" + f.Name())
+				names = append(names, f.Name()+"->"+l)
+			}
+			t.Errorf("python %s of worker %d has fds %v, want 0-3 only", pys[0], w, names)
+		}
+	}
 }
 
 func TestWSGIFlask(t *testing.T) {
@@ -271,8 +294,13 @@ func TestWSGIReloadOnChange(t *testing.T) {
 	}
 	writeFiles(t, dir, map[string]string{"pidapp.py": strings.Replace(pidApp, `VERSION = "v1"`, `VERSION = "v2"`, 1)})
 	s.waitLog(`Reload complete: generation \d+, 2 workers serving`, 20*time.Second)
-	if got := mustGet(t, s.Addr, "/version"); got != "v2" {
-		t.Errorf("after the fix: %q, want v2", got)
+	// An old worker may still take a connection from the backlog as it drains.
+	deadline := time.Now().Add(10 * time.Second)
+	for got := mustGet(t, s.Addr, "/version"); got != "v2"; got = mustGet(t, s.Addr, "/version") {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the fix: %q, want v2", got)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	// HUP with a broken app: the same, through the signal.
 	writeFiles(t, dir, map[string]string{"pidapp.py": "raise ImportError('broken on purpose')\n"})

@@ -32,6 +32,9 @@ type wsgiWorker struct {
 // fails, in one line, if it does not import.
 func (w *wsgiWorker) LoadApp(p *worker.Process) (http.Handler, error) {
 	cfg := p.Config
+	if err := worker.CloseOnExec(); err != nil {
+		return nil, err
+	}
 	w.front = frontWorker(cfg)
 	threads := max(cfg.Threads, 1)
 	// The event loops: one, with handlers on the pool, since each one
