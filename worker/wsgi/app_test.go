@@ -715,7 +715,9 @@ func TestStartErrors(t *testing.T) {
 }
 
 func TestPythonPath(t *testing.T) {
-	dir := writeApp(t, map[string]string{"lib/deep/hello.py": helloApp})
+	// lib/deep comes before the working directory, whose hello.py is not
+	// a WSGI app.
+	dir := writeApp(t, map[string]string{"lib/deep/hello.py": helloApp, "hello.py": "application = None\n"})
 	app, out, err := tryStart(t, Options{App: "hello", Dir: dir, PythonPath: []string{"lib/deep"}})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)

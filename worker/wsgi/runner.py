@@ -452,7 +452,9 @@ def main(argv):
     # SIGABRT (the Go side's --timeout) dumps every thread's stack to
     # stderr, the error log, and then the process dies of it.
     faulthandler.enable(file=sys.stderr, all_threads=True)
-    for p in reversed([os.getcwd()] + [p for p in argv[3:] if p]):
+    # sys.path: the --pythonpath folders in order, then the working
+    # directory, as Gunicorn orders them.
+    for p in reversed([p for p in argv[3:] if p] + [os.getcwd()]):
         p = os.path.abspath(p)
         if p in sys.path:
             sys.path.remove(p)
