@@ -55,6 +55,9 @@ type Options struct {
 	// ScriptName is SCRIPT_NAME, the prefix the app is mounted at; it is
 	// taken off PATH_INFO.
 	ScriptName string
+	// MaxBody is the largest request body sent to Python (--max-body);
+	// larger ones get 413. 0 is 1 GiB, the framing's limit.
+	MaxBody int64
 	// Timeout aborts the process when a request has run in Python for
 	// longer: SIGABRT, whose faulthandler writes every thread's traceback
 	// to the output, then SIGKILL after AbortGrace (default 2 s). 0 is no

@@ -62,6 +62,7 @@ var errNUL = errors.New("a NUL byte in the request")
 type request struct {
 	id         uint32
 	scriptName string
+	maxBody    int64 // the largest body taken; 0 or more than maxFrame is maxFrame
 }
 
 // hopHeaders are the hop-by-hop fields: the front end's business, never
@@ -77,7 +78,7 @@ var hopHeaders = map[string]bool{
 func appendRequest(b []byte, q request, r *http.Request) ([]byte, error) {
 	start := len(b)
 	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-	b, n, err := appendBody(b, r)
+	b, n, err := appendBody(b, r, q.maxBody)
 	if err != nil {
 		return b[:start], err
 	}
@@ -175,7 +176,7 @@ func appendRequest(b []byte, q request, r *http.Request) ([]byte, error) {
 	return b, nil
 }
 
-var errTooLarge = fmt.Errorf("request body over %d bytes", maxFrame)
+var errTooLarge = errors.New("request body too large")
 
 func appendVar(b []byte, k, v string) []byte {
 	b = append(b, k...)
@@ -184,13 +185,20 @@ func appendVar(b []byte, k, v string) []byte {
 	return append(b, 0)
 }
 
-// appendBody appends r's whole body to b.
-func appendBody(b []byte, r *http.Request) ([]byte, int64, error) {
+// appendBody appends r's whole body to b: at most limit bytes (0, or
+// more than maxFrame: maxFrame), else errTooLarge.
+func appendBody(b []byte, r *http.Request, limit int64) ([]byte, int64, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return b, 0, nil
 	}
+	if limit <= 0 || limit > maxFrame {
+		limit = maxFrame
+	}
+	if r.ContentLength > limit {
+		return b, 0, errTooLarge
+	}
 	start := len(b)
-	if r.ContentLength > 0 && r.ContentLength <= maxFrame {
+	if r.ContentLength > 0 {
 		b = grow(b, int(r.ContentLength))
 	}
 	for {
@@ -199,7 +207,7 @@ func appendBody(b []byte, r *http.Request) ([]byte, int64, error) {
 		}
 		n, err := r.Body.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
-		if len(b)-start > maxFrame {
+		if int64(len(b)-start) > limit {
 			return b, 0, errTooLarge
 		}
 		if err == io.EOF {

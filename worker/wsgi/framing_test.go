@@ -79,6 +79,16 @@ func TestAppendRequest(t *testing.T) {
 		t.Errorf("a GET over TLS: %v", env)
 	}
 
+	r = httptest.NewRequest("POST", "/", strings.NewReader("12345"))
+	r.ContentLength = -1
+	if _, err := appendRequest(nil, request{maxBody: 4}, r); !errors.Is(err, errTooLarge) {
+		t.Errorf("a body over maxBody: %v", err)
+	}
+	r = httptest.NewRequest("POST", "/", strings.NewReader("1234"))
+	if _, err := appendRequest(nil, request{maxBody: 4}, r); err != nil {
+		t.Errorf("a body of maxBody: %v", err)
+	}
+
 	r = httptest.NewRequest("GET", "/a%00b", nil)
 	if b, err := appendRequest([]byte("x"), request{}, r); !errors.Is(err, errNUL) || string(b) != "x" {
 		t.Errorf("a NUL in the path: %q, %v", b, err)

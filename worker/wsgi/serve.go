@@ -111,6 +111,7 @@ func (a *App) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, errNUL):
 		http.Error(w, "Bad Request: "+err.Error(), http.StatusBadRequest)
 	case errors.Is(err, errTooLarge):
+		w.Header().Set("Connection", "close") // the rest of the body is not read
 		http.Error(w, "Request Entity Too Large", http.StatusRequestEntityTooLarge)
 	case errors.Is(err, errGone):
 		w.Header().Set("Connection", "close")
@@ -135,7 +136,7 @@ func (a *App) send(c *call, bp *[]byte, r *http.Request) error {
 	}
 	c.id = a.nextID
 	a.mu.Unlock()
-	b, err := appendRequest((*bp)[:0], request{id: c.id, scriptName: a.opts.ScriptName}, r)
+	b, err := appendRequest((*bp)[:0], request{id: c.id, scriptName: a.opts.ScriptName, maxBody: a.opts.MaxBody}, r)
 	if err != nil {
 		putFrameBuf(bp, b)
 		return err

@@ -47,8 +47,8 @@ func (w *wsgiWorker) LoadApp(p *worker.Process) (http.Handler, error) {
 	app, err := Start(Options{
 		App: cfg.App, Python: cfg.Python, PythonPath: cfg.PythonPath,
 		Threads: threads, Processes: 2, // more workers may come (TTIN): wsgi.multiprocess
-		ScriptName: os.Getenv("SCRIPT_NAME"),
-		Timeout:    cfg.Timeout, AbortGrace: cfg.AbortGrace,
+		ScriptName: os.Getenv("SCRIPT_NAME"), MaxBody: cfg.MaxBody, // the goroutine front end does not bound it
+		Timeout: cfg.Timeout, AbortGrace: cfg.AbortGrace,
 		Output: pythonOutput(p.Log), Log: p.Log,
 	})
 	if err != nil {
