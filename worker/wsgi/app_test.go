@@ -474,8 +474,8 @@ func TestAppErrors(t *testing.T) {
 	}
 	out.waitFor(t, "RuntimeError: broke mid-body")
 
-	if resp, _ := get(t, srv.URL+"/errors"); resp.StatusCode != 204 {
-		t.Errorf("/errors = %d, want 204", resp.StatusCode)
+	if resp, _ := get(t, srv.URL+"/errors"); resp.StatusCode != 204 || resp.Header["Content-Length"] != nil {
+		t.Errorf("/errors = %d with Content-Length %q, want 204 without", resp.StatusCode, resp.Header["Content-Length"])
 	}
 	out.waitFor(t, "to wsgi.errors")
 

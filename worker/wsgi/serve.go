@@ -288,7 +288,7 @@ func (a *App) respond(w http.ResponseWriter, c *call) {
 					if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
 						body.left = n
 					}
-				} else if p.kind == frameWhole {
+				} else if p.kind == frameWhole && h.status != http.StatusNoContent && h.status != http.StatusNotModified {
 					w.Header().Set("Content-Length", strconv.Itoa(len(p.body)))
 				}
 				w.WriteHeader(h.status)
