@@ -20,9 +20,9 @@ func init() {
 	extensions = append(extensions, flagGroup{flags: containerFlags, apply: applyContainer})
 }
 
-// Workers per CPU for -w auto, by worker type. A sync worker serves one
-// request at a time and waits on I/O in it: Gunicorn's advice, 2 × CPUs +
-// 1. The goroutine and event workers serve many requests at once in one
+// Workers per CPU for -w auto, by worker type. A sync worker, and a wsgi
+// one's Python process, serve one request at a time (a thread at a time)
+// and wait on I/O in it: Gunicorn's advice, 2 × CPUs + 1. The goroutine and event workers serve many requests at once in one
 // process, which uses every CPU given to it: one per CPU. A COMMAND (exec
 // mode) is most often a sync Python or Ruby server: Gunicorn's rule.
 var autoWorkers = map[string]struct {
@@ -30,6 +30,7 @@ var autoWorkers = map[string]struct {
 	why          string
 }{
 	"sync":      {2, 1, "2 × CPUs + 1 for the sync worker, as Gunicorn advises"},
+	"wsgi":      {2, 1, "2 × CPUs + 1 for the wsgi worker, as Gunicorn advises for its Python workers"},
 	"goroutine": {1, 0, "1 per CPU for the goroutine worker"},
 	"event":     {1, 0, "1 per CPU for the event worker"},
 	"":          {2, 1, "2 × CPUs + 1 for a COMMAND, as Gunicorn advises"},

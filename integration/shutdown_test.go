@@ -24,7 +24,7 @@ func TestShutdownDelayServesThenDrains(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	res := make(chan *loadResult)
-	go func() { res <- closeLoad(ctx, s.Addr, 16, 1000000, "/") }()
+	go func() { res <- closeLoad(ctx, "tcp", s.Addr, 16, 1000000, "/") }()
 	slow := make(chan error, 1)
 	go func() { // in flight through the delay and into the drain
 		code, body, err := get(s.Addr, "/sleep?seconds=3")
