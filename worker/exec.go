@@ -25,15 +25,16 @@ type ExecConfig struct {
 
 // Environment variables the shim sets for the command.
 const (
-	EnvWorkerAge  = "CORRAL_WORKER_AGE"  // the worker's spawn sequence number
-	EnvArbiterPid = "CORRAL_ARBITER_PID" // the arbiter's pid
+	EnvWorkerAge        = "CORRAL_WORKER_AGE"        // the worker's spawn sequence number
+	EnvWorkerGeneration = "CORRAL_WORKER_GENERATION" // the reload generation it serves: 1, then one more per reload
+	EnvArbiterPid       = "CORRAL_ARBITER_PID"       // the arbiter's pid
 )
 
 // execReplaced are the variables the shim removes from the inherited
 // environment before it sets its own: the command must never see an
 // outer systemd's sockets, notify socket or watchdog as its own.
 var execReplaced = []string{EnvConfig, "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PIDFDID",
-	"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", EnvWorkerAge, EnvArbiterPid}
+	"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", EnvWorkerAge, EnvWorkerGeneration, EnvArbiterPid}
 
 // execCommand is the shim: it leaves exactly fds 0-2 and the listeners
 // (3 ... 3+n-1) open across exec, sets the environment of systemd's socket
@@ -146,5 +147,6 @@ func execEnv(inherited, set []string, pid int, cfg *Config) []string {
 	}
 	return append(env,
 		EnvWorkerAge+"="+strconv.Itoa(cfg.Age),
+		EnvWorkerGeneration+"="+strconv.Itoa(cfg.Generation),
 		EnvArbiterPid+"="+strconv.Itoa(cfg.ArbiterPid))
 }

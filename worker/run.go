@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -33,6 +34,11 @@ func Run(apps AppFunc, hooks Hooks) int {
 	if cfg.Exec != nil {
 		return execCommand(cfg) // returns only if the exec failed
 	}
+	// What an exec worker's command finds in its environment, a Go app
+	// finds in its own: which worker it is (the demo's /fail reads the
+	// generation).
+	os.Setenv(EnvWorkerAge, strconv.Itoa(cfg.Age))
+	os.Setenv(EnvWorkerGeneration, strconv.Itoa(cfg.Generation))
 	p := &Process{Config: cfg, Pid: os.Getpid(), status: os.NewFile(uintptr(cfg.StatusFD), "status"),
 		inFlight: map[*http.Request]time.Time{}}
 	p.Log = logging.New(os.Stderr, slog.LevelInfo)

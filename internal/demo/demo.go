@@ -1,15 +1,18 @@
 // Package demo is corral's built-in app ("corral demo"): a hello world,
-// an echo of the request as the worker parsed it, and a slow endpoint, for
+// an echo of the request as the worker parsed it, and endpoints that make
+// load, memory and errors on demand (/sleep, /work, /grow, /fail), for
 // trying corral out and for its tests and benchmarks.
 package demo
 
 import (
 	"encoding/json"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -59,6 +62,9 @@ func Handler() http.Handler {
 		}
 		io.WriteString(w, "slept "+strconv.FormatFloat(s, 'f', -1, 64)+"s\n")
 	})
+	mux.HandleFunc("/work", work)
+	mux.HandleFunc("/grow", grow)
+	mux.HandleFunc("/fail", fail)
 	mux.HandleFunc("/pid", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, strconv.Itoa(os.Getpid()))
 	})
@@ -94,4 +100,82 @@ func echo(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(e)
+}
+
+// Limits of the load endpoints, so one request cannot take a worker over.
+const (
+	maxWorkMs = 60_000
+	maxGrowMB = 4096
+)
+
+// work answers /work?ms=N: it keeps a CPU busy for N milliseconds (of
+// wall-clock time), as a request that computes would.
+func work(w http.ResponseWriter, r *http.Request) {
+	ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
+	if err != nil || ms < 0 || ms > maxWorkMs {
+		http.Error(w, "ms must be a whole number from 0 to "+strconv.Itoa(maxWorkMs), http.StatusBadRequest)
+		return
+	}
+	end := time.Now().Add(time.Duration(ms) * time.Millisecond)
+	x := uint64(1)
+	for time.Now().Before(end) {
+		for range 1000 {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+	}
+	io.WriteString(w, "worked "+strconv.Itoa(ms)+"ms "+strconv.FormatUint(x%10, 10)+"\n")
+}
+
+// grown is the memory /grow keeps for the life of the process.
+var grown struct {
+	sync.Mutex
+	chunks [][]byte
+}
+
+// grow answers /grow?mb=N: the process keeps N MiB more, every page
+// written, so that it counts in its RSS and PSS; the answer is the total
+// kept.
+func grow(w http.ResponseWriter, r *http.Request) {
+	mb, err := strconv.Atoi(r.URL.Query().Get("mb"))
+	if err != nil || mb < 0 || mb > maxGrowMB {
+		http.Error(w, "mb must be a whole number from 0 to "+strconv.Itoa(maxGrowMB), http.StatusBadRequest)
+		return
+	}
+	b := make([]byte, mb<<20)
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	grown.Lock()
+	grown.chunks = append(grown.chunks, b)
+	total := 0
+	for _, c := range grown.chunks {
+		total += len(c)
+	}
+	grown.Unlock()
+	io.WriteString(w, "keeping "+strconv.Itoa(total>>20)+" MiB\n")
+}
+
+// FailGenerationEnv names the environment variable that makes /fail
+// always fail in one generation: with CORRAL_DEMO_FAIL_GENERATION=2, a
+// worker of generation 2 (the first reload's, CORRAL_WORKER_GENERATION)
+// answers every /fail with 500, whatever the rate.
+const FailGenerationEnv = "CORRAL_DEMO_FAIL_GENERATION"
+
+// fail answers /fail?rate=R: 500 with probability R (0 to 1, default 0),
+// or always in the generation FailGenerationEnv names; otherwise 200.
+func fail(w http.ResponseWriter, r *http.Request) {
+	rate := 0.0
+	if v := r.URL.Query().Get("rate"); v != "" {
+		var err error
+		if rate, err = strconv.ParseFloat(v, 64); err != nil || rate < 0 || rate > 1 {
+			http.Error(w, "rate must be a number from 0 to 1", http.StatusBadRequest)
+			return
+		}
+	}
+	gen := os.Getenv(FailGenerationEnv)
+	if (gen != "" && gen == os.Getenv("CORRAL_WORKER_GENERATION")) || rand.Float64() < rate {
+		http.Error(w, "failing on purpose", http.StatusInternalServerError)
+		return
+	}
+	io.WriteString(w, "ok\n")
 }

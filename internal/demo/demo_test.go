@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDemo(t *testing.T) {
@@ -53,5 +54,82 @@ func TestDemo(t *testing.T) {
 	res, _ = http.Get(srv.URL + "/nothing")
 	if res.StatusCode != 404 {
 		t.Errorf("unknown path: %d", res.StatusCode)
+	}
+}
+
+// get is the status and body of GET path on srv.
+func get(t *testing.T, srv *httptest.Server, path string) (int, string) {
+	t.Helper()
+	res, err := http.Get(srv.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+func TestWork(t *testing.T) {
+	srv := httptest.NewServer(Handler())
+	defer srv.Close()
+	start := time.Now()
+	if code, body := get(t, srv, "/work?ms=30"); code != 200 || !strings.HasPrefix(body, "worked 30ms") {
+		t.Fatalf("/work?ms=30: %d %q", code, body)
+	}
+	if d := time.Since(start); d < 30*time.Millisecond {
+		t.Errorf("/work?ms=30 took %v", d)
+	}
+	for _, bad := range []string{"/work", "/work?ms=-1", "/work?ms=x", "/work?ms=60001"} {
+		if code, _ := get(t, srv, bad); code != 400 {
+			t.Errorf("%s: %d, want 400", bad, code)
+		}
+	}
+}
+
+func TestGrow(t *testing.T) {
+	srv := httptest.NewServer(Handler())
+	defer srv.Close()
+	if code, body := get(t, srv, "/grow?mb=2"); code != 200 || body != "keeping 2 MiB\n" {
+		t.Fatalf("/grow?mb=2: %d %q", code, body)
+	}
+	if code, body := get(t, srv, "/grow?mb=3"); code != 200 || body != "keeping 5 MiB\n" {
+		t.Fatalf("/grow?mb=3 after 2: %d %q", code, body)
+	}
+	for _, bad := range []string{"/grow", "/grow?mb=-1", "/grow?mb=4097"} {
+		if code, _ := get(t, srv, bad); code != 400 {
+			t.Errorf("%s: %d, want 400", bad, code)
+		}
+	}
+}
+
+func TestFail(t *testing.T) {
+	srv := httptest.NewServer(Handler())
+	defer srv.Close()
+	t.Setenv("CORRAL_WORKER_GENERATION", "1")
+	t.Setenv(FailGenerationEnv, "")
+	for _, c := range []struct {
+		path string
+		want int
+	}{{"/fail", 200}, {"/fail?rate=0", 200}, {"/fail?rate=1", 500}, {"/fail?rate=2", 400}, {"/fail?rate=x", 400}} {
+		if code, _ := get(t, srv, c.path); code != c.want {
+			t.Errorf("%s: %d, want %d", c.path, code, c.want)
+		}
+	}
+	fails := 0
+	for range 200 {
+		if code, _ := get(t, srv, "/fail?rate=0.5"); code == 500 {
+			fails++
+		}
+	}
+	if fails < 50 || fails > 150 {
+		t.Errorf("/fail?rate=0.5: %d of 200 failed", fails)
+	}
+	t.Setenv(FailGenerationEnv, "2")
+	if code, _ := get(t, srv, "/fail"); code != 200 {
+		t.Errorf("generation 1 with %s=2: %d, want 200", FailGenerationEnv, code)
+	}
+	t.Setenv("CORRAL_WORKER_GENERATION", "2")
+	if code, _ := get(t, srv, "/fail"); code != 500 {
+		t.Errorf("generation 2 with %s=2: %d, want 500", FailGenerationEnv, code)
 	}
 }
