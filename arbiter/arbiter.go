@@ -28,7 +28,11 @@ import (
 // Config is the arbiter's configuration. A reload (HUP) replaces it whole
 // with what Arbiter.Reload returns.
 type Config struct {
-	Workers         int                 // how many workers the configuration asks for
+	Workers         int                 // how many workers the configuration asks for; with MaxWorkers, the fewest
+	MaxWorkers      int                 // -w MIN:MAX: the most workers the load may ask for (autoscale.go); 0 for a fixed count
+	ScaleDownDelay  time.Duration       // -w MIN:MAX: how long the herd stays under the low mark before one worker less
+	MaxWorkerMemory int64               // --max-worker-memory: a worker whose PSS stays above it is recycled (memory.go); 0 for none
+	MemoryGrace     time.Duration       // --memory-grace: how long a worker may stay above MaxWorkerMemory
 	Binds           []string            // addresses to bind, unless systemd passed sockets
 	Socket          socket.Options      // backlog, SO_REUSEPORT, umask
 	Executable      string              // the worker binary, by path, so a rebuilt one is picked up
@@ -151,6 +155,7 @@ type Arbiter struct {
 	nextWatch    time.Time
 	reloadReason string // what the log blames if the reload fails
 	lastRecycle  time.Time
+	scale        scaler // -w MIN:MAX: the load-driven target's state (autoscale.go)
 
 	upgrade    *upgradeChild  // a new arbiter started by USR2
 	parent     *upgradeParent // the arbiter this one takes over from
@@ -264,6 +269,7 @@ func (a *Arbiter) Run() (err error) {
 		a.apply(a.delayOver(a.sys.now()))
 		a.reapWorkers()
 		a.murderWorkers()
+		a.autoscale()
 		a.manageWorkers()
 		a.publish(a.stopping)
 	}
@@ -306,7 +312,7 @@ func (a *Arbiter) bind() error {
 // stopping worker's SIGKILL is due sooner.
 func (a *Arbiter) sleep() {
 	wait := time.Second
-	due := []time.Time{a.nextSpawn, a.nextWatch, a.delayUntil}
+	due := []time.Time{a.nextSpawn, a.nextWatch, a.delayUntil, a.nextSample()}
 	for _, w := range a.workers {
 		if w.stopping && !w.killed {
 			due = append(due, w.killAt)
@@ -364,10 +370,10 @@ func (a *Arbiter) handleSignals() {
 		case syscall.SIGHUP:
 			a.reload("HUP")
 		case syscall.SIGTTIN:
-			a.setTarget(a.target + 1)
+			a.moveTarget(a.bounded(a.target+1), "ttin", "TTIN")
 		case syscall.SIGTTOU:
 			if a.target > 1 {
-				a.setTarget(a.target - 1)
+				a.moveTarget(a.bounded(a.target-1), "ttou", "TTOU")
 			}
 		case syscall.SIGUSR1:
 			a.reopenLogs()
@@ -383,7 +389,7 @@ func (a *Arbiter) handleSignals() {
 				continue
 			}
 			a.log.Info("Graceful stop of workers")
-			a.setTarget(0)
+			a.moveTarget(0, "winch", "WINCH")
 		case syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT:
 			d := a.onStopSignal(s)
 			if a.stopSig == 0 || d.verb == quickStop && !a.quick {
@@ -392,6 +398,16 @@ func (a *Arbiter) handleSignals() {
 			a.apply([]decision{d})
 		}
 	}
+}
+
+// moveTarget sets the target and records why it changed, for the
+// metrics: cause is a word (the label), why the sentence.
+func (a *Arbiter) moveTarget(n int, cause, why string) {
+	if n == a.target {
+		return
+	}
+	a.setTarget(n)
+	a.scale.cause, a.scale.why, a.scale.changed = cause, why, a.sys.now()
 }
 
 func (a *Arbiter) setTarget(n int) {
@@ -469,7 +485,10 @@ func (a *Arbiter) reload(reason string) {
 	// and a reload after WINCH brings the workers back.
 	if cfg.Workers != a.configured || a.target == 0 {
 		a.configured = cfg.Workers
-		a.setTarget(cfg.Workers)
+		a.moveTarget(cfg.Workers, "reload", "the reloaded configuration's count")
+	}
+	if cfg.scaling() && a.target > 0 {
+		a.moveTarget(min(max(a.target, cfg.Workers), cfg.MaxWorkers), "reload", "the reloaded configuration's bounds")
 	}
 	a.generation++
 	a.reloadAt = a.sys.now()

@@ -203,7 +203,10 @@ func (a *Arbiter) publish(force bool) {
 func (a *Arbiter) snapshot(now time.Time) *metrics.Snapshot {
 	m := &a.metrics
 	s := &metrics.Snapshot{Taken: now, Generation: a.generation, Target: a.target, ReadyMin: a.cfg.ReadyMin,
-		Stopping: a.stopping || a.delaying()}
+		Stopping: a.stopping || a.delaying(), TargetCause: a.scale.cause, TargetWhy: a.scale.why, TargetChanged: a.scale.changed}
+	if a.cfg.scaling() {
+		s.MinWorkers, s.MaxWorkers = a.cfg.Workers, a.cfg.MaxWorkers
+	}
 	live := make([]scoreboard.Totals, 0, len(a.workers))
 	for _, w := range a.sortedWorkers() {
 		if now.Sub(w.procAt) >= procEvery {

@@ -19,7 +19,7 @@ func (a *Arbiter) spawnWorker() error {
 	a.age++
 	wc := a.cfg.Worker
 	wc.Age, wc.Generation, wc.ArbiterPid = a.age, a.generation, a.pid
-	wc.Slot, wc.Metrics = a.assignSlot(), a.metrics.server != nil
+	wc.Slot, wc.Metrics = a.assignSlot(), a.metrics.server != nil || a.cfg.scaling()
 	c, err := a.sys.spawnWorker(spawnSpec{cfg: a.cfg, listeners: a.listeners, wc: wc, log: a.log})
 	if err != nil {
 		return err

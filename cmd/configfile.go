@@ -204,11 +204,11 @@ func convertValue(v any, fk fileKey) (any, error) {
 		case int64:
 			return strconv.FormatInt(n, 10), nil
 		case string:
-			if n == "auto" {
-				return n, nil
+			if _, _, err := workerRange(n); n == "auto" || err == nil {
+				return n, nil // -w auto, -w MIN:MAX
 			}
 		}
-		return nil, fmt.Errorf("want a whole number or \"auto\", got %s", describe(v))
+		return nil, fmt.Errorf("want a whole number, \"auto\" or \"MIN:MAX\", got %s", describe(v))
 	case "int":
 		if n, ok := v.(int64); ok {
 			return int(n), nil

@@ -32,7 +32,7 @@ func TestReadConfigFile(t *testing.T) {
 		t.Errorf("umask %q", u)
 	}
 	for content, want := range map[string]string{
-		"workers = 1.5\n":      `want a whole number or "auto", got the number 1.5`,
+		"workers = 1.5\n":      `want a whole number, "auto" or "MIN:MAX", got the number 1.5`,
 		"reuse-port = \"y\"\n": "want true or false",
 		"[section]\nx = 1\n":   `unknown setting "section"`,
 		"timeout = \"1s\"\n":   "want a number of seconds",

@@ -91,6 +91,10 @@ func readLimits() cgroup.Limits {
 // to its count.
 func workerCount(c *cli.Context, l cgroup.Limits) (n int, note string, err error) {
 	v := strings.TrimSpace(c.String("workers"))
+	if strings.Contains(v, ":") {
+		lo, _, err := workerRange(v) // -w MIN:MAX (autoscale.go): start at MIN
+		return lo, "", err
+	}
 	if v != "auto" {
 		n, err := strconv.Atoi(v)
 		switch {

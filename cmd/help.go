@@ -83,7 +83,7 @@ func helpLine(f cli.Flag) string {
 
 // placeholders are the value placeholders of the flags that take a
 // number or a word.
-var placeholders = map[string]string{"workers": "N|auto", "max-memory": "SIZE|auto"}
+var placeholders = map[string]string{"workers": "N|auto|MIN:MAX", "max-memory": "SIZE|auto"}
 
 // valueLabel is the placeholder for f's value after its names: " N",
 // " SECONDS", " VALUE"; "" for a switch.

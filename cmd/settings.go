@@ -81,6 +81,9 @@ func (p *Program) settings(c *cli.Context, files []cli.Flag) (*settings, error) 
 	}
 	s.values = resolvedValues(c, files, s.app, core.binds)
 	s.values["workers"] = strconv.Itoa(core.workers) // auto, resolved
+	if s.arbiter.MaxWorkers > 0 {
+		s.values["workers"] = fmt.Sprintf("%d:%d", s.arbiter.Workers, s.arbiter.MaxWorkers)
+	}
 	return s, nil
 }
 

@@ -30,7 +30,11 @@ var (
 	descWorkers = prometheus.NewDesc("corral_workers",
 		"Worker processes alive now, by state.", []string{"state"}, nil)
 	descWorkersTarget = prometheus.NewDesc("corral_workers_target",
-		"The number of workers the arbiter keeps: --workers, moved by TTIN and TTOU.", nil, nil)
+		"The number of workers the arbiter keeps: --workers, moved by TTIN and TTOU, and by the load within -w MIN:MAX.", nil, nil)
+	descWorkersBounds = prometheus.NewDesc("corral_workers_bound",
+		"-w MIN:MAX: the bounds the load moves the target within; absent for a fixed count.", []string{"bound"}, nil)
+	descTargetChanged = prometheus.NewDesc("corral_workers_target_changed_timestamp_seconds",
+		"When the target last changed, labelled with why: queue, busy (the load wanted one more), idle (one less), ttin, ttou, winch, reload, bounds; absent if it never did.", []string{"cause"}, nil)
 	descWorkersRunning = prometheus.NewDesc("corral_workers_running",
 		"Worker processes alive now, whatever their state.", nil, nil)
 	descWorkersReady = prometheus.NewDesc("corral_workers_ready",
@@ -83,7 +87,7 @@ var (
 // allDescs is every series the collector can produce.
 var allDescs = []*prometheus.Desc{
 	descRequests, descDuration, descParseErrors, descConnections, descReadBytes, descWrittenBytes,
-	descConnsOpen, descInFlight, descWorkers, descWorkersTarget, descWorkersRunning, descWorkersReady,
+	descConnsOpen, descInFlight, descWorkers, descWorkersTarget, descWorkersBounds, descTargetChanged, descWorkersRunning, descWorkersReady,
 	descGeneration, descStopping, descReloads, descExits, descSpawnToReady, descQueueDepth, descQueueLimit,
 	descWorkerPid, descWorkerGeneration, descWorkerAge, descWorkerStart, descWorkerReady, descWorkerState,
 	descWorkerCPU, descWorkerRSS, descWorkerPSS, descWorkerBeat, descWorkerRequests, descWorkerInFlight,
@@ -144,6 +148,13 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstHistogram(descSpawnToReady, spawned, h.Sum, cumulative(SpawnBuckets[:], h.Counts[:]))
 
 	gauge(descWorkersTarget, float64(s.Target))
+	if s.MaxWorkers > 0 {
+		gauge(descWorkersBounds, float64(s.MinWorkers), "min")
+		gauge(descWorkersBounds, float64(s.MaxWorkers), "max")
+	}
+	if s.TargetCause != "" {
+		gauge(descTargetChanged, float64(s.TargetChanged.UnixNano())/1e9, s.TargetCause)
+	}
 	gauge(descWorkersRunning, float64(len(s.Workers)))
 	gauge(descGeneration, float64(s.Generation))
 	gauge(descStopping, boolValue(s.Stopping))

@@ -19,6 +19,14 @@ type Snapshot struct {
 	Taken      time.Time
 	Generation int
 	Target     int  // the workers wanted now
+	// -w MIN:MAX: the bounds the load moves Target within; 0, 0 for a
+	// fixed count.
+	MinWorkers, MaxWorkers int
+	// Why Target last changed: a word (queue, busy, idle, bounds, ttin,
+	// ttou, winch, reload; "" if it never did), the log's sentence, when.
+	TargetCause   string
+	TargetWhy     string
+	TargetChanged time.Time
 	ReadyMin   int  // --ready-min: /readyz wants at least this many ready
 	Stopping   bool // a stop (TERM, INT, QUIT, a handover) has begun
 	Workers    []Worker

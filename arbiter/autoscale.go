@@ -1,0 +1,184 @@
+package arbiter
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/corral-server/corral/internal/scoreboard"
+)
+
+// -w MIN:MAX: the arbiter moves its target between the bounds from the
+// load it measures (the accept queues of its own listeners, and the
+// workers' scoreboards), one worker at a time. The rule (scale) is a pure
+// function of a load sample, the scaler's state and the clock; the loop
+// samples every scaleEvery and applies the step it returns.
+
+// The rule's constants (docs/architecture.md, "Worker count from load").
+const (
+	scaleEvery    = 250 * time.Millisecond // a sample of the load
+	scaleUpTicks  = 3                      // samples in a row that want a worker more
+	scaleCooldown = 2 * time.Second        // from a step to the next, up or down
+	highMark      = 0.8                    // busy share above which a worker more is wanted
+	lowMark       = 0.3                    // busy share the herd stays under before one less
+	shareWeight   = 0.3                    // the weight of a new sample in the busy share's moving mean
+)
+
+// A loadSample is the herd's load at one instant.
+type loadSample struct {
+	queued  int     // connections waiting in the listeners' accept queues
+	share   float64 // sync: the share of ready workers with a request in flight; goroutine, event: the share of --worker-connections open
+	booting int     // workers of the target's count not ready yet
+}
+
+// scaler is the rule's state between samples, owned by the loop.
+type scaler struct {
+	sampled  time.Time // the last sample
+	mean     float64   // the busy share's moving mean
+	high     int       // samples in a row that wanted a worker more
+	lowSince time.Time // since when every sample was under the low mark; zero: the last was not
+	stepped  time.Time // the last step, or the start
+	cause    string    // why the target last changed, in a word: queue, busy, idle, bounds, ttin, ttou, winch, reload; "" for never
+	why      string    // the same, as the log says it
+	changed  time.Time // when
+}
+
+// A scaleStep is the rule's verdict: move the target by delta (-1, 0, +1)
+// because of why.
+type scaleStep struct {
+	delta int
+	cause string // as scaler.cause
+	why   string
+}
+
+// scale decides, from the sample s taken at now, whether the target n
+// moves within [lo, hi]; it returns the scaler's next state. It adds a
+// worker when work waits (a non-empty accept queue, or a busy share above
+// highMark) scaleUpTicks samples in a row and no worker is still booting;
+// it removes one when every sample for delay was under lowMark with an
+// empty queue. Between two steps, scaleCooldown at least; after a step
+// the low period counts anew, so a herd shrinks by one per delay.
+func scale(st scaler, s loadSample, now time.Time, n, lo, hi int, delay time.Duration) (scaler, scaleStep) {
+	if st.sampled.IsZero() {
+		st.mean = s.share
+	} else {
+		st.mean += shareWeight * (s.share - st.mean)
+	}
+	st.sampled = now
+	waits := s.queued > 0 || st.mean > highMark
+	if waits {
+		st.high++
+	} else {
+		st.high = 0
+	}
+	if !waits && s.queued == 0 && st.mean < lowMark {
+		if st.lowSince.IsZero() {
+			st.lowSince = now
+		}
+	} else {
+		st.lowSince = time.Time{}
+	}
+	var step scaleStep
+	cooled := now.Sub(st.stepped) >= scaleCooldown
+	switch {
+	case n < lo:
+		step = scaleStep{1, "bounds", fmt.Sprintf("under the minimum %d", lo)}
+	case n > hi:
+		step = scaleStep{-1, "bounds", fmt.Sprintf("over the maximum %d", hi)}
+	case n < hi && st.high >= scaleUpTicks && s.booting == 0 && cooled:
+		if s.queued > 0 {
+			step = scaleStep{1, "queue", fmt.Sprintf("%d connections waiting in the accept queue", s.queued)}
+		} else {
+			step = scaleStep{1, "busy", fmt.Sprintf("busy share %.0f%% above %.0f%%", 100*st.mean, 100*highMark)}
+		}
+	case n > lo && !st.lowSince.IsZero() && now.Sub(st.lowSince) >= delay && cooled:
+		step = scaleStep{-1, "idle", fmt.Sprintf("busy share under %.0f%% for %s", 100*lowMark, delay)}
+	}
+	if step.delta != 0 {
+		st.high, st.lowSince, st.stepped = 0, time.Time{}, now
+		st.cause, st.why, st.changed = step.cause, step.why, now
+	}
+	return st, step
+}
+
+// scaling reports whether the configuration asks for a worker count from
+// the load (-w MIN:MAX).
+func (c *Config) scaling() bool { return c.MaxWorkers > c.Workers }
+
+// sampleLoad measures the herd: the listeners' accept queues, and the
+// busy share of the ready workers that count toward the target.
+func (a *Arbiter) sampleLoad() loadSample {
+	var s loadSample
+	for _, l := range a.listeners {
+		if q, err := l.Queue(); err == nil {
+			s.queued += q.Depth
+		}
+	}
+	conns := a.cfg.Worker.WorkerConnections
+	perWorker := 1.0 // sync: one request at a time
+	if a.cfg.Worker.Class != "sync" && a.cfg.Command == nil && conns > 0 {
+		perWorker = float64(conns)
+	}
+	ready, used := 0, 0.0
+	for _, w := range a.workers {
+		if !a.counts(w) {
+			continue
+		}
+		if !w.Ready {
+			s.booting++
+			continue
+		}
+		ready++
+		b := w.heartbeat.Board()
+		if b == nil {
+			continue // an exec worker: the queue tells
+		}
+		c := b.Read()
+		switch {
+		case !c.Valid:
+		case perWorker == 1:
+			if c.InFlight > 0 || c.State == scoreboard.Busy {
+				used++
+			}
+		default:
+			used += float64(c.ConnsOpen)
+		}
+	}
+	if ready > 0 {
+		s.share = used / (float64(ready) * perWorker)
+	}
+	return s
+}
+
+// autoscale samples the load every scaleEvery and moves the target as
+// scale decides, logging each step with its reason.
+func (a *Arbiter) autoscale() {
+	now := a.sys.now()
+	if !a.cfg.scaling() || a.stopping || a.target == 0 || now.Sub(a.scale.sampled) < scaleEvery {
+		return
+	}
+	st, step := scale(a.scale, a.sampleLoad(), now, a.target, a.cfg.Workers, a.cfg.MaxWorkers, a.cfg.ScaleDownDelay)
+	a.scale = st
+	if step.delta == 0 {
+		return
+	}
+	old := a.target
+	a.moveTarget(old+step.delta, step.cause, step.why)
+	a.log.Info(fmt.Sprintf("Scaling: %d -> %d workers: %s", old, a.target, step.why), "target", a.target)
+}
+
+// nextSample is when autoscale wants the loop to wake; zero for never.
+func (a *Arbiter) nextSample() time.Time {
+	if !a.cfg.scaling() || a.stopping {
+		return time.Time{}
+	}
+	return a.scale.sampled.Add(scaleEvery)
+}
+
+// bounded is n within the configured bounds when scaling (TTIN, TTOU and
+// a reload move the target within them); n otherwise.
+func (a *Arbiter) bounded(n int) int {
+	if !a.cfg.scaling() {
+		return n
+	}
+	return min(max(n, a.cfg.Workers), a.cfg.MaxWorkers)
+}

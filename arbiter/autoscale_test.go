@@ -1,0 +1,151 @@
+package arbiter
+
+import (
+	"testing"
+	"time"
+)
+
+// scaleRun feeds scale one sample every scaleEvery on a fake clock, and
+// records the target after each.
+type scaleRun struct {
+	t      *testing.T
+	st     scaler
+	now    time.Time
+	n      int
+	lo, hi int
+	delay  time.Duration
+	steps  []scaleStep
+}
+
+func newScaleRun(t *testing.T, n, lo, hi int, delay time.Duration) *scaleRun {
+	return &scaleRun{t: t, now: time.Unix(1000, 0), n: n, lo: lo, hi: hi, delay: delay}
+}
+
+// feed gives the rule s for d of samples and returns the target then.
+func (r *scaleRun) feed(s loadSample, d time.Duration) int {
+	for end := r.now.Add(d); r.now.Before(end); r.now = r.now.Add(scaleEvery) {
+		var step scaleStep
+		r.st, step = scale(r.st, s, r.now, r.n, r.lo, r.hi, r.delay)
+		if step.delta != 0 {
+			if step.delta != 1 && step.delta != -1 {
+				r.t.Fatalf("a step of %d: %+v", step.delta, step)
+			}
+			if len(r.steps) > 0 && r.now.Sub(r.st.stepped) != 0 {
+				r.t.Fatalf("stepped state not updated")
+			}
+			r.steps = append(r.steps, step)
+			r.n += step.delta
+		}
+	}
+	return r.n
+}
+
+var (
+	idle   = loadSample{}
+	queued = loadSample{queued: 3, share: 1}
+	busy   = loadSample{share: 0.9}
+	steady = loadSample{share: 0.5}
+)
+
+func TestScaleUpOneAtATimeWithCooldown(t *testing.T) {
+	r := newScaleRun(t, 1, 1, 4, 60*time.Second)
+	// Two samples of a queue are not enough: three in a row are.
+	if n := r.feed(queued, 2*scaleEvery); n != 1 {
+		t.Fatalf("after two samples with a queue: %d workers, want 1", n)
+	}
+	if n := r.feed(queued, scaleEvery); n != 2 || r.steps[0].cause != "queue" {
+		t.Fatalf("after three: %d workers (%+v), want 2 for the queue", n, r.steps)
+	}
+	// The cooldown: no second step before scaleCooldown.
+	if n := r.feed(queued, scaleCooldown-scaleEvery); n != 2 {
+		t.Fatalf("within the cooldown: %d workers, want 2", n)
+	}
+	if n := r.feed(queued, 10*time.Second); n != 4 {
+		t.Fatalf("after 10 s more of a queue: %d workers, want the maximum 4", n)
+	}
+	// Steps were at least a cooldown apart.
+	if len(r.steps) != 3 {
+		t.Fatalf("steps %+v, want 3", r.steps)
+	}
+}
+
+func TestScaleUpWaitsForBooting(t *testing.T) {
+	r := newScaleRun(t, 1, 1, 4, time.Minute)
+	if n := r.feed(loadSample{queued: 5, booting: 1}, 10*time.Second); n != 1 {
+		t.Fatalf("with a worker booting: %d workers, want 1 (never two steps at once)", n)
+	}
+	if n := r.feed(queued, scaleEvery); n != 2 {
+		t.Fatalf("once it is ready: %d workers, want 2", n)
+	}
+}
+
+func TestScaleUpOnBusyShare(t *testing.T) {
+	r := newScaleRun(t, 2, 2, 8, time.Minute)
+	if n := r.feed(busy, 2*time.Second); n != 3 || r.steps[0].cause != "busy" {
+		t.Fatalf("busy share 90%%: %d workers (%+v), want 3 for busy", n, r.steps)
+	}
+}
+
+func TestScaleDownAfterDelay(t *testing.T) {
+	delay := 5 * time.Second
+	r := newScaleRun(t, 4, 1, 4, delay)
+	if n := r.feed(idle, delay-scaleEvery); n != 4 {
+		t.Fatalf("idle for less than the delay: %d workers, want 4", n)
+	}
+	if n := r.feed(idle, 2*scaleEvery); n != 3 || r.steps[0].cause != "idle" {
+		t.Fatalf("idle for the delay: %d workers (%+v), want 3", n, r.steps)
+	}
+	// One less per delay, down to the minimum and no further.
+	if n := r.feed(idle, delay+scaleEvery); n != 2 {
+		t.Fatalf("a delay later: %d workers, want 2", n)
+	}
+	if n := r.feed(idle, time.Minute); n != 1 {
+		t.Fatalf("a minute later: %d workers, want the minimum 1", n)
+	}
+	// A sample over the low mark starts the delay over.
+	r = newScaleRun(t, 3, 1, 4, delay)
+	r.feed(idle, delay-time.Second)
+	r.feed(steady, 2*time.Second) // the moving mean goes over the low mark
+	if n := r.feed(idle, delay-2*time.Second); n != 3 {
+		t.Fatalf("load between idle periods: %d workers, want 3", n)
+	}
+}
+
+func TestScaleSteadyLoadDoesNotFlap(t *testing.T) {
+	r := newScaleRun(t, 3, 1, 8, 5*time.Second)
+	if n := r.feed(steady, 10*time.Minute); n != 3 || len(r.steps) != 0 {
+		t.Fatalf("a steady 50%% share for 10 minutes: %d workers, steps %+v; want 3, none", n, r.steps)
+	}
+	// Alternating idle and busy samples average to steady.
+	for range 1000 {
+		r.feed(idle, scaleEvery)
+		r.feed(loadSample{share: 1}, scaleEvery)
+	}
+	if len(r.steps) != 0 {
+		t.Fatalf("alternating samples: steps %+v, want none", r.steps)
+	}
+}
+
+func TestScaleBounds(t *testing.T) {
+	r := newScaleRun(t, 0, 2, 4, time.Second)
+	if n := r.feed(idle, scaleCooldown+scaleEvery); n != 2 {
+		t.Fatalf("under the minimum: %d, want 2", n)
+	}
+	r = newScaleRun(t, 6, 2, 4, time.Second)
+	if n := r.feed(queued, scaleCooldown+scaleEvery); n != 4 {
+		t.Fatalf("over the maximum: %d, want 4", n)
+	}
+}
+
+func TestBoundedTarget(t *testing.T) {
+	a := &Arbiter{cfg: &Config{Workers: 2, MaxWorkers: 5}}
+	for in, want := range map[int]int{1: 2, 3: 3, 6: 5} {
+		if got := a.bounded(in); got != want {
+			t.Errorf("bounded(%d) = %d, want %d", in, got, want)
+		}
+	}
+	a.cfg = &Config{Workers: 2}
+	if got := a.bounded(7); got != 7 {
+		t.Errorf("a fixed count: bounded(7) = %d, want 7", got)
+	}
+}

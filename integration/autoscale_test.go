@@ -1,0 +1,57 @@
+package integration
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// -w 1:4 under a slow-request load: the herd grows to 4, one step at a
+// time, holds while the load is steady, and shrinks back to 1 once it
+// stops, with no request failed.
+func TestScaleUpAndDownUnderLoad(t *testing.T) {
+	s, maddr := startMetrics(t, "-w", "1:4", "-k", "sync", "--scale-down-delay", "2", "-b", "127.0.0.1:0", "demo")
+	s.waitLog(`Ready: 1 workers serving`, 10*time.Second)
+	if m := scrape(t, maddr); m[`corral_workers_bound{bound="min"}`] != 1 || m[`corral_workers_bound{bound="max"}`] != 4 || m["corral_workers_target"] != 1 {
+		t.Fatalf("at start: bounds %v:%v, target %v; want 1:4, 1", m[`corral_workers_bound{bound="min"}`], m[`corral_workers_bound{bound="max"}`], m["corral_workers_target"])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	done := make(chan *loadResult, 1)
+	go func() { done <- keepAliveLoad(ctx, s.Addr, 8, 4000, "/sleep?seconds=0.05") }()
+
+	for _, step := range []string{"1 -> 2", "2 -> 3", "3 -> 4"} {
+		s.waitLog(`Scaling: `+step+` workers: \d+ connections waiting in the accept queue`, 20*time.Second)
+	}
+	s.waitWorkers(4, 10*time.Second)
+	waitSample(t, maddr, `corral_workers_target`, 4, 5*time.Second)
+	if m := scrape(t, maddr); !hasKey(m, `corral_workers_target_changed_timestamp_seconds{cause="queue"}`) {
+		t.Errorf("no target change labelled queue: %v", m)
+	}
+	// Steady load, longer than --scale-down-delay: no step.
+	time.Sleep(3 * time.Second)
+	cancel()
+	r := <-done
+	if strings.Contains(s.log.String(), "Scaling: 4 -> 3") {
+		t.Fatalf("a step down under a steady load:\n%s", s.log)
+	}
+	if r.failed() != 0 || r.ok < 100 {
+		t.Fatalf("load: %s", r)
+	}
+	for _, step := range []string{"4 -> 3", "3 -> 2", "2 -> 1"} {
+		s.waitLog(`Scaling: `+step+` workers: busy share under 30% for 2s`, 20*time.Second)
+	}
+	s.waitWorkers(1, 10*time.Second)
+	if m := scrape(t, maddr); !hasKey(m, `corral_workers_target_changed_timestamp_seconds{cause="idle"}`) || m["corral_workers_target"] != 1 {
+		t.Errorf("after the load: target %v, want 1 changed for idle", m["corral_workers_target"])
+	}
+	if n := strings.Count(s.log.String(), "Scaling: "); n != 6 {
+		t.Errorf("%d steps, want 6:\n%s", n, s.log)
+	}
+	// TTIN moves the count within the bounds, and the load brings it back.
+	s.signal(syscall.SIGTTIN)
+	s.waitWorkers(2, 10*time.Second)
+	s.waitLog(`Scaling: 2 -> 1 workers`, 20*time.Second)
+}
