@@ -18,7 +18,7 @@ import (
 type Snapshot struct {
 	Taken      time.Time
 	Generation int
-	Target     int  // the workers wanted now
+	Target     int // the workers wanted now
 	// -w MIN:MAX: the bounds the load moves Target within; 0, 0 for a
 	// fixed count.
 	MinWorkers, MaxWorkers int
@@ -27,10 +27,10 @@ type Snapshot struct {
 	TargetCause   string
 	TargetWhy     string
 	TargetChanged time.Time
-	ReadyMin   int  // --ready-min: /readyz wants at least this many ready
-	Stopping   bool // a stop (TERM, INT, QUIT, a handover) has begun
-	Workers    []Worker
-	Listeners  []Listener
+	ReadyMin      int  // --ready-min: /readyz wants at least this many ready
+	Stopping      bool // a stop (TERM, INT, QUIT, a handover) has begun
+	Workers       []Worker
+	Listeners     []Listener
 	// Counters are the herd's totals, monotonic across recycles,
 	// reloads, crashes and upgrades.
 	Counters Counters
