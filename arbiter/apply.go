@@ -47,9 +47,9 @@ func (a *Arbiter) apply(ds []decision) {
 		case abort:
 			a.abortWorker(d.w)
 		case recycle:
-			d.w.retiring = true
+			d.w.retiring, d.w.recycledFor = true, d.why
 			a.lastRecycle = a.sys.now()
-			a.log.Info(fmt.Sprintf("Worker (pid:%d) reached its max requests; replacing it", d.w.Pid))
+			a.log.Info(fmt.Sprintf("Worker (pid:%d) %s; replacing it", d.w.Pid, d.why))
 		case backOff:
 			delay := a.backOff()
 			a.log.Warn(fmt.Sprintf("Next worker spawn in %s (%d boot failures in a row)", delay, a.bootFailures))

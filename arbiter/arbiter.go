@@ -112,6 +112,8 @@ type Worker struct {
 	heartbeat    heartbeatSlot
 	retiring     bool // to be replaced, as with --max-requests
 	recycleAsked bool
+	recycledFor  string    // why it is being replaced: recycleWhy's, when retiring
+	overMemory   time.Time // since when its PSS is above --max-worker-memory; zero: it is not
 	statusFd     int
 	statusBuf    []byte
 	lastError    string
@@ -270,6 +272,7 @@ func (a *Arbiter) Run() (err error) {
 		a.reapWorkers()
 		a.murderWorkers()
 		a.autoscale()
+		a.measureMemory()
 		a.manageWorkers()
 		a.publish(a.stopping)
 	}

@@ -24,7 +24,7 @@ const (
 	kill                    // SIGKILL, once; why, if set, goes into the log
 	expire                  // SIGKILL at --boot-timeout; why is what the reaper reports
 	abort                   // SIGABRT for a missed heartbeat (--timeout); SIGKILL after --abort-grace
-	recycle                 // replace the worker, which reached --max-requests, once its replacement is ready
+	recycle                 // replace the worker, which reached --max-requests or stayed over --max-worker-memory, once its replacement is ready; why says which
 	backOff                 // a worker could not boot: put the next spawn off
 	abortReload             // give up on the generation being rolled out; the worker is the one that failed
 	failBoot                // no worker ever booted, or one could not be started: the arbiter stops, Run returns a *BootError
@@ -42,7 +42,7 @@ type decision struct {
 	verb verb
 	w    *Worker        // the worker it is about; nil for spawn, backOff, complete, the arbiter's stops, and failBoot after a failed spawn
 	sig  syscall.Signal // stop's signal
-	why  string         // for kill, expire, abortReload and failBoot
+	why  string         // for kill, expire, recycle, abortReload and failBoot
 }
 
 // String is the decision as the tests write it: "stop 102 TERM", "spawn".
@@ -103,8 +103,9 @@ func (a *Arbiter) manage(now time.Time) []decision {
 		retiring := w.retiring
 		// One recycle a second at most, so workers that reach
 		// --max-requests together do not all restart together.
-		if w.recycleAsked && !retiring && !recycled && w.Generation == a.generation && now.Sub(a.lastRecycle) >= time.Second {
-			ds = append(ds, decision{verb: recycle, w: w})
+		why := a.recycleWhy(w, now)
+		if why != "" && !retiring && !recycled && w.Generation == a.generation && now.Sub(a.lastRecycle) >= time.Second {
+			ds = append(ds, decision{verb: recycle, w: w, why: why})
 			retiring, recycled = true, true
 		}
 		switch {

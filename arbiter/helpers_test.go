@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corral-server/corral/internal/logging"
+	"github.com/corral-server/corral/internal/metrics"
 	"github.com/corral-server/corral/internal/scoreboard"
 	"github.com/corral-server/corral/signals"
 	"github.com/corral-server/corral/worker"
@@ -22,11 +23,12 @@ import (
 type fakeSystem struct {
 	clock    time.Time
 	nextPid  int
-	specs    []spawnSpec // every worker spawned, in order
-	pids     []int       // and their pids
-	sent     []string    // "101 TERM", in order, since the test last looked
-	exits    []fakeExit  // for reap, in order
-	spawnErr error       // when set, spawnWorker fails with it
+	specs    []spawnSpec          // every worker spawned, in order
+	pids     []int                // and their pids
+	sent     []string             // "101 TERM", in order, since the test last looked
+	exits    []fakeExit           // for reap, in order
+	spawnErr error                // when set, spawnWorker fails with it
+	procs    map[int]metrics.Proc // what proc reads, by pid
 }
 
 type fakeExit struct {
@@ -35,6 +37,14 @@ type fakeExit struct {
 }
 
 func (s *fakeSystem) now() time.Time { return s.clock }
+
+func (s *fakeSystem) proc(pid int) (metrics.Proc, error) {
+	p, ok := s.procs[pid]
+	if !ok {
+		return p, syscall.ESRCH
+	}
+	return p, nil
+}
 
 func (s *fakeSystem) spawnWorker(spec spawnSpec) (spawned, error) {
 	if s.spawnErr != nil {

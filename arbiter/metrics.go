@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"syscall"
 	"time"
 
@@ -125,6 +126,8 @@ func exitCause(w *Worker) metrics.ExitCause {
 	switch {
 	case w.timedOut:
 		return metrics.ExitTimeout
+	case w.stopping && w.retiring && strings.HasPrefix(w.recycledFor, memoryWhy):
+		return metrics.ExitMemory
 	case w.stopping && w.retiring:
 		return metrics.ExitRecycle
 	case w.stopping:
@@ -210,7 +213,7 @@ func (a *Arbiter) snapshot(now time.Time) *metrics.Snapshot {
 	live := make([]scoreboard.Totals, 0, len(a.workers))
 	for _, w := range a.sortedWorkers() {
 		if now.Sub(w.procAt) >= procEvery {
-			w.proc, _ = metrics.ReadProc(w.Pid) // gone meanwhile: the last values
+			w.proc, _ = a.sys.proc(w.Pid) // gone meanwhile: the last values
 			w.procAt = now
 		}
 		mw := metrics.Worker{Slot: w.Slot, Pid: w.Pid, Generation: w.Generation, Age: w.Age, Exec: w.exec != nil,

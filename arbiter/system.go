@@ -5,6 +5,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/corral-server/corral/internal/metrics"
 	"github.com/corral-server/corral/internal/scoreboard"
 	"github.com/corral-server/corral/socket"
 	"github.com/corral-server/corral/worker"
@@ -32,6 +33,9 @@ type system interface {
 	// reap collects one child that exited, without waiting: ok is false
 	// when none has.
 	reap() (pid int, status syscall.WaitStatus, ok bool)
+	// proc reads what /proc tells of the process pid: its CPU time and
+	// memory (PSS, for --max-worker-memory).
+	proc(pid int) (metrics.Proc, error)
 }
 
 // A spawnSpec is one worker to start.

@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/corral-server/corral/internal/heartbeat"
+	"github.com/corral-server/corral/internal/metrics"
 	"github.com/corral-server/corral/socket"
 	"github.com/corral-server/corral/worker"
 	"golang.org/x/sys/unix"
@@ -17,6 +18,8 @@ import (
 type osSystem struct{}
 
 func (osSystem) now() time.Time { return time.Now() }
+
+func (osSystem) proc(pid int) (metrics.Proc, error) { return metrics.ReadProc(pid) }
 
 func (osSystem) signal(pid int, sig syscall.Signal) error { return unix.Kill(pid, sig) }
 

@@ -87,7 +87,7 @@ const (
 	ExitRecycle                      // replaced after --max-requests
 	ExitTimeout                      // silent past --timeout
 	ExitBootFailure                  // died before it was ready
-	ExitMemory                       // SIGKILL it was not sent: the OOM killer, most likely
+	ExitMemory                       // replaced for staying over --max-worker-memory, or a SIGKILL it was not sent: the OOM killer, most likely
 	ExitSignal                       // killed by another signal it was not sent
 	ExitCode                         // exited by itself while serving
 	numExitCauses
