@@ -59,6 +59,10 @@ func (a *Arbiter) apply(ds []decision) {
 			a.failBoot(d.w, d.why)
 		case complete:
 			a.generationReady()
+		case rollBack:
+			a.rollBack(d.why)
+		case promote:
+			a.promote()
 		case delayStop:
 			a.delayStop()
 		case drain:

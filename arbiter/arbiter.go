@@ -33,6 +33,8 @@ type Config struct {
 	ScaleDownDelay  time.Duration       // -w MIN:MAX: how long the herd stays under the low mark before one worker less
 	MaxWorkerMemory int64               // --max-worker-memory: a worker whose PSS stays above it is recycled (memory.go); 0 for none
 	MemoryGrace     time.Duration       // --memory-grace: how long a worker may stay above MaxWorkerMemory
+	ReloadCanary    int                 // --reload-canary: a reload replaces this many workers first and watches them (canary.go); 0 for none
+	CanaryWindow    time.Duration       // --canary-window: how long the canaries are watched once ready
 	Binds           []string            // addresses to bind, unless systemd passed sockets
 	Socket          socket.Options      // backlog, SO_REUSEPORT, umask
 	Executable      string              // the worker binary, by path, so a rebuilt one is picked up
@@ -157,7 +159,8 @@ type Arbiter struct {
 	nextWatch    time.Time
 	reloadReason string // what the log blames if the reload fails
 	lastRecycle  time.Time
-	scale        scaler // -w MIN:MAX: the load-driven target's state (autoscale.go)
+	scale        scaler       // -w MIN:MAX: the load-driven target's state (autoscale.go)
+	canary       *canaryState // --reload-canary: the reload on trial (canary.go); nil for none
 
 	upgrade    *upgradeChild  // a new arbiter started by USR2
 	parent     *upgradeParent // the arbiter this one takes over from
@@ -273,6 +276,8 @@ func (a *Arbiter) Run() (err error) {
 		a.murderWorkers()
 		a.autoscale()
 		a.measureMemory()
+		a.canaryReady()
+		a.apply(a.watchCanary(a.sys.now()))
 		a.manageWorkers()
 		a.publish(a.stopping)
 	}
@@ -496,6 +501,11 @@ func (a *Arbiter) reload(reason string) {
 	a.generation++
 	a.reloadAt = a.sys.now()
 	a.reloadReason = reason
+	a.canary = nil
+	if n := cfg.ReloadCanary; n > 0 && n < a.target {
+		a.canary = &canaryState{gen: a.generation, n: n}
+		a.log.Info(fmt.Sprintf("Canary: generation %d starts with %d of %d workers", a.generation, n, a.target))
+	}
 	notifyReloading()
 	if a.Hooks.OnReload != nil {
 		a.Hooks.OnReload(a)

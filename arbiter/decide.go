@@ -29,13 +29,15 @@ const (
 	abortReload             // give up on the generation being rolled out; the worker is the one that failed
 	failBoot                // no worker ever booted, or one could not be started: the arbiter stops, Run returns a *BootError
 	complete                // the current generation serves whole: the reload is complete, or the start
+	rollBack                // a canary reload failed (why): the old generation carries on, the canaries are replaced
+	promote                 // a canary reload passed its window: roll the rest
 	delayStop               // TERM with --shutdown-delay: /readyz says 503, the herd serves on until the delay ends
 	drain                   // the graceful stop: the intake stops, the workers get TERM and drain
 	quickStop               // INT, QUIT: the workers get QUIT and close everything at once
 )
 
 var verbNames = [...]string{"spawn", "stop", "kill", "expire", "abort", "recycle", "back off",
-	"abort reload", "fail boot", "complete", "delay stop", "drain", "quick stop"}
+	"abort reload", "fail boot", "complete", "roll back", "promote", "delay stop", "drain", "quick stop"}
 
 // A decision is one thing the loop decided to do.
 type decision struct {
@@ -140,7 +142,7 @@ func (a *Arbiter) manage(now time.Time) []decision {
 		ds = append(ds, a.stopDecision(w, syscall.SIGTERM))
 		kept = replaceable[i+1:]
 	}
-	if missing := a.target - len(cur); missing > 0 && !now.Before(a.nextSpawn) {
+	if missing := a.canaryLimit() - len(cur); missing > 0 && !now.Before(a.nextSpawn) {
 		for range missing {
 			ds = append(ds, decision{verb: spawn})
 		}

@@ -19,7 +19,7 @@ func (a *Arbiter) spawnWorker() error {
 	a.age++
 	wc := a.cfg.Worker
 	wc.Age, wc.Generation, wc.ArbiterPid = a.age, a.generation, a.pid
-	wc.Slot, wc.Metrics = a.assignSlot(), a.metrics.server != nil || a.cfg.scaling()
+	wc.Slot, wc.Metrics = a.assignSlot(), a.metrics.server != nil || a.cfg.scaling() || a.cfg.ReloadCanary > 0
 	c, err := a.sys.spawnWorker(spawnSpec{cfg: a.cfg, listeners: a.listeners, wc: wc, log: a.log})
 	if err != nil {
 		return err
@@ -140,6 +140,7 @@ func exitReason(ws syscall.WaitStatus) string {
 }
 
 func (a *Arbiter) workerExited(w *Worker) {
+	a.canaryExited(w)
 	reason := exitReason(w.Status)
 	attrs := []any{"worker", w.Pid, "generation", w.Generation, "reason", exitCause(w).String()}
 	switch {
@@ -176,10 +177,19 @@ func (a *Arbiter) bootFailed(w *Worker, reason string) {
 func (a *Arbiter) abortReload(failed *Worker, why string) {
 	a.log.Error(fmt.Sprintf("Reload failed (after %s): new worker (pid:%d) could not boot: %s; the old workers keep serving",
 		a.reloadReason, failed.Pid, why), "worker", failed.Pid, "generation", a.generation, "reason", why)
+	a.fallBack(func(*Worker) bool { return true })
+}
+
+// fallBack ends a failed reload: the serving workers that keep says (of
+// those ready and not stopping) become the current generation, under the
+// last configuration that booted; the others, now of an older one, are
+// replaced by workers of it.
+func (a *Arbiter) fallBack(keep func(*Worker) bool) {
 	a.reloadEnded(metrics.ReloadFailed)
+	a.canary = nil
 	a.generation++
 	for _, w := range a.workers {
-		if w.Ready && !w.stopping {
+		if w.Ready && !w.stopping && keep(w) {
 			w.Generation = a.generation
 		}
 	}

@@ -11,8 +11,9 @@ import (
 
 // The herd that steers itself: -w MIN:MAX's worker count from the load
 // (--scale-down-delay) and the recycling of a worker over its memory
-// (--max-worker-memory, --memory-grace). The rules are the arbiter's
-// (arbiter/autoscale.go, arbiter/memory.go).
+// (--max-worker-memory, --memory-grace), and the reload that tries its
+// canaries first (--reload-canary, --canary-window). The rules are the
+// arbiter's (arbiter/autoscale.go, arbiter/memory.go, arbiter/canary.go).
 func init() {
 	extensions = append(extensions, flagGroup{flags: autoscaleFlags, apply: applyAutoscale})
 }
@@ -23,6 +24,10 @@ func autoscaleFlags() []cli.Flag {
 			Usage: "-w MIN:MAX: seconds the herd stays under the low mark (30% busy, no queue) before one worker less"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "max-worker-memory", Value: "0", Category: catWorkers, EnvVars: env("max-worker-memory"),
 			Usage: "replace a worker (replacement first, as --max-requests) whose PSS stays above this many bytes (200M, 1G) for --memory-grace; 0 for no limit"}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "reload-canary", Category: catWorkers, EnvVars: env("reload-canary"),
+			Usage: "a reload (HUP) replaces this many workers first, watches them for --canary-window (crashes, timeouts, a 5xx share 10 points over the old workers'), then rolls the rest or rolls back; 0 for none"}),
+		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "canary-window", Value: 30, Category: catWorkers, EnvVars: env("canary-window"),
+			Usage: "seconds --reload-canary watches the canaries once they are ready"}),
 		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "memory-grace", Value: 10, Category: catWorkers, EnvVars: env("memory-grace"),
 			Usage: "seconds a worker may stay above --max-worker-memory (a brief peak is not a leak)"}),
 	}
@@ -59,5 +64,12 @@ func applyAutoscale(c *cli.Context, s *settings) error {
 	grace, err := seconds(c, "memory-grace")
 	errs.add(err)
 	s.arbiter.MaxWorkerMemory, s.arbiter.MemoryGrace = mem, grace
+	canary := c.Int("reload-canary")
+	if canary < 0 {
+		errs.add(fmt.Errorf("--reload-canary must be 0 or more, got %d", canary))
+	}
+	window, err := seconds(c, "canary-window")
+	errs.add(err)
+	s.arbiter.ReloadCanary, s.arbiter.CanaryWindow = canary, window
 	return errs.err()
 }

@@ -51,7 +51,11 @@ func TestMaxWorkerMemory(t *testing.T) {
 	if err != nil || s.arbiter.MaxWorkerMemory != 0 || s.arbiter.MemoryGrace != 10*time.Second {
 		t.Fatalf("defaults: %d, %v, %v", s.arbiter.MaxWorkerMemory, s.arbiter.MemoryGrace, err)
 	}
-	for _, bad := range [][]string{{"--max-worker-memory", "lots"}, {"--max-worker-memory", "-1G"}, {"--memory-grace", "-1"}} {
+	s, err = p.parse([]string{"corral", "--reload-canary", "1", "--canary-window", "5"}, io.Discard)
+	if err != nil || s.arbiter.ReloadCanary != 1 || s.arbiter.CanaryWindow != 5*time.Second {
+		t.Fatalf("--reload-canary 1 --canary-window 5: %d, %v, %v", s.arbiter.ReloadCanary, s.arbiter.CanaryWindow, err)
+	}
+	for _, bad := range [][]string{{"--reload-canary", "-1"}, {"--canary-window", "-2"}, {"--max-worker-memory", "lots"}, {"--max-worker-memory", "-1G"}, {"--memory-grace", "-1"}} {
 		if _, err := p.parse(append([]string{"corral"}, bad...), io.Discard); err == nil {
 			t.Errorf("%q: no error", bad)
 		}

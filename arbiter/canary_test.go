@@ -1,0 +1,95 @@
+package arbiter
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// canaryTurn is a turn of the loop with the canary's watch, as the loop
+// runs it: reap first, then the watch, then manage.
+func (h *decisionTest) canaryTurn() []decision {
+	h.a.reapWorkers()
+	h.a.canaryReady()
+	ds := h.a.watchCanary(h.sys.clock)
+	h.a.apply(ds)
+	return append(ds, h.turn()...)
+}
+
+func canaryConfig() *Config {
+	cfg := testConfig(3)
+	cfg.ReloadCanary, cfg.CanaryWindow = 1, 10*time.Second
+	return cfg
+}
+
+func TestCanaryPromotesAfterWindow(t *testing.T) {
+	h := newDecisionTest(t, canaryConfig())
+	h.boot() // 101, 102, 103
+	h.signal(syscall.SIGHUP)
+	h.want(h.canaryTurn(), "spawn") // 104: one canary only
+	h.want(h.canaryTurn())
+	h.ready(104)
+	h.want(h.canaryTurn(), "stop 101 TERM") // the canary replaces one old worker
+	h.advance(9 * time.Second)
+	h.want(h.canaryTurn())
+	h.advance(time.Second)
+	h.want(h.canaryTurn(), "promote", "spawn", "spawn") // 105, 106: the rest
+	h.ready(105, 106)
+	h.want(h.canaryTurn(), "stop 102 TERM", "stop 103 TERM", "complete")
+	if !strings.Contains(h.log.String(), "Canary: generation 2 passed 10s; replacing the rest") {
+		t.Fatalf("log:\n%s", h.log.String())
+	}
+}
+
+// canaryWatched is a herd of 3 (101, 102, 103) reloaded with one canary,
+// 104, ready and watched; 101 is stopping.
+func canaryWatched(t *testing.T) *decisionTest {
+	h := newDecisionTest(t, canaryConfig())
+	h.boot()
+	h.signal(syscall.SIGHUP)
+	h.want(h.canaryTurn(), "spawn") // 104
+	h.ready(104)
+	h.want(h.canaryTurn(), "stop 101 TERM")
+	return h
+}
+
+func TestCanaryCrashRollsBack(t *testing.T) {
+	h := canaryWatched(t)
+	h.exit(101, exitCode(0))
+	h.advance(2 * time.Second)
+	h.exit(104, exitCode(1))                     // the canary crashes in its window
+	h.want(h.canaryTurn(), "roll back", "spawn") // 105, of the old configuration
+	if gen := h.a.generation; gen != 3 || h.worker(102).Generation != 3 || h.worker(103).Generation != 3 {
+		t.Fatalf("generation %d; old workers' %d, %d: want all 3", gen, h.worker(102).Generation, h.worker(103).Generation)
+	}
+	if !strings.Contains(h.log.String(), "Reload rolled back (after HUP): canary worker (pid:104) crashed: exited with code 1") {
+		t.Fatalf("log:\n%s", h.log.String())
+	}
+	h.ready(105)
+	h.advance(time.Minute)
+	h.want(h.canaryTurn()) // nothing more: no promote, no reload complete
+}
+
+func TestCanaryRollBackReplacesTheCanaries(t *testing.T) {
+	h := canaryWatched(t)
+	h.a.canary.failure = "a test says so"
+	h.want(h.canaryTurn(), "roll back", "spawn") // 105
+	h.ready(105)
+	h.want(h.canaryTurn(), "stop 104 TERM") // the canary goes once its old-configuration replacement serves
+}
+
+func TestCanaryBootFailureAbortsTheReload(t *testing.T) {
+	h := newDecisionTest(t, canaryConfig())
+	h.boot()
+	h.signal(syscall.SIGHUP)
+	h.want(h.canaryTurn(), "spawn") // 104
+	h.exit(104, exitCode(3))
+	h.canaryTurn()
+	if h.a.canary != nil {
+		t.Fatal("a canary that cannot boot leaves the canary reload on")
+	}
+	if !strings.Contains(h.log.String(), "Reload failed") {
+		t.Fatalf("log:\n%s", h.log.String())
+	}
+}
