@@ -33,8 +33,8 @@ type Addr struct {
 	Network string // "tcp", "unix" or "fd"
 	Address string // "host:port", a file path, or the fd number
 	// Protocol is the protocol the listener speaks when the bind named
-	// one ("http://", "uwsgi://", "fastcgi://"); "" leaves it to the
-	// worker's default (--protocol).
+	// one ("http://", "https://", "uwsgi://", "fastcgi://"); "" leaves it
+	// to the worker's default (--protocol). "https" is HTTP over TLS.
 	Protocol string
 }
 
@@ -48,7 +48,7 @@ var Protocols = []string{"http", "uwsgi", "fastcgi"}
 // prefix, "http://", "uwsgi://" or "fastcgi://", sets Protocol and may
 // precede any of the forms ("fastcgi://unix:/run/app.sock").
 func ParseAddr(s string) (Addr, error) {
-	for _, p := range Protocols {
+	for _, p := range append(Protocols[:len(Protocols):len(Protocols)], ProtocolHTTPS) {
 		if rest, ok := strings.CutPrefix(s, p+"://"); ok {
 			a, err := parseAddr(rest, s)
 			a.Protocol = p

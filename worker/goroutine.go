@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -63,13 +64,14 @@ func (g *goroutineWorker) Serve(p *Process) error {
 	if cfg.KeepAlive <= 0 {
 		g.srv.SetKeepAlivesEnabled(false)
 	}
+	configureHTTP2(g.srv, cfg)
 	errs := make(chan error, len(p.Listeners))
 	g.mu.Lock()
 	for i, l := range p.Listeners {
 		// The front end (protocol, PROXY header) of each listener; its
 		// connections go through the same drain and cap logic.
 		fe := p.FrontEnd(i)
-		dl := &drainListener{Listener: l, g: g, wrap: fe.WrapConn}
+		dl := &drainListener{Listener: l, g: g, wrap: fe.WrapConn, tls: p.listenerTLS(i)}
 		g.listeners = append(g.listeners, dl)
 		g.open++
 		go func() { errs <- fe.Serve(g.srv, dl) }()
@@ -133,7 +135,7 @@ func (g *goroutineWorker) closeIdle() {
 		for c, st := range g.conns {
 			idle := st.state == http.StateIdle || st.state == http.StateNew
 			since := st.since
-			if tc, ok := c.(*trackedConn); ok {
+			if tc, ok := netConn(c).(*trackedConn); ok {
 				since = tc.idleSince(since)
 			}
 			if idle && now.Sub(since) >= g.p.Config.DrainIdle && !hasUnread(c) {
@@ -213,6 +215,7 @@ type drainListener struct {
 	net.Listener
 	g        *goroutineWorker
 	wrap     func(net.Conn) net.Conn // the front end's wrapper (PROXY header), or nil
+	tls      *tls.Config             // a TLS listener's config, or nil
 	draining atomic.Bool
 	once     sync.Once
 }
@@ -245,10 +248,11 @@ func (l *drainListener) Accept() (net.Conn, error) {
 	}
 	tc := &trackedConn{BaseConn: frontend.BaseConn{Conn: c}}
 	tc.lastRead.Store(time.Now().UnixNano())
+	sc := serverTLS(tc, l.tls) // keyed as net/http will report it
 	l.g.mu.Lock()
-	l.g.conns[tc] = &connState{state: http.StateNew, since: time.Now()}
+	l.g.conns[sc] = &connState{state: http.StateNew, since: time.Now()}
 	l.g.mu.Unlock()
-	return tc, nil
+	return sc, nil
 }
 
 // trackedConn notes when the server last read from the connection. net/http

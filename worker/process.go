@@ -39,6 +39,7 @@ type Process struct {
 	draining    atomic.Bool
 	front       frontConfig // protocols and trusted peers, see frontend.go
 	heartbeat   *heartbeat.Slot
+	tls         tlsState // TLS listeners and config, see tls.go
 
 	inFlightMu sync.Mutex
 	inFlight   map[*http.Request]time.Time // for the abort log

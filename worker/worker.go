@@ -83,6 +83,14 @@ type Config struct {
 	ProxyAllowFrom    []string `json:"proxy_allow_from,omitempty"`
 	ForwardedAllowIPs []string `json:"forwarded_allow_ips,omitempty"`
 
+	// TLS is the certificate and its settings, nil without --certfile;
+	// HTTP2 is --http2 (HTTP2Off, HTTP2On, HTTP2H2C; "" is on); TicketsFD
+	// is the inherited memfd of the session-ticket keys the workers share
+	// (0 for none). See tls.go.
+	TLS       *TLSConfig `json:"tls,omitempty"`
+	HTTP2     string     `json:"http2,omitempty"`
+	TicketsFD int        `json:"tickets_fd,omitempty"`
+
 	ErrorLog        string `json:"error_log"`
 	LogLevel        string `json:"log_level"`
 	AccessLog       string `json:"access_log"`
