@@ -5,7 +5,7 @@ BIN     := bin/corral
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 # Debian packages the tests need, as "command:package".
-TEST_TOOLS := systemd-socket-activate:systemd nginx:nginx python3:python3 node:nodejs
+TEST_TOOLS := systemd-socket-activate:systemd nginx:nginx python3:python3 node:nodejs curl:curl openssl:openssl
 
 .PHONY: build run test deps lint vet unit fuzz integration bench soak clean
 
@@ -22,6 +22,8 @@ deps:
 	@missing=""; for tp in $(TEST_TOOLS); do command -v "$${tp%%:*}" >/dev/null || missing="$$missing $${tp##*:}"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(APT) update -q && $(APT) install -y -q $$missing; fi
 	$(GO) mod download
+	@command -v h2spec >/dev/null || [ -x "$$($(GO) env GOPATH)/bin/h2spec" ] || \
+		{ echo "installing: h2spec"; $(GO) install github.com/summerwind/h2spec/cmd/h2spec@latest; }
 
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
