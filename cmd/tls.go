@@ -97,7 +97,7 @@ func applyTLS(c *cli.Context, s *settings) error {
 				errs.add(fmt.Errorf("--%s needs --certfile", f))
 			}
 		}
-		if reqs != 0 {
+		if reqs == worker.CertOptional || reqs == worker.CertRequired {
 			errs.add(fmt.Errorf("--cert-reqs needs --certfile"))
 		}
 	case s.arbiter.Command != nil:

@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -474,17 +475,8 @@ func TestTLSTicketKeysRotate(t *testing.T) {
 func tlsLoad(ctx context.Context, addr string, config *tls.Config, clients, total int, keepAlive, h2 bool) *loadResult {
 	r := &loadResult{}
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	left := total
-	take := func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if left <= 0 || ctx.Err() != nil {
-			return false
-		}
-		left--
-		return true
-	}
+	var left atomic.Int64
+	left.Store(int64(total))
 	for range clients {
 		wg.Add(1)
 		go func() {
@@ -492,7 +484,7 @@ func tlsLoad(ctx context.Context, addr string, config *tls.Config, clients, tota
 			tr := &http.Transport{TLSClientConfig: config.Clone(), DisableKeepAlives: !keepAlive, ForceAttemptHTTP2: h2}
 			defer tr.CloseIdleConnections()
 			c := &http.Client{Timeout: 10 * time.Second, Transport: tr}
-			for take() {
+			for ctx.Err() == nil && left.Add(-1) >= 0 {
 				res, err := c.Get("https://" + addr + "/")
 				if err == nil {
 					_, err = io.Copy(io.Discard, res.Body)

@@ -133,7 +133,7 @@ func (g *goroutineWorker) closeIdle() {
 		now := time.Now()
 		g.mu.Lock()
 		for c, st := range g.conns {
-			idle := st.state == http.StateIdle || st.state == http.StateNew
+			idle := (st.state == http.StateIdle || st.state == http.StateNew) && closesWhenIdle(c, st.state)
 			since := st.since
 			if tc, ok := netConn(c).(*trackedConn); ok {
 				since = tc.idleSince(since)

@@ -333,6 +333,26 @@ func (p *Process) handshakeTLS(c net.Conn, config *tls.Config, d time.Duration) 
 	return tc
 }
 
+// closesWhenIdle reports whether a draining goroutine worker may close c,
+// in state s, once it is idle for DrainIdle. Not a TLS connection in
+// StateNew: its handshake may be under way (the client's Finished, or the
+// request right after it, on its way; net/http's header timeout bounds a
+// silent one). Not an HTTP/2 connection: net/http closes it with a
+// GOAWAY, after the response that carries "Connection: close" or at its
+// idle timeout (--keep-alive), where a bare close would race a request
+// the client is sending on it.
+func closesWhenIdle(c net.Conn, s http.ConnState) bool {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return true
+	}
+	if s == http.StateNew {
+		return false
+	}
+	// Past StateNew the handshake is over: ConnectionState does not wait.
+	return tc.ConnectionState().NegotiatedProtocol != "h2"
+}
+
 // connTLS is the TLS state of c for r.TLS, nil when c is plain.
 func connTLS(c net.Conn) *tls.ConnectionState {
 	if tc, ok := c.(*tls.Conn); ok {
