@@ -492,6 +492,9 @@ func tlsLoad(ctx context.Context, addr string, config *tls.Config, clients, tota
 					if err == nil && res.StatusCode != 200 {
 						err = fmt.Errorf("status %d", res.StatusCode)
 					}
+					if err == nil && h2 != (res.ProtoMajor == 2) {
+						err = fmt.Errorf("served over %s", res.Proto)
+					}
 				}
 				if err != nil {
 					r.fail("request", err)
@@ -531,12 +534,19 @@ func TestTLSHUPServesNewCertificateUnderLoad(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	results := make(chan *loadResult, 3)
+	type named struct {
+		name string
+		r    *loadResult
+	}
+	results := make(chan named, 3)
 	for _, c := range []struct {
+		name             string
 		clients          int
 		keepAlive, http2 bool
-	}{{8, false, false}, {4, true, false}, {4, true, true}} {
-		go func() { results <- tlsLoad(ctx, s.Addr, config, c.clients, 100000, c.keepAlive, c.http2) }()
+	}{{"a handshake per request", 8, false, false}, {"HTTP/1.1 keep-alive", 4, true, false}, {"HTTP/2", 4, true, true}} {
+		go func() {
+			results <- named{c.name, tlsLoad(ctx, s.Addr, config, c.clients, 100000, c.keepAlive, c.http2)}
+		}()
 	}
 	time.Sleep(time.Second)
 	p.issueServer(p.CertFile, p.KeyFile, "server gen2", time.Now().Add(24*time.Hour))
@@ -547,11 +557,11 @@ func TestTLSHUPServesNewCertificateUnderLoad(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	cancel()
-	for i := range 3 {
+	for range 3 {
 		r := <-results
-		t.Logf("load %d: %s", i, r)
-		if r.failed() != 0 || r.ok == 0 {
-			t.Errorf("requests failed across the HUP: %s", r)
+		t.Logf("%s: %s", r.name, r.r)
+		if r.r.failed() != 0 || r.r.ok == 0 {
+			t.Errorf("%s: requests failed across the HUP: %s", r.name, r.r)
 		}
 	}
 }

@@ -1,6 +1,9 @@
 package worker
 
-import "testing"
+import (
+	"net/http"
+	"testing"
+)
 
 // TestServesTLS is the rule for which listeners serve TLS.
 func TestServesTLS(t *testing.T) {
@@ -42,5 +45,21 @@ func TestCanServe(t *testing.T) {
 	}
 	if err := CanServe("event", false, HTTP2On); err != nil {
 		t.Errorf("event without TLS: %v", err)
+	}
+}
+
+// TestHTTP2Settings: the versions follow --http2, and one connection's
+// streams --worker-connections, up to Go's 250.
+func TestHTTP2Settings(t *testing.T) {
+	for _, c := range []struct {
+		http2          string
+		conns, streams int
+		h2, h2c        bool
+	}{{HTTP2On, 1000, 250, true, false}, {HTTP2H2C, 10, 10, true, true}, {HTTP2Off, 0, 250, false, false}} {
+		srv := &http.Server{}
+		configureHTTP2(srv, &Config{HTTP2: c.http2, WorkerConnections: c.conns})
+		if !srv.Protocols.HTTP1() || srv.Protocols.HTTP2() != c.h2 || srv.Protocols.UnencryptedHTTP2() != c.h2c || srv.HTTP2.MaxConcurrentStreams != c.streams {
+			t.Errorf("--http2 %s --worker-connections %d: %s, %d streams", c.http2, c.conns, srv.Protocols, srv.HTTP2.MaxConcurrentStreams)
+		}
 	}
 }
