@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/corral-server/corral/internal/tickets"
@@ -203,8 +204,8 @@ type tlsState struct {
 	config  *tls.Config
 	tickets *tickets.Shared // nil: this worker's own keys (Go's)
 
-	mu  sync.Mutex
-	seq uint64 // of the keys config holds
+	mu  sync.Mutex    // one reader of new keys at a time
+	seq atomic.Uint64 // the sequence of the keys config holds
 }
 
 // initTLS builds the TLS config when a listener serves TLS, for worker
@@ -266,13 +267,13 @@ func (p *Process) initTLS(class Class) error {
 
 // refreshKeys loads the shared session-ticket keys if they changed.
 func (st *tlsState) refreshKeys() error {
-	if st.tickets.Seq() == st.seq {
+	if st.tickets.Seq() == st.seq.Load() {
 		return nil
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	keys, seq, err := st.tickets.Read()
-	if err != nil || seq == st.seq {
+	if err != nil || seq == st.seq.Load() {
 		return err
 	}
 	ks := make([][32]byte, len(keys))
@@ -280,7 +281,7 @@ func (st *tlsState) refreshKeys() error {
 		ks[i] = k
 	}
 	st.config.SetSessionTicketKeys(ks)
-	st.seq = seq
+	st.seq.Store(seq)
 	return nil
 }
 

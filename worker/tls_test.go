@@ -1,8 +1,12 @@
 package worker
 
 import (
+	"crypto/tls"
 	"net/http"
+	"sync"
 	"testing"
+
+	"github.com/corral-server/corral/internal/tickets"
 )
 
 // TestServesTLS is the rule for which listeners serve TLS.
@@ -61,5 +65,37 @@ func TestHTTP2Settings(t *testing.T) {
 		if !srv.Protocols.HTTP1() || srv.Protocols.HTTP2() != c.h2 || srv.Protocols.UnencryptedHTTP2() != c.h2c || srv.HTTP2.MaxConcurrentStreams != c.streams {
 			t.Errorf("--http2 %s --worker-connections %d: %s, %d streams", c.http2, c.conns, srv.Protocols, srv.HTTP2.MaxConcurrentStreams)
 		}
+	}
+}
+
+// TestRefreshKeysUnderHandshakes: handshakes on many goroutines look for
+// new keys while the arbiter publishes them; the config ends with the last.
+func TestRefreshKeysUnderHandshakes(t *testing.T) {
+	shared, err := tickets.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shared.Close()
+	shared.Publish([]tickets.Key{{1}})
+	st := &tlsState{config: &tls.Config{}, tickets: shared}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				if err := st.refreshKeys(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for i := range 50 {
+		shared.Publish([]tickets.Key{{byte(i + 2)}, {byte(i + 1)}})
+	}
+	wg.Wait()
+	if err := st.refreshKeys(); err != nil || st.seq.Load() != shared.Seq() {
+		t.Fatalf("seq %d, shared %d, %v", st.seq.Load(), shared.Seq(), err)
 	}
 }
