@@ -772,3 +772,42 @@ func parseJUnit(t *testing.T, b []byte) (map[string]bool, int) {
 	}
 	return failed, n
 }
+
+// TestTLSUnixSocketAndHTTP2Limits: an https://unix: bind serves TLS next
+// to a plain unix bind, and HTTP/2's header list is bounded by the
+// --limit-request-* settings as an HTTP/1.1 head is (431).
+func TestTLSUnixSocketAndHTTP2Limits(t *testing.T) {
+	p := newTestPKI(t)
+	dir := t.TempDir()
+	secure, plain := filepath.Join(dir, "tls.sock"), filepath.Join(dir, "plain.sock")
+	s, urls := startHTTPS(t, p.tlsArgs("-b", "127.0.0.1:0", "-b", "https://unix:"+secure, "-b", "unix:"+plain,
+		"--limit-request-line", "100", "--limit-request-fields", "2", "--limit-request-field_size", "100", "demo")...)
+	if len(urls) != 3 || urls[1] != "https://unix:"+secure || urls[2] != "unix:"+plain {
+		t.Fatalf("listening at %q", urls)
+	}
+	out, stderr, err := curl(t, "--cacert", p.CAFile, "--unix-socket", secure, "-w", "\n%{http_version}", "https://localhost/echo")
+	if err != nil {
+		t.Fatalf("curl over https://unix: %v %s", err, stderr)
+	}
+	if e, v := decodeEcho(t, out); e.TLS == nil || v != "2" {
+		t.Errorf("https://unix: served HTTP/%s with TLS %+v", v, e.TLS)
+	}
+	out, _, err = curl(t, "--unix-socket", plain, "-w", "\n%{http_version}", "http://localhost/echo")
+	if e, _ := decodeEcho(t, out); err != nil || e.TLS != nil {
+		t.Errorf("unix: %v, TLS %+v; want plain", err, e.TLS)
+	}
+	// The limits allow a head of 308 bytes; net/http reads 4 KiB more
+	// for HTTP/1.1, and HTTP/2's header list counts 32 bytes per field
+	// and 320 of slack. (A single field longer than the whole list is a
+	// connection error in net/http's HTTP/2: a GOAWAY, not a 431.)
+	for _, c := range []struct {
+		proto, want string
+		size        int
+	}{{"--http2", "2 431", 500}, {"--http1.1", "1.1 431", 6000}, {"--http2", "2 200", 10}} {
+		big := "X-Big: " + strings.Repeat("b", c.size)
+		out, _, err := curl(t, c.proto, "--cacert", p.CAFile, "-H", big, "-o", "/dev/null", "-w", "%{http_version} %{http_code}", "https://"+s.Addr+"/")
+		if err != nil || out != c.want {
+			t.Errorf("curl %s with a %d-byte header and small limits: %q %v, want %q", c.proto, c.size, out, err, c.want)
+		}
+	}
+}
