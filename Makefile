@@ -9,8 +9,11 @@ TEST_TOOLS := systemd-socket-activate:systemd nginx:nginx python3:python3 node:n
 
 .PHONY: build run test deps lint vet unit fuzz integration bench soak clean
 
+# --version: the build info's VCS revision (-buildvcs=auto, where Go can read it; not in a git
+# worktree), and git's description of the tree as the version.
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null)
 build:
-	$(GO) build -o $(BIN) ./cmd/corral
+	$(GO) build -buildvcs=auto -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/corral
 
 run: build
 	$(BIN) -w 2 -b 127.0.0.1:8000 demo

@@ -53,7 +53,7 @@ func (a *Arbiter) apply(ds []decision) {
 		case abortReload:
 			a.abortReload(d.w, d.why)
 		case failBoot:
-			a.exitErr = &BootError{Pid: d.w.Pid, Reason: d.why}
+			a.exitErr = &BootError{Pid: d.w.Pid, Reason: d.why + lastOutput(d.w)}
 			a.log.Error("Reason: no worker could boot; shutting down")
 			a.stop(true)
 		case complete:

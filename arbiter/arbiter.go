@@ -43,7 +43,7 @@ type Config struct {
 	UpgradeBinary   string              // the binary USR2 starts; "" for Executable
 	TicketRotation  time.Duration       // TLS session-ticket keys: a new one this often; 0 for DefaultTicketRotation
 	Credential      *syscall.Credential // the workers' user and groups (-u, -g); nil: the arbiter's
-	Name            string              // --name, for the logs
+	Name            string              // --name: the arbiter's comm, the workers' titles (ps), the log's first line
 	ErrorLog        *logging.File       // reopened on USR1
 	Log             *slog.Logger
 }
@@ -214,7 +214,14 @@ func (a *Arbiter) Run() (err error) {
 	}
 	defer a.removePidFile()
 	defer a.closeTickets()
-	a.log.Info(fmt.Sprintf("Starting corral (pid: %d)", a.pid))
+	if a.cfg.Name != "" {
+		if err := setProcessName(a.cfg.Name); err != nil {
+			a.log.Warn(fmt.Sprintf("--name: %v", err))
+		}
+		a.log.Info(fmt.Sprintf("Starting corral [%s] (pid: %d)", a.cfg.Name, a.pid))
+	} else {
+		a.log.Info(fmt.Sprintf("Starting corral (pid: %d)", a.pid))
+	}
 	for _, l := range a.listeners {
 		a.log.Info(fmt.Sprintf("Listening at: %s (%d)", a.listenerURL(l), a.pid))
 	}

@@ -20,14 +20,14 @@ const defaultMaxBody = 1 << 20
 
 func limitFlags() []cli.Flag {
 	return []cli.Flag{
-		altsrc.NewIntFlag(&cli.IntFlag{Name: "limit-request-line", Value: 4094, Category: catWorkers, EnvVars: env("limit-request-line"),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "limit-request-line", Value: 4094, Category: catSecurity, EnvVars: env("limit-request-line"),
 			Usage: "the longest request line in bytes (answered with 414); 0 for no limit, above 8190 means 8190"}),
-		altsrc.NewIntFlag(&cli.IntFlag{Name: "limit-request-fields", Value: 100, Category: catWorkers, EnvVars: env("limit-request-fields"),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "limit-request-fields", Value: 100, Category: catSecurity, EnvVars: env("limit-request-fields"),
 			Usage: "the most header fields in a request (answered with 431), up to 32768"}),
-		altsrc.NewIntFlag(&cli.IntFlag{Name: "limit-request-field_size", Aliases: []string{"limit-request-field-size"}, Value: 8190, Category: catWorkers,
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "limit-request-field_size", Aliases: []string{"limit-request-field-size"}, Value: 8190, Category: catSecurity,
 			EnvVars: env("limit-request-field-size"),
 			Usage:   "the longest header field line in bytes (answered with 431); 0 means 8190"}),
-		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-body", Value: defaultMaxBody, Category: catWorkers, EnvVars: env("max-body"),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-body", Value: defaultMaxBody, Category: catSecurity, EnvVars: env("max-body"),
 			Usage: "sync and event workers: the largest request body in bytes, read whole before the handler runs (answered with 413); 0 for no limit"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "threads", Value: 1, Category: catWorkers, EnvVars: env("threads"),
 			Usage: "event worker: epoll loops per worker process"}),

@@ -19,7 +19,7 @@ import (
 // --reload: watch the worker binary, the config file and more, and roll
 // the workers when they change (arbiter.FileWatcher).
 
-const catReload = "Reload"
+const catReload = secDebugging
 
 func init() {
 	extensions = append(extensions, flagGroup{flags: reloadFlags, apply: applyReload})

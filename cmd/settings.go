@@ -38,6 +38,7 @@ type settings struct {
 	chdir       string
 	umask       int
 	reload      *reloadSettings // --reload, or nil
+	warnings    []string        // what is set but not applied, a line each: printed, or logged at start
 }
 
 // settings checks the parsed command line and builds the configuration
@@ -54,12 +55,14 @@ func (p *Program) settings(c *cli.Context, files []cli.Flag) (*settings, error) 
 		app: app, configPath: c.String("config"), checkConfig: c.Bool("check-config"), printConfig: c.Bool("print-config"),
 		logLevel: core.level, chdir: c.String("chdir"), umask: core.umask,
 	}
+	s.warnings, _ = c.App.Metadata["warnings"].([]string)
 	s.arbiter = p.arbiterConfig(c, app, core)
 	for _, g := range extensions {
 		if g.apply != nil {
 			errs.add(g.apply(c, s))
 		}
 	}
+	errs.add(p.preflight(s))
 	if err := errs.err(); err != nil {
 		return nil, err
 	}
@@ -110,8 +113,8 @@ func parseCore(c *cli.Context) (coreValues, error) {
 	if n := c.Int("workers"); n < 1 {
 		errs.add(fmt.Errorf("--workers must be 1 or more, got %d", n))
 	}
-	if class := c.String("worker-class"); !knownClass(class) {
-		errs.add(fmt.Errorf("--worker-class: unknown worker type %q (known: %s)", class, strings.Join(worker.Classes(), ", ")))
+	if class := c.String("worker-class"); !knownClass(class) && execArgs(c) == nil { // exec mode refuses -k (exec.go)
+		errs.add(fmt.Errorf("--worker-class: unknown worker type %q (known: %s)%s", class, strings.Join(worker.Classes(), ", "), classHint(class)))
 	}
 	for _, d := range []struct {
 		flag string

@@ -22,7 +22,7 @@ func init() {
 	extensions = append(extensions, flagGroup{flags: tlsFlags, apply: applyTLS})
 }
 
-const catTLS = "TLS and HTTP/2"
+const catTLS = secSSL // Gunicorn's docs' section
 
 func tlsFlags() []cli.Flag {
 	return []cli.Flag{

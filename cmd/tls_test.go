@@ -102,3 +102,20 @@ func selfSigned(t *testing.T) string {
 	}
 	return path
 }
+
+// TestTLSGunicornNames: a config file's Gunicorn names set the TLS flags,
+// ssl_version as Python's number.
+func TestTLSGunicornNames(t *testing.T) {
+	cert := selfSigned(t)
+	path := filepath.Join(t.TempDir(), "c.toml")
+	os.WriteFile(path, []byte("certfile = \""+cert+"\"\nkeyfile = \""+cert+"\"\nssl_version = 5\ncert_reqs = 0\nciphers = \"ECDHE-ECDSA-AES128-GCM-SHA256\"\n"), 0o600)
+	s, err := testProgram().parse([]string{"corral", "-c", path, "-b", "127.0.0.1:0"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := s.arbiter.Worker.TLS
+	if w == nil || w.CertFile != cert || w.MinVersion != tls.VersionTLS12 || w.MaxVersion != tls.VersionTLS12 ||
+		!slices.Equal(w.Ciphers, []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}) {
+		t.Errorf("TLS from Gunicorn's names: %+v", w)
+	}
+}

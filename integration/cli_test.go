@@ -9,11 +9,7 @@ import (
 
 func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 	dir := t.TempDir()
-	file := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		os.WriteFile(p, []byte(content), 0o644)
-		return p
-	}
+	file := func(name, content string) string { return writeFile(t, dir, name, content) }
 	cases := []struct {
 		args []string
 		want string

@@ -323,17 +323,12 @@ func (r *loadResult) String() string {
 	return fmt.Sprintf("%d ok, %d failed %v, %d refused; e.g. %q", r.ok, r.failed(), r.failures, r.refused, r.examples)
 }
 
-// keepAliveLoad runs conns clients, each sending requests one after the
-// other on a keep-alive connection with a raw HTTP/1.1 client, so no
-// client library retries hide a connection closed under a request. A
-// response with "Connection: close" ends the connection cleanly and the
-// client reconnects. It stops after total requests or when ctx ends.
-func keepAliveLoad(ctx context.Context, addr string, conns, total int, path string) *loadResult {
-	r := &loadResult{}
-	var wg sync.WaitGroup
+// budget hands out up to total requests among a load's clients: take says
+// whether one more may be sent (none once ctx ends).
+func budget(ctx context.Context, total int) (take func() bool) {
 	var mu sync.Mutex
 	left := total
-	take := func() bool {
+	return func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		if left <= 0 || ctx.Err() != nil {
@@ -342,6 +337,17 @@ func keepAliveLoad(ctx context.Context, addr string, conns, total int, path stri
 		left--
 		return true
 	}
+}
+
+// keepAliveLoad runs conns clients, each sending requests one after the
+// other on a keep-alive connection with a raw HTTP/1.1 client, so no
+// client library retries hide a connection closed under a request. A
+// response with "Connection: close" ends the connection cleanly and the
+// client reconnects. It stops after total requests or when ctx ends.
+func keepAliveLoad(ctx context.Context, addr string, conns, total int, path string) *loadResult {
+	r := &loadResult{}
+	var wg sync.WaitGroup
+	take := budget(ctx, total)
 	for range conns {
 		wg.Add(1)
 		go func() {
@@ -410,17 +416,7 @@ func keepAliveLoad(ctx context.Context, addr string, conns, total int, path stri
 func closeLoad(ctx context.Context, addr string, conns, total int, path string) *loadResult {
 	r := &loadResult{}
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	left := total
-	take := func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if left <= 0 || ctx.Err() != nil {
-			return false
-		}
-		left--
-		return true
-	}
+	take := budget(ctx, total)
 	for range conns {
 		wg.Add(1)
 		go func() {
@@ -641,6 +637,16 @@ func hostOf(addr string) string {
 		return addr
 	}
 	return h
+}
+
+// writeFile writes content to the file name in dir and returns its path.
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func writeScript(t *testing.T, path, content string) {

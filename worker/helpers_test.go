@@ -210,3 +210,18 @@ func badRequests() map[string]int {
 		"GET / HTTP/2.0\r\nHost: x\r\n\r\n" + smuggled:                                                              505,
 	}
 }
+
+// dialTest connects to addr, closes the connection when the test ends, and
+// gives it a deadline d from now (none when d is 0).
+func dialTest(t testing.TB, addr string, d time.Duration) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if d > 0 {
+		c.SetDeadline(time.Now().Add(d))
+	}
+	return c
+}
