@@ -131,6 +131,8 @@ func LoadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
 	if err != nil {
 		msg := strings.TrimPrefix(err.Error(), "tls: ")
 		switch {
+		case keyFile == "" || keyFile == certFile:
+			return cert, fmt.Errorf("%s: %s (without --keyfile the key must be in the certificate's file)", certFile, msg)
 		case strings.Contains(msg, "does not match"):
 			return cert, fmt.Errorf("the key in %s does not match the certificate in %s", keyFile, certFile)
 		case strings.Contains(msg, "CERTIFICATE"), strings.Contains(msg, "certificate"):
