@@ -379,34 +379,37 @@ func TestTLSMutual(t *testing.T) {
 // 1.2 and 1.3.
 func TestTLSResumesOnAnotherWorker(t *testing.T) {
 	p := newTestPKI(t)
-	s, _ := startHTTPS(t, p.tlsArgs("-w", "3", "-b", "127.0.0.1:0", "demo")...)
-	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
-		config := p.clientConfig("", "")
-		config.MaxVersion = v
-		config.ClientSessionCache = tls.NewLRUClientSessionCache(4)
-		prev, across, resumed := 0, 0, 0
-		for i := 0; i < 60 && across < 3; i++ {
-			e, st, err := tlsEcho(s.Addr, config)
-			if err != nil {
-				t.Fatalf("%s request %d: %v", tls.VersionName(v), i, err)
-			}
-			if i > 0 && !st.DidResume {
-				t.Errorf("%s request %d did not resume (worker %d, the ticket from %d)", tls.VersionName(v), i, e.Pid, prev)
-			}
-			if st.DidResume != e.TLS.Resumed {
-				t.Errorf("client says resumed=%v, the worker %v", st.DidResume, e.TLS.Resumed)
-			}
-			if st.DidResume {
-				resumed++
-				if e.Pid != prev {
-					across++
+	for _, class := range []string{"goroutine", "sync"} {
+		s, _ := startHTTPS(t, p.tlsArgs("-w", "3", "-k", class, "-b", "127.0.0.1:0", "demo")...)
+		for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+			name := "-k " + class + " " + tls.VersionName(v)
+			config := p.clientConfig("", "")
+			config.MaxVersion = v
+			config.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+			prev, across, resumed := 0, 0, 0
+			for i := 0; i < 60 && across < 3; i++ {
+				e, st, err := tlsEcho(s.Addr, config)
+				if err != nil {
+					t.Fatalf("%s request %d: %v", name, i, err)
 				}
+				if i > 0 && !st.DidResume {
+					t.Errorf("%s request %d did not resume (worker %d, the ticket from %d)", name, i, e.Pid, prev)
+				}
+				if st.DidResume != e.TLS.Resumed {
+					t.Errorf("%s: client says resumed=%v, the worker %v", name, st.DidResume, e.TLS.Resumed)
+				}
+				if st.DidResume {
+					resumed++
+					if e.Pid != prev {
+						across++
+					}
+				}
+				prev = e.Pid
 			}
-			prev = e.Pid
-		}
-		t.Logf("%s: %d resumed, %d of them on another worker than the ticket's", tls.VersionName(v), resumed, across)
-		if across == 0 {
-			t.Errorf("%s: no session resumed on another worker", tls.VersionName(v))
+			t.Logf("%s: %d resumed, %d of them on another worker than the ticket's", name, resumed, across)
+			if across == 0 {
+				t.Errorf("%s: no session resumed on another worker", name)
+			}
 		}
 	}
 }
