@@ -265,12 +265,17 @@ func (l *drainListener) Accept() (net.Conn, error) {
 type trackedConn struct {
 	frontend.BaseConn
 	lastRead atomic.Int64 // UnixNano
+	read     atomic.Bool  // some bytes were read
+	h2c      atomic.Bool  // they began with HTTP/2's preface: see closesWhenIdle
 }
 
 func (c *trackedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
 		c.lastRead.Store(time.Now().UnixNano())
+		if !c.read.Swap(true) {
+			c.h2c.Store(isH2CPreface(b[:n]))
+		}
 	}
 	return n, err
 }

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -340,14 +341,16 @@ func (p *Process) handshakeTLS(c net.Conn, config *tls.Config, d time.Duration) 
 // in state s, once it is idle for DrainIdle. Not a TLS connection in
 // StateNew: its handshake may be under way (the client's Finished, or the
 // request right after it, on its way; net/http's header timeout bounds a
-// silent one). Not an HTTP/2 connection: net/http closes it with a
+// silent one). Not an HTTP/2 connection, over TLS or h2c (its first
+// bytes were the preface): net/http closes it with a
 // GOAWAY, after the response that carries "Connection: close" or at its
 // idle timeout (--keep-alive), where a bare close would race a request
 // the client is sending on it.
 func closesWhenIdle(c net.Conn, s http.ConnState) bool {
 	tc, ok := c.(*tls.Conn)
 	if !ok {
-		return true
+		tr, ok := c.(*trackedConn)
+		return !ok || !tr.h2c.Load()
 	}
 	if s == http.StateNew {
 		return false
@@ -355,6 +358,10 @@ func closesWhenIdle(c net.Conn, s http.ConnState) bool {
 	// Past StateNew the handshake is over: ConnectionState does not wait.
 	return tc.ConnectionState().NegotiatedProtocol != "h2"
 }
+
+// isH2CPreface reports whether a connection's first bytes start HTTP/2
+// with prior knowledge (h2c): "PRI * HTTP/2.0".
+func isH2CPreface(b []byte) bool { return bytes.HasPrefix(b, []byte("PRI * HTTP/2.0")) }
 
 // connTLS is the TLS state of c for r.TLS, nil when c is plain.
 func connTLS(c net.Conn) *tls.ConnectionState {

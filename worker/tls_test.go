@@ -2,11 +2,13 @@ package worker
 
 import (
 	"crypto/tls"
+	"net"
 	"net/http"
 	"sync"
 	"testing"
 
 	"github.com/corral-server/corral/internal/tickets"
+	"github.com/corral-server/corral/worker/frontend"
 )
 
 // TestServesTLS is the rule for which listeners serve TLS.
@@ -97,5 +99,25 @@ func TestRefreshKeysUnderHandshakes(t *testing.T) {
 	wg.Wait()
 	if err := st.refreshKeys(); err != nil || st.seq.Load() != shared.Seq() {
 		t.Fatalf("seq %d, shared %d, %v", st.seq.Load(), shared.Seq(), err)
+	}
+}
+
+// TestH2CConnIsNotClosedAsIdle: a plain connection whose first bytes are
+// HTTP/2's preface is left to net/http's GOAWAY by a drain; an HTTP/1.1
+// one is closed once idle.
+func TestH2CConnIsNotClosedAsIdle(t *testing.T) {
+	for first, want := range map[string]bool{"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n": false, "GET / HTTP/1.1\r\n": true} {
+		a, b := net.Pipe()
+		tc := &trackedConn{BaseConn: frontend.BaseConn{Conn: a}}
+		go b.Write([]byte(first))
+		buf := make([]byte, 64)
+		if _, err := tc.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		if got := closesWhenIdle(tc, http.StateIdle); got != want {
+			t.Errorf("first bytes %q: closesWhenIdle = %v, want %v", first, got, want)
+		}
+		a.Close()
+		b.Close()
 	}
 }
