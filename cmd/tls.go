@@ -3,6 +3,7 @@ package cmd
 import (
 	"crypto/tls"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -83,6 +84,15 @@ func applyTLS(c *cli.Context, s *settings) error {
 	if t.KeyFile == "" {
 		t.KeyFile = certFile
 	}
+	// The workers read the files after --chdir: they get the paths as
+	// they are from the directory corral was started in.
+	if wd, err := os.Getwd(); err == nil {
+		for _, f := range []*string{&t.CertFile, &t.KeyFile, &t.CACerts} {
+			if *f != "" {
+				*f = absIn(wd, *f)
+			}
+		}
+	}
 	t.MinVersion, t.MaxVersion, err = tlsVersionRange(c)
 	errs.add(err)
 	t.Ciphers, err = parseCiphers(c.String("ciphers"))
@@ -159,8 +169,8 @@ func (s *settings) watchTLS(t *worker.TLSConfig) {
 		return
 	}
 	for _, f := range []string{t.CertFile, t.KeyFile, t.CACerts} {
-		if p := absIn(s.reload.loadDir, f); f != "" && !slices.Contains(s.reload.opts.Paths, p) {
-			s.reload.opts.Paths = append(s.reload.opts.Paths, p)
+		if f != "" && !slices.Contains(s.reload.opts.Paths, f) {
+			s.reload.opts.Paths = append(s.reload.opts.Paths, f)
 		}
 	}
 }
