@@ -499,13 +499,20 @@ func tlsLoad(ctx context.Context, addr string, config *tls.Config, clients, tota
 						err = fmt.Errorf("served over %s", res.Proto)
 					}
 				}
-				if err != nil {
+				switch {
+				case errors.Is(err, syscall.ECONNREFUSED):
+					// The listeners closed (a stop): no connection was accepted.
+					r.mu.Lock()
+					r.refused++
+					r.mu.Unlock()
+					time.Sleep(5 * time.Millisecond)
+				case err != nil:
 					r.fail("request", err)
-					continue
+				default:
+					r.mu.Lock()
+					r.ok++
+					r.mu.Unlock()
 				}
-				r.mu.Lock()
-				r.ok++
-				r.mu.Unlock()
 			}
 		}()
 	}
@@ -814,6 +821,36 @@ func TestTLSUnixSocketAndHTTP2Limits(t *testing.T) {
 		out, _, err := curl(t, c.proto, "--cacert", p.CAFile, "-H", big, "-o", "/dev/null", "-w", "%{http_version} %{http_code}", "https://"+s.Addr+"/")
 		if err != nil || out != c.want {
 			t.Errorf("curl %s with a %d-byte header and small limits: %q %v, want %q", c.proto, c.size, out, err, c.want)
+		}
+	}
+}
+
+// TestTLSTERMUnderLoadResetsNothing stops each worker type under a load of
+// TLS clients, a handshake per request and kept connections: every
+// connection the kernel accepted is answered (a refused connect, once the
+// listeners closed, is no failure).
+func TestTLSTERMUnderLoadResetsNothing(t *testing.T) {
+	p := newTestPKI(t)
+	for _, class := range []string{"goroutine", "sync"} {
+		s, _ := startHTTPS(t, p.tlsArgs("-w", "2", "-k", class, "-b", "127.0.0.1:0", "demo")...)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		results := make(chan *loadResult, 2)
+		config := p.clientConfig("", "")
+		go func() { results <- tlsLoad(ctx, s.Addr, config, 8, 1000000, false, false) }()
+		go func() { results <- tlsLoad(ctx, s.Addr, config, 4, 1000000, true, class == "goroutine") }()
+		time.Sleep(time.Second)
+		s.signal(syscall.SIGTERM)
+		if code := s.wait(15 * time.Second); code != 0 {
+			t.Errorf("-k %s: exit code %d after TERM", class, code)
+		}
+		time.Sleep(200 * time.Millisecond)
+		cancel()
+		for range 2 {
+			r := <-results
+			t.Logf("-k %s: TERM under TLS load: %s", class, r)
+			if r.failed() != 0 || r.ok == 0 {
+				t.Errorf("-k %s: requests failed at TERM: %s", class, r)
+			}
 		}
 	}
 }
