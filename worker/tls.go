@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/corral-server/corral/internal/tickets"
 	"github.com/corral-server/corral/socket"
 	"github.com/corral-server/corral/worker/frontend"
@@ -235,6 +237,9 @@ func (p *Process) initTLS(class Class) error {
 		anyTLS = anyTLS || on
 	}
 	if !anyTLS {
+		if cfg.TicketsFD > 0 {
+			unix.Close(cfg.TicketsFD) // no key stays open for what the app may exec
+		}
 		return nil
 	}
 	if cfg.TLS == nil || cfg.TLS.CertFile == "" {
