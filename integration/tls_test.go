@@ -854,3 +854,24 @@ func TestTLSTERMUnderLoadResetsNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSSlowHeadEndsCleanly: a TLS client that sends half a request
+// head and stops is closed at the header timeout with a close_notify, not
+// answered with a clear-text 408 inside its TLS stream.
+func TestTLSSlowHeadEndsCleanly(t *testing.T) {
+	p := newTestPKI(t)
+	s, _ := startHTTPS(t, p.tlsArgs("-b", "127.0.0.1:0", "demo")...)
+	c, err := tls.Dial("tcp", s.Addr, p.clientConfig("", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: t\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil || strings.Contains(string(b), "408") {
+		t.Errorf("after the header timeout: read %q, %v; want a clean end (close_notify), no clear-text answer", b, err)
+	}
+}
