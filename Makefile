@@ -5,7 +5,7 @@ BIN     := bin/corral
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 # Debian packages the tests need, as "command:package".
-TEST_TOOLS := systemd-socket-activate:systemd nginx:nginx python3:python3 node:nodejs prometheus:prometheus promtool:prometheus
+TEST_TOOLS := systemd-socket-activate:systemd nginx:nginx python3:python3 node:nodejs prometheus:prometheus promtool:prometheus curl:curl openssl:openssl
 # Python modules the -k wsgi tests import with Debian's /usr/bin/python3, as "module:package".
 TEST_PYTHON := django:python3-django flask:python3-flask
 
@@ -28,6 +28,8 @@ deps:
 	for mp in $(TEST_PYTHON); do /usr/bin/python3 -c "import $${mp%%:*}" 2>/dev/null || missing="$$missing $${mp##*:}"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(APT) update -q && $(APT) install -y -q $$missing; fi
 	$(GO) mod download
+	@command -v h2spec >/dev/null || [ -x "$$($(GO) env GOPATH)/bin/h2spec" ] || \
+		{ echo "installing: h2spec"; $(GO) install github.com/summerwind/h2spec/cmd/h2spec@latest; }
 
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -42,6 +42,7 @@ type Config struct {
 	AbortGrace      time.Duration       // after a timeout's SIGABRT, before SIGKILL
 	PidFile         string              // written at start, removed at exit; "" for none
 	UpgradeBinary   string              // the binary USR2 starts; "" for Executable
+	TicketRotation  time.Duration       // TLS session-ticket keys: a new one this often; 0 for DefaultTicketRotation
 	Credential      *syscall.Credential // the workers' user and groups (-u, -g); nil: the arbiter's
 	Name            string              // --name: the arbiter's comm, the workers' titles (ps), the log's first line
 	MetricsBind     string              // --metrics-bind: serve /metrics, /livez, /readyz there; "" for none
@@ -140,6 +141,7 @@ type Arbiter struct {
 	configured int // the config's count, to tell whether a reload changed it
 	generation int
 	age        int
+	tickets    *ticketKeys // TLS session-ticket keys shared with the workers, see tickets.go
 
 	everReady    bool // some worker has been ready: boot failures are no longer fatal
 	calledReady  bool
@@ -184,7 +186,7 @@ func (a *Arbiter) Generation() int { return a.generation }
 func (a *Arbiter) Listeners() []string {
 	var out []string
 	for _, l := range a.listeners {
-		out = append(out, l.URL())
+		out = append(out, a.listenerURL(l))
 	}
 	return out
 }
@@ -230,6 +232,7 @@ func (a *Arbiter) Run() (err error) {
 		return err
 	}
 	defer a.removeOwnPidFile()
+	defer a.closeTickets()
 	if a.cfg.Name != "" {
 		if err := setProcessName(a.cfg.Name); err != nil {
 			a.log.Warn(fmt.Sprintf("--name: %v", err))
@@ -239,7 +242,7 @@ func (a *Arbiter) Run() (err error) {
 		a.log.Info(fmt.Sprintf("Starting corral (pid: %d)", a.pid))
 	}
 	for _, l := range a.listeners {
-		a.log.Info(fmt.Sprintf("Listening at: %s (%d)", l.URL(), a.pid))
+		a.log.Info(fmt.Sprintf("Listening at: %s (%d)", a.listenerURL(l), a.pid))
 	}
 	a.log.Info("Using worker: " + a.cfg.Worker.Class)
 	if a.Watcher != nil {
@@ -259,6 +262,7 @@ func (a *Arbiter) Run() (err error) {
 		a.reapWorkers()
 		a.murderWorkers()
 		a.manageWorkers()
+		a.checkTickets()
 		a.publish(a.stopping)
 	}
 	a.handoverCounters()

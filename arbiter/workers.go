@@ -19,8 +19,12 @@ func (a *Arbiter) spawnWorker() error {
 	a.age++
 	wc := a.cfg.Worker
 	wc.Age, wc.Generation, wc.ArbiterPid = a.age, a.generation, a.pid
+	tfd, err := a.ticketsFD()
+	if err != nil {
+		return fmt.Errorf("spawn worker: %w", err)
+	}
 	wc.Slot, wc.Metrics = a.assignSlot(), a.metrics.server != nil
-	c, err := a.sys.spawnWorker(spawnSpec{cfg: a.cfg, listeners: a.listeners, wc: wc, log: a.log})
+	c, err := a.sys.spawnWorker(spawnSpec{cfg: a.cfg, listeners: a.listeners, wc: wc, log: a.log, tickets: tfd})
 	if err != nil {
 		return err
 	}

@@ -142,7 +142,7 @@ func (p *Process) acceptFailed(err error) {
 // hasUnread reports whether the kernel holds bytes the server has not read:
 // a request on its way, which closing now would lose.
 func hasUnread(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
+	sc, ok := netConn(c).(syscall.Conn)
 	if !ok {
 		return false
 	}

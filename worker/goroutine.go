@@ -2,6 +2,7 @@ package worker
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log"
@@ -66,13 +67,14 @@ func (g *goroutineWorker) Serve(p *Process) error {
 	if cfg.KeepAlive <= 0 {
 		g.srv.SetKeepAlivesEnabled(false)
 	}
+	configureHTTP2(g.srv, cfg)
 	errs := make(chan error, len(p.Listeners))
 	g.mu.Lock()
 	for i, l := range p.Listeners {
 		// The front end (protocol, PROXY header) of each listener; its
 		// connections go through the same drain and cap logic.
 		fe := p.FrontEnd(i)
-		dl := &drainListener{Listener: l, g: g, wrap: fe.WrapConn, http: fe.Protocol == frontend.ProtocolHTTP}
+		dl := &drainListener{Listener: l, g: g, wrap: fe.WrapConn, http: fe.Protocol == frontend.ProtocolHTTP, tls: p.listenerTLS(i)}
 		g.listeners = append(g.listeners, dl)
 		g.open++
 		go func() { errs <- fe.Serve(g.srv, dl) }()
@@ -134,9 +136,9 @@ func (g *goroutineWorker) closeIdle() {
 		now := time.Now()
 		g.mu.Lock()
 		for c, st := range g.conns {
-			idle := st.state == http.StateIdle || st.state == http.StateNew
+			idle := (st.state == http.StateIdle || st.state == http.StateNew) && closesWhenIdle(c, st.state)
 			since := st.since
-			if tc, ok := c.(*trackedConn); ok {
+			if tc, ok := netConn(c).(*trackedConn); ok {
 				since = tc.idleSince(since)
 			}
 			if idle && now.Sub(since) >= g.p.Config.DrainIdle && !hasUnread(c) {
@@ -220,6 +222,7 @@ type drainListener struct {
 	g        *goroutineWorker
 	wrap     func(net.Conn) net.Conn // the front end's wrapper (counting, PROXY header), or nil
 	http     bool                    // served by net/http, whose own error answers are counted
+	tls      *tls.Config             // a TLS listener's config, or nil
 	draining atomic.Bool
 	once     sync.Once
 }
@@ -260,15 +263,16 @@ func (l *drainListener) Accept() (net.Conn, error) {
 	if l.wrap != nil {
 		c = l.wrap(c)
 	}
-	tc := &trackedConn{BaseConn: frontend.BaseConn{Conn: c}}
+	tc := &trackedConn{BaseConn: frontend.BaseConn{Conn: c}, tls: l.tls != nil}
 	if l.http && l.g.p.board != nil {
 		tc.p = l.g.p
 	}
 	tc.lastRead.Store(time.Now().UnixNano())
+	sc := serverTLS(tc, l.tls) // keyed as net/http will report it
 	l.g.mu.Lock()
-	l.g.conns[tc] = &connState{state: http.StateNew, since: time.Now()}
+	l.g.conns[sc] = &connState{state: http.StateNew, since: time.Now()}
 	l.g.mu.Unlock()
-	return tc, nil
+	return sc, nil
 }
 
 // trackedConn notes when the server last read from the connection. net/http
@@ -289,6 +293,8 @@ type trackedConn struct {
 	headFrom atomic.Int64 // read when the current head began; -1 while a request is served
 	timedOut atomic.Bool  // answered 408: drop net/http's own answer
 	p        *Process     // counts net/http's answers to requests it could not parse; nil: off
+	tls      bool         // under TLS: no 408 in clear text (headTimedOut)
+	h2c      atomic.Bool  // the first bytes were HTTP/2's preface: see closesWhenIdle
 }
 
 // netHTTPErrorHeaders follow the status line of every answer net/http's
@@ -320,7 +326,9 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
 		c.lastRead.Store(time.Now().UnixNano())
-		c.read.Add(int64(n))
+		if c.read.Add(int64(n)) == int64(n) {
+			c.h2c.Store(isH2CPreface(b[:n]))
+		}
 	}
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		c.headTimedOut()
@@ -355,10 +363,12 @@ func (c *trackedConn) inState(s http.ConnState) {
 }
 
 // headTimedOut answers 408 when a read for a head timed out with part of
-// the head read; a connection that sent nothing closes silently.
+// the head read; a connection that sent nothing closes silently. Under
+// TLS it says nothing: these are the record layer's bytes, and a 408 in
+// clear text would break the stream (net/http closes the connection).
 func (c *trackedConn) headTimedOut() {
 	from := c.headFrom.Load()
-	if from < 0 || c.read.Load() == from || !c.timedOut.CompareAndSwap(false, true) {
+	if c.tls || from < 0 || c.read.Load() == from || !c.timedOut.CompareAndSwap(false, true) {
 		return
 	}
 	c.Conn.SetWriteDeadline(time.Now().Add(time.Second))

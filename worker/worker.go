@@ -96,6 +96,14 @@ type Config struct {
 	ProxyAllowFrom    []string `json:"proxy_allow_from,omitempty"`
 	ForwardedAllowIPs []string `json:"forwarded_allow_ips,omitempty"`
 
+	// TLS is the certificate and its settings, nil without --certfile;
+	// HTTP2 is --http2 (HTTP2Off, HTTP2On, HTTP2H2C; "" is on); TicketsFD
+	// is the inherited memfd of the session-ticket keys the workers share
+	// (0 for none). See tls.go.
+	TLS       *TLSConfig `json:"tls,omitempty"`
+	HTTP2     string     `json:"http2,omitempty"`
+	TicketsFD int        `json:"tickets_fd,omitempty"`
+
 	// AbortGrace (--abort-grace) is how long a process this worker
 	// aborts gets to say what it was stuck in before SIGKILL.
 	AbortGrace time.Duration `json:"abort_grace,omitempty"`

@@ -31,6 +31,7 @@ type Echo struct {
 	Body       string      `json:"body"`
 	BodyLength int         `json:"body_length"`
 	Pid        int         `json:"pid"`
+	TLS        *EchoTLS    `json:"tls,omitempty"`
 }
 
 // HeaderOrder, when a worker type knows the order in which the headers
@@ -74,7 +75,7 @@ func echo(w http.ResponseWriter, r *http.Request) {
 	e := Echo{
 		Method: r.Method, Target: r.RequestURI, Path: r.URL.Path, Query: r.URL.RawQuery,
 		Version: r.Proto, Host: r.Host, RemoteAddr: r.RemoteAddr,
-		Body: string(body), BodyLength: len(body), Pid: os.Getpid(),
+		Body: string(body), BodyLength: len(body), Pid: os.Getpid(), TLS: echoTLS(r),
 	}
 	if o, ok := r.Body.(HeaderOrder); ok {
 		e.Headers = o.HeaderOrder()
