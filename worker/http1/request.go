@@ -29,7 +29,9 @@ type Request struct {
 
 	Headers []Header // in wire order, duplicates kept; see Config.HeaderMap
 
-	// Host is the value of the Host field, nil if there was none.
+	// Host is the value of the Host field, nil if there was none (only
+	// possible before HTTP/1.1). An absolute-form Target names the host
+	// too, and wins: ToHTTP takes it from there (RFC 9112 section 3.2.2).
 	Host []byte
 
 	// ContentLength is the declared Content-Length, -1 if there was none
