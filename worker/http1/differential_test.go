@@ -24,6 +24,9 @@ import (
 //     in the same bytes.
 //   - Where net/http accepts a request this package refuses, the refusal
 //     must be one of intendedRefusals, each with its reason.
+//   - Behind a Screen, net/http reads exactly the requests this package
+//     accepts, or fewer (those it refuses itself), and reads them the
+//     same: the goroutine worker's guarantee.
 //   - Where this package accepts what net/http refuses (empty lines before
 //     a request-line, identity before chunked, a field name with "_"
 //     dropped instead of kept), nothing is checked: strictness is the other
@@ -53,7 +56,20 @@ func FuzzDifferential(f *testing.F) {
 		if ours.closed {
 			limit = len(ours.reqs) // the rest is never read
 		}
-		theirs := parseNetHTTP(data, limit)
+		theirs := parseNetHTTP(bytes.NewReader(data), limit)
+		// Behind a Screen, as in the goroutine worker, net/http reads
+		// only what both accept, and the same.
+		sr := &screenReader{src: bytes.NewReader(data)}
+		behind := parseNetHTTP(sr, len(ours.reqs)+1)
+		sr.s.Release()
+		if len(behind.reqs) > len(ours.reqs) {
+			t.Fatalf("behind a Screen, net/http reads request %d, %+v, which http1 refuses: %v", len(ours.reqs), behind.reqs[len(ours.reqs)], ours.err)
+		}
+		for i := range behind.reqs {
+			if !reflect.DeepEqual(ours.reqs[i], behind.reqs[i]) {
+				t.Fatalf("request %d: behind a Screen, net/http reads\n%+v\nwhere http1 reads\n%+v", i, behind.reqs[i], ours.reqs[i])
+			}
+		}
 		for i := range min(len(ours.reqs), len(theirs.reqs)) {
 			if !reflect.DeepEqual(ours.reqs[i], theirs.reqs[i]) {
 				t.Fatalf("request %d: both accept, but disagree:\nhttp1:    %+v\nnet/http: %+v", i, ours.reqs[i], theirs.reqs[i])
@@ -233,11 +249,11 @@ func parseOurs(data []byte) parsed {
 	return out
 }
 
-// parseNetHTTP reads up to limit requests from data with http.ReadRequest,
+// parseNetHTTP reads up to limit requests from r with http.ReadRequest,
 // each with its whole body.
-func parseNetHTTP(data []byte, limit int) parsed {
+func parseNetHTTP(r io.Reader, limit int) parsed {
 	var out parsed
-	br := bufio.NewReader(bytes.NewReader(data))
+	br := bufio.NewReader(r)
 	for len(out.reqs) < limit {
 		req, err := http.ReadRequest(br)
 		if err == io.EOF {
@@ -328,7 +344,7 @@ func TestIntendedRefusals(t *testing.T) {
 	for name, wire := range examples {
 		data := []byte(wire)
 		ours := parseOurs(data)
-		theirs := parseNetHTTP(data, 1)
+		theirs := parseNetHTTP(bytes.NewReader(data), 1)
 		if len(ours.reqs) != 0 || len(theirs.reqs) != 1 {
 			t.Errorf("%s: http1 accepts %d (%v), net/http %d (%v); want 0 and 1", name, len(ours.reqs), ours.err, len(theirs.reqs), theirs.err)
 			continue

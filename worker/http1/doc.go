@@ -5,7 +5,9 @@
 // preamble, and the decision whether a connection may carry another request.
 // It does not read from sockets, write responses, or dispatch to handlers;
 // the epoll event loop, the blocking sync worker and the uwsgi/FastCGI
-// front ends drive the same [Parser] by handing it whatever bytes they have.
+// front ends drive the same [Parser] by handing it whatever bytes they have,
+// and the goroutine worker puts a [Screen] in front of net/http's parser, so
+// that net/http reads only the requests the Parser accepts.
 //
 // The parser follows RFC 9112 strictly, because the parts of HTTP/1.1 that
 // are commonly parsed leniently (duplicate or malformed Content-Length,

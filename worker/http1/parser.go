@@ -80,6 +80,11 @@ type Parser struct {
 	// Config.SecureSchemeHeaders and Config.ForwarderHeaders honoured.
 	TrustedPeer bool
 
+	// DiscardBody checks a body's framing and size without keeping its
+	// bytes: Request.Body stays empty. For a Screen, which passes the
+	// bytes on to another parser instead.
+	DiscardBody bool
+
 	cfg   *Config
 	lim   limits
 	s     *scratch
@@ -88,6 +93,7 @@ type Parser struct {
 
 	begun   bool  // a request has begun on this connection; no PROXY preamble any more
 	blank   uint8 // empty lines skipped before this request's request-line
+	blankN  uint8 // their bytes
 	tail    int   // bytes left unconsumed by the last Parse
 	scanned int   // bytes of the pending line already searched for CRLF
 
@@ -100,6 +106,7 @@ type Parser struct {
 	schemeSeen bool
 
 	remaining    int64 // bytes left in the Content-Length body or current chunk
+	bodyLen      int64 // bytes of the body so far, kept or not
 	bodyStarted  bool  // a byte of the body has arrived
 	continueSent bool
 
@@ -177,6 +184,7 @@ func (p *Parser) Parse(buf []byte) (n int, req *Request, err error) {
 					if p.blank++; p.blank > maxBlankLines {
 						return p.fail(n, errorf(ErrInvalidRequestLine, "more than %d empty lines before the request line", maxBlankLines))
 					}
+					p.blankN += uint8(adv)
 					n += adv
 					continue
 				}
@@ -282,7 +290,10 @@ func (p *Parser) Parse(buf []byte) (n int, req *Request, err error) {
 			if int64(take) > p.remaining {
 				take = int(p.remaining)
 			}
-			p.s.body = append(p.s.body, rest[:take]...)
+			if !p.DiscardBody {
+				p.s.body = append(p.s.body, rest[:take]...)
+			}
+			p.bodyLen += int64(take)
 			n += take
 			p.remaining -= int64(take)
 			if p.remaining > 0 {
@@ -330,7 +341,7 @@ func (p *Parser) Parse(buf []byte) (n int, req *Request, err error) {
 				p.startSection()
 				continue
 			}
-			if m := p.lim.maxBody; m > 0 && int64(len(p.s.body))+size > m {
+			if m := p.lim.maxBody; m > 0 && p.bodyLen+size > m {
 				return p.fail(n, errorf(ErrBodyTooLarge, "chunked body exceeds %d bytes", m))
 			}
 			p.remaining = size
@@ -356,7 +367,7 @@ func (p *Parser) EOF() error {
 	case stChunkEnd, stTrailers:
 		p.err = fmt.Errorf("%w: %w: input ended before the end of the chunked body", ErrChunkMissingTerminator, ErrNoMoreData)
 	case stBody, stChunkSize, stChunkData:
-		p.err = errorf(ErrNoMoreData, "input ended in the body after %d bytes", len(p.s.body))
+		p.err = errorf(ErrNoMoreData, "input ended in the body after %d bytes", p.bodyLen)
 	default:
 		p.err = errorf(ErrNoMoreData, "input ended in the request head")
 	}
@@ -402,7 +413,7 @@ func (p *Parser) Proxy() (ProxyInfo, bool) { return p.proxy, p.hasProxy }
 // Reset prepares the Parser for a new connection, keeping Config,
 // TrustedPeer and its storage.
 func (p *Parser) Reset() {
-	*p = Parser{Config: p.Config, TrustedPeer: p.TrustedPeer, s: p.s, lastTarget: p.lastTarget, strs: p.strs}
+	*p = Parser{Config: p.Config, TrustedPeer: p.TrustedPeer, DiscardBody: p.DiscardBody, s: p.s, lastTarget: p.lastTarget, strs: p.strs}
 }
 
 // Release returns the Parser's storage to a pool shared by all Parsers, so
@@ -468,9 +479,10 @@ func (p *Parser) begin() {
 	s.buf = s.buf[:0]
 	s.fields = s.fields[:0]
 	s.body = s.body[:0]
-	s.req = Request{ContentLength: -1}
+	s.req = Request{ContentLength: -1, Blank: int(p.blankN)}
 	p.scanned = 0
 	p.remaining = 0
+	p.bodyLen = 0
 	p.bodyStarted = false
 	p.continueSent = false
 	p.schemeSeen = false
@@ -493,7 +505,7 @@ func (p *Parser) complete(n int) (int, *Request, error) {
 	if r.Close {
 		p.state = stClosed
 	}
-	p.blank = 0
+	p.blank, p.blankN = 0, 0
 	p.tail = 0
 	return n, r, nil
 }

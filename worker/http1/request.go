@@ -27,6 +27,10 @@ type Request struct {
 
 	Major, Minor int
 
+	// Blank is how many bytes of empty lines before the request-line the
+	// Parser skipped (RFC 9112 section 2.2): a Screen drops them.
+	Blank int
+
 	Headers []Header // in wire order, duplicates kept; see Config.HeaderMap
 
 	// Host is the value of the Host field, nil if there was none (only
