@@ -36,36 +36,47 @@ type Server struct {
 }
 
 // Hooks are callbacks at points of the server's life, as Gunicorn's
-// server hooks. The arbiter's run in the arbiter process; PostWorkerInit
-// and WorkerExit run in each worker process.
+// server hooks: the arbiter's run in the arbiter process (OnStarting,
+// WhenReady, OnReload, ChildExit, NWorkersChanged, OnExit), the worker's
+// in each worker process (PostWorkerInit, WorkerExit).
+//
+// Set them by name, without minding which process runs them:
+//
+//	s := &corral.Server{Handler: h}
+//	s.Hooks.WhenReady = func(a *arbiter.Arbiter) { log.Println("serving") }
+//	s.Hooks.PostWorkerInit = func(p *worker.Process) { warmCache() }
+//
+// A composite literal names the embedded half, as Go requires:
+// corral.Hooks{ArbiterHooks: corral.ArbiterHooks{WhenReady: f}}.
 type Hooks struct {
-	OnStarting      func(a *arbiter.Arbiter)                   // before the arbiter binds
-	WhenReady       func(a *arbiter.Arbiter)                   // once the first workers all serve
-	OnReload        func(a *arbiter.Arbiter)                   // on HUP, before the new workers spawn
-	PostWorkerInit  func(p *worker.Process)                    // in a worker, before it serves
-	WorkerExit      func(p *worker.Process)                    // in a worker, before it exits
-	ChildExit       func(a *arbiter.Arbiter, w arbiter.Worker) // in the arbiter, after a worker exited
-	NWorkersChanged func(a *arbiter.Arbiter, newN, oldN int)   // when TTIN, TTOU or a reload change the count
-	OnExit          func(a *arbiter.Arbiter)                   // before the arbiter exits
+	ArbiterHooks
+	WorkerHooks
 }
+
+// ArbiterHooks are the hooks that run in the arbiter process.
+type ArbiterHooks = arbiter.Hooks
+
+// WorkerHooks are the hooks that run in each worker process.
+type WorkerHooks = worker.Hooks
 
 // Main runs the server with os.Args and exits.
 func (s *Server) Main() {
+	s.program().Main()
+}
+
+// program is the corral command line that serves s.
+func (s *Server) program() *cmd.Program {
 	newHandler := s.NewHandler
 	if newHandler == nil {
 		h := s.Handler
 		newHandler = func() (http.Handler, error) { return h, nil }
 	}
-	p := &cmd.Program{
-		Name:       filepath.Base(os.Args[0]),
-		Usage:      "served by corral",
-		DefaultApp: "main",
-		Apps:       func(string) (http.Handler, error) { return newHandler() },
-		Hooks: arbiter.Hooks{
-			OnStarting: s.Hooks.OnStarting, WhenReady: s.Hooks.WhenReady, OnReload: s.Hooks.OnReload,
-			ChildExit: s.Hooks.ChildExit, NWorkersChanged: s.Hooks.NWorkersChanged, OnExit: s.Hooks.OnExit,
-		},
-		WorkerHooks: worker.Hooks{PostWorkerInit: s.Hooks.PostWorkerInit, WorkerExit: s.Hooks.WorkerExit},
+	return &cmd.Program{
+		Name:        filepath.Base(os.Args[0]),
+		Usage:       "served by corral",
+		DefaultApp:  "main",
+		Apps:        func(string) (http.Handler, error) { return newHandler() },
+		Hooks:       s.Hooks.ArbiterHooks,
+		WorkerHooks: s.Hooks.WorkerHooks,
 	}
-	p.Main()
 }

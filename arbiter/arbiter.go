@@ -6,7 +6,6 @@
 package arbiter
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,7 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/corral-server/corral/internal/heartbeat"
 	"github.com/corral-server/corral/internal/logging"
 	"github.com/corral-server/corral/signals"
 	"github.com/corral-server/corral/socket"
@@ -35,7 +33,7 @@ type Config struct {
 	Executable      string              // the worker binary, by path, so a rebuilt one is picked up
 	Args            []string            // the worker's argv, argv[0] included
 	Command         []string            // exec mode (corral -- COMMAND ARGS): what each worker runs; nil otherwise
-	Exec            ExecOptions         // exec mode's readiness, stop signal and output; see notify.go
+	Exec            ExecOptions         // exec mode's readiness, stop signal and output; see exec.go
 	Env             []string            // KEY=VALUE pairs added to the workers' environment
 	Worker          worker.Config       // the template each worker's Config is made from
 	BootTimeout     time.Duration       // from spawn to ready, else the worker is killed
@@ -96,14 +94,15 @@ type Worker struct {
 	stopping     bool      // asked to stop; its exit is expected
 	killAt       time.Time // SIGKILL if still alive then
 	killWhy      string    // what the log says at killAt
+	killed       bool      // sent SIGKILL: only the reaper has work left
 	timedOut     bool      // got SIGABRT for missing its heartbeat
-	heartbeat    *heartbeat.Slot
+	heartbeat    heartbeatSlot
 	retiring     bool // to be replaced, as with --max-requests
 	recycleAsked bool
 	statusFd     int
 	statusBuf    []byte
 	lastError    string
-	exec         *execWorker // exec mode only; see notify.go
+	exec         *execWorker // exec mode only; see exec.go
 }
 
 // Arbiter is the master process.
@@ -115,6 +114,7 @@ type Arbiter struct {
 	// Watcher, when set, triggers a reload when files change (--reload).
 	Watcher Watcher
 
+	sys        system // the OS: spawn, signal, reap, the clock
 	cfg        *Config
 	stableCfg  *Config // the last configuration whose workers all became ready
 	log        *slog.Logger
@@ -143,7 +143,6 @@ type Arbiter struct {
 
 	stopping bool
 	quick    bool
-	stopAt   time.Time
 	exitErr  error
 }
 
@@ -153,7 +152,7 @@ func New(cfg *Config) *Arbiter {
 	if log == nil {
 		log = logging.New(os.Stderr, slog.LevelInfo)
 	}
-	return &Arbiter{cfg: cfg, stableCfg: cfg, log: log, workers: map[int]*Worker{},
+	return &Arbiter{sys: osSystem{}, cfg: cfg, stableCfg: cfg, log: log, workers: map[int]*Worker{},
 		target: cfg.Workers, configured: cfg.Workers, generation: 1}
 }
 
@@ -269,11 +268,19 @@ func (a *Arbiter) bind() error {
 }
 
 // sleep waits for a signal or a worker's status message, at most a second
-// (the tick that drives timeouts), less when a spawn is due sooner.
+// (the tick that drives timeouts), less when a spawn, the watcher or a
+// stopping worker's SIGKILL is due sooner.
 func (a *Arbiter) sleep() {
 	wait := time.Second
-	for _, t := range []time.Time{a.nextSpawn, a.nextWatch} {
-		if d := time.Until(t); d > 0 && d < wait {
+	due := []time.Time{a.nextSpawn, a.nextWatch}
+	for _, w := range a.workers {
+		if w.stopping && !w.killed {
+			due = append(due, w.killAt)
+		}
+	}
+	now := a.sys.now()
+	for _, t := range due {
+		if d := t.Sub(now); d > 0 && d < wait {
 			wait = d
 		}
 	}
@@ -364,8 +371,8 @@ func (a *Arbiter) reopenLogs() {
 	}
 	// The counts let a soak test see leaks from outside.
 	a.log.Info(fmt.Sprintf("Reopening log files (goroutines: %d, workers: %d, target: %d)", runtime.NumGoroutine(), len(a.workers), a.target))
-	for pid := range a.workers {
-		unix.Kill(pid, syscall.SIGUSR1)
+	for _, w := range a.workers {
+		a.send(w, syscall.SIGUSR1)
 	}
 }
 
@@ -416,7 +423,7 @@ func (a *Arbiter) reload(reason string) {
 		a.setTarget(cfg.Workers)
 	}
 	a.generation++
-	a.reloadAt = time.Now()
+	a.reloadAt = a.sys.now()
 	a.reloadReason = reason
 	notifyReloading()
 	if a.Hooks.OnReload != nil {
@@ -431,9 +438,6 @@ func (a *Arbiter) reload(reason string) {
 func (a *Arbiter) stop(quick bool) {
 	if a.stopping && (a.quick || !quick) {
 		return
-	}
-	if !a.stopping {
-		a.stopAt = time.Now().Add(a.cfg.GracefulTimeout)
 	}
 	if a.upgrade != nil && !a.upgrade.ready && a.upgrade.killAt.IsZero() {
 		a.log.Info(fmt.Sprintf("Stopping the upgrade to pid %d too", a.upgrade.pid))
@@ -456,23 +460,8 @@ func (a *Arbiter) stop(quick bool) {
 			}
 		}
 	}
-	for _, w := range a.workers {
-		a.signalWorker(w, sig)
-	}
-}
-
-func (a *Arbiter) signalWorker(w *Worker, sig syscall.Signal) {
-	sig = a.execStopSignal(w, sig)
-	if err := unix.Kill(w.Pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
-		a.log.Warn(fmt.Sprintf("kill %s worker (pid:%d): %v", signals.Name(sig), w.Pid, err))
-	}
-	if !w.stopping {
-		w.stopping = true
-		// The worker gives up on its connections at GracefulTimeout;
-		// a second more and it is killed.
-		w.killAt = time.Now().Add(a.cfg.GracefulTimeout + time.Second)
-		w.killWhy = "did not stop within the graceful timeout"
-	}
+	// Each worker's SIGKILL comes at its own --graceful-timeout (stopWorker).
+	a.apply(a.stopAll(sig))
 }
 
 func (a *Arbiter) sortedWorkers() []*Worker {

@@ -35,7 +35,8 @@ type upgradeChild struct {
 	conn    int
 	started time.Time
 	ready   bool
-	killAt  time.Time
+	killAt  time.Time // after abandonUpgrade's TERM: SIGKILL if still alive then
+	killed  bool      // sent that SIGKILL
 }
 
 // upgradeParent is the new arbiter's view of the one it takes over from.
@@ -71,15 +72,14 @@ func (a *Arbiter) startUpgrade() {
 	env := append(os.Environ(), envUpgrade+"="+string(b))
 	files := append([]uintptr{0, 1, 2}, socket.FDs(a.listeners)...)
 	files = append(files, uintptr(fds[1]))
-	// No PR_SET_PDEATHSIG: the new arbiter outlives this one.
-	pid, err := syscall.ForkExec(bin, a.cfg.Args, &syscall.ProcAttr{Env: env, Files: files})
+	pid, err := a.sys.startArbiter(bin, a.cfg.Args, env, files)
 	unix.Close(fds[1])
 	if err != nil {
 		unix.Close(fds[0])
 		a.log.Error(fmt.Sprintf("Upgrade failed: exec %s: %v; still serving", bin, err))
 		return
 	}
-	a.upgrade = &upgradeChild{pid: pid, conn: fds[0], started: time.Now()}
+	a.upgrade = &upgradeChild{pid: pid, conn: fds[0], started: a.sys.now()}
 	a.log.Info(fmt.Sprintf("Upgrading: started new arbiter %s (pid: %d)", bin, pid))
 }
 
@@ -98,14 +98,15 @@ func (a *Arbiter) checkUpgrade() {
 		a.handOver()
 		return
 	}
+	now := a.sys.now()
 	if !u.killAt.IsZero() {
-		if time.Now().After(u.killAt) {
-			unix.Kill(u.pid, syscall.SIGKILL)
-			u.killAt = time.Now().Add(time.Hour)
+		if now.After(u.killAt) && !u.killed {
+			a.sys.signal(u.pid, syscall.SIGKILL)
+			u.killed = true
 		}
 		return
 	}
-	if a.cfg.BootTimeout > 0 && time.Since(u.started) > a.cfg.BootTimeout {
+	if a.cfg.BootTimeout > 0 && now.Sub(u.started) > a.cfg.BootTimeout {
 		a.log.Error(fmt.Sprintf("Upgrade failed: new arbiter (pid: %d) not ready within the boot timeout (%s); stopping it, still serving",
 			u.pid, a.cfg.BootTimeout))
 		a.abandonUpgrade()
@@ -117,8 +118,10 @@ func (a *Arbiter) checkUpgrade() {
 // listeners' intake alone.
 func (a *Arbiter) abandonUpgrade() {
 	u := a.upgrade
-	unix.Kill(u.pid, syscall.SIGTERM)
-	u.killAt = time.Now().Add(a.cfg.GracefulTimeout + time.Second)
+	a.sys.signal(u.pid, syscall.SIGTERM)
+	// A second more than a worker gets: the new arbiter SIGKILLs its own
+	// workers at --graceful-timeout, then reaps them and exits.
+	u.killAt = a.sys.now().Add(a.cfg.GracefulTimeout + time.Second)
 }
 
 // upgradeExited handles the exit of the new arbiter, which the reaper found.
@@ -140,10 +143,7 @@ func (a *Arbiter) handOver() {
 		l.Disown()
 	}
 	a.stopping = true
-	a.stopAt = time.Now().Add(a.cfg.GracefulTimeout)
-	for _, w := range a.workers {
-		a.signalWorker(w, syscall.SIGTERM)
-	}
+	a.apply(a.stopAll(syscall.SIGTERM))
 }
 
 // inheritUpgrade takes the listeners from the arbiter that started this

@@ -18,7 +18,7 @@ import (
 
 // Exec mode: corral [flags] -- COMMAND [ARGS...] runs COMMAND as each
 // worker, handing it the listeners as systemd does (see worker/exec.go
-// and arbiter/notify.go).
+// and arbiter/exec.go).
 
 const catExec = "Any program as the worker (-- COMMAND)"
 
@@ -57,13 +57,15 @@ func execArgs(c *cli.Context) []string {
 }
 
 func applyExec(c *cli.Context, s *settings) error {
+	var errs problems
 	delay, err := parseReady(c.String("ready"))
-	if err != nil {
-		return err
-	}
+	errs.add(err)
 	stop, err := signals.Parse(c.String("stop-signal"))
 	if err != nil || stop == syscall.SIGCHLD {
-		return fmt.Errorf("--stop-signal: unknown signal %q (e.g. TERM, INT, QUIT, USR2)", c.String("stop-signal"))
+		errs.add(fmt.Errorf("--stop-signal: unknown signal %q (e.g. TERM, INT, QUIT, USR2)", c.String("stop-signal")))
+	}
+	if err := errs.err(); err != nil {
+		return err
 	}
 	command := execArgs(c)
 	if command == nil {

@@ -37,8 +37,9 @@ const (
 // own file (see extensions).
 type flagGroup struct {
 	flags func() []cli.Flag
-	// apply copies the group's values into s; it runs after the core
-	// flags were applied, and its error is the one line the user sees.
+	// apply checks the group's flags and copies their values into s; it
+	// runs after the core flags were applied, even if they had problems.
+	// Its error is a line the user sees, or problems for several.
 	apply func(c *cli.Context, s *settings) error
 }
 

@@ -38,17 +38,24 @@ func limitFlags() []cli.Flag {
 
 func applyLimits(c *cli.Context, s *settings) error {
 	line, fields, size := c.Int("limit-request-line"), c.Int("limit-request-fields"), c.Int("limit-request-field_size")
-	switch {
-	case line < 0:
-		return fmt.Errorf("--limit-request-line must be 0 or more, got %d", line)
-	case fields < 1 || fields > 32768:
-		return fmt.Errorf("--limit-request-fields must be from 1 to 32768, got %d", fields)
-	case size < 0:
-		return fmt.Errorf("--limit-request-field_size must be 0 or more, got %d", size)
-	case c.Int("max-body") < 0:
-		return fmt.Errorf("--max-body must be 0 or more, got %d", c.Int("max-body"))
-	case c.Int("threads") < 1 || c.Int("threads") > 256:
-		return fmt.Errorf("--threads must be from 1 to 256, got %d", c.Int("threads"))
+	var errs problems
+	if line < 0 {
+		errs.add(fmt.Errorf("--limit-request-line must be 0 or more, got %d", line))
+	}
+	if fields < 1 || fields > 32768 {
+		errs.add(fmt.Errorf("--limit-request-fields must be from 1 to 32768, got %d", fields))
+	}
+	if size < 0 {
+		errs.add(fmt.Errorf("--limit-request-field_size must be 0 or more, got %d", size))
+	}
+	if c.Int("max-body") < 0 {
+		errs.add(fmt.Errorf("--max-body must be 0 or more, got %d", c.Int("max-body")))
+	}
+	if c.Int("threads") < 1 || c.Int("threads") > 256 {
+		errs.add(fmt.Errorf("--threads must be from 1 to 256, got %d", c.Int("threads")))
+	}
+	if err := errs.err(); err != nil {
+		return err
 	}
 	w := &s.arbiter.Worker
 	w.LimitRequestLine, w.LimitRequestFields, w.LimitRequestFieldSize = line, fields, size

@@ -27,7 +27,7 @@ func TestLimitsConfigFile(t *testing.T) {
 }
 
 func TestLimitsReachWorkerConfig(t *testing.T) {
-	p := &Program{Name: "corral", Apps: Handler(nil), DefaultApp: "x"}
+	p := testProgram()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "c.toml")
 	os.WriteFile(path, []byte("limit_request_field_size = 300\n"), 0o644)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/corral-server/corral/socket"
 	"github.com/corral-server/corral/worker"
+	"github.com/corral-server/corral/worker/frontend"
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 )
@@ -24,11 +25,11 @@ var loopback = []string{"127.0.0.1", "::1"}
 
 func protocolFlags() []cli.Flag {
 	return []cli.Flag{
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "protocol", Value: worker.ProtocolHTTP, Category: catFrontEnd, EnvVars: env("protocol"),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "protocol", Value: frontend.ProtocolHTTP, Category: catFrontEnd, EnvVars: env("protocol"),
 			Usage: "what the listeners speak: http, uwsgi (nginx uwsgi_pass) or fastcgi (nginx fastcgi_pass); a bind's own prefix wins (-b uwsgi://127.0.0.1:3031)"}),
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "uwsgi-allow-from", Value: cli.NewStringSlice(loopback...), Category: catFrontEnd, EnvVars: env("uwsgi-allow-from"),
 			Usage: "peers allowed to speak uwsgi or FastCGI: IPs or networks, comma-separated, * for all; unix socket peers always are"}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "proxy-protocol", Value: worker.ProxyOff, Category: catFrontEnd, EnvVars: env("proxy-protocol"),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "proxy-protocol", Value: frontend.ProxyOff, Category: catFrontEnd, EnvVars: env("proxy-protocol"),
 			Usage: "PROXY protocol header before each connection's first request: off, v1, v2 or auto (either, or none)"}),
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "proxy-allow-from", Value: cli.NewStringSlice(loopback...), Category: catFrontEnd, EnvVars: env("proxy-allow-from"),
 			Usage: "peers allowed to send a PROXY header: IPs or networks, comma-separated, * for all"}),
@@ -42,13 +43,14 @@ func protocolFlags() []cli.Flag {
 // their prefix, so the log says "Listening at: uwsgi://...".
 func applyProtocol(c *cli.Context, s *settings) error {
 	wc := &s.arbiter.Worker
+	var errs problems
 	proto := c.String("protocol")
 	if !slices.Contains(socket.Protocols, proto) {
-		return fmt.Errorf("--protocol must be one of %s, got %q", strings.Join(socket.Protocols, ", "), proto)
+		errs.add(fmt.Errorf("--protocol must be one of %s, got %q", strings.Join(socket.Protocols, ", "), proto))
 	}
 	mode := c.String("proxy-protocol")
-	if !slices.Contains(worker.ProxyModes, mode) {
-		return fmt.Errorf("--proxy-protocol must be one of %s, got %q", strings.Join(worker.ProxyModes, ", "), mode)
+	if !slices.Contains(frontend.ProxyModes, mode) {
+		errs.add(fmt.Errorf("--proxy-protocol must be one of %s, got %q", strings.Join(frontend.ProxyModes, ", "), mode))
 	}
 	lists := map[string]*[]string{
 		"uwsgi-allow-from":    &wc.UwsgiAllowFrom,
@@ -57,13 +59,16 @@ func applyProtocol(c *cli.Context, s *settings) error {
 	}
 	for _, name := range []string{"uwsgi-allow-from", "proxy-allow-from", "forwarded-allow-ips"} {
 		items := splitList(c.StringSlice(name))
-		if _, err := worker.ParseAllowList(items); err != nil {
-			return fmt.Errorf("--%s: %v", name, err)
+		if _, err := frontend.ParseAllowList(items); err != nil {
+			errs.add(fmt.Errorf("--%s: %v", name, err))
 		}
 		*lists[name] = items
 	}
+	if err := errs.err(); err != nil {
+		return err
+	}
 	wc.Protocol, wc.ProxyProtocol = proto, mode
-	if proto != worker.ProtocolHTTP {
+	if proto != frontend.ProtocolHTTP {
 		s.arbiter.Binds = slices.Clone(s.arbiter.Binds)
 		for i, b := range s.arbiter.Binds {
 			if a, err := socket.ParseAddr(b); err == nil && a.Protocol == "" {
@@ -71,8 +76,8 @@ func applyProtocol(c *cli.Context, s *settings) error {
 			}
 		}
 	}
-	if s.arbiter.Command != nil {
-		return nil // exec mode: the command speaks what it speaks
+	if s.arbiter.Command != nil || !knownClass(wc.Class) {
+		return nil // exec mode: the command speaks what it speaks; an unknown class was reported
 	}
 	for _, b := range s.arbiter.Binds {
 		p := proto

@@ -69,13 +69,11 @@ func (h latestLog) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h latestLog) WithGroup(string) slog.Handler      { return h }
 
 func applyReload(c *cli.Context, s *settings) error {
-	latestLogger.Store(s.arbiter.Log)
+	var errs problems
 	delay, err := seconds(c, "reload-delay")
-	if err != nil {
-		return err
-	}
+	errs.add(err)
 	if delay > 60e9 {
-		return fmt.Errorf("--reload-delay must be 60 seconds at most, got %v", c.Float64("reload-delay"))
+		errs.add(fmt.Errorf("--reload-delay must be 60 seconds at most, got %v", c.Float64("reload-delay")))
 	}
 	extra, ignore := c.StringSlice("reload-extra-file"), c.StringSlice("reload-ignore")
 	for _, l := range []struct {
@@ -84,15 +82,14 @@ func applyReload(c *cli.Context, s *settings) error {
 	}{{"reload-extra-file", extra}, {"reload-ignore", ignore}} {
 		for _, p := range l.v {
 			if strings.TrimSpace(p) == "" {
-				return fmt.Errorf("--%s: empty path", l.flag)
-			}
-			if err := arbiter.ValidGlob(p); err != nil {
-				return fmt.Errorf("--%s: %v", l.flag, err)
+				errs.add(fmt.Errorf("--%s: empty path", l.flag))
+			} else if err := arbiter.ValidGlob(p); err != nil {
+				errs.add(fmt.Errorf("--%s: %v", l.flag, err))
 			}
 		}
 	}
-	if !c.Bool("reload") {
-		return nil
+	if err := errs.err(); err != nil || !c.Bool("reload") {
+		return err
 	}
 	wd, err := os.Getwd()
 	if err != nil {

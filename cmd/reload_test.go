@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,7 +13,7 @@ import (
 )
 
 func TestReloadFlags(t *testing.T) {
-	p := &Program{Name: "corral", Apps: Handler(http.NotFoundHandler()), DefaultApp: "demo"}
+	p := testProgram()
 	for _, c := range []struct {
 		args []string
 		want string

@@ -1,32 +1,11 @@
 package integration
 
 import (
-	"bytes"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 )
-
-// run runs bin/corral to completion and returns its exit code and output.
-func run(t *testing.T, env []string, args ...string) (int, string, string) {
-	t.Helper()
-	cmd := exec.Command(corralBin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), stdout.String(), stderr.String()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return 0, stdout.String(), stderr.String()
-}
 
 func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 	dir := t.TempDir()
@@ -68,6 +47,33 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 		if stdout != "" {
 			t.Errorf("corral %q: printed on stdout: %q", c.args, stdout)
 		}
+	}
+}
+
+// Several bad inputs at once: each gets its line, in the order corral
+// checks them (the app, the core flags, the other groups), and nothing runs.
+func TestCLIReportsEveryBadInput(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "error.log")
+	code, stdout, stderr := run(t, nil, "-w", "0", "--log-level", "loud", "-e", "NOEQUALS", "--threads", "0",
+		"--error-logfile", log, "nosuchapp")
+	want := []string{
+		`unknown app "nosuchapp" (known: demo)`,
+		"--workers must be 1 or more, got 0",
+		`unknown log level "loud"`,
+		`--env wants KEY=VALUE, got "NOEQUALS"`,
+		"--threads must be from 1 to 256, got 0",
+	}
+	lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+	if code != 2 || len(lines) != len(want) || stdout != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want exit 2 and %d lines", code, stdout, stderr, len(want))
+	}
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "corral: error: ") || !strings.Contains(l, want[i]) {
+			t.Errorf("line %d: %q, want %q", i+1, l, "corral: error: "+want[i])
+		}
+	}
+	if _, err := os.Stat(log); !os.IsNotExist(err) {
+		t.Errorf("a bad command line created the error log: %v", err)
 	}
 }
 

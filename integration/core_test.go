@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -95,29 +94,13 @@ func TestTTINSurvivesHUPUnlessConfigChanges(t *testing.T) {
 func TestHUPUnderLoadLosesNothing(t *testing.T) {
 	s := start(t, corralBin, []string{"-w", "4", "-b", "127.0.0.1:0", "demo"})
 	s.waitLog(`Ready: 4 workers serving`, 10*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ka := make(chan *loadResult)
-	cl := make(chan *loadResult)
-	go func() { ka <- keepAliveLoad(ctx, s.Addr, 8, 200000, "/") }()
-	go func() { cl <- closeLoad(ctx, s.Addr, 4, 200000, "/") }()
-	hups := 0
-	tick := time.NewTicker(200 * time.Millisecond)
-	for ctx.Err() == nil {
-		<-tick.C
-		if ctx.Err() == nil {
-			s.signal(syscall.SIGHUP)
-			hups++
-		}
+	hups, r := s.hupStormUnderLoad(5*time.Second, 200*time.Millisecond, mixedLoad{keepAlive: 8, close: 4, requests: 200000})
+	t.Logf("%d HUPs; %s", hups, r)
+	if r.lost() != 0 {
+		t.Errorf("requests failed during reloads: %s", r)
 	}
-	tick.Stop()
-	rk, rc := <-ka, <-cl
-	t.Logf("%d HUPs; keep-alive clients: %s; Connection: close clients: %s", hups, rk, rc)
-	if rk.failed() != 0 || rc.failed() != 0 || rk.refused+rc.refused != 0 {
-		t.Errorf("requests failed during reloads: keep-alive %s; close %s", rk, rc)
-	}
-	if rk.ok < 100 || rc.ok < 100 {
-		t.Errorf("too little load to mean anything: %d and %d requests", rk.ok, rc.ok)
+	if r.keepAlive.ok < 100 || r.close.ok < 100 {
+		t.Errorf("too little load to mean anything: %d and %d requests", r.keepAlive.ok, r.close.ok)
 	}
 	if hups < 15 {
 		t.Errorf("only %d HUPs sent", hups)
@@ -157,17 +140,6 @@ func TestHUPWithBrokenWorkersKeepsOldOnes(t *testing.T) {
 	mustGet(t, s.Addr, "/")
 }
 
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestTERMUnderLoadResetsNothing stops the server under a Connection:
 // close load: every connection the kernel accepted gets its response. A
 // refused connect (after the listeners closed) is fine; a read error on an
@@ -175,36 +147,7 @@ func copyFile(t *testing.T, from, to string) {
 func TestTERMUnderLoadResetsNothing(t *testing.T) {
 	s := start(t, corralBin, []string{"-w", "2", "-b", "127.0.0.1:0", "--backlog", "64", "demo"})
 	s.waitLog(`Ready: 2 workers serving`, 10*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
-	defer cancel()
-	res := make(chan *loadResult)
-	go func() { res <- closeLoad(ctx, s.Addr, 32, 1000000, "/") }()
-	// A slow request in flight at TERM must finish too.
-	slow := make(chan error, 1)
-	go func() {
-		code, body, err := get(s.Addr, "/sleep?seconds=1.5")
-		if err == nil && (code != 200 || !strings.HasPrefix(body, "slept")) {
-			err = fmt.Errorf("status %d body %q", code, body)
-		}
-		slow <- err
-	}()
-	time.Sleep(700 * time.Millisecond)
-	s.signal(syscall.SIGTERM)
-	if code := s.wait(15 * time.Second); code != 0 {
-		t.Errorf("exit code %d after TERM", code)
-	}
-	cancel()
-	r := <-res
-	t.Logf("TERM under load: %s", r)
-	if err := <-slow; err != nil {
-		t.Errorf("request in flight at TERM: %v", err)
-	}
-	if r.failed() != 0 {
-		t.Errorf("accepted connections failed at TERM: %s", r)
-	}
-	if r.ok < 100 {
-		t.Errorf("too little load: %s", r)
-	}
+	termUnderLoad(t, s, "demo", 100)
 	s.waitLog(`Shutting down: Master`, time.Second)
 }
 

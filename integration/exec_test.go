@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -139,33 +138,13 @@ func pidAlive(pid int) bool { return syscall.Kill(pid, 0) == nil && !isZombie(pi
 // reports the figures. Every worker of before the storm must be gone.
 func hupUnderLoad(t *testing.T, s *server, workers int, name string) {
 	old := s.waitWorkers(workers, 10*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
-	defer cancel()
-	ka := make(chan *loadResult)
-	cl := make(chan *loadResult)
-	go func() { ka <- keepAliveLoad(ctx, s.Addr, 6, 1000000, "/") }()
-	go func() { cl <- closeLoad(ctx, s.Addr, 3, 1000000, "/") }()
-	hups := 0
-	tick := time.NewTicker(500 * time.Millisecond)
-	for ctx.Err() == nil {
-		select {
-		case <-tick.C:
-			s.signal(syscall.SIGHUP)
-			hups++
-		case <-ctx.Done():
-		}
+	hups, r := s.hupStormUnderLoad(4*time.Second, 500*time.Millisecond, mixedLoad{keepAlive: 6, close: 3, requests: 1000000})
+	t.Logf("%s: %d HUPs in 4 s under load: %d failed / %d requests; %s", name, hups, r.lost(), r.ok()+r.lost(), r)
+	if r.lost() != 0 {
+		t.Errorf("%s: requests failed during reloads: %s", name, r)
 	}
-	tick.Stop()
-	rk, rc := <-ka, <-cl
-	total := rk.ok + rk.failed() + rc.ok + rc.failed() + rk.refused + rc.refused
-	failed := rk.failed() + rc.failed() + rk.refused + rc.refused
-	t.Logf("%s: %d HUPs in 4 s under load: %d failed / %d requests; keep-alive clients: %s; Connection: close clients: %s",
-		name, hups, failed, total, rk, rc)
-	if failed != 0 {
-		t.Errorf("%s: requests failed during reloads: keep-alive %s; close %s", name, rk, rc)
-	}
-	if rk.ok+rc.ok < 100 {
-		t.Errorf("%s: too little load to mean anything: %d requests", name, rk.ok+rc.ok)
+	if r.ok() < 100 {
+		t.Errorf("%s: too little load to mean anything: %d requests", name, r.ok())
 	}
 	// Two HUPs that arrive together are one signal to the kernel: the
 	// generation to wait for is the last one the arbiter started.

@@ -323,17 +323,12 @@ func (r *loadResult) String() string {
 	return fmt.Sprintf("%d ok, %d failed %v, %d refused; e.g. %q", r.ok, r.failed(), r.failures, r.refused, r.examples)
 }
 
-// keepAliveLoad runs conns clients, each sending requests one after the
-// other on a keep-alive connection with a raw HTTP/1.1 client, so no
-// client library retries hide a connection closed under a request. A
-// response with "Connection: close" ends the connection cleanly and the
-// client reconnects. It stops after total requests or when ctx ends.
-func keepAliveLoad(ctx context.Context, addr string, conns, total int, path string) *loadResult {
-	r := &loadResult{}
-	var wg sync.WaitGroup
+// budget hands out up to total requests among a load's clients: take says
+// whether one more may be sent (none once ctx ends).
+func budget(ctx context.Context, total int) (take func() bool) {
 	var mu sync.Mutex
 	left := total
-	take := func() bool {
+	return func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		if left <= 0 || ctx.Err() != nil {
@@ -342,6 +337,17 @@ func keepAliveLoad(ctx context.Context, addr string, conns, total int, path stri
 		left--
 		return true
 	}
+}
+
+// keepAliveLoad runs conns clients, each sending requests one after the
+// other on a keep-alive connection with a raw HTTP/1.1 client, so no
+// client library retries hide a connection closed under a request. A
+// response with "Connection: close" ends the connection cleanly and the
+// client reconnects. It stops after total requests or when ctx ends.
+func keepAliveLoad(ctx context.Context, addr string, conns, total int, path string) *loadResult {
+	r := &loadResult{}
+	var wg sync.WaitGroup
+	take := budget(ctx, total)
 	for range conns {
 		wg.Add(1)
 		go func() {
@@ -410,17 +416,7 @@ func keepAliveLoad(ctx context.Context, addr string, conns, total int, path stri
 func closeLoad(ctx context.Context, addr string, conns, total int, path string) *loadResult {
 	r := &loadResult{}
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	left := total
-	take := func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if left <= 0 || ctx.Err() != nil {
-			return false
-		}
-		left--
-		return true
-	}
+	take := budget(ctx, total)
 	for range conns {
 		wg.Add(1)
 		go func() {
@@ -466,6 +462,106 @@ func closeLoad(ctx context.Context, addr string, conns, total int, path string) 
 	return r
 }
 
+// mixedLoad is the load tests run while something happens to the server:
+// keep-alive and Connection: close clients at once.
+type mixedLoad struct {
+	keepAlive, close int // clients of each kind; 0 runs none of that kind
+	requests         int // the most requests each kind sends
+}
+
+// loadResults is what each kind of client of a mixedLoad saw.
+type loadResults struct{ keepAlive, close *loadResult }
+
+// start runs the load at addr until ctx ends or the requests are sent;
+// wait waits for the clients and returns what they saw.
+func (l mixedLoad) start(ctx context.Context, addr string) (wait func() loadResults) {
+	ka, cl := make(chan *loadResult, 1), make(chan *loadResult, 1)
+	go func() { ka <- keepAliveLoad(ctx, addr, l.keepAlive, l.requests, "/") }()
+	go func() { cl <- closeLoad(ctx, addr, l.close, l.requests, "/") }()
+	return func() loadResults { return loadResults{<-ka, <-cl} }
+}
+
+// ok is the requests answered 200.
+func (r loadResults) ok() int { return r.keepAlive.ok + r.close.ok }
+
+// lost is the requests that failed and the connects refused: with the
+// listeners open all along, a refused connect is a lost request too.
+func (r loadResults) lost() int {
+	return r.keepAlive.failed() + r.close.failed() + r.keepAlive.refused + r.close.refused
+}
+
+func (r loadResults) String() string {
+	return fmt.Sprintf("keep-alive clients: %s; Connection: close clients: %s", r.keepAlive, r.close)
+}
+
+// hupStorm sends HUP every interval until ctx ends; it returns how many.
+func (s *server) hupStorm(ctx context.Context, every time.Duration) int {
+	s.t.Helper()
+	hups := 0
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if ctx.Err() == nil {
+				s.signal(syscall.SIGHUP)
+				hups++
+			}
+		case <-ctx.Done():
+			return hups
+		}
+	}
+}
+
+// hupStormUnderLoad runs load for d while a HUP comes every interval; it
+// returns the HUPs sent and what the clients saw.
+func (s *server) hupStormUnderLoad(d, every time.Duration, load mixedLoad) (int, loadResults) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	wait := load.start(ctx, s.Addr)
+	hups := s.hupStorm(ctx, every)
+	return hups, wait()
+}
+
+// termUnderLoad sends TERM 700 ms into a load of 32 Connection: close
+// clients, with a 1.5 s request in flight, and checks what a graceful stop
+// promises: exit code 0, the slow request answered, no accepted connection
+// failed (a connect refused once the listeners closed is fine), and at
+// least minOK requests served. what names the case in the log.
+func termUnderLoad(t *testing.T, s *server, what string, minOK int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	res := make(chan *loadResult)
+	go func() { res <- closeLoad(ctx, s.Addr, 32, 1000000, "/") }()
+	slow := make(chan error, 1)
+	go func() {
+		code, body, err := get(s.Addr, "/sleep?seconds=1.5")
+		if err == nil && (code != 200 || !strings.HasPrefix(body, "slept")) {
+			err = fmt.Errorf("status %d body %q", code, body)
+		}
+		slow <- err
+	}()
+	time.Sleep(700 * time.Millisecond)
+	s.signal(syscall.SIGTERM)
+	if code := s.wait(15 * time.Second); code != 0 {
+		t.Errorf("exit code %d after TERM", code)
+	}
+	cancel()
+	r := <-res
+	t.Logf("%s: TERM under load: %s", what, r)
+	if err := <-slow; err != nil {
+		t.Errorf("request in flight at TERM: %v", err)
+	}
+	if r.failed() != 0 {
+		t.Errorf("accepted connections failed at TERM: %s", r)
+	}
+	if r.ok < minOK {
+		t.Errorf("too little load: %s", r)
+	}
+}
+
 // lastGeneration is the generation of the last reload the arbiter logged.
 // Signals of one kind sent while one is pending merge into one (POSIX),
 // so tests count the generations the arbiter started, not the HUPs sent.
@@ -495,6 +591,52 @@ func (s *server) lastGeneration() int {
 		n, _ = strconv.Atoi(m[1])
 	}
 	return n
+}
+
+// run runs bin/corral to completion and returns its exit code and output.
+func run(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(corralBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), stdout.String(), stderr.String()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, stdout.String(), stderr.String()
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// bareAddr strips a listener URL's scheme: "uwsgi://127.0.0.1:1" -> "127.0.0.1:1".
+func bareAddr(url string) string {
+	if _, rest, ok := strings.Cut(url, "://"); ok {
+		url = rest
+	}
+	return strings.TrimPrefix(url, "unix:")
+}
+
+// hostOf is the host part of addr, or addr when it has no port.
+func hostOf(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return h
 }
 
 func writeScript(t *testing.T, path, content string) {

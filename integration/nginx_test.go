@@ -116,14 +116,6 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// bareAddr strips a listener URL's scheme: "uwsgi://127.0.0.1:1" -> "127.0.0.1:1".
-func bareAddr(url string) string {
-	if _, rest, ok := strings.Cut(url, "://"); ok {
-		url = rest
-	}
-	return strings.TrimPrefix(url, "unix:")
-}
-
 // echoVia does one request through addr and decodes /echo's answer.
 func echoVia(t *testing.T, client *http.Client, method, url string, body []byte, header http.Header) demo.Echo {
 	t.Helper()
@@ -157,14 +149,6 @@ func echoHeader(e demo.Echo, name string) string {
 		}
 	}
 	return ""
-}
-
-func hostOf(addr string) string {
-	h, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	return h
 }
 
 // checkThroughNginx sends a GET and a 1 MiB POST through nginx to /echo and
@@ -248,17 +232,7 @@ func checkThroughNginx(t *testing.T, s *server, n *nginx) {
 			}
 		}()
 	}
-	hups := 0
-	tick := time.NewTicker(300 * time.Millisecond)
-	for ctx.Err() == nil {
-		select {
-		case <-tick.C:
-			s.signal(syscall.SIGHUP)
-			hups++
-		case <-ctx.Done():
-		}
-	}
-	tick.Stop()
+	hups := s.hupStorm(ctx, 300*time.Millisecond)
 	wg.Wait()
 	t.Logf("%d HUPs under load through nginx: %d ok, %d non-2xx, %d errors %q", hups, ok, bad, errs, examples)
 	if bad != 0 || errs != 0 {

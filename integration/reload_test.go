@@ -109,22 +109,19 @@ func TestReloadOnRebuild(t *testing.T) {
 			// (and the build is not slowed down by it).
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			ka := make(chan *loadResult)
-			cl := make(chan *loadResult)
-			go func() { ka <- keepAliveLoad(ctx, s.Addr, 4, 1<<30, "/") }()
-			go func() { cl <- closeLoad(ctx, s.Addr, 2, 1<<30, "/") }()
+			wait := mixedLoad{keepAlive: 4, close: 2, requests: 1 << 30}.start(ctx, s.Addr)
 			d := waitGreeting(t, s, greeting, 3*time.Second)
 			s.waitLog(`Reload complete: generation 2, 2 workers`, 10*time.Second)
 			time.Sleep(200 * time.Millisecond)
 			cancel()
-			rk, rc := <-ka, <-cl
-			t.Logf("go build (%s) took %s; new greeting served %s after it finished; keep-alive: %s; close: %s",
-				how, took.Round(time.Millisecond), d.Round(time.Millisecond), rk, rc)
-			if rk.failed() != 0 || rc.failed() != 0 || rk.refused+rc.refused != 0 {
-				t.Errorf("requests failed during the reload: keep-alive %s; close %s", rk, rc)
+			r := wait()
+			t.Logf("go build (%s) took %s; new greeting served %s after it finished; %s",
+				how, took.Round(time.Millisecond), d.Round(time.Millisecond), r)
+			if r.lost() != 0 {
+				t.Errorf("requests failed during the reload: %s", r)
 			}
-			if rk.ok < 50 || rc.ok < 50 {
-				t.Errorf("too little load to mean anything: %s; %s", rk, rc)
+			if r.keepAlive.ok < 50 || r.close.ok < 50 {
+				t.Errorf("too little load to mean anything: %s", r)
 			}
 			s.waitLog(`Changed: `+regexp.QuoteMeta(bin)+`; reloading`, time.Second)
 			if n := s.reloads(); n != 1 {

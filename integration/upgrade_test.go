@@ -25,10 +25,7 @@ func TestUSR2UpgradeUnderLoad(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()
-	ka := make(chan *loadResult)
-	cl := make(chan *loadResult)
-	go func() { ka <- keepAliveLoad(ctx, s.Addr, 4, 1000000, "/") }()
-	go func() { cl <- closeLoad(ctx, s.Addr, 4, 1000000, "/") }()
+	wait := mixedLoad{keepAlive: 4, close: 4, requests: 1000000}.start(ctx, s.Addr)
 	time.Sleep(500 * time.Millisecond)
 	begin := time.Now()
 	s.signal(syscall.SIGUSR2)
@@ -40,13 +37,13 @@ func TestUSR2UpgradeUnderLoad(t *testing.T) {
 	}
 	handover := time.Since(begin)
 	next.waitLog(`Upgrade complete: pid `+m[1]+` took over from pid `+strconv.Itoa(s.Pid), 5*time.Second)
-	rk, rc := <-ka, <-cl
-	t.Logf("USR2 to the old arbiter's exit: %s; keep-alive clients: %s; close clients: %s", handover.Round(time.Millisecond), rk, rc)
-	if rk.failed()+rc.failed()+rk.refused+rc.refused != 0 {
-		t.Errorf("requests failed during the upgrade: keep-alive %s; close %s", rk, rc)
+	r := wait()
+	t.Logf("USR2 to the old arbiter's exit: %s; %s", handover.Round(time.Millisecond), r)
+	if r.lost() != 0 {
+		t.Errorf("requests failed during the upgrade: %s", r)
 	}
-	if rk.ok+rc.ok < 200 {
-		t.Errorf("too little load: %d requests", rk.ok+rc.ok)
+	if r.ok() < 200 {
+		t.Errorf("too little load: %d requests", r.ok())
 	}
 	b, _ := os.ReadFile(pidfile)
 	if strings.TrimSpace(string(b)) != m[1] {

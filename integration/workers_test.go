@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -121,33 +119,17 @@ func TestWorkersHUPUnderLoad(t *testing.T) {
 	for _, class := range workerClasses {
 		t.Run(class, func(t *testing.T) {
 			s := startClass(t, class, 4)
-			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
-			defer cancel()
-			ka := make(chan *loadResult, 1)
-			cl := make(chan *loadResult, 1)
+			load := mixedLoad{keepAlive: 8, close: 4, requests: 200000}
 			if class == "sync" {
-				ka <- &loadResult{}
-			} else {
-				go func() { ka <- keepAliveLoad(ctx, s.Addr, 8, 200000, "/") }()
+				load.keepAlive = 0 // it closes each connection after one response: no keep-alive to test
 			}
-			go func() { cl <- closeLoad(ctx, s.Addr, 4, 200000, "/") }()
-			hups := 0
-			tick := time.NewTicker(200 * time.Millisecond)
-			for ctx.Err() == nil {
-				<-tick.C
-				if ctx.Err() == nil {
-					s.signal(syscall.SIGHUP)
-					hups++
-				}
+			hups, r := s.hupStormUnderLoad(4*time.Second, 200*time.Millisecond, load)
+			t.Logf("%s: %d HUPs; %s", class, hups, r)
+			if r.lost() != 0 {
+				t.Errorf("requests failed during reloads: %s", r)
 			}
-			tick.Stop()
-			rk, rc := <-ka, <-cl
-			t.Logf("%s: %d HUPs; keep-alive clients: %s; Connection: close clients: %s", class, hups, rk, rc)
-			if rk.failed() != 0 || rc.failed() != 0 || rk.refused+rc.refused != 0 {
-				t.Errorf("requests failed during reloads: keep-alive %s; close %s", rk, rc)
-			}
-			if (class != "sync" && rk.ok < 100) || rc.ok < 100 {
-				t.Errorf("too little load to mean anything: %d and %d requests", rk.ok, rc.ok)
+			if (class != "sync" && r.keepAlive.ok < 100) || r.close.ok < 100 {
+				t.Errorf("too little load to mean anything: %d and %d requests", r.keepAlive.ok, r.close.ok)
 			}
 			// HUPs sent while one is pending merge into one (POSIX), so
 			// wait for the last generation the arbiter started.
@@ -162,35 +144,7 @@ func TestWorkersTERMUnderLoadResetsNothing(t *testing.T) {
 	for _, class := range workerClasses {
 		t.Run(class, func(t *testing.T) {
 			s := startClass(t, class, 2, "--backlog", "64")
-			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
-			defer cancel()
-			res := make(chan *loadResult)
-			go func() { res <- closeLoad(ctx, s.Addr, 32, 1000000, "/") }()
-			slow := make(chan error, 1)
-			go func() {
-				code, body, err := get(s.Addr, "/sleep?seconds=1.5")
-				if err == nil && (code != 200 || !strings.HasPrefix(body, "slept")) {
-					err = fmt.Errorf("status %d body %q", code, body)
-				}
-				slow <- err
-			}()
-			time.Sleep(700 * time.Millisecond)
-			s.signal(syscall.SIGTERM)
-			if code := s.wait(15 * time.Second); code != 0 {
-				t.Errorf("exit code %d after TERM", code)
-			}
-			cancel()
-			r := <-res
-			t.Logf("%s: TERM under load: %s", class, r)
-			if err := <-slow; err != nil {
-				t.Errorf("request in flight at TERM: %v", err)
-			}
-			if r.failed() != 0 {
-				t.Errorf("accepted connections failed at TERM: %s", r)
-			}
-			if r.ok < 50 {
-				t.Errorf("too little load: %s", r)
-			}
+			termUnderLoad(t, s, class, 50)
 		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corral-server/corral/internal/heartbeat"
+	"github.com/corral-server/corral/worker/frontend"
 	"github.com/corral-server/corral/worker/http1"
 )
 
@@ -52,12 +53,11 @@ type eventWorker struct {
 	cancel context.CancelFunc
 	pool   *eventPool
 
+	uwsgiAllow frontend.AllowList // peers allowed to speak uwsgi (--uwsgi-allow-from)
+
 	conns    atomic.Int64 // open connections, against --worker-connections
 	maxConns int64        // 0: no cap
 
-	stopMu    sync.Mutex
-	stopped   bool // Stop was called before the loops existed
-	graceful  bool
 	draining  atomic.Bool
 	quick     atomic.Bool
 	drainLeft atomic.Int32 // loops still draining the backlog
@@ -80,10 +80,10 @@ func (e *eventWorker) BeatsItself() bool { return true }
 
 // Serves implements FrontEndLimiter: HTTP and uwsgi, without PROXY.
 func (e *eventWorker) Serves(protocol, proxy string) error {
-	if protocol != ProtocolHTTP && protocol != ProtocolUwsgi {
+	if protocol != frontend.ProtocolHTTP && protocol != frontend.ProtocolUwsgi {
 		return fmt.Errorf("the event worker serves http and uwsgi, not %s", protocol)
 	}
-	if proxy != "" && proxy != ProxyOff {
+	if proxy != "" && proxy != frontend.ProxyOff {
 		return fmt.Errorf("the event worker does not read PROXY headers (--proxy-protocol %s)", proxy)
 	}
 	return nil
@@ -98,7 +98,8 @@ func (e *eventWorker) Serve(p *Process) error {
 		if err := e.Serves(fe.Protocol, fe.Proxy); err != nil {
 			return fmt.Errorf("listener %s: %w", listenerAddr(p.Listeners[i]), err)
 		}
-		e.uwsgi = append(e.uwsgi, fe.Protocol == ProtocolUwsgi)
+		e.uwsgi = append(e.uwsgi, fe.Protocol == frontend.ProtocolUwsgi)
+		e.uwsgiAllow = fe.UwsgiAllow
 	}
 	e.maxConns = int64(cfg.WorkerConnections)
 	threads := max(cfg.Threads, 1)
@@ -135,7 +136,6 @@ func (e *eventWorker) Serve(p *Process) error {
 	for _, l := range p.Listeners {
 		l.Close()
 	}
-	e.stopMu.Lock()
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	defer e.cancel()
 	for range threads {
@@ -144,18 +144,12 @@ func (e *eventWorker) Serve(p *Process) error {
 			for _, l := range e.loops {
 				l.close()
 			}
-			e.stopMu.Unlock()
 			e.closeListeners()
 			return err
 		}
 		e.loops = append(e.loops, l)
 	}
 	e.drainLeft.Store(int32(len(e.loops)))
-	stopped, graceful := e.stopped, e.graceful
-	e.stopMu.Unlock()
-	if stopped {
-		e.Stop(graceful)
-	}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(e.loops))
 	for _, l := range e.loops {
@@ -178,19 +172,9 @@ func (e *eventWorker) Serve(p *Process) error {
 	return <-errs
 }
 
+// Stop comes only once Serve is ready, with its loops (see Worker): the
+// runtime holds an earlier stop until then.
 func (e *eventWorker) Stop(graceful bool) {
-	e.stopMu.Lock()
-	if e.loops == nil {
-		if !e.stopped {
-			e.graceful = graceful
-		} else if !graceful {
-			e.graceful = false // a quick stop overrides a graceful one
-		}
-		e.stopped = true
-		e.stopMu.Unlock()
-		return
-	}
-	e.stopMu.Unlock()
 	e.draining.Store(true)
 	if !graceful {
 		e.quick.Store(true)
@@ -212,8 +196,8 @@ func (e *eventWorker) closeListeners() {
 	})
 }
 
-// alive reports whether every loop went round recently, so that one
-// wedged loop stops the heartbeat even while the others run.
+// beat beats the heartbeat only if every loop went round recently, so
+// that one wedged loop stops the heartbeat even while the others run.
 func (e *eventWorker) beat(now int64) {
 	if e.p.heartbeat == nil {
 		return

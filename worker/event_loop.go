@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/corral-server/corral/worker/frontend"
 	"github.com/corral-server/corral/worker/http1"
 )
 
@@ -334,7 +335,7 @@ func (l *eventLoop) accept(lfd int) bool {
 		c := &eventConn{l: l, fd: int32(nfd), remote: sockaddrString(sa), last: nanotime()}
 		c.parser.Config = l.e.cfg
 		if l.e.uwsgi[slices.Index(l.e.lfds, lfd)] {
-			if !l.p.front.uwsgi.AllowsRemote(c.remote) {
+			if !l.e.uwsgiAllow.AllowsRemote(c.remote) {
 				l.p.Log.Warn(fmt.Sprintf("uwsgi: refused connection from %s, which --uwsgi-allow-from does not allow", c.remote))
 				unix.Close(nfd)
 				l.e.conns.Add(-1)
@@ -445,7 +446,7 @@ func (l *eventLoop) scan(now int64) {
 			// A request is arriving: its head within the header timeout,
 			// its body without long pauses.
 			inHead := c.uwsgi == nil && c.parser.Head() == nil
-			if inHead && now-c.reqStart > int64(headerReadTimeout) || !inHead && now-c.last > int64(eventBodyTimer) {
+			if (inHead && now-c.reqStart > int64(headerReadTimeout)) || (!inHead && now-c.last > int64(eventBodyTimer)) {
 				c.close()
 			}
 		default: // idle between requests
@@ -479,11 +480,6 @@ func (l *eventLoop) putBuf(b []byte) {
 		return
 	}
 	l.bufs = append(l.bufs, b[:0])
-}
-
-func fdHasUnread(fd int) bool {
-	n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
-	return err == nil && n > 0
 }
 
 func sockaddrString(sa unix.Sockaddr) string {
@@ -573,7 +569,7 @@ func (c *eventConn) ready(ev uint32) {
 // wantsInput reports whether the connection reads now: not while its
 // handler runs, its output is backed up, or it is about to close.
 func (c *eventConn) wantsInput() bool {
-	return c.lingering || !c.busy && !c.closeAfter && !c.eof && c.pending() <= eventOutHigh
+	return c.lingering || (!c.busy && !c.closeAfter && !c.eof && c.pending() <= eventOutHigh)
 }
 
 // pump reads once if the connection wants input and has some.
@@ -701,7 +697,7 @@ func (c *eventConn) processUwsgi() {
 	}
 	var hr *http.Request
 	if err == nil && u != nil {
-		hr, err = RequestFromUwsgi(u, addrString(c.remote))
+		hr, err = frontend.RequestFromUwsgi(u, addrString(c.remote))
 		c.uwsgi.Release()
 	}
 	if err != nil {
@@ -825,8 +821,8 @@ func (c *eventConn) flush() {
 func (c *eventConn) shut() {
 	// A uwsgi peer sends one packet, read whole; nothing can wait unread
 	// behind it unless epoll said so since.
-	quiet := c.uwsgi != nil && !c.canRead || !fdHasUnread(int(c.fd))
-	if !c.lingerOn && len(c.in) == 0 && quiet || c.eof {
+	quiet := (c.uwsgi != nil && !c.canRead) || !fdHasUnread(int(c.fd))
+	if (!c.lingerOn && len(c.in) == 0 && quiet) || c.eof {
 		c.close()
 		return
 	}
@@ -848,7 +844,7 @@ func (c *eventConn) shut() {
 // was not reading, raise no new event; nor do requests already read whose
 // turn came once the output drained.
 func (c *eventConn) update() {
-	if c.closed || c.queued || !c.canRead && !c.backlogged || !c.wantsInput() {
+	if c.closed || c.queued || (!c.canRead && !c.backlogged) || !c.wantsInput() {
 		return
 	}
 	c.queued = true

@@ -33,31 +33,16 @@ func forEventModes(t *testing.T, cfg func() *Config, f func(t *testing.T, p *Pro
 				c = cfg()
 			}
 			c.EventInline, c.Threads = m.inline, m.threads
-			h := testHandler()
-			if m.inline {
-				h = noSleep(h)
-			}
-			p := newTestProcess(t, h, c)
+			p := newTestProcess(t, testHandler(), c)
 			addr, stop := serveTest(t, p, new(eventWorker))
 			f(t, p, addr, stop)
 		})
 	}
 }
 
-// noSleep keeps /sleep off an inline loop, which must never block, except
-// for the short sleeps of the heartbeat test.
-func noSleep(h http.Handler) http.Handler {
-	return h
-}
-
 func TestEventKeepAlive(t *testing.T) {
 	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c := dialTest(t, addr, 10*time.Second)
 		br := bufio.NewReader(c)
 		for i := range 5 {
 			fmt.Fprintf(c, "POST /echo?i=%d HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nab%d", i, i)
@@ -102,12 +87,7 @@ func TestEventKeepAlive(t *testing.T) {
 
 func TestEventPipelining(t *testing.T) {
 	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c := dialTest(t, addr, 10*time.Second)
 		var b strings.Builder
 		for i := range 16 {
 			fmt.Fprintf(&b, "POST /echo?i=%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%d", i, len(fmt.Sprint(i)), i)
@@ -131,12 +111,7 @@ func TestEventPipelining(t *testing.T) {
 // request in order.
 func TestEventPipelinedBackpressure(t *testing.T) {
 	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(20 * time.Second))
+		c := dialTest(t, addr, 20*time.Second)
 		const n = 200 // 200 × 64 KiB of output; about 30 KiB of input
 		pad := strings.Repeat("p", 100)
 		var b strings.Builder
@@ -167,11 +142,7 @@ func TestEventPipelinedBackpressure(t *testing.T) {
 // them to see it and close at once, not at the keep-alive timeout.
 func TestEventRequestThenFIN(t *testing.T) {
 	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialTest(t, addr, 0)
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		c.(*net.TCPConn).CloseWrite()
 		br := bufio.NewReader(c)
@@ -189,12 +160,7 @@ func TestEventRequestThenFIN(t *testing.T) {
 
 func TestEventExpectContinue(t *testing.T) {
 	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c := dialTest(t, addr, 5*time.Second)
 		io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
 		br := bufio.NewReader(c)
 		if line, _ := br.ReadString('\n'); line != "HTTP/1.1 100 Continue\r\n" {
@@ -244,26 +210,6 @@ func TestEventLimits(t *testing.T) {
 	})
 }
 
-// badRequests are refused by the sync and event workers (with the limits
-// of TestEventLimits) with the status given, each with a smuggled request
-// behind it that must never be answered.
-func badRequests() map[string]int {
-	const smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
-	return map[string]int{
-		"GET /" + strings.Repeat("a", 100) + " HTTP/1.1\r\nHost: x\r\n\r\n" + smuggled:                              414,
-		"GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-A: b\r\n", 6) + "\r\n" + smuggled:                       431,
-		"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + strings.Repeat("v", 200) + "\r\n\r\n" + smuggled:                  431,
-		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n01234567890" + smuggled:                        413,
-		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab" + smuggled:                 400,
-		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled: 400,
-		"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" + smuggled:                         400,
-		"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n" + smuggled:                                              400,
-		"GET / HTTP/1.1\r\nHost : x\r\n\r\n" + smuggled:                                                             400,
-		"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n" + smuggled:                                               400,
-		"GET / HTTP/2.0\r\nHost: x\r\n\r\n" + smuggled:                                                              505,
-	}
-}
-
 func TestEventKeepAliveTimeout(t *testing.T) {
 	forEventModes(t, func() *Config { return &Config{KeepAlive: 300 * time.Millisecond} }, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
 		_, _, br, c := rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -282,11 +228,7 @@ func TestEventWorkerConnectionsCap(t *testing.T) {
 	forEventModes(t, func() *Config { return &Config{KeepAlive: 5 * time.Second, WorkerConnections: 2} }, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
 		_, _, _, c1 := rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-		c3, err := net.Dial("tcp", addr) // waits in the backlog
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c3.Close()
+		c3 := dialTest(t, addr, 0) // waits in the backlog
 		io.WriteString(c3, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		c3.SetReadDeadline(time.Now().Add(400 * time.Millisecond))
 		if _, err := c3.Read(make([]byte, 1)); err == nil {
@@ -314,12 +256,7 @@ func TestEventGracefulStop(t *testing.T) {
 			// An idle keep-alive connection, and one that sends during the drain.
 			_, _, idleBR, idle := rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 			_, _, lateBR, late := rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-			slow, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer slow.Close()
-			slow.SetDeadline(time.Now().Add(5 * time.Second))
+			slow := dialTest(t, addr, 5*time.Second)
 			io.WriteString(slow, "GET /sleep?d=600ms HTTP/1.1\r\nHost: x\r\n\r\n")
 			time.Sleep(100 * time.Millisecond)
 			stopped := make(chan error, 1)
@@ -351,22 +288,14 @@ func TestEventGracefulStop(t *testing.T) {
 func TestEventGracefulDrainsBacklog(t *testing.T) {
 	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second, WorkerConnections: 1})
 	addr, stop := serveTest(t, p, new(eventWorker))
-	busy, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
+	busy := dialTest(t, addr, 0)
 	io.WriteString(busy, "GET /sleep?d=300ms HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(100 * time.Millisecond)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	served := 0
 	for range 8 {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialTest(t, addr, 0)
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		wg.Add(1)
 		go func() {
@@ -393,11 +322,7 @@ func TestEventGracefulDrainsBacklog(t *testing.T) {
 func TestEventQuickStop(t *testing.T) {
 	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second})
 	addr, stop := serveTest(t, p, new(eventWorker))
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialTest(t, addr, 0)
 	io.WriteString(c, "GET /sleep?d=30s HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(100 * time.Millisecond)
 	begin := time.Now()
@@ -459,11 +384,8 @@ func BenchmarkEventKeepAlive(b *testing.B) {
 			p := newTestProcess(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				io.WriteString(w, "Hello, World!")
 			}), &Config{KeepAlive: 5 * time.Second, EventInline: inline})
-			w := new(eventWorker)
-			done := make(chan error, 1)
-			go func() { done <- w.Serve(p) }()
-			defer func() { w.Stop(false); <-done }()
-			c, err := net.Dial("tcp", p.Listeners[0].Addr().String())
+			addr, _ := serveTest(b, p, new(eventWorker))
+			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				b.Fatal(err)
 			}

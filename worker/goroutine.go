@@ -7,20 +7,14 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/corral-server/corral/worker/frontend"
 )
 
 func init() { Register("goroutine", func() Worker { return new(goroutineWorker) }) }
-
-// headerReadTimeout bounds how long a client may take to send a request's
-// headers, so a slowloris cannot hold connections open forever.
-const headerReadTimeout = 10 * time.Second
 
 // goroutineWorker serves with net/http: a goroutine per connection,
 // keep-alive, and at most --worker-connections connections at once.
@@ -167,22 +161,6 @@ func closeAfterChunked(h http.Handler) http.Handler {
 	})
 }
 
-// hasUnread reports whether the kernel holds bytes the server has not read:
-// a request on its way, which closing now would lose.
-func hasUnread(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	n := 0
-	rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
-	return n > 0
-}
-
 func (g *goroutineWorker) track(c net.Conn, s http.ConnState) {
 	g.mu.Lock()
 	switch s {
@@ -265,7 +243,7 @@ func (l *drainListener) Accept() (net.Conn, error) {
 	if l.wrap != nil {
 		c = l.wrap(c)
 	}
-	tc := &trackedConn{Conn: c}
+	tc := &trackedConn{BaseConn: frontend.BaseConn{Conn: c}}
 	tc.lastRead.Store(time.Now().UnixNano())
 	l.g.mu.Lock()
 	l.g.conns[tc] = &connState{state: http.StateNew, since: time.Now()}
@@ -277,8 +255,11 @@ func (l *drainListener) Accept() (net.Conn, error) {
 // marks a connection active only once it has read a whole request head, so
 // a connection can look idle while its next request already sits in
 // net/http's buffer; a drain must not close it then.
+//
+// Its BaseConn lets net/http half-close after an error response and
+// hasUnread reach the socket.
 type trackedConn struct {
-	net.Conn
+	frontend.BaseConn
 	lastRead atomic.Int64 // UnixNano
 }
 
@@ -304,22 +285,6 @@ func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) {
 		return rf.ReadFrom(r)
 	}
 	return io.Copy(c.Conn, r)
-}
-
-// CloseWrite lets net/http half-close after an error response.
-func (c *trackedConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
-
-// SyscallConn reaches the socket, for hasUnread.
-func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
-	if sc, ok := c.Conn.(syscall.Conn); ok {
-		return sc.SyscallConn()
-	}
-	return nil, errors.New("connection has no file descriptor")
 }
 
 func (l *drainListener) accept() (net.Conn, error) {
@@ -348,37 +313,6 @@ func (l *drainListener) closed() error {
 func (l *drainListener) Close() error {
 	l.closed()
 	return nil
-}
-
-// acceptNow accepts one connection that is already in the backlog, without
-// waiting; it fails with EAGAIN when the backlog is empty.
-func acceptNow(l net.Listener) (net.Conn, error) {
-	sc, ok := l.(syscall.Conn)
-	if !ok {
-		return nil, errors.New("listener has no fd")
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	nfd := -1
-	var aerr error
-	if err := rc.Control(func(fd uintptr) {
-		for {
-			nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-			if aerr != unix.EINTR && aerr != unix.ECONNABORTED {
-				return
-			}
-		}
-	}); err != nil {
-		return nil, err
-	}
-	if aerr != nil {
-		return nil, aerr
-	}
-	f := os.NewFile(uintptr(nfd), "accepted")
-	defer f.Close()
-	return net.FileConn(f)
 }
 
 // logWriter sends net/http's own error lines to the worker's error log.

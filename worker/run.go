@@ -44,141 +44,227 @@ func Run(apps AppFunc, hooks Hooks) int {
 	return code
 }
 
+// run boots the worker, serves until its type's Serve returns or a
+// signal ends the process, and returns the exit code.
 func run(p *Process, apps AppFunc, hooks Hooks) (int, error) {
+	class, errLog, err := p.boot(apps)
+	if err != nil {
+		return ExitBootError, err
+	}
+	// Signals are caught before serving starts, so a stop that comes
+	// while the worker boots still drains whatever it accepted.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, caughtSignals...)
+	defer signal.Stop(sigs)
+	if hooks.PostWorkerInit != nil {
+		hooks.PostWorkerInit(p)
+	}
+	s := p.start(class(), errLog)
+	defer s.stopTickers()
+	code, served := s.wait(sigs)
+	if served && hooks.WorkerExit != nil {
+		hooks.WorkerExit(p)
+	}
+	return code, nil
+}
+
+// caughtSignals are the signals a worker catches: its own (TERM, INT,
+// QUIT, ABRT, USR1), and the arbiter's (HUP, WINCH, TTIN, TTOU, USR2),
+// which it ignores: a terminal may send them to the whole process group.
+var caughtSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGABRT,
+	syscall.SIGHUP, syscall.SIGWINCH, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2}
+
+// boot readies p to serve: the logs, the app's handler, the listeners,
+// the front ends and the heartbeat. It returns the worker type and the
+// error log, which USR1 reopens.
+func (p *Process) boot(apps AppFunc) (Class, *logging.File, error) {
 	cfg := p.Config
 	level, err := logging.ParseLevel(cfg.LogLevel)
 	if err != nil {
-		return ExitBootError, err
+		return nil, nil, err
 	}
 	errLog, err := logging.OpenFile(cfg.ErrorLog, os.Stderr)
 	if err != nil {
-		return ExitBootError, err
+		return nil, nil, err
 	}
 	p.Log = logging.New(errLog, level)
 	if p.access, err = OpenAccessLog(cfg.AccessLog, cfg.AccessLogFormat); err != nil {
-		return ExitBootError, err
+		return nil, nil, err
 	}
 	class, ok := Lookup(cfg.Class)
 	if !ok {
-		return ExitBootError, fmt.Errorf("unknown worker class %q", cfg.Class)
+		return nil, nil, fmt.Errorf("unknown worker class %q", cfg.Class)
 	}
 	if p.handler, err = apps(cfg.App); err != nil {
-		return ExitBootError, err
+		return nil, nil, err
 	}
 	if p.Listeners, err = socket.Listen(cfg.Listeners); err != nil {
-		return ExitBootError, err
+		return nil, nil, err
 	}
 	if err := p.initFront(); err != nil {
-		return ExitBootError, err
+		return nil, nil, err
 	}
 	p.maxRequests = chooseMaxRequests(cfg.MaxRequests, cfg.MaxRequestsJitter)
 	if cfg.HeartbeatFD > 0 {
 		if p.heartbeat, err = heartbeat.Open(cfg.HeartbeatFD); err != nil {
-			return ExitBootError, err
+			return nil, nil, err
 		}
 	}
+	return class, errLog, nil
+}
 
-	// Signals are caught before serving starts, so a stop that comes
-	// while the worker boots still drains whatever it accepted.
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGABRT,
-		syscall.SIGHUP, syscall.SIGWINCH, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
-	defer signal.Stop(sigs)
+// serving is the runtime's state while a worker type serves: whether the
+// type is ready yet, the stop held until it is, and the timers that bound
+// a stop once it began.
+type serving struct {
+	p      *Process
+	w      Worker
+	errLog *logging.File
+	done   chan error       // Serve's result
+	ready  <-chan struct{}  // closed by Ready; nil once seen
+	held   *bool            // a stop that came before Ready: graceful, or not
+	grace  <-chan time.Time // --graceful-timeout, from the first TERM
+	hard   <-chan time.Time // the second a quick stop has to end Serve
+	beat   *time.Ticker     // the runtime's heartbeat; nil for a SelfBeating type
+	beats  <-chan time.Time // beat.C, or nil
+	parent *time.Ticker     // when to check that the arbiter is still the parent
+}
 
-	if hooks.PostWorkerInit != nil {
-		hooks.PostWorkerInit(p)
-	}
-	w := class()
-	// Beat on a ticker unless the type beats itself: then --timeout
-	// catches a wedged process, not a slow request.
-	var beat <-chan time.Time
-	if sb, ok := w.(SelfBeating); (!ok || !sb.BeatsItself()) && cfg.Timeout > 0 {
-		t := time.NewTicker(max(cfg.Timeout/4, 50*time.Millisecond))
-		defer t.Stop()
-		beat = t.C
+// start runs w.Serve on p, with the heartbeat on a ticker unless w beats
+// itself: then --timeout catches a wedged process, not a slow request.
+func (p *Process) start(w Worker, errLog *logging.File) *serving {
+	s := &serving{p: p, w: w, errLog: errLog, done: make(chan error, 1)}
+	if sb, ok := w.(SelfBeating); (!ok || !sb.BeatsItself()) && p.Config.Timeout > 0 {
+		s.beat = time.NewTicker(max(p.Config.Timeout/4, 50*time.Millisecond))
+		s.beats = s.beat.C
 	}
 	p.Beat()
 	p.ready = make(chan struct{})
-	ready := p.ready
-	done := make(chan error, 1)
-	go func() { done <- w.Serve(p) }()
+	s.ready = p.ready
+	go func() { s.done <- w.Serve(p) }()
+	s.parent = time.NewTicker(time.Second)
+	return s
+}
 
-	// A stop that comes before the type is ready waits for it: until then
-	// the type may not have the listeners and loops that Stop acts on, and
-	// the stop would be lost.
-	var pending *bool // graceful, or not
-	stop := func(graceful bool) {
-		if ready == nil {
-			w.Stop(graceful)
-		} else if pending == nil || !graceful {
-			pending = &graceful
-		}
+func (s *serving) stopTickers() {
+	if s.beat != nil {
+		s.beat.Stop()
 	}
+	s.parent.Stop()
+}
 
-	parent := time.NewTicker(time.Second)
-	defer parent.Stop()
-	var grace, hardStop <-chan time.Time
+// wait handles events until the worker exits, and returns its exit code;
+// served says that Serve returned, rather than a signal or a timer ending
+// the process first.
+func (s *serving) wait(sigs <-chan os.Signal) (code int, served bool) {
 	for {
 		select {
-		case err := <-done:
-			if err != nil && !errors.Is(err, net.ErrClosed) {
-				p.Log.Error(fmt.Sprintf("Worker (pid:%d) stopped serving: %v", p.Pid, err))
+		case err := <-s.done:
+			s.exiting(err)
+			return 0, true
+		case <-s.ready:
+			s.becameReady()
+		case sig := <-sigs:
+			if code, exit := s.signal(sig); exit {
+				return code, false
 			}
-			p.Log.Info(fmt.Sprintf("Worker exiting (pid: %d)", p.Pid))
-			if hooks.WorkerExit != nil {
-				hooks.WorkerExit(p)
-			}
-			return 0, nil
-		case <-ready:
-			ready = nil
-			if pending != nil {
-				w.Stop(*pending)
-			}
-		case s := <-sigs:
-			switch s {
-			case syscall.SIGTERM:
-				if grace == nil {
-					p.draining.Store(true)
-					stop(true)
-					grace = time.After(cfg.GracefulTimeout)
-				}
-			case syscall.SIGABRT:
-				// The arbiter's timeout: say what we were stuck in.
-				p.Log.Error(fmt.Sprintf("Worker (pid:%d) timed out: no heartbeat for %s", p.Pid, cfg.Timeout))
-				p.logInFlight()
-				return 1, nil
-			case syscall.SIGINT, syscall.SIGQUIT:
-				p.draining.Store(true)
-				stop(false)
-				hardStop = time.After(time.Second)
-			case syscall.SIGUSR1:
-				if err := errLog.Reopen(); err != nil {
-					p.Log.Error(err.Error())
-				}
-				if err := p.access.Reopen(); err != nil {
-					p.Log.Error(err.Error())
-				}
-				p.Log.Info("Reopening log files")
-			}
-			// HUP, WINCH, TTIN, TTOU and USR2 are the arbiter's; a
-			// terminal may send them to the whole process group.
-		case <-grace:
-			p.Log.Warn(fmt.Sprintf("Worker (pid:%d) graceful timeout (%s), closing connections", p.Pid, cfg.GracefulTimeout))
-			stop(false)
-			hardStop = time.After(time.Second)
-		case <-hardStop:
-			return 1, nil
-		case <-beat:
-			p.Beat()
-		case <-parent.C:
-			// PR_SET_PDEATHSIG kills us with the arbiter; this catches
-			// what it cannot, such as an arbiter that exec'd itself.
-			if os.Getppid() != cfg.ArbiterPid {
-				p.Log.Info(fmt.Sprintf("Parent changed, shutting down: worker (pid:%d)", p.Pid))
-				p.draining.Store(true)
-				stop(false)
-				hardStop = time.After(time.Second)
-			}
+		case <-s.grace:
+			s.p.Log.Warn(fmt.Sprintf("Worker (pid:%d) graceful timeout (%s), closing connections", s.p.Pid, s.p.Config.GracefulTimeout))
+			s.quit()
+		case <-s.hard:
+			return 1, false
+		case <-s.beats:
+			s.p.Beat()
+		case <-s.parent.C:
+			s.checkParent()
 		}
 	}
+}
+
+// signal acts on sig; exit says that the process ends now, with code.
+func (s *serving) signal(sig os.Signal) (code int, exit bool) {
+	p := s.p
+	switch sig {
+	case syscall.SIGTERM:
+		s.drain()
+	case syscall.SIGABRT:
+		// The arbiter's timeout: say what we were stuck in.
+		p.Log.Error(fmt.Sprintf("Worker (pid:%d) timed out: no heartbeat for %s", p.Pid, p.Config.Timeout))
+		p.logInFlight()
+		return 1, true
+	case syscall.SIGINT, syscall.SIGQUIT:
+		s.quit()
+	case syscall.SIGUSR1:
+		s.reopenLogs()
+	}
+	// HUP, WINCH, TTIN, TTOU and USR2 are the arbiter's; a terminal may
+	// send them to the whole process group.
+	return 0, false
+}
+
+// drain begins a graceful stop, which --graceful-timeout bounds; a TERM
+// while one is under way changes nothing.
+func (s *serving) drain() {
+	if s.grace != nil {
+		return
+	}
+	s.p.draining.Store(true)
+	s.stop(true)
+	s.grace = time.After(s.p.Config.GracefulTimeout)
+}
+
+// quit begins a quick stop: the type closes everything, and Serve has a
+// second to return before the process exits anyway.
+func (s *serving) quit() {
+	s.p.draining.Store(true)
+	s.stop(false)
+	s.hard = time.After(time.Second)
+}
+
+// stop asks the type to stop. A stop that comes before the type is ready
+// waits for it: until then the type may not have the listeners and loops
+// that Stop acts on, and the stop would be lost. Of held stops, a quick
+// one wins over a graceful one.
+func (s *serving) stop(graceful bool) {
+	if s.ready == nil {
+		s.w.Stop(graceful)
+	} else if s.held == nil || !graceful {
+		s.held = &graceful
+	}
+}
+
+// becameReady applies the stop held until the type was ready.
+func (s *serving) becameReady() {
+	s.ready = nil
+	if s.held != nil {
+		s.w.Stop(*s.held)
+	}
+}
+
+func (s *serving) reopenLogs() {
+	if err := s.errLog.Reopen(); err != nil {
+		s.p.Log.Error(err.Error())
+	}
+	if err := s.p.access.Reopen(); err != nil {
+		s.p.Log.Error(err.Error())
+	}
+	s.p.Log.Info("Reopening log files")
+}
+
+// checkParent stops quickly once the arbiter is no longer the parent.
+// PR_SET_PDEATHSIG kills a worker with the arbiter; this catches what it
+// cannot, such as an arbiter that exec'd itself.
+func (s *serving) checkParent() {
+	if os.Getppid() != s.p.Config.ArbiterPid {
+		s.p.Log.Info(fmt.Sprintf("Parent changed, shutting down: worker (pid:%d)", s.p.Pid))
+		s.quit()
+	}
+}
+
+// exiting logs the end of Serve.
+func (s *serving) exiting(err error) {
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		s.p.Log.Error(fmt.Sprintf("Worker (pid:%d) stopped serving: %v", s.p.Pid, err))
+	}
+	s.p.Log.Info(fmt.Sprintf("Worker exiting (pid: %d)", s.p.Pid))
 }

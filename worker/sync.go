@@ -7,59 +7,17 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/corral-server/corral/worker/frontend"
 	"github.com/corral-server/corral/worker/http1"
 )
 
 func init() { Register("sync", func() Worker { return new(syncWorker) }) }
-
-// RequestLimits returns the http1 limits of the Config's
-// --limit-request-* and --max-body settings. A Config that sets none of
-// the three request limits (one built by hand, not by the command line)
-// gets Gunicorn's defaults.
-func (c *Config) RequestLimits() http1.Limits {
-	if c.LimitRequestLine == 0 && c.LimitRequestFields == 0 && c.LimitRequestFieldSize == 0 {
-		l := http1.DefaultLimits()
-		l.MaxBody = c.MaxBody
-		return l
-	}
-	return http1.Limits{RequestLine: c.LimitRequestLine, Fields: c.LimitRequestFields,
-		FieldSize: c.LimitRequestFieldSize, MaxBody: c.MaxBody}
-}
-
-// maxHeaderBytes maps the request limits onto net/http's MaxHeaderBytes,
-// which bounds the request line and the header section together (and
-// answers 431 for both): the most bytes the limits let through.
-func (c *Config) maxHeaderBytes() int {
-	l := c.RequestLimits()
-	line, fields, size := l.RequestLine, l.Fields, l.FieldSize
-	if line <= 0 || line > 8190 {
-		line = 8190
-	}
-	if fields <= 0 || fields > 32768 {
-		fields = 32768
-	}
-	if size <= 0 {
-		size = 8190
-	}
-	return line + 2 + fields*(size+2) + 2
-}
-
-// parserConfig is the http1 configuration for p's requests.
-func parserConfig(p *Process) *http1.Config {
-	c := http1.DefaultConfig()
-	if p.Config != nil {
-		c.Limits = p.Config.RequestLimits()
-	}
-	return c
-}
 
 // syncWorker serves one connection at a time, as Gunicorn's sync worker:
 // it accepts, reads one request, runs the handler, writes the response
@@ -192,24 +150,6 @@ func (s *syncWorker) Stop(graceful bool) {
 	}
 }
 
-// listenerFD returns l's descriptor without os.File.Fd, which would make
-// the shared socket blocking.
-func listenerFD(l net.Listener) (int, error) {
-	sc, ok := l.(syscall.Conn)
-	if !ok {
-		return -1, fmt.Errorf("listener %s has no file descriptor", listenerAddr(l))
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
-		return -1, err
-	}
-	return fd, nil
-}
-
 // serveConn serves one request on c, from listener i, and closes c.
 func (s *syncWorker) serveConn(i int, c net.Conn) {
 	s.mu.Lock()
@@ -234,14 +174,14 @@ func (s *syncWorker) serveConn(i int, c net.Conn) {
 	}()
 	fe := s.p.FrontEnd(i)
 	c = fe.WrapConn(c)
-	if fe.Protocol != ProtocolHTTP {
+	if fe.Protocol != frontend.ProtocolHTTP {
 		defer c.Close()
 		cs := fe.ConnServer(s.p, nil)
 		// One request per connection, as over HTTP: a FastCGI connection
 		// the web server keeps (FCGI_KEEP_CONN) would hold this worker
 		// while the others' requests wait in the backlog.
 		cs.IdleTimeout = 0
-		cs.ServeConn(&lingeringConn{Conn: c})
+		cs.ServeConn(&lingeringConn{BaseConn: frontend.BaseConn{Conn: c}})
 		return
 	}
 	s.serveHTTP(c)
@@ -300,7 +240,7 @@ func (s *syncWorker) serveHTTP(c net.Conn) {
 		}
 	}
 	s.in = in
-	hr, err := http1.ToHTTP(s.ctx, req, remoteAddr(c))
+	hr, err := http1.ToHTTP(s.ctx, req, frontend.RemoteAddr(c))
 	if err != nil {
 		s.answerError(c, err)
 		linger = true
@@ -334,35 +274,11 @@ func (s *syncWorker) answerError(c net.Conn, err error) {
 		if code = http1.Status(err); code == 0 {
 			return
 		}
-		s.p.Log.Debug(fmt.Sprintf("bad request from %s: %v", remoteAddr(c), err))
+		s.p.Log.Debug(fmt.Sprintf("bad request from %s: %v", frontend.RemoteAddr(c), err))
 	}
 	c.SetWriteDeadline(time.Now().Add(time.Second))
 	s.out = http1.AppendError(s.out[:0], code)
 	c.Write(s.out)
-}
-
-// serveRecover runs the handler through p and reports whether it
-// returned; a panic is logged (unless it is http.ErrAbortHandler) and
-// answered with 500 if nothing was sent yet.
-func serveRecover(p *Process, w *http1.ResponseWriter, r *http.Request) (ok bool) {
-	defer func() {
-		if v := recover(); v != nil {
-			if v != http.ErrAbortHandler {
-				p.Log.Error(fmt.Sprintf("panic serving %s %s: %v\n%s", r.Method, r.RequestURI, v, debug.Stack()))
-			}
-			ok = false
-		}
-	}()
-	p.ServeHTTP(w, r)
-	return true
-}
-
-// remoteAddr is r.RemoteAddr for a request on c.
-func remoteAddr(c net.Conn) string {
-	if a := c.RemoteAddr(); a != nil {
-		return a.String()
-	}
-	return ""
 }
 
 // lingeringConn closes with closeConn's linger. A web server that keeps
@@ -371,41 +287,11 @@ func remoteAddr(c net.Conn) string {
 // would reset the connection and could destroy the response just written.
 // The web server then sees the close, and sends that request elsewhere.
 type lingeringConn struct {
-	net.Conn
+	frontend.BaseConn
 	once sync.Once
 }
 
 func (c *lingeringConn) Close() error {
 	c.once.Do(func() { closeConn(c.Conn, true) })
 	return nil
-}
-
-func (c *lingeringConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
-
-// closeConn closes c. With linger, c may hold bytes the server will never
-// read (the rest of a refused request); closing over them would reset the
-// connection and could destroy the response before the client reads it,
-// so the write side is shut first and the client gets a moment to see the
-// response and close.
-func closeConn(c net.Conn, linger bool) {
-	if linger {
-		type closeWriter interface{ CloseWrite() error }
-		if cw, ok := c.(closeWriter); ok && cw.CloseWrite() == nil {
-			c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-			var b [4096]byte
-			for total := 0; total < 256<<10; {
-				n, err := c.Read(b[:])
-				total += n
-				if err != nil {
-					break
-				}
-			}
-		}
-	}
-	c.Close()
 }

@@ -44,12 +44,7 @@ func TestSyncServesAndCloses(t *testing.T) {
 func TestSyncExpectContinue(t *testing.T) {
 	p := newTestProcess(t, testHandler(), nil)
 	addr, _ := serveTest(t, p, new(syncWorker))
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dialTest(t, addr, 5*time.Second)
 	io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
 	br := bufio.NewReader(c)
 	line, _ := br.ReadString('\n')
@@ -98,11 +93,7 @@ func TestSyncGracefulDrainsBacklog(t *testing.T) {
 	p := newTestProcess(t, testHandler(), &Config{Timeout: 5 * time.Second})
 	addr, stop := serveTest(t, p, new(syncWorker))
 	slow := make(chan string, 1)
-	sc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
+	sc := dialTest(t, addr, 0)
 	io.WriteString(sc, "GET /sleep?d=500ms HTTP/1.1\r\nHost: x\r\n\r\n")
 	go func() {
 		sc.SetDeadline(time.Now().Add(5 * time.Second))
@@ -115,11 +106,7 @@ func TestSyncGracefulDrainsBacklog(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan string, n)
 	for range n {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialTest(t, addr, 0)
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		wg.Add(1)
 		go func() {
@@ -152,11 +139,7 @@ func TestSyncGracefulDrainsBacklog(t *testing.T) {
 func TestSyncQuickStop(t *testing.T) {
 	p := newTestProcess(t, testHandler(), nil)
 	addr, stop := serveTest(t, p, new(syncWorker))
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialTest(t, addr, 0)
 	io.WriteString(c, "GET /sleep?d=30s HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(200 * time.Millisecond)
 	start := time.Now()

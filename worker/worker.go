@@ -2,13 +2,14 @@
 // the arbiter (the Config it passes, the status pipe a worker reports on),
 // the runtime that turns inherited fds into listeners and signals into
 // stops, the access log, and the pluggable worker types (-k NAME) that
-// serve an http.Handler on those listeners.
+// serve an http.Handler on those listeners. The protocols spoken with a
+// front end (uwsgi, FastCGI, PROXY, forwarding headers) are package
+// worker/frontend's; the HTTP/1.x wire format is package worker/http1's.
 package worker
 
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"sort"
 	"sync"
@@ -75,7 +76,7 @@ type Config struct {
 	// ("off", "v1", "v2", "auto"; "" is off), and the peers trusted to
 	// speak uwsgi, to send PROXY headers and to send X-Forwarded-* and
 	// Forwarded headers (addresses, networks or "*"; nil trusts no TCP
-	// peer). See FrontEnd and TrustForwarded.
+	// peer). See Process.FrontEnd and frontend.TrustForwarded.
 	Protocol          string   `json:"protocol,omitempty"`
 	UwsgiAllowFrom    []string `json:"uwsgi_allow_from,omitempty"`
 	ProxyProtocol     string   `json:"proxy_protocol,omitempty"`
@@ -114,6 +115,10 @@ type Worker interface {
 	// finishes the requests in flight, answers the next request on each
 	// open connection with "Connection: close", and closes connections
 	// idle for DrainIdle. A quick stop closes everything at once.
+	//
+	// The runtime calls Stop only once Serve has called p.Ready: a stop
+	// that comes earlier is held until then, so a type need not keep one
+	// that came before it had anything to stop.
 	Stop(graceful bool)
 }
 
@@ -154,7 +159,8 @@ func Lookup(name string) (Class, bool) {
 // front-end protocols or PROXY modes.
 type FrontEndLimiter interface {
 	// Serves returns an error naming what it lacks unless the type serves
-	// a listener of protocol (ProtocolHTTP, ...) with PROXY mode proxy.
+	// a listener of protocol (frontend.ProtocolHTTP, ...) with PROXY
+	// mode proxy.
 	Serves(protocol, proxy string) error
 }
 
@@ -196,6 +202,3 @@ type Hooks struct {
 
 // AppFunc resolves the positional app name to the handler to serve.
 type AppFunc func(name string) (http.Handler, error)
-
-// listenerAddr returns a printable local address for l.
-func listenerAddr(l net.Listener) string { return l.Addr().String() }

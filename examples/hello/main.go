@@ -23,21 +23,22 @@ import (
 )
 
 func main() {
-	s := &corral.Server{NewHandler: newHandler, Hooks: corral.Hooks{
-		OnStarting: func(a *arbiter.Arbiter) { hook("on_starting") },
-		WhenReady:  func(a *arbiter.Arbiter) { hook("when_ready workers=%d", len(a.Workers())) },
-		OnReload:   func(a *arbiter.Arbiter) { hook("on_reload generation=%d", a.Generation()) },
-		PostWorkerInit: func(p *worker.Process) {
-			hook("post_worker_init pid=%d", p.Pid)
-			if d, err := time.ParseDuration(os.Getenv("POST_WORKER_INIT_DELAY")); err == nil {
-				time.Sleep(d)
-			}
-		},
-		WorkerExit:      func(p *worker.Process) { hook("worker_exit pid=%d", p.Pid) },
-		ChildExit:       func(a *arbiter.Arbiter, w arbiter.Worker) { hook("child_exit pid=%d", w.Pid) },
-		NWorkersChanged: func(a *arbiter.Arbiter, n, old int) { hook("nworkers_changed %d->%d", old, n) },
-		OnExit:          func(a *arbiter.Arbiter) { hook("on_exit") },
-	}}
+	s := &corral.Server{NewHandler: newHandler}
+	// Each hook is set by name; corral runs it in the process it belongs
+	// to, the arbiter or a worker.
+	s.Hooks.OnStarting = func(a *arbiter.Arbiter) { hook("on_starting") }
+	s.Hooks.WhenReady = func(a *arbiter.Arbiter) { hook("when_ready workers=%d", len(a.Workers())) }
+	s.Hooks.OnReload = func(a *arbiter.Arbiter) { hook("on_reload generation=%d", a.Generation()) }
+	s.Hooks.PostWorkerInit = func(p *worker.Process) {
+		hook("post_worker_init pid=%d", p.Pid)
+		if d, err := time.ParseDuration(os.Getenv("POST_WORKER_INIT_DELAY")); err == nil {
+			time.Sleep(d)
+		}
+	}
+	s.Hooks.WorkerExit = func(p *worker.Process) { hook("worker_exit pid=%d", p.Pid) }
+	s.Hooks.ChildExit = func(a *arbiter.Arbiter, w arbiter.Worker) { hook("child_exit pid=%d", w.Pid) }
+	s.Hooks.NWorkersChanged = func(a *arbiter.Arbiter, n, old int) { hook("nworkers_changed %d->%d", old, n) }
+	s.Hooks.OnExit = func(a *arbiter.Arbiter) { hook("on_exit") }
 	s.Main()
 }
 

@@ -62,41 +62,36 @@ func (c *countingConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// load is one run: its settings, the mark, and the stop flag every connection checks.
+type load struct {
+	addr         string
+	closeEach    bool
+	timeout      time.Duration
+	dialTimeout  time.Duration
+	req          []byte
+	start        time.Time
+	marked, stop atomic.Bool
+	markAt       atomic.Int64 // ns since start
+}
+
 func main() {
-	addr := flag.String("addr", "127.0.0.1:8080", "server address (keep it on loopback)")
+	l := &load{start: time.Now()}
 	conns := flag.Int("c", 32, "connections")
-	closeEach := flag.Bool("close", false, "send Connection: close: a new connection per request")
-	timeout := flag.Duration("timeout", 2*time.Second, "the most a request may take, as wrk's --timeout")
-	dialTimeout := flag.Duration("dial-timeout", 5*time.Second, "the most a connect may take")
 	maxRun := flag.Duration("max", 60*time.Second, "stop after this long in any case")
+	flag.StringVar(&l.addr, "addr", "127.0.0.1:8080", "server address (keep it on loopback)")
+	flag.BoolVar(&l.closeEach, "close", false, "send Connection: close: a new connection per request")
+	flag.DurationVar(&l.timeout, "timeout", 2*time.Second, "the most a request may take, as wrk's --timeout")
+	flag.DurationVar(&l.dialTimeout, "dial-timeout", 5*time.Second, "the most a connect may take")
 	flag.Parse()
 
-	req := "GET / HTTP/1.1\r\nHost: " + *addr + "\r\n"
-	if *closeEach {
+	req := "GET / HTTP/1.1\r\nHost: " + l.addr + "\r\n"
+	if l.closeEach {
 		req += "Connection: close\r\n"
 	}
-	reqBytes := []byte(req + "\r\n")
+	l.req = []byte(req + "\r\n")
 
-	var marked atomic.Bool
-	var markAt atomic.Int64 // ns since start
-	var stop atomic.Bool
-	start := time.Now()
-
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		for s := range sigs {
-			if s == syscall.SIGUSR1 {
-				if !marked.Load() {
-					markAt.Store(int64(time.Since(start)))
-					marked.Store(true)
-				}
-				continue
-			}
-			stop.Store(true)
-		}
-	}()
-	time.AfterFunc(*maxRun, func() { stop.Store(true) })
+	l.handleSignals()
+	time.AfterFunc(*maxRun, func() { l.stop.Store(true) })
 	// From here on SIGUSR1 is handled (before, it would kill the process): say so.
 	fmt.Fprintln(os.Stderr, "termload: running")
 
@@ -106,78 +101,109 @@ func main() {
 		wg.Add(1)
 		go func(r *counts) {
 			defer wg.Done()
-			var cc *countingConn
-			var br *bufio.Reader
-			drop := func() {
-				if cc != nil {
-					cc.Close()
-					cc = nil
-				}
-			}
-			defer drop()
-			for !stop.Load() {
-				if cc == nil {
-					c, err := net.DialTimeout("tcp", *addr, *dialTimeout)
-					if err != nil {
-						r.connect++
-						if errors.Is(err, syscall.ECONNREFUSED) {
-							r.refused++
-						}
-						if marked.Load() {
-							return
-						}
-						time.Sleep(10 * time.Millisecond)
-						continue
-					}
-					cc = &countingConn{Conn: c}
-					br = bufio.NewReader(cc)
-				}
-				t0 := time.Now()
-				cc.SetDeadline(t0.Add(*timeout))
-				cc.n = 0
-				if _, err := cc.Write(reqBytes); err != nil {
-					r.write++
-					drop()
-					continue
-				}
-				resp, err := http.ReadResponse(br, nil)
-				if err == nil {
-					_, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				if err != nil {
-					var ne net.Error
-					if errors.As(err, &ne) && ne.Timeout() {
-						r.timeout++
-					} else {
-						r.read++
-						if cc.n == 0 {
-							r.unanswered++
-						}
-					}
-					drop()
-					continue
-				}
-				now := time.Now()
-				r.requests++
-				r.lat = append(r.lat, now.Sub(t0))
-				if resp.StatusCode < 200 || resp.StatusCode > 299 {
-					r.status++
-				}
-				if marked.Load() && int64(now.Sub(start)) >= markAt.Load() {
-					r.after++
-				} else {
-					r.before++
-				}
-				if *closeEach || resp.Close {
-					drop()
-				}
-			}
+			l.connection(r)
 		}(&results[i])
 	}
 	wg.Wait()
-	dur := time.Since(start)
+	l.report(time.Since(l.start), total(results))
+}
 
+// handleSignals sets the mark at the first SIGUSR1 and stops the run at SIGINT or SIGTERM.
+func (l *load) handleSignals() {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		for s := range sigs {
+			if s == syscall.SIGUSR1 {
+				if !l.marked.Load() {
+					l.markAt.Store(int64(time.Since(l.start)))
+					l.marked.Store(true)
+				}
+				continue
+			}
+			l.stop.Store(true)
+		}
+	}()
+}
+
+// connection sends requests one after the other on one connection at a time, reconnecting
+// when the server closes it, until the run stops or a connect fails after the mark.
+func (l *load) connection(r *counts) {
+	var cc *countingConn
+	var br *bufio.Reader
+	drop := func() {
+		if cc != nil {
+			cc.Close()
+			cc = nil
+		}
+	}
+	defer drop()
+	for !l.stop.Load() {
+		if cc == nil {
+			c, err := net.DialTimeout("tcp", l.addr, l.dialTimeout)
+			if err != nil {
+				r.connect++
+				if errors.Is(err, syscall.ECONNREFUSED) {
+					r.refused++
+				}
+				if l.marked.Load() {
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			cc = &countingConn{Conn: c}
+			br = bufio.NewReader(cc)
+		}
+		if keep := l.request(cc, br, r); !keep {
+			drop()
+		}
+	}
+}
+
+// request sends one request on cc and counts its outcome in r; it says whether the
+// connection may carry the next one.
+func (l *load) request(cc *countingConn, br *bufio.Reader, r *counts) (keep bool) {
+	t0 := time.Now()
+	cc.SetDeadline(t0.Add(l.timeout))
+	cc.n = 0
+	if _, err := cc.Write(l.req); err != nil {
+		r.write++
+		return false
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			r.timeout++
+		} else {
+			r.read++
+			if cc.n == 0 {
+				r.unanswered++
+			}
+		}
+		return false
+	}
+	now := time.Now()
+	r.requests++
+	r.lat = append(r.lat, now.Sub(t0))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		r.status++
+	}
+	if l.marked.Load() && int64(now.Sub(l.start)) >= l.markAt.Load() {
+		r.after++
+	} else {
+		r.before++
+	}
+	return !l.closeEach && !resp.Close
+}
+
+// total adds up every connection's counts, latencies sorted.
+func total(results []counts) counts {
 	var t counts
 	for _, r := range results {
 		t.requests += r.requests
@@ -193,6 +219,11 @@ func main() {
 		t.lat = append(t.lat, r.lat...)
 	}
 	sort.Slice(t.lat, func(i, j int) bool { return t.lat[i] < t.lat[j] })
+	return t
+}
+
+// report prints the WRK_RESULT line.
+func (l *load) report(dur time.Duration, t counts) {
 	pct := func(p float64) int64 {
 		if len(t.lat) == 0 {
 			return 0
@@ -200,8 +231,8 @@ func main() {
 		return t.lat[int(p*float64(len(t.lat)-1))].Microseconds()
 	}
 	mark := int64(-1)
-	if marked.Load() {
-		mark = time.Duration(markAt.Load()).Microseconds()
+	if l.marked.Load() {
+		mark = time.Duration(l.markAt.Load()).Microseconds()
 	}
 	fmt.Printf("WRK_RESULT requests=%d duration_us=%d p50_us=%d p99_us=%d connect=%d read=%d write=%d timeout=%d status=%d before=%d after=%d refused=%d unanswered=%d mark_us=%d\n",
 		t.requests, dur.Microseconds(), pct(0.50), pct(0.99), t.connect, t.read, t.write, t.timeout, t.status,

@@ -1,4 +1,4 @@
-package worker
+package frontend
 
 import (
 	"bytes"
@@ -12,21 +12,6 @@ import (
 
 	"github.com/corral-server/corral/worker/http1"
 )
-
-func uwsgiBlock(pairs ...string) []byte {
-	var b []byte
-	for _, s := range pairs {
-		b = binary.LittleEndian.AppendUint16(b, uint16(len(s)))
-		b = append(b, s...)
-	}
-	return b
-}
-
-func uwsgiPacket(block []byte) []byte {
-	h := []byte{0, 0, 0, 0}
-	binary.LittleEndian.PutUint16(h[1:], uint16(len(block)))
-	return append(h, block...)
-}
 
 func TestUwsgiGoodPackets(t *testing.T) {
 	block := uwsgiBlock("REQUEST_METHOD", "POST", "REQUEST_URI", "/a/b?x=1&y=%2F", "QUERY_STRING", "x=1&y=%2F",
@@ -102,14 +87,14 @@ func TestUwsgiMalformedPackets(t *testing.T) {
 	}
 	for name, pkt := range cases {
 		_, err := ReadUwsgiVars(bytes.NewReader(pkt), 0)
-		if !errors.Is(err, ErrUwsgi) {
-			t.Errorf("%s: err %v, want ErrUwsgi", name, err)
+		if !errors.Is(err, http1.ErrUwsgi) {
+			t.Errorf("%s: err %v, want http1.ErrUwsgi", name, err)
 		}
 	}
 	if _, err := ReadUwsgiVars(bytes.NewReader(nil), 0); err != io.EOF {
 		t.Errorf("no bytes: %v, want io.EOF", err)
 	}
-	if _, err := ReadUwsgiVars(bytes.NewReader(uwsgiPacket(good)), 4); !errors.Is(err, ErrUwsgi) {
+	if _, err := ReadUwsgiVars(bytes.NewReader(uwsgiPacket(good)), 4); !errors.Is(err, http1.ErrUwsgi) {
 		t.Errorf("a limit of 4 bytes took a %d-byte block", len(good))
 	}
 	// Variables that parse but do not make a request.
@@ -152,7 +137,7 @@ func TestRequestFromUwsgi(t *testing.T) {
 		t.Errorf("%+v, body %q", r, body)
 	}
 	u = &http1.UwsgiRequest{Vars: []http1.UwsgiVar{{Name: []byte("REQUEST_URI"), Value: []byte("/")}}}
-	if _, err := RequestFromUwsgi(u, nil); !errors.Is(err, ErrUwsgi) {
-		t.Errorf("no REQUEST_METHOD: %v, want ErrUwsgi", err)
+	if _, err := RequestFromUwsgi(u, nil); !errors.Is(err, http1.ErrUwsgi) {
+		t.Errorf("no REQUEST_METHOD: %v, want http1.ErrUwsgi", err)
 	}
 }

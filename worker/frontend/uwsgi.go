@@ -1,4 +1,4 @@
-package worker
+package frontend
 
 import (
 	"bufio"
@@ -15,26 +15,10 @@ import (
 	"github.com/corral-server/corral/worker/http1"
 )
 
-// DefaultUwsgiMaxVars caps a uwsgi packet's variables block. nginx's
-// headers fit in 32 KiB by default (large_client_header_buffers 4 8k).
-const DefaultUwsgiMaxVars = http1.DefaultUwsgiMaxVars
-
-// ErrUwsgi is wrapped by every malformed uwsgi packet error.
-var ErrUwsgi = http1.ErrUwsgi
-
+// uwsgiErr is a malformed uwsgi packet error: it wraps http1.ErrUwsgi, as
+// the parser's own do.
 func uwsgiErr(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrUwsgi, fmt.Sprintf(format, args...))
-}
-
-// UwsgiHeader is the 4-byte header of a uwsgi packet.
-type UwsgiHeader = http1.UwsgiHeader
-
-// ParseUwsgiHeader decodes the 4-byte packet header, as
-// http1.ParseUwsgiHeader does: only modifier1 0 (a request with CGI
-// variables, what nginx's uwsgi_pass sends) is accepted, and a block larger
-// than maxVars (0: DefaultUwsgiMaxVars) is refused.
-func ParseUwsgiHeader(b [4]byte, maxVars int) (UwsgiHeader, error) {
-	return http1.ParseUwsgiHeader(b, maxVars)
+	return fmt.Errorf("%w: %s", http1.ErrUwsgi, fmt.Sprintf(format, args...))
 }
 
 // ParseUwsgiVars decodes a variables block, as http1.AppendUwsgiVars does,
@@ -58,7 +42,7 @@ func uwsgiVarMap(vars []http1.UwsgiVar) map[string]string {
 // RequestFromUwsgi builds the request that a packet decoded by an
 // http1.UwsgiParser describes, as RequestFromVars does, reading the body
 // from a copy of u.Body: the result outlives the parser's next call. peer
-// is the RemoteAddr without REMOTE_ADDR. Errors wrap ErrUwsgi.
+// is the RemoteAddr without REMOTE_ADDR. Errors wrap http1.ErrUwsgi.
 func RequestFromUwsgi(u *http1.UwsgiRequest, peer net.Addr) (*http.Request, error) {
 	var body io.Reader
 	if len(u.Body) > 0 {
@@ -89,7 +73,7 @@ func ReadUwsgiVars(r io.Reader, maxVars int) (map[string]string, error) {
 }
 
 func readUwsgiBlock(r io.Reader, hb [4]byte, maxVars int) (map[string]string, error) {
-	h, err := ParseUwsgiHeader(hb, maxVars)
+	h, err := http1.ParseUwsgiHeader(hb, maxVars)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +92,7 @@ func readUwsgiBlock(r io.Reader, hb [4]byte, maxVars int) (map[string]string, er
 // answer is an HTTP/1.1 response, ended by closing the connection.
 func (s *ConnServer) serveUwsgi(c net.Conn) {
 	if !s.UwsgiAllow.AllowsAddr(c.RemoteAddr()) {
-		s.logf(slog.LevelWarn, "uwsgi: refused connection from %s, which --uwsgi-allow-from does not allow", remoteOf(c))
+		s.logf(slog.LevelWarn, "uwsgi: refused connection from %s, which --uwsgi-allow-from does not allow", peerName(c))
 		return
 	}
 	if s.ReadTimeout > 0 {
@@ -118,7 +102,7 @@ func (s *ConnServer) serveUwsgi(c net.Conn) {
 	n, err := io.ReadFull(c, hb[:1])
 	if n == 0 {
 		if err != nil && err != io.EOF && !errors.Is(err, net.ErrClosed) {
-			s.logf(slog.LevelDebug, "uwsgi: connection from %s: %v", remoteOf(c), err)
+			s.logf(slog.LevelDebug, "uwsgi: connection from %s: %v", peerName(c), err)
 		}
 		return // closed, or idle past the timeout, before sending anything
 	}
@@ -145,14 +129,14 @@ func (s *ConnServer) serveUwsgi(c net.Conn) {
 		}
 	}
 	if err != nil {
-		s.logf(slog.LevelWarn, "uwsgi: bad request from %s, closing the connection: %v", remoteOf(c), err)
+		s.logf(slog.LevelWarn, "uwsgi: bad request from %s, closing the connection: %v", peerName(c), err)
 		return
 	}
 	c.SetReadDeadline(time.Time{})
 	out := bufio.NewWriterSize(c, 16<<10)
 	w := newStreamResponse(out, r, false)
 	if err := s.serveRequest(context.Background(), c, r, w); err != nil {
-		s.logf(slog.LevelDebug, "uwsgi: writing the response to %s: %v", remoteOf(c), err)
+		s.logf(slog.LevelDebug, "uwsgi: writing the response to %s: %v", peerName(c), err)
 		return
 	}
 	// Read what the handler left of the body, so closing the socket with

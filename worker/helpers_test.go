@@ -48,12 +48,21 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// serveTest starts w on p and returns a function that stops it (graceful
-// or quick) and waits for Serve to return.
-func serveTest(t *testing.T, p *Process, w Worker) (addr string, stop func(graceful bool) error) {
+// serveTest starts w on p, waits until it is ready, and returns a
+// function that stops it (graceful or quick) and waits for Serve to
+// return. As the runtime (see run), it stops a type only once it is ready.
+func serveTest(t testing.TB, p *Process, w Worker) (addr string, stop func(graceful bool) error) {
 	t.Helper()
+	p.ready = make(chan struct{})
 	done := make(chan error, 1)
 	go func() { done <- w.Serve(p) }()
+	select {
+	case <-p.ready:
+	case err := <-done:
+		t.Fatalf("Serve returned before it was ready: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve not ready after 10 s")
+	}
 	stopped := false
 	stop = func(graceful bool) error {
 		stopped = true
@@ -180,4 +189,39 @@ func checkBeatsAroundBlockingRequest(t *testing.T, p *Process, w Worker) {
 	if s := p.heartbeat.Since(); s > 150*time.Millisecond {
 		t.Fatalf("worker silent %s after the request returned", s)
 	}
+}
+
+// badRequests are refused by the sync and event workers (with the limits
+// of TestEventLimits) with the status given, each with a smuggled request
+// behind it that must never be answered.
+func badRequests() map[string]int {
+	const smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+	return map[string]int{
+		"GET /" + strings.Repeat("a", 100) + " HTTP/1.1\r\nHost: x\r\n\r\n" + smuggled:                              414,
+		"GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-A: b\r\n", 6) + "\r\n" + smuggled:                       431,
+		"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + strings.Repeat("v", 200) + "\r\n\r\n" + smuggled:                  431,
+		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n01234567890" + smuggled:                        413,
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab" + smuggled:                 400,
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled: 400,
+		"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" + smuggled:                         400,
+		"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n" + smuggled:                                              400,
+		"GET / HTTP/1.1\r\nHost : x\r\n\r\n" + smuggled:                                                             400,
+		"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n" + smuggled:                                               400,
+		"GET / HTTP/2.0\r\nHost: x\r\n\r\n" + smuggled:                                                              505,
+	}
+}
+
+// dialTest connects to addr, closes the connection when the test ends, and
+// gives it a deadline d from now (none when d is 0).
+func dialTest(t testing.TB, addr string, d time.Duration) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if d > 0 {
+		c.SetDeadline(time.Now().Add(d))
+	}
+	return c
 }

@@ -1,4 +1,4 @@
-package worker
+package frontend
 
 import (
 	"bufio"
@@ -205,7 +205,7 @@ var errFastCGIAborted = errors.New("fastcgi: request aborted by the web server")
 // asked to keep (FCGI_KEEP_CONN) carries request after request.
 func (s *ConnServer) serveFastCGI(c net.Conn) {
 	if !s.UwsgiAllow.AllowsAddr(c.RemoteAddr()) {
-		s.logf(slog.LevelWarn, "fastcgi: refused connection from %s, which --uwsgi-allow-from does not allow", remoteOf(c))
+		s.logf(slog.LevelWarn, "fastcgi: refused connection from %s, which --uwsgi-allow-from does not allow", peerName(c))
 		return
 	}
 	br := bufio.NewReaderSize(c, 32<<10)
@@ -230,12 +230,12 @@ func (s *ConnServer) serveFastCGI(c net.Conn) {
 			case errors.Is(err, ErrFastCGI) && cur != nil && cur.isFinished():
 				// The web server hung up mid-body after our response:
 				// the handler did not want the rest.
-				s.logf(slog.LevelDebug, "fastcgi: %s closed the connection after the response: %v", remoteOf(c), err)
+				s.logf(slog.LevelDebug, "fastcgi: %s closed the connection after the response: %v", peerName(c), err)
 			case errors.Is(err, ErrFastCGI):
-				s.logf(slog.LevelWarn, "fastcgi: bad record from %s, closing the connection: %v", remoteOf(c), err)
+				s.logf(slog.LevelWarn, "fastcgi: bad record from %s, closing the connection: %v", peerName(c), err)
 			case err == io.EOF || errors.Is(err, net.ErrClosed) || (errors.As(err, &ne) && ne.Timeout()):
 			default:
-				s.logf(slog.LevelDebug, "fastcgi: connection from %s: %v", remoteOf(c), err)
+				s.logf(slog.LevelDebug, "fastcgi: connection from %s: %v", peerName(c), err)
 			}
 			return
 		}
@@ -252,7 +252,7 @@ func (s *ConnServer) serveFastCGI(c net.Conn) {
 		}
 		if err := s.fastCGIRecord(c, fw, &cur, rec); err != nil {
 			if err != errCloseConn {
-				s.logf(slog.LevelWarn, "fastcgi: bad record from %s, closing the connection: %v", remoteOf(c), err)
+				s.logf(slog.LevelWarn, "fastcgi: bad record from %s, closing the connection: %v", peerName(c), err)
 			}
 			return
 		}
@@ -267,115 +267,24 @@ func (s *ConnServer) fastCGIRecord(c net.Conn, fw *fcgiWriter, cur **fcgiRequest
 	mine := req != nil && req.id == rec.ID
 	switch rec.Type {
 	case FastCGIBeginRequest:
-		if len(rec.Content) != 8 {
-			return fcgiErr("BEGIN_REQUEST with %d content bytes, want 8", len(rec.Content))
-		}
-		if rec.ID == 0 {
-			return fcgiErr("BEGIN_REQUEST with request id 0")
-		}
-		if mine && req.isFinished() {
-			*cur, req, mine = nil, nil, false
-		}
-		if mine {
-			return fcgiErr("BEGIN_REQUEST for request %d, which is in progress", rec.ID)
-		}
-		if req != nil {
-			// Another request while one is in progress: one at a time.
-			return fw.endRequest(rec.ID, fcgiCantMpxConn)
-		}
-		role := binary.BigEndian.Uint16(rec.Content)
-		keep := rec.Content[2]&fcgiKeepConn != 0
-		if role != fcgiResponder {
-			if err := fw.endRequest(rec.ID, fcgiUnknownRole); err != nil || !keep {
-				return errCloseConn
-			}
-			return nil
-		}
-		s.setState(c, http.StateActive)
-		if s.ReadTimeout > 0 {
-			c.SetReadDeadline(time.Now().Add(s.ReadTimeout))
-		}
-		*cur = &fcgiRequest{id: rec.ID, keepConn: keep, done: make(chan struct{}), cancel: func() {}}
-		return nil
+		return s.fastCGIBegin(c, fw, cur, rec)
 	case FastCGIParams:
 		if !mine || req.isFinished() {
 			return nil // the specification: ignore records of unknown requests
 		}
-		if req.started {
-			return fcgiErr("PARAMS for request %d after its parameters ended", rec.ID)
-		}
-		if len(rec.Content) > 0 {
-			if len(req.params)+len(rec.Content) > FastCGIMaxParams {
-				return fcgiErr("parameters of request %d over %d bytes", rec.ID, FastCGIMaxParams)
-			}
-			req.params = append(req.params, rec.Content...)
-			return nil
-		}
-		vars, err := ParseFastCGIParams(req.params)
-		if err != nil {
-			return err
-		}
-		r, err := RequestFromVars(vars, nil, c.RemoteAddr())
-		if err != nil {
-			return fcgiErr("request %d: %v", rec.ID, err)
-		}
-		req.params = nil
-		s.startFastCGI(c, fw, req, r)
-		return nil
+		return s.fastCGIParams(c, fw, req, rec)
 	case FastCGIStdin:
 		if !mine {
 			return nil
 		}
-		if !req.started {
-			return fcgiErr("STDIN for request %d before its parameters ended", rec.ID)
-		}
-		req.mu.Lock()
-		if req.stdinDone {
-			req.mu.Unlock()
-			return fcgiErr("STDIN for request %d after its end", rec.ID)
-		}
-		req.mu.Unlock()
-		if len(rec.Content) > 0 {
-			req.body.Write(rec.Content) // fails once the handler is done: the rest is dropped
-			return nil
-		}
-		req.body.Close()
-		req.mu.Lock()
-		req.stdinDone = true
-		finished := req.finished
-		req.mu.Unlock()
-		if finished {
-			return s.fastCGIAfter(c, req)
-		}
-		return nil
+		return s.fastCGIStdin(c, req, rec)
 	case FastCGIAbortRequest:
 		if mine && !req.isFinished() {
-			if !req.started {
-				// Nothing runs yet: answer at once.
-				*cur = nil
-				if err := fw.endRequest(rec.ID, fcgiRequestComplete); err != nil || !req.keepConn {
-					return errCloseConn
-				}
-				s.setState(c, http.StateIdle)
-				return nil
-			}
-			req.cancel()
-			req.body.CloseWithError(errFastCGIAborted)
+			return s.fastCGIAbort(c, fw, cur, rec)
 		}
 		return nil
 	case FastCGIGetValues:
-		if rec.ID != 0 {
-			return fcgiErr("GET_VALUES with request id %d", rec.ID)
-		}
-		names, err := ParseFastCGIParams(rec.Content)
-		if err != nil {
-			return err
-		}
-		var out []byte
-		if _, ok := names["FCGI_MPXS_CONNS"]; ok {
-			out = appendFastCGIPair(out, "FCGI_MPXS_CONNS", "0")
-		}
-		return fw.record(FastCGIGetValuesResult, 0, out)
+		return fastCGIValues(fw, rec)
 	case FastCGIData:
 		return nil // the filter role's second stream: not for a responder
 	}
@@ -384,6 +293,128 @@ func (s *ConnServer) fastCGIRecord(c net.Conn, fw *fcgiWriter, cur **fcgiRequest
 		return fw.record(FastCGIUnknownType, 0, []byte{rec.Type, 0, 0, 0, 0, 0, 0, 0})
 	}
 	return fcgiErr("unexpected record type %d for request %d", rec.Type, rec.ID)
+}
+
+// fastCGIBegin handles BEGIN_REQUEST: the request it begins becomes *cur.
+func (s *ConnServer) fastCGIBegin(c net.Conn, fw *fcgiWriter, cur **fcgiRequest, rec FastCGIRecord) error {
+	req := *cur
+	mine := req != nil && req.id == rec.ID
+	if len(rec.Content) != 8 {
+		return fcgiErr("BEGIN_REQUEST with %d content bytes, want 8", len(rec.Content))
+	}
+	if rec.ID == 0 {
+		return fcgiErr("BEGIN_REQUEST with request id 0")
+	}
+	if mine && req.isFinished() {
+		*cur, req, mine = nil, nil, false
+	}
+	if mine {
+		return fcgiErr("BEGIN_REQUEST for request %d, which is in progress", rec.ID)
+	}
+	if req != nil {
+		// Another request while one is in progress: one at a time.
+		return fw.endRequest(rec.ID, fcgiCantMpxConn)
+	}
+	role := binary.BigEndian.Uint16(rec.Content)
+	keep := rec.Content[2]&fcgiKeepConn != 0
+	if role != fcgiResponder {
+		if err := fw.endRequest(rec.ID, fcgiUnknownRole); err != nil || !keep {
+			return errCloseConn
+		}
+		return nil
+	}
+	s.setState(c, http.StateActive)
+	if s.ReadTimeout > 0 {
+		c.SetReadDeadline(time.Now().Add(s.ReadTimeout))
+	}
+	*cur = &fcgiRequest{id: rec.ID, keepConn: keep, done: make(chan struct{}), cancel: func() {}}
+	return nil
+}
+
+// fastCGIParams handles a PARAMS record of req, the request in progress:
+// the empty one that ends them starts the handler.
+func (s *ConnServer) fastCGIParams(c net.Conn, fw *fcgiWriter, req *fcgiRequest, rec FastCGIRecord) error {
+	if req.started {
+		return fcgiErr("PARAMS for request %d after its parameters ended", rec.ID)
+	}
+	if len(rec.Content) > 0 {
+		if len(req.params)+len(rec.Content) > FastCGIMaxParams {
+			return fcgiErr("parameters of request %d over %d bytes", rec.ID, FastCGIMaxParams)
+		}
+		req.params = append(req.params, rec.Content...)
+		return nil
+	}
+	vars, err := ParseFastCGIParams(req.params)
+	if err != nil {
+		return err
+	}
+	r, err := RequestFromVars(vars, nil, c.RemoteAddr())
+	if err != nil {
+		return fcgiErr("request %d: %v", rec.ID, err)
+	}
+	req.params = nil
+	s.startFastCGI(c, fw, req, r)
+	return nil
+}
+
+// fastCGIStdin handles a STDIN record of req: body bytes for the handler,
+// or the empty record that ends the body.
+func (s *ConnServer) fastCGIStdin(c net.Conn, req *fcgiRequest, rec FastCGIRecord) error {
+	if !req.started {
+		return fcgiErr("STDIN for request %d before its parameters ended", rec.ID)
+	}
+	req.mu.Lock()
+	if req.stdinDone {
+		req.mu.Unlock()
+		return fcgiErr("STDIN for request %d after its end", rec.ID)
+	}
+	req.mu.Unlock()
+	if len(rec.Content) > 0 {
+		req.body.Write(rec.Content) // fails once the handler is done: the rest is dropped
+		return nil
+	}
+	req.body.Close()
+	req.mu.Lock()
+	req.stdinDone = true
+	finished := req.finished
+	req.mu.Unlock()
+	if finished {
+		return s.fastCGIAfter(c, req)
+	}
+	return nil
+}
+
+// fastCGIAbort handles ABORT_REQUEST for the unfinished request *cur.
+func (s *ConnServer) fastCGIAbort(c net.Conn, fw *fcgiWriter, cur **fcgiRequest, rec FastCGIRecord) error {
+	req := *cur
+	if !req.started {
+		// Nothing runs yet: answer at once.
+		*cur = nil
+		if err := fw.endRequest(rec.ID, fcgiRequestComplete); err != nil || !req.keepConn {
+			return errCloseConn
+		}
+		s.setState(c, http.StateIdle)
+		return nil
+	}
+	req.cancel()
+	req.body.CloseWithError(errFastCGIAborted)
+	return nil
+}
+
+// fastCGIValues answers GET_VALUES: this server does not multiplex.
+func fastCGIValues(fw *fcgiWriter, rec FastCGIRecord) error {
+	if rec.ID != 0 {
+		return fcgiErr("GET_VALUES with request id %d", rec.ID)
+	}
+	names, err := ParseFastCGIParams(rec.Content)
+	if err != nil {
+		return err
+	}
+	var out []byte
+	if _, ok := names["FCGI_MPXS_CONNS"]; ok {
+		out = appendFastCGIPair(out, "FCGI_MPXS_CONNS", "0")
+	}
+	return fw.record(FastCGIGetValuesResult, 0, out)
 }
 
 func (r *fcgiRequest) isFinished() bool {

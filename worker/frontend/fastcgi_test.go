@@ -1,21 +1,14 @@
-package worker
+package frontend
 
 import (
 	"bufio"
 	"bytes"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
-
-func fcgiRecord(typ uint8, id uint16, content []byte) []byte {
-	b := []byte{1, typ, byte(id >> 8), byte(id), byte(len(content) >> 8), byte(len(content)), 3, 0}
-	return append(append(b, content...), 0, 0, 0)
-}
 
 func TestFastCGIRecordsAndParams(t *testing.T) {
 	long := strings.Repeat("v", 300)
@@ -56,47 +49,6 @@ func TestFastCGIRecordsAndParams(t *testing.T) {
 	} {
 		if _, err := ParseFastCGIParams(p); !errors.Is(err, ErrFastCGI) {
 			t.Errorf("params %s: %v, want ErrFastCGI", name, err)
-		}
-	}
-}
-
-// fcgiServe runs a ConnServer on one end of a pipe and returns the other.
-func fcgiServe(t *testing.T, h http.Handler) net.Conn {
-	return fcgiServeIdle(t, h, 5*time.Second)
-}
-
-// fcgiServeIdle is fcgiServe with the server's IdleTimeout: 0 closes a
-// connection after each request, kept or not.
-func fcgiServeIdle(t *testing.T, h http.Handler, idle time.Duration) net.Conn {
-	t.Helper()
-	a, b := net.Pipe()
-	s := &ConnServer{Protocol: ProtocolFastCGI, Handler: h, ReadTimeout: 5 * time.Second, IdleTimeout: idle,
-		UwsgiAllow: MustAllowList("*")}
-	done := make(chan struct{})
-	go func() {
-		s.ServeConn(a)
-		close(done)
-	}()
-	t.Cleanup(func() {
-		b.Close()
-		<-done
-	})
-	b.SetDeadline(time.Now().Add(10 * time.Second))
-	return b
-}
-
-func readRecords(t *testing.T, r io.Reader, until func(FastCGIRecord) bool) []FastCGIRecord {
-	t.Helper()
-	var out []FastCGIRecord
-	for {
-		rec, err := ReadFastCGIRecord(r, nil)
-		if err != nil {
-			t.Fatalf("after %d records: %v", len(out), err)
-		}
-		rec.Content = append([]byte(nil), rec.Content...)
-		out = append(out, rec)
-		if until(rec) {
-			return out
 		}
 	}
 }
@@ -178,12 +130,7 @@ func TestFastCGIKeptConnectionReusesRequestID(t *testing.T) {
 	c := fcgiServe(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
 	}))
-	params := appendFastCGIPair(appendFastCGIPair(nil, "REQUEST_METHOD", "GET"), "REQUEST_URI", "/")
-	var req []byte
-	req = append(req, fcgiRecord(FastCGIBeginRequest, 1, []byte{0, 1, fcgiKeepConn, 0, 0, 0, 0, 0})...)
-	req = append(req, fcgiRecord(FastCGIParams, 1, params)...)
-	req = append(req, fcgiRecord(FastCGIParams, 1, nil)...)
-	req = append(req, fcgiRecord(FastCGIStdin, 1, nil)...)
+	req := fcgiKeptGet()
 	for i := range 300 {
 		go c.Write(req)
 		recs := readRecords(t, c, func(r FastCGIRecord) bool { return r.Type == FastCGIEndRequest })
@@ -202,12 +149,7 @@ func TestFastCGINextRequestOnAClosingConnection(t *testing.T) {
 	c := fcgiServeIdle(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, strings.Repeat("x", 100000))
 	}), 0)
-	params := appendFastCGIPair(appendFastCGIPair(nil, "REQUEST_METHOD", "GET"), "REQUEST_URI", "/")
-	var req []byte
-	req = append(req, fcgiRecord(FastCGIBeginRequest, 1, []byte{0, 1, fcgiKeepConn, 0, 0, 0, 0, 0})...)
-	req = append(req, fcgiRecord(FastCGIParams, 1, params)...)
-	req = append(req, fcgiRecord(FastCGIParams, 1, nil)...)
-	req = append(req, fcgiRecord(FastCGIStdin, 1, nil)...)
+	req := fcgiKeptGet()
 	go c.Write(req)
 	recs := readRecords(t, c, func(r FastCGIRecord) bool { return r.Type == FastCGIEndRequest })
 	go c.Write(req) // the next request, as nginx sends it on a kept connection

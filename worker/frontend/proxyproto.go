@@ -1,13 +1,11 @@
-package worker
+package frontend
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/corral-server/corral/worker/http1"
@@ -28,24 +26,19 @@ var ProxyModes = []string{ProxyOff, ProxyV1, ProxyV2, ProxyAuto}
 // PROXY header.
 const ProxyHeaderTimeout = 5 * time.Second
 
-// ProxyHeader is what a PROXY protocol header said about a connection;
-// Version is 0 when there was none (auto mode).
-type ProxyHeader = http1.ProxyInfo
-
-// ErrProxyHeader is wrapped by every malformed PROXY header error.
-var ErrProxyHeader = http1.ErrInvalidProxyLine
-
+// proxyErr is a malformed PROXY header error: it wraps
+// http1.ErrInvalidProxyLine, as the parser's own do.
 func proxyErr(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrProxyHeader, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: %s", http1.ErrInvalidProxyLine, fmt.Sprintf(format, args...))
 }
 
 // ReadProxyHeader reads a PROXY protocol header from the start of br, in
 // mode ProxyV1, ProxyV2 or ProxyAuto. It consumes the header and nothing
 // after it. In auto mode a stream that starts with neither signature is no
-// error: it returns a zero ProxyHeader and consumes nothing. A stream that
+// error: it returns a zero http1.ProxyInfo and consumes nothing. A stream that
 // ends before its first byte returns that read's error, such as io.EOF.
 // The header itself is parsed by http1.ParseProxy.
-func ReadProxyHeader(br *bufio.Reader, mode string) (ProxyHeader, error) {
+func ReadProxyHeader(br *bufio.Reader, mode string) (http1.ProxyInfo, error) {
 	// Look one byte further at a time: a client that sends "POST" and
 	// waits must not be held up waiting for a signature's worth of bytes.
 	var (
@@ -62,14 +55,14 @@ func ReadProxyHeader(br *bufio.Reader, mode string) (ProxyHeader, error) {
 	}
 	switch {
 	case len(sig) == 0:
-		return ProxyHeader{}, err
+		return http1.ProxyInfo{}, err
 	case !known && mode != ProxyAuto:
-		return ProxyHeader{}, proxyErr("no whole signature after %q: %v", sig, err)
+		return http1.ProxyInfo{}, proxyErr("no whole signature after %q: %v", sig, err)
 	case version == 0 && mode == ProxyAuto, !known:
-		return ProxyHeader{}, nil
+		return http1.ProxyInfo{}, nil
 	case version == 0, mode == ProxyV1 && version != 1, mode == ProxyV2 && version != 2:
 		b, _ := br.Peek(min(br.Buffered(), 16))
-		return ProxyHeader{}, proxyErr("want a %s header, got %q", mode, b)
+		return http1.ProxyInfo{}, proxyErr("want a %s header, got %q", mode, b)
 	}
 	// Once a signature has committed the stream to a header, consume it
 	// a byte at a time: a v1 line must not be read past its CRLF, and a
@@ -79,14 +72,14 @@ func ReadProxyHeader(br *bufio.Reader, mode string) (ProxyHeader, error) {
 	for {
 		n, h, err := http1.ParseProxy(hdr)
 		if err != nil {
-			return ProxyHeader{}, err
+			return http1.ProxyInfo{}, err
 		}
 		if n > 0 {
 			return h, nil
 		}
 		c, err := br.ReadByte()
 		if err != nil {
-			return ProxyHeader{}, proxyErr("v%d header cut short after %d bytes: %v", version, len(hdr), err)
+			return http1.ProxyInfo{}, proxyErr("v%d header cut short after %d bytes: %v", version, len(hdr), err)
 		}
 		hdr = append(hdr, c)
 	}
@@ -99,14 +92,14 @@ func ReadProxyHeader(br *bufio.Reader, mode string) (ProxyHeader, error) {
 // or malformed header, or a header from a peer --proxy-allow-from does not
 // allow, closes the connection: Read fails from then on.
 type ProxyConn struct {
-	net.Conn
+	BaseConn
 	mode    string
 	allowed bool
 	onError func(error)
 
 	once   sync.Once
 	br     *bufio.Reader
-	header ProxyHeader
+	header http1.ProxyInfo
 	err    error
 	remote net.Addr
 	local  net.Addr
@@ -120,7 +113,7 @@ type ProxyConn struct {
 // served as it is, without looking for a header; in v1 and v2 mode it is
 // refused. onError, if not nil, is told why a connection was refused.
 func NewProxyConn(c net.Conn, mode string, allow AllowList, onError func(error)) *ProxyConn {
-	return &ProxyConn{Conn: c, mode: mode, allowed: allow.AllowsAddr(c.RemoteAddr()), onError: onError}
+	return &ProxyConn{BaseConn: BaseConn{c}, mode: mode, allowed: allow.AllowsAddr(c.RemoteAddr()), onError: onError}
 }
 
 func (c *ProxyConn) init() {
@@ -164,7 +157,7 @@ func (c *ProxyConn) fail(err error) {
 
 // Header returns the PROXY header, reading it first if need be, and the
 // error that refused the connection, if any.
-func (c *ProxyConn) Header() (ProxyHeader, error) {
+func (c *ProxyConn) Header() (http1.ProxyInfo, error) {
 	c.init()
 	return c.header, c.err
 }
@@ -210,36 +203,4 @@ func (c *ProxyConn) SetDeadline(t time.Time) error {
 	defer c.mu.Unlock()
 	c.readDeadline = t
 	return c.Conn.SetDeadline(t)
-}
-
-// CloseWrite half-closes the connection when the underlying one can.
-func (c *ProxyConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
-
-// SyscallConn reaches the socket, for checks such as unread bytes.
-func (c *ProxyConn) SyscallConn() (syscall.RawConn, error) {
-	if sc, ok := c.Conn.(syscall.Conn); ok {
-		return sc.SyscallConn()
-	}
-	return nil, errors.New("proxy conn: no underlying socket")
-}
-
-// ProxyListener wraps each accepted connection in a ProxyConn.
-type ProxyListener struct {
-	net.Listener
-	Mode    string
-	Allow   AllowList
-	OnError func(error)
-}
-
-func (l *ProxyListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return NewProxyConn(c, l.Mode, l.Allow, l.OnError), nil
 }

@@ -1,8 +1,7 @@
-package worker
+package frontend
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -11,14 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-func proxyV2(cmd, fam byte, addr []byte, tlv int) string {
-	b := []byte("\r\n\r\n\x00\r\nQUIT\n")
-	b = append(b, 0x20|cmd, fam)
-	b = binary.BigEndian.AppendUint16(b, uint16(len(addr)+tlv))
-	return string(append(append(b, addr...), make([]byte, tlv)...))
-}
+	"github.com/corral-server/corral/worker/http1"
+)
 
 // TestReadProxyHeader is about the reader: modes, what it consumes, streams
 // that end early, headers larger than the bufio.Reader. What a header may
@@ -28,20 +22,20 @@ func TestReadProxyHeader(t *testing.T) {
 	ip6 := append(append(netip.MustParseAddr("2001:db8::1").AsSlice(), netip.MustParseAddr("::1").AsSlice()...), 0x15, 0xb3, 0, 80)
 	good := []struct {
 		mode, in string
-		want     ProxyHeader
+		want     http1.ProxyInfo
 	}{
-		{ProxyV1, "PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\n", ProxyHeader{Version: 1, Source: netip.MustParseAddrPort("203.0.113.7:5555"), Destination: netip.MustParseAddrPort("127.0.0.1:80")}},
-		{ProxyAuto, "PROXY TCP6 2001:db8::1 ::1 5555 80\r\n", ProxyHeader{Version: 1, Source: netip.MustParseAddrPort("[2001:db8::1]:5555"), Destination: netip.MustParseAddrPort("[::1]:80")}},
-		{ProxyV1, "PROXY UNKNOWN whatever\r\n", ProxyHeader{Version: 1, Local: true}},
-		{ProxyV2, proxyV2(1, 0x11, ip4, 0), ProxyHeader{Version: 2, Source: netip.MustParseAddrPort("203.0.113.7:5555"), Destination: netip.MustParseAddrPort("127.0.0.1:80")}},
-		{ProxyAuto, proxyV2(1, 0x11, ip4, 20), ProxyHeader{Version: 2, Source: netip.MustParseAddrPort("203.0.113.7:5555"), Destination: netip.MustParseAddrPort("127.0.0.1:80")}},
-		{ProxyAuto, proxyV2(1, 0x11, ip4, 5000), ProxyHeader{Version: 2, Source: netip.MustParseAddrPort("203.0.113.7:5555"), Destination: netip.MustParseAddrPort("127.0.0.1:80")}},
-		{ProxyV2, proxyV2(1, 0x21, ip6, 0), ProxyHeader{Version: 2, Source: netip.MustParseAddrPort("[2001:db8::1]:5555"), Destination: netip.MustParseAddrPort("[::1]:80")}},
-		{ProxyV2, proxyV2(0, 0x00, nil, 0), ProxyHeader{Version: 2, Local: true}},
-		{ProxyAuto, "", ProxyHeader{}},
-		{ProxyAuto, "POST / HTTP/1.1\r\n", ProxyHeader{}},
-		{ProxyAuto, "\r\nGET / HTTP/1.1\r\n", ProxyHeader{}},
-		{ProxyAuto, "PROX", ProxyHeader{}},
+		{ProxyV1, "PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\n", http1.ProxyInfo{Version: 1, Source: netip.MustParseAddrPort("203.0.113.7:5555"), Destination: netip.MustParseAddrPort("127.0.0.1:80")}},
+		{ProxyAuto, "PROXY TCP6 2001:db8::1 ::1 5555 80\r\n", http1.ProxyInfo{Version: 1, Source: netip.MustParseAddrPort("[2001:db8::1]:5555"), Destination: netip.MustParseAddrPort("[::1]:80")}},
+		{ProxyV1, "PROXY UNKNOWN whatever\r\n", http1.ProxyInfo{Version: 1, Local: true}},
+		{ProxyV2, proxyV2(1, 0x11, ip4, 0), http1.ProxyInfo{Version: 2, Source: netip.MustParseAddrPort("203.0.113.7:5555"), Destination: netip.MustParseAddrPort("127.0.0.1:80")}},
+		{ProxyAuto, proxyV2(1, 0x11, ip4, 20), http1.ProxyInfo{Version: 2, Source: netip.MustParseAddrPort("203.0.113.7:5555"), Destination: netip.MustParseAddrPort("127.0.0.1:80")}},
+		{ProxyAuto, proxyV2(1, 0x11, ip4, 5000), http1.ProxyInfo{Version: 2, Source: netip.MustParseAddrPort("203.0.113.7:5555"), Destination: netip.MustParseAddrPort("127.0.0.1:80")}},
+		{ProxyV2, proxyV2(1, 0x21, ip6, 0), http1.ProxyInfo{Version: 2, Source: netip.MustParseAddrPort("[2001:db8::1]:5555"), Destination: netip.MustParseAddrPort("[::1]:80")}},
+		{ProxyV2, proxyV2(0, 0x00, nil, 0), http1.ProxyInfo{Version: 2, Local: true}},
+		{ProxyAuto, "", http1.ProxyInfo{}},
+		{ProxyAuto, "POST / HTTP/1.1\r\n", http1.ProxyInfo{}},
+		{ProxyAuto, "\r\nGET / HTTP/1.1\r\n", http1.ProxyInfo{}},
+		{ProxyAuto, "PROX", http1.ProxyInfo{}},
 	}
 	for _, c := range good {
 		// 16 bytes is bufio's smallest buffer: no header fits in it.
@@ -73,9 +67,9 @@ func TestReadProxyHeader(t *testing.T) {
 		{ProxyAuto, proxyV2(1, 0x12, ip4, 0)},
 	}
 	for _, c := range bad {
-		if h, err := ReadProxyHeader(bufio.NewReader(strings.NewReader(c.in)), c.mode); !errors.Is(err, ErrProxyHeader) ||
-			!strings.HasPrefix(err.Error(), "malformed PROXY protocol header: ") || h != (ProxyHeader{}) {
-			t.Errorf("%s %q: %+v, %v; want ErrProxyHeader", c.mode, c.in, h, err)
+		if h, err := ReadProxyHeader(bufio.NewReader(strings.NewReader(c.in)), c.mode); !errors.Is(err, http1.ErrInvalidProxyLine) ||
+			!strings.HasPrefix(err.Error(), "malformed PROXY protocol header: ") || h != (http1.ProxyInfo{}) {
+			t.Errorf("%s %q: %+v, %v; want http1.ErrInvalidProxyLine", c.mode, c.in, h, err)
 		}
 	}
 	for _, mode := range []string{ProxyV1, ProxyV2, ProxyAuto} {
@@ -91,7 +85,7 @@ func TestReadProxyHeader(t *testing.T) {
 	defer b.Close()
 	go a.Write([]byte("PO"))
 	b.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if h, err := ReadProxyHeader(bufio.NewReader(b), ProxyAuto); err != nil || h != (ProxyHeader{}) {
+	if h, err := ReadProxyHeader(bufio.NewReader(b), ProxyAuto); err != nil || h != (http1.ProxyInfo{}) {
 		t.Errorf("auto, %q and nothing more: %+v, %v", "PO", h, err)
 	}
 }
@@ -141,7 +135,7 @@ func TestProxyConn(t *testing.T) {
 	}
 	// A malformed header closes.
 	pc = NewProxyConn(dial("PROXY TCP9 x\r\n"), ProxyV1, MustAllowList("*"), nil)
-	if _, err := pc.Read(b); !errors.Is(err, ErrProxyHeader) {
+	if _, err := pc.Read(b); !errors.Is(err, http1.ErrInvalidProxyLine) {
 		t.Errorf("malformed: %v", err)
 	}
 	// A deadline the caller set before the header was read survives it.

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -49,16 +50,16 @@ type execWorker struct {
 	notifyFd   int    // the arbiter's end of the worker's NOTIFY_SOCKET; -1 once closed
 	notifyName string // "@corral/..."
 	watchdog   bool   // sent WATCHDOG=1: --timeout applies from now on
-	hinted     bool   // the boot timeout was explained once
 	outR, outW int    // the output pipe (read end for the arbiter, write end for the worker); -1 when not capturing
 }
 
-// execPrepare, for a worker about to spawn in exec mode, creates its
+// prepareExec, for a worker about to spawn in exec mode, creates its
 // NOTIFY_SOCKET and output pipe, fills wc.Exec, and points the child's
 // stdout and stderr (files[1], files[2]) at the pipe. It returns nil
 // outside exec mode.
-func (a *Arbiter) execPrepare(wc *worker.Config, files []uintptr) (*execWorker, error) {
-	if len(a.cfg.Command) == 0 {
+func prepareExec(s spawnSpec, wc *worker.Config, files []uintptr) (*execWorker, error) {
+	cfg := s.cfg
+	if len(cfg.Command) == 0 {
 		return nil, nil
 	}
 	x := &execWorker{notifyFd: -1, outR: -1, outW: -1}
@@ -69,7 +70,7 @@ func (a *Arbiter) execPrepare(wc *worker.Config, files []uintptr) (*execWorker, 
 	x.notifyFd = fd
 	var rnd [8]byte
 	rand.Read(rnd[:])
-	x.notifyName = fmt.Sprintf("@corral/%d/%d/%s", a.pid, wc.Age, hex.EncodeToString(rnd[:]))
+	x.notifyName = fmt.Sprintf("@corral/%d/%d/%s", wc.ArbiterPid, wc.Age, hex.EncodeToString(rnd[:]))
 	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: x.notifyName}); err != nil {
 		x.close()
 		return nil, fmt.Errorf("notify socket: bind %s: %w", x.notifyName, err)
@@ -78,7 +79,7 @@ func (a *Arbiter) execPrepare(wc *worker.Config, files []uintptr) (*execWorker, 
 		x.close()
 		return nil, fmt.Errorf("notify socket: SO_PASSCRED: %w", err)
 	}
-	if a.cfg.Exec.CaptureOutput {
+	if cfg.Exec.CaptureOutput {
 		var p [2]int
 		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
 			x.close()
@@ -87,18 +88,18 @@ func (a *Arbiter) execPrepare(wc *worker.Config, files []uintptr) (*execWorker, 
 		x.outR, x.outW = p[0], p[1]
 		files[1], files[2] = uintptr(x.outW), uintptr(x.outW)
 	}
-	env := append(socket.SystemdEnv(a.listeners), "NOTIFY_SOCKET="+x.notifyName)
-	if t := a.cfg.Worker.Timeout; t > 0 {
+	env := append(socket.SystemdEnv(s.listeners), "NOTIFY_SOCKET="+x.notifyName)
+	if t := cfg.Worker.Timeout; t > 0 {
 		env = append(env, "WATCHDOG_USEC="+strconv.FormatInt(t.Microseconds(), 10))
 	}
-	wc.Exec = &worker.ExecConfig{Command: a.cfg.Command, Env: env}
+	wc.Exec = &worker.ExecConfig{Command: cfg.Command, Env: env}
 	return x, nil
 }
 
 // forked runs after the spawn: the child's end of the output pipe closes
 // here, and on success the output starts flowing to the log. On failure
 // everything closes.
-func (x *execWorker) forked(a *Arbiter, pid int, err error) {
+func (x *execWorker) forked(log *slog.Logger, pid int, err error) {
 	if x == nil {
 		return
 	}
@@ -111,7 +112,7 @@ func (x *execWorker) forked(a *Arbiter, pid int, err error) {
 		return
 	}
 	if x.outR >= 0 {
-		go logOutput(x.outR, pid, a.log) // the goroutine owns the read end now
+		go logOutput(x.outR, pid, log) // the goroutine owns the read end now
 		x.outR = -1
 	}
 }
@@ -135,8 +136,8 @@ func (a *Arbiter) execReaped(w *Worker) {
 	w.exec.close()
 }
 
-// execStopSignal maps a graceful stop's TERM to --stop-signal for exec workers.
-func (a *Arbiter) execStopSignal(w *Worker, sig syscall.Signal) syscall.Signal {
+// stopSignal maps a graceful stop's TERM to --stop-signal for exec workers.
+func (a *Arbiter) stopSignal(w *Worker, sig syscall.Signal) syscall.Signal {
 	if w.exec != nil && sig == syscall.SIGTERM && a.cfg.Exec.StopSignal != 0 {
 		return a.cfg.Exec.StopSignal
 	}
@@ -147,11 +148,11 @@ func (a *Arbiter) execStopSignal(w *Worker, sig syscall.Signal) syscall.Signal {
 // and shortens the wait to the next --ready delay. The function it returns
 // runs after the poll: it reads the sockets that have messages, and does
 // what is due each turn (delay readiness, the heartbeat before the first
-// WATCHDOG=1, the boot timeout's explanation).
+// WATCHDOG=1).
 func (a *Arbiter) execPoll(fds *[]unix.PollFd, wait *time.Duration) func([]unix.PollFd) {
 	first := len(*fds)
 	var polled []*Worker
-	now := time.Now()
+	now := a.sys.now()
 	for _, w := range a.workers {
 		if w.exec == nil {
 			continue
@@ -178,7 +179,7 @@ func (a *Arbiter) execPoll(fds *[]unix.PollFd, wait *time.Duration) func([]unix.
 
 // execTick runs every turn of the loop, before murderWorkers.
 func (a *Arbiter) execTick() {
-	now := time.Now()
+	now := a.sys.now()
 	for _, w := range a.workers {
 		x := w.exec
 		if x == nil {
@@ -192,20 +193,22 @@ func (a *Arbiter) execTick() {
 		if w.Ready || w.stopping {
 			continue
 		}
-		age := now.Sub(w.Started)
-		if d := a.cfg.Exec.ReadyDelay; d > 0 && age >= d {
+		if d := a.cfg.Exec.ReadyDelay; d > 0 && now.Sub(w.Started) >= d {
 			a.handleStatus(w, worker.StatusReady)
-			continue
-		}
-		if d := a.cfg.BootTimeout; d > 0 && age > d && a.cfg.Exec.ReadyDelay == 0 && !x.hinted {
-			// murderWorkers kills it; this says what was missing.
-			x.hinted = true
-			w.lastError = fmt.Sprintf("no READY=1 on NOTIFY_SOCKET within the boot timeout (%s); "+
-				"a program that does not speak sd_notify needs --ready delay:DURATION", d)
-			unix.Kill(w.Pid, syscall.SIGKILL)
-			w.Started = now.Add(time.Hour) // as murderWorkers does: once; the reaper reports it
 		}
 	}
+}
+
+// bootTimeoutError is what the reaper reports for a worker killed at
+// --boot-timeout. Under --ready notify, an exec worker's is a hint: what
+// was missing is most likely READY=1.
+func (a *Arbiter) bootTimeoutError(w *Worker) string {
+	d := a.cfg.BootTimeout
+	if w.exec != nil && a.cfg.Exec.ReadyDelay == 0 {
+		return fmt.Sprintf("no READY=1 on NOTIFY_SOCKET within the boot timeout (%s); "+
+			"a program that does not speak sd_notify needs --ready delay:DURATION", d)
+	}
+	return fmt.Sprintf("not ready within the boot timeout (%s)", d)
 }
 
 // execReadNotify reads every datagram waiting on w's NOTIFY_SOCKET.
