@@ -12,12 +12,18 @@ import (
 	"time"
 
 	"github.com/corral-server/corral/worker/frontend"
+	"github.com/corral-server/corral/worker/http1"
 )
 
 func init() { Register("goroutine", func() Worker { return new(goroutineWorker) }) }
 
 // goroutineWorker serves with net/http: a goroutine per connection,
 // keep-alive, and at most --worker-connections connections at once.
+//
+// net/http reads HTTP requests through an http1.Screen (see screenedConn),
+// so that it serves only what worker/http1 accepts, as the other worker
+// types do: the same --limit-request-* limits, Transfer-Encoding and
+// Content-Length rules and field syntax, with the same answers.
 //
 // It does not use http.Server.Shutdown, which closes idle keep-alive
 // connections at once and so races a client that is just sending its next
@@ -52,13 +58,19 @@ func (g *goroutineWorker) Serve(p *Process) error {
 	if cfg.WorkerConnections > 0 {
 		g.slots = make(chan struct{}, cfg.WorkerConnections)
 	}
+	// --max-body bounds what sync and event read whole before a handler
+	// runs; this type streams a body to its handler, which bounds it.
+	pcfg := parserConfig(p)
+	pcfg.Limits.MaxBody = 0
 	g.srv = &http.Server{
-		Handler:           closeAfterChunked(p),
+		Handler:           p,
 		ReadHeaderTimeout: headerReadTimeout,
-		MaxHeaderBytes:    cfg.maxHeaderBytes(), // --limit-request-*, see Config.maxHeaderBytes
-		IdleTimeout:       cfg.KeepAlive,
-		ConnState:         g.track,
-		ErrorLog:          log.New(logWriter{p}, "", 0),
+		// The Screen applies --limit-request-*; this only keeps net/http's
+		// own limit from coming first.
+		MaxHeaderBytes: cfg.maxHeaderBytes(),
+		IdleTimeout:    cfg.KeepAlive,
+		ConnState:      g.track,
+		ErrorLog:       log.New(logWriter{p}, "", 0),
 	}
 	if cfg.KeepAlive <= 0 {
 		g.srv.SetKeepAlivesEnabled(false)
@@ -70,6 +82,9 @@ func (g *goroutineWorker) Serve(p *Process) error {
 		// connections go through the same drain and cap logic.
 		fe := p.FrontEnd(i)
 		dl := &drainListener{Listener: l, g: g, wrap: fe.WrapConn}
+		if fe.Protocol == frontend.ProtocolHTTP {
+			dl.screen = pcfg
+		}
 		g.listeners = append(g.listeners, dl)
 		g.open++
 		go func() { errs <- fe.Serve(g.srv, dl) }()
@@ -145,22 +160,6 @@ func (g *goroutineWorker) closeIdle() {
 	}
 }
 
-// closeAfterChunked closes the connection after answering a request with
-// a chunked body. With both Content-Length and Transfer-Encoding, net/http
-// reads the chunked framing and keeps the connection open, so bytes that a
-// front end counted by Content-Length would be served as a second,
-// smuggled request; RFC 9112 §6.3 says to close after responding. net/http
-// drops the Content-Length before the handler sees it, so every chunked
-// request closes its connection: a rare cost.
-func closeAfterChunked(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if len(r.TransferEncoding) > 0 {
-			w.Header().Set("Connection", "close")
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
 func (g *goroutineWorker) track(c net.Conn, s http.ConnState) {
 	g.mu.Lock()
 	switch s {
@@ -180,6 +179,9 @@ func (g *goroutineWorker) track(c net.Conn, s http.ConnState) {
 		st.state, st.since = s, time.Now()
 	}
 	g.mu.Unlock()
+	if tc, ok := c.(*trackedConn); ok {
+		tc.setState(s)
+	}
 	if s == http.StateClosed || s == http.StateHijacked {
 		g.maybeDone()
 	}
@@ -213,6 +215,7 @@ type drainListener struct {
 	net.Listener
 	g        *goroutineWorker
 	wrap     func(net.Conn) net.Conn // the front end's wrapper (PROXY header), or nil
+	screen   *http1.Config           // an HTTP listener's: its requests go through a Screen
 	draining atomic.Bool
 	once     sync.Once
 }
@@ -244,6 +247,10 @@ func (l *drainListener) Accept() (net.Conn, error) {
 		c = l.wrap(c)
 	}
 	tc := &trackedConn{BaseConn: frontend.BaseConn{Conn: c}}
+	if l.screen != nil {
+		tc.screen = &screenedConn{log: l.g.p.Log}
+		tc.screen.s.Parser.Config = l.screen
+	}
 	tc.lastRead.Store(time.Now().UnixNano())
 	l.g.mu.Lock()
 	l.g.conns[tc] = &connState{state: http.StateNew, since: time.Now()}
@@ -260,15 +267,27 @@ func (l *drainListener) Accept() (net.Conn, error) {
 // hasUnread reach the socket.
 type trackedConn struct {
 	frontend.BaseConn
-	lastRead atomic.Int64 // UnixNano
+	lastRead atomic.Int64  // UnixNano
+	screen   *screenedConn // nil but on HTTP listeners
 }
 
-func (c *trackedConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
+func (c *trackedConn) Read(b []byte) (n int, err error) {
+	if c.screen != nil {
+		n, err = c.screen.read(c.Conn, b)
+	} else {
+		n, err = c.Conn.Read(b)
+	}
 	if n > 0 {
 		c.lastRead.Store(time.Now().UnixNano())
 	}
 	return n, err
+}
+
+// setState follows net/http's view of the connection.
+func (c *trackedConn) setState(s http.ConnState) {
+	if c.screen != nil {
+		c.screen.setState(s)
+	}
 }
 
 // idleSince is when the connection last showed any sign of a request.

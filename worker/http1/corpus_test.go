@@ -309,6 +309,21 @@ var rfcWins = map[string]struct {
 	// that frames by either field disagrees with one that frames by the
 	// other about where the next request starts.
 	"valid/009": {ErrInvalidHeader, 400, "Transfer-Encoding without a final chunked, with Content-Length"},
+
+	// A coding before the final chunked. Gunicorn frames by the chunked
+	// and hands the body on, still gzip-compressed, or treats identity as
+	// none. RFC 9112 section 6.1: a server SHOULD answer 501 to a transfer
+	// coding it does not implement. corral does not decode gzip, and no
+	// http.Request field could tell a handler that its body is compressed;
+	// identity is no coding since RFC 7230. net/http's server (the
+	// goroutine worker) and nginx answer 501 too, so every worker type
+	// answers alike.
+	"valid/025":                             {ErrUnsupportedTransferCoding, 501, "gzip before chunked, in two fields"},
+	"valid/025_line":                        {ErrUnsupportedTransferCoding, 501, "gzip before chunked"},
+	"valid/029":                             {ErrUnsupportedTransferCoding, 501, "identity before chunked, in two fields"},
+	"valid/030":                             {ErrUnsupportedTransferCoding, 501, "identity before chunked, in two fields"},
+	"valid/rfc9112_smuggle_gzip_chunked_01": {ErrUnsupportedTransferCoding, 501, "gzip before chunked"},
+	"valid/rfc9112_smuggle_te_identity_chunked_01": {ErrUnsupportedTransferCoding, 501, "identity before chunked"},
 }
 
 // Most of the corpus's HTTP/1.1 requests have no Host field, which RFC 9112

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net/http"
 	"reflect"
 	"strings"
@@ -28,9 +29,8 @@ import (
 //     accepts, or fewer (those it refuses itself), and reads them the
 //     same: the goroutine worker's guarantee.
 //   - Where this package accepts what net/http refuses (empty lines before
-//     a request-line, identity before chunked, a field name with "_"
-//     dropped instead of kept), nothing is checked: strictness is the other
-//     side's business.
+//     a request-line; a field name with "_" is dropped, not refused),
+//     nothing is checked: strictness is the other side's business.
 //
 // Both parse with their defaults; this package sees an untrusted peer.
 func FuzzDifferential(f *testing.F) {
@@ -60,7 +60,7 @@ func FuzzDifferential(f *testing.F) {
 		// Behind a Screen, as in the goroutine worker, net/http reads
 		// only what both accept, and the same.
 		sr := &screenReader{src: bytes.NewReader(data)}
-		behind := parseNetHTTP(sr, len(ours.reqs)+1)
+		behind := parseNetHTTP(sr, min(len(ours.reqs)+1, ours.bypass))
 		sr.s.Release()
 		if len(behind.reqs) > len(ours.reqs) {
 			t.Fatalf("behind a Screen, net/http reads request %d, %+v, which http1 refuses: %v", len(ours.reqs), behind.reqs[len(ours.reqs)], ours.err)
@@ -214,6 +214,7 @@ type parsed struct {
 	http   []*http.Request // net/http's requests, for intendedRefusals
 	err    error           // why the request after reqs was refused, nil at a clean end
 	closed bool            // the last request closes the connection
+	bypass int             // this package: requests up to the first that a Screen lets switch protocols
 
 	start, off int // this package: where the refused request began, and where parsing stopped
 }
@@ -221,7 +222,7 @@ type parsed struct {
 // parseOurs runs a default Parser over data and converts each request as the
 // workers do, with ToHTTP.
 func parseOurs(data []byte) parsed {
-	var out parsed
+	out := parsed{bypass: math.MaxInt}
 	p := &Parser{}
 	for {
 		n, r, err := p.Parse(data[out.off:])
@@ -239,6 +240,9 @@ func parseOurs(data []byte) parsed {
 			return out
 		}
 		out.reqs = append(out.reqs, netView(hr, r.Body))
+		if (r.Upgrade || r.Method == "CONNECT") && out.bypass == math.MaxInt {
+			out.bypass = len(out.reqs)
+		}
 		out.start = out.off
 		if r.Close {
 			out.closed = true

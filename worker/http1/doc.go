@@ -18,9 +18,9 @@
 // Gunicorn's conformance corpus and corpus_test.go runs every case. Its
 // configuration switches ([Config]) carry Gunicorn's names and defaults.
 // Where RFC 9112 requires otherwise, the RFC wins, and corpus_test.go says
-// where: an HTTP/1.1 request needs exactly one valid Host (section 3.2), a
-// Transfer-Encoding must end in chunked (section 6.3), and up to two empty
-// lines before a request-line are skipped (section 2.2). differential_test.go
+// where: an HTTP/1.1 request needs exactly one valid Host (section 3.2), the
+// only transfer coding is chunked, once and last (sections 6.1 and 6.3), and
+// up to two empty lines before a request-line are skipped (section 2.2). differential_test.go
 // compares the parser with net/http's and lists every request net/http
 // accepts and this package refuses, with the reason.
 //

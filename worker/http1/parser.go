@@ -842,6 +842,8 @@ func (p *Parser) finishHead() (done bool, err error) {
 				closeTok = closeTok || equalFold(tok, "close")
 				keepTok = keepTok || equalFold(tok, "keep-alive")
 			}
+		case equalFold(h.Name, "upgrade"):
+			r.Upgrade = true
 		case equalFold(h.Name, "expect"):
 			// RFC 9110 section 10.1.1: an HTTP/1.0 client cannot mean it.
 			if !http11 {
@@ -870,9 +872,7 @@ func (p *Parser) finishHead() (done bool, err error) {
 	} else if http11 && !p.cfg.permitNoHost {
 		return false, errorf(ErrInvalidHeader, "HTTP/%d.%d request without Host", r.Major, r.Minor)
 	}
-	// A compressed body is handed to the application still compressed, and
-	// Gunicorn closes such connections rather than trust what follows.
-	r.Close = te.coded || closeTok || (!http11 && !keepTok)
+	r.Close = closeTok || (!http11 && !keepTok)
 
 	switch {
 	case te.present:
@@ -910,13 +910,11 @@ func parseContentLength(b []byte) (int64, bool) {
 // stack left to right across fields (RFC 9110 section 5.3), so only the list
 // as a whole can be judged, by check.
 type codings struct {
-	present bool // a Transfer-Encoding field was sent
-	n       int  // codings listed
-	chunked int  // how many of them are chunked
-	last    int  // index of the last chunked, -1 if none
-	unknown []byte
-	params  bool // chunked came with parameters
-	coded   bool // a content coding (gzip, deflate, compress) applies
+	present bool   // a Transfer-Encoding field was sent
+	n       int    // codings listed
+	chunked int    // how many of them are chunked
+	last    int    // index of the last chunked, -1 if none
+	other   []byte // the first coding that is not chunked
 }
 
 // add applies one Transfer-Encoding field value.
@@ -929,35 +927,13 @@ func (c *codings) add(v []byte) {
 		if len(e) == 0 {
 			continue // RFC 9110 section 5.6.1: empty list elements are ignored
 		}
-		name, params := e, false
-		if i := bytes.IndexByte(e, ';'); i >= 0 {
-			name, params = trimRightOWS(e[:i]), true
-		}
-		switch {
-		case equalFold(name, "chunked"):
+		if equalFold(e, "chunked") {
 			c.chunked++
 			c.last = c.n
-			c.params = c.params || params
-		case params:
-			c.unsupported(e) // no other coding this server knows has parameters
-		case equalFold(name, "gzip"), equalFold(name, "deflate"), equalFold(name, "compress"):
-			c.coded = true
-		case equalFold(name, "identity"):
-			// Not a transfer coding since RFC 7230, but "identity,
-			// chunked" is in Gunicorn's corpus and harmless: the final
-			// chunked frames the body. Anywhere else check refuses it.
-		default:
-			c.unsupported(e)
+		} else if c.other == nil {
+			c.other = e
 		}
 		c.n++
-	}
-}
-
-// unsupported records a coding this server does not implement; the first
-// one is named in the error.
-func (c *codings) unsupported(e []byte) {
-	if c.unknown == nil {
-		c.unknown = e
 	}
 }
 
@@ -965,8 +941,12 @@ func (c *codings) unsupported(e []byte) {
 // chunked, applied once (RFC 9112 sections 6.1 and 6.3: otherwise the body
 // length cannot be known and the answer is 400); HTTP/1.0 cannot use it
 // (section 6.1), nor can it be combined with Content-Length, the shape of
-// request smuggling (section 6.3); and a coding this server does not
-// implement before the final chunked is a 501 (section 6.1).
+// request smuggling (section 6.3). Any other coding before the final
+// chunked is one this server does not implement (section 6.1: 501):
+// identity is no coding since RFC 7230, chunked takes no parameters, and
+// gzip, deflate or compress would reach the handler undecoded, with
+// nothing in net/http's Request to say so. That is also where net/http's
+// server and nginx stand.
 func (c *codings) check(http11, clSeen bool) error {
 	switch {
 	case c.n == 0:
@@ -979,10 +959,8 @@ func (c *codings) check(http11, clSeen bool) error {
 		return errorf(ErrInvalidHeader, "chunked applied twice")
 	case c.last != c.n-1:
 		return errorf(ErrInvalidHeader, "Transfer-Encoding without a final chunked")
-	case c.params:
-		return errorf(ErrUnsupportedTransferCoding, "chunked with parameters")
-	case c.unknown != nil:
-		return errorf(ErrUnsupportedTransferCoding, "%s", quote(c.unknown))
+	case c.other != nil:
+		return errorf(ErrUnsupportedTransferCoding, "%s", quote(c.other))
 	}
 	return nil
 }

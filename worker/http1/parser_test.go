@@ -84,7 +84,8 @@ func TestSmuggling(t *testing.T) {
 		{"TE chunked twice across fields", post + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", ErrInvalidHeader, 400},
 		{"TE gzip only", post + "Transfer-Encoding: gzip\r\n\r\nhello", ErrInvalidHeader, 400},
 		{"TE unknown", post + "Transfer-Encoding: br, chunked\r\n\r\n0\r\n\r\n", ErrUnsupportedTransferCoding, 501},
-		{"TE chunked with params", post + "Transfer-Encoding: chunked;x=1\r\n\r\n0\r\n\r\n", ErrUnsupportedTransferCoding, 501},
+		// chunked takes no parameters: "chunked;x=1" is no final chunked.
+		{"TE chunked with params", post + "Transfer-Encoding: chunked;x=1\r\n\r\n0\r\n\r\n", ErrInvalidHeader, 400},
 		// RFC 9112 section 6.3: a final coding other than chunked leaves
 		// the length unknown, which is a 400 even for a coding this
 		// server does not know; before a final chunked it is a 501.
@@ -96,6 +97,9 @@ func TestSmuggling(t *testing.T) {
 		{"TE br", post + "Transfer-Encoding: br\r\n\r\nhello", ErrInvalidHeader, 400},
 		{"TE chunked, br", post + "Transfer-Encoding: chunked, br\r\n\r\n0\r\n\r\n", ErrInvalidHeader, 400},
 		{"TE gzip;q=1, chunked", post + "Transfer-Encoding: gzip;q=1, chunked\r\n\r\n0\r\n\r\n", ErrUnsupportedTransferCoding, 501},
+		{"TE gzip, chunked", post + "Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", ErrUnsupportedTransferCoding, 501},
+		{"TE identity, chunked", post + "Transfer-Encoding: identity, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", ErrUnsupportedTransferCoding, 501},
+		{"TE identity then chunked fields", post + "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", ErrUnsupportedTransferCoding, 501},
 		{"TE unknown and CL", post + "Transfer-Encoding: br, chunked\r\nContent-Length: 1\r\n\r\n0\r\n\r\n", ErrInvalidHeader, 400},
 		{"TE identity in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\nhello", ErrInvalidHeader, 400},
 		{"TE empty", post + "Transfer-Encoding: \r\n\r\n", ErrInvalidHeader, 400},
@@ -163,8 +167,6 @@ func TestSmugglingLookalikes(t *testing.T) {
 		{"CL", post + "Content-Length: 5\r\n\r\nhello", "hello"},
 		{"CL leading zeros", post + "Content-Length: 005\r\n\r\nhello", "hello"},
 		{"CL padded", post + "Content-Length:  5\t\r\n\r\nhello", "hello"},
-		{"gzip, chunked", post + "Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "hello"},
-		{"identity then chunked", post + "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "hello"},
 		{"TE empty elements", post + "Transfer-Encoding: ,chunked,\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "hello"},
 		{"TE case", post + "Transfer-Encoding: CHUNKED\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "hello"},
 		{"chunk ext", post + "Transfer-Encoding: chunked\r\n\r\n5 ; a = \"b \\\" c\" ;d\r\nhello\r\n0;e=f\r\n\r\n", "hello"},
@@ -172,7 +174,6 @@ func TestSmugglingLookalikes(t *testing.T) {
 		{"chunk hex", post + "Transfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n00\r\n\r\n", "0123456789"},
 		{"HTTP/1.2 as 1.1", "POST / HTTP/1.2\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", "x"},
 		{"obs-text value", "GET / HTTP/1.1\r\nHost: a\r\nX: caf\xc3\xa9\r\n\r\n", ""},
-		{"identity, chunked", post + "Transfer-Encoding: identity, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "hello"},
 	}
 	for _, tc := range good {
 		t.Run(tc.name, func(t *testing.T) {
@@ -501,7 +502,6 @@ func TestKeepAlive(t *testing.T) {
 		{"GET / HTTP/1.0\r\n\r\n", true},
 		{"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", false},
 		{"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", true},
-		{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", true},
 	} {
 		if r := wantOK(t, nil, tc.wire, 1)[0]; r.Close != tc.close {
 			t.Errorf("%q: Close = %v, want %v", tc.wire, r.Close, tc.close)

@@ -45,10 +45,14 @@ type Request struct {
 	Chunked bool // the body arrived with the chunked transfer coding
 
 	// Close is set when the connection must be closed after the response:
-	// "Connection: close", HTTP/1.0 without "Connection: keep-alive", or a
-	// transfer coding other than chunked. The Parser discards whatever
-	// follows such a request.
+	// "Connection: close", or HTTP/1.0 without "Connection: keep-alive".
+	// The Parser discards whatever follows such a request.
 	Close bool
+
+	// Upgrade is set when the request has an Upgrade field: it asks to
+	// switch protocols, and if the handler agrees, what follows on the
+	// connection is no longer HTTP/1.1.
+	Upgrade bool
 
 	// Expect100 is set for "Expect: 100-continue" in an HTTP/1.1 request.
 	// See Parser.NeedContinue.

@@ -19,7 +19,13 @@ import (
 //   - after a request that closes the connection (Request.Close), nothing:
 //     Read reads on only to report the source's errors, so that whatever
 //     follows cannot reach the other parser even if it disagreed about
-//     the close.
+//     the close;
+//   - after a request that may switch protocols (Request.Upgrade, or
+//     CONNECT), everything, unread: what follows belongs to the handler if
+//     it switches. (If it does not, the other parser reads on unscreened:
+//     the price of serving WebSockets and tunnels through a Screen.)
+//
+// Bypass ends screening for good, for a connection a handler takes over.
 //
 // Body bytes are returned as the Parser consumes them (it checks the
 // framing and the size, and keeps nothing): a body is streamed, so a
@@ -43,7 +49,13 @@ type Screen struct {
 	ready, parsed, mark int
 	headOut             bool
 	closed              bool // a request with Close was let through
-	refused             *Refusal
+	// tiny is buf for a small read with nothing held, such as net/http's
+	// one-byte read that watches for the client going away while a
+	// handler runs: that read runs on a fresh goroutine each time, whose
+	// small stack a trip to the pool would outgrow.
+	tiny    [64]byte
+	bypass  bool // the stream is the handler's: no more screening
+	refused *Refusal
 }
 
 // A Refusal is what Screen.Read returns in place of a request the Parser
@@ -81,15 +93,15 @@ func (s *Screen) Read(src io.Reader, b []byte) (int, error) {
 			s.drop(n)
 			return n, nil
 		}
+		if s.bypass {
+			return src.Read(b)
+		}
 		if s.refused != nil {
+			s.release()
 			return 0, s.refused
 		}
 		if s.closed {
-			var discard [512]byte
-			if _, err := src.Read(discard[:]); err != nil {
-				return 0, err
-			}
-			continue
+			return 0, s.Discard(src)
 		}
 		var n int
 		var err error
@@ -102,13 +114,14 @@ func (s *Screen) Read(src io.Reader, b []byte) (int, error) {
 				}
 			}
 		} else {
-			s.grow()
+			s.grow(len(b))
 			n, err = src.Read(s.buf[len(s.buf):cap(s.buf)])
+			s.buf = s.buf[:len(s.buf)+n]
 			if n > 0 {
-				s.buf = s.buf[:len(s.buf)+n]
 				s.scan()
 				continue
 			}
+			s.release()
 		}
 		if err == nil {
 			continue
@@ -116,33 +129,50 @@ func (s *Screen) Read(src io.Reader, b []byte) (int, error) {
 		if err == io.EOF {
 			// A head cut short is dropped: the Parser's EOF error for
 			// it has status 0, nothing to answer.
-			s.buf = s.buf[:s.ready]
-			s.parsed, s.mark = s.ready, s.ready
-			s.idle()
+			s.buf = s.buf[:0]
+			s.ready, s.parsed, s.mark = 0, 0, 0
+			s.release()
 		}
 		return 0, err
 	}
+}
+
+// Discard reads src until it fails, keeps nothing, and returns the error:
+// a read that must wait as the socket would, with nothing to return.
+func (s *Screen) Discard(src io.Reader) error {
+	var discard []byte
+	for {
+		if discard == nil {
+			p := screenBufs.Get().(*[]byte)
+			defer screenBufs.Put(p)
+			discard = (*p)[:cap(*p)]
+		}
+		if _, err := src.Read(discard); err != nil {
+			return err
+		}
+	}
+}
+
+// Bypass ends screening: Read returns what it holds as it is, then reads
+// the source directly.
+func (s *Screen) Bypass() {
+	s.bypass = true
+	s.ready, s.parsed, s.mark = len(s.buf), len(s.buf), len(s.buf)
 }
 
 // direct scans b, fresh from the source with nothing held before it, and
 // returns how many of its bytes, at its start, may go to the reader; the
 // rest is kept in buf.
 func (s *Screen) direct(b []byte) int {
-	own := s.buf
 	s.buf = b
 	s.scan()
 	out, rest := s.ready, s.buf[s.ready:]
-	s.parsed -= out
-	s.mark -= out
-	s.ready = 0
-	if len(rest) == 0 {
-		s.buf = own
-		s.idle()
-		return out
+	s.buf = nil
+	s.ready, s.parsed, s.mark = 0, s.parsed-out, s.mark-out
+	if len(rest) > 0 {
+		s.grow(len(rest))
+		s.buf = append(s.buf, rest...)
 	}
-	s.buf = own
-	s.take()
-	s.buf = append(s.buf[:0], rest...)
 	return out
 }
 
@@ -163,6 +193,10 @@ func (s *Screen) scan() {
 		case req != nil:
 			s.head(req.Blank)
 			s.ready, s.mark, s.headOut = s.parsed, s.parsed, false
+			if req.Upgrade || req.Method == "CONNECT" {
+				s.Bypass()
+				return
+			}
 			if req.Close {
 				s.closed = true
 				s.buf = s.buf[:s.ready]
@@ -198,39 +232,29 @@ func (s *Screen) drop(n int) {
 	s.ready -= n
 	s.parsed -= n
 	s.mark = max(s.mark-n, 0) // behind ready only while a body goes out
-	if len(s.buf) == 0 {
-		s.idle()
-	}
+	s.release()
 }
 
-// take gives buf a buffer from the pool if it has none.
-func (s *Screen) take() {
-	if s.buf == nil {
+// grow makes room in buf for a read of up to want bytes: in tiny for a
+// small one with nothing held, else in a buffer from the pool, grown as
+// the Parser's limits let a head grow.
+func (s *Screen) grow(want int) {
+	switch {
+	case s.buf == nil && want <= len(s.tiny):
+		s.buf = s.tiny[:0]
+		return
+	case s.pooled == nil:
 		s.pooled = screenBufs.Get().(*[]byte)
-		s.buf = (*s.pooled)[:0]
+		s.buf = append((*s.pooled)[:0], s.buf...)
 	}
-}
-
-// grow makes room in buf for another read.
-func (s *Screen) grow() {
-	s.take()
 	if cap(s.buf)-len(s.buf) < screenBufSize/4 {
 		s.buf = append(s.buf, make([]byte, screenBufSize)...)[:len(s.buf)]
 	}
 }
 
-// idle returns the buffer once nothing is held. The Parser's storage stays
-// until Release: giving it back costs an allocation for the next request.
-func (s *Screen) idle() { s.release() }
-
-// Release returns the Screen's storage, the Parser's included, to the pools
-// they came from; call it when the connection closes.
-func (s *Screen) Release() {
-	s.buf = s.buf[:0]
-	s.ready, s.parsed, s.mark = 0, 0, 0
-	s.release()
-	s.Parser.Release()
-}
+// release returns buf's storage once it holds nothing: a connection
+// between requests holds no buffer. The Parser's storage stays until
+// Release, as giving it back costs an allocation for the next request.
 func (s *Screen) release() {
 	if len(s.buf) > 0 {
 		return
@@ -240,4 +264,13 @@ func (s *Screen) release() {
 		screenBufs.Put(s.pooled)
 	}
 	s.buf, s.pooled = nil, nil
+}
+
+// Release returns the Screen's storage, the Parser's included, to the pools
+// they came from; call it when the connection closes.
+func (s *Screen) Release() {
+	s.buf = s.buf[:0]
+	s.ready, s.parsed, s.mark = 0, 0, 0
+	s.release()
+	s.Parser.Release()
 }

@@ -165,6 +165,31 @@ func TestScreenAfterClose(t *testing.T) {
 	}
 }
 
+// TestScreenUpgrade: after a request that may switch protocols, and after
+// Bypass, the stream goes out as it is.
+func TestScreenUpgrade(t *testing.T) {
+	const frames = "\x81\x05hello not HTTP\r\n\r\n"
+	for _, up := range []string{
+		"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+		"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n",
+	} {
+		for _, sizes := range [][]int{nil, slices.Repeat([]int{1}, len(up)+len(frames))} {
+			if got, err := screened(t, up+frames, 4096, sizes...); err != nil || got != up+frames {
+				t.Fatalf("%q: %q, %v", up, got, err)
+			}
+		}
+	}
+	r := &screenReader{src: strings.NewReader(getA + "GET / HTT")}
+	b := make([]byte, 4096)
+	if n, err := r.Read(b); err != nil || string(b[:n]) != getA {
+		t.Fatalf("%q, %v", b[:n], err)
+	}
+	r.s.Bypass()
+	if got, err := io.ReadAll(r); err != nil || string(got) != "GET / HTT" {
+		t.Fatalf("after Bypass: %q, %v", got, err)
+	}
+}
+
 // TestScreenNetHTTP reads requests through a Screen with net/http's own
 // ReadRequest, as the goroutine worker does.
 func TestScreenNetHTTP(t *testing.T) {
