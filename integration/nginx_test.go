@@ -272,9 +272,15 @@ func testNginxUwsgiPass(t *testing.T, class string) {
 }
 
 func TestNginxFastCGIPass(t *testing.T) {
+	for _, k := range []string{"goroutine", "event"} {
+		t.Run(k, func(t *testing.T) { testNginxFastCGIPass(t, k) })
+	}
+}
+
+func testNginxFastCGIPass(t *testing.T, class string) {
 	sock := filepath.Join(t.TempDir(), "fcgi.sock")
 	// --protocol names the protocol of binds that do not.
-	s := start(t, corralBin, []string{"-w", "2", "--protocol", "fastcgi", "-b", "unix:" + sock, "demo"})
+	s := start(t, corralBin, []string{"-w", "2", "-k", class, "--protocol", "fastcgi", "-b", "unix:" + sock, "demo"})
 	if s.Addr != "fastcgi://unix:"+sock {
 		t.Fatalf("Listening at: %s, want fastcgi://unix:%s", s.Addr, sock)
 	}
@@ -291,9 +297,6 @@ func TestNginxPaths(t *testing.T) {
 	for _, proto := range []string{"uwsgi", "fastcgi"} {
 		for _, class := range workerClasses {
 			t.Run(proto+"/"+class, func(t *testing.T) {
-				if proto == "fastcgi" && class == "event" {
-					t.Skip("the event worker does not serve FastCGI yet")
-				}
 				var n *nginx
 				if proto == "uwsgi" {
 					s := start(t, corralBin, []string{"-w", "1", "-k", class, "-b", "uwsgi://127.0.0.1:0", "demo"})
