@@ -272,10 +272,17 @@ type trackedConn struct {
 }
 
 func (c *trackedConn) Read(b []byte) (n int, err error) {
-	if c.screen != nil {
-		n, err = c.screen.read(c.Conn, b)
-	} else {
+	switch {
+	case c.screen == nil:
 		n, err = c.Conn.Read(b)
+	case c.screen.watching(b):
+		if n, err = c.Conn.Read(c.screen.small[:]); n > 0 {
+			c.screen.hold(n)
+			c.lastRead.Store(time.Now().UnixNano())
+		}
+		return 0, err
+	default:
+		n, err = c.screen.read(c.Conn, b)
 	}
 	if n > 0 {
 		c.lastRead.Store(time.Now().UnixNano())

@@ -35,6 +35,7 @@ type screenedConn struct {
 	active   atomic.Bool // net/http runs a handler on the connection
 	hijacked atomic.Bool // a handler took the connection over
 	answered bool
+	small    [16]byte // the background read's
 }
 
 func (c *screenedConn) setState(s http.ConnState) {
@@ -47,6 +48,21 @@ func (c *screenedConn) setState(s http.ConnState) {
 		c.hijacked.Store(true)
 	}
 }
+
+// watching reports whether a read into b is net/http's background read,
+// which watches for the client going away while a handler runs, with
+// nothing held: that read goes straight to the socket (see
+// trackedConn.Read). It runs on a goroutine of its own for each request,
+// whose small stack the Screen's frames would make it outgrow, and copy,
+// every time. A pipelined request's first bytes it reads wait in the
+// Screen (hold) for net/http's next read, and it ends with nothing, as
+// net/http's own does once it has a byte.
+func (c *screenedConn) watching(b []byte) bool {
+	return len(b) < len(c.small) && c.active.Load() && c.s.Idle()
+}
+
+// hold keeps what the background read read.
+func (c *screenedConn) hold(n int) { c.s.Hold(c.small[:n]) }
 
 // read is conn's Read, for net/http, through the Screen.
 func (c *screenedConn) read(conn net.Conn, b []byte) (int, error) {

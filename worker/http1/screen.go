@@ -137,6 +137,21 @@ func (s *Screen) Read(src io.Reader, b []byte) (int, error) {
 	}
 }
 
+// Idle reports whether the Screen holds nothing and screens on: a read
+// now starts afresh from the source.
+func (s *Screen) Idle() bool {
+	return len(s.buf) == 0 && s.refused == nil && !s.closed && !s.bypass
+}
+
+// Hold takes bytes read from the source by someone else, while Idle, as if
+// Read had read them: they go out from the next Read on, once screened.
+func (s *Screen) Hold(p []byte) {
+	s.Parser.DiscardBody = true
+	s.grow(len(p))
+	s.buf = append(s.buf, p...)
+	s.scan()
+}
+
 // Discard reads src until it fails, keeps nothing, and returns the error:
 // a read that must wait as the socket would, with nothing to return.
 func (s *Screen) Discard(src io.Reader) error {
