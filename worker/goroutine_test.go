@@ -43,6 +43,31 @@ func TestGoroutineRefusalAfterResponse(t *testing.T) {
 	}
 }
 
+// TestGoroutinePipelinedDuringHandler: a request that arrives while the
+// handler of the one before runs is read by net/http's background read,
+// which hands it to the Screen: served after, or refused after, that
+// handler's response.
+func TestGoroutinePipelinedDuringHandler(t *testing.T) {
+	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second})
+	addr, _ := serveTest(t, p, new(goroutineWorker))
+	for next, want := range map[string]int{
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n":               200,
+		"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n": 400,
+	} {
+		c := dialTest(t, addr, 10*time.Second)
+		io.WriteString(c, "GET /sleep?d=300ms HTTP/1.1\r\nHost: x\r\n\r\n")
+		time.Sleep(100 * time.Millisecond)
+		io.WriteString(c, next)
+		br := bufio.NewReader(c)
+		if res, body := readResponse(t, br); res.StatusCode != 200 || body != "slept" {
+			t.Fatalf("%q: first response %d %q", next, res.StatusCode, body)
+		}
+		if res, _ := readResponse(t, br); res.StatusCode != want {
+			t.Fatalf("%q: second response %d, want %d", next, res.StatusCode, want)
+		}
+	}
+}
+
 // TestGoroutineEmptyLines: an empty line before a request-line is skipped,
 // on a fresh connection and between kept requests (net/http alone would
 // answer 400 to the first).
