@@ -28,7 +28,7 @@ func (a *Arbiter) apply(ds []decision) {
 			}
 			if err := a.spawnWorker(); err != nil {
 				a.log.Error(err.Error())
-				a.backOff()
+				a.apply(a.afterSpawnFailure(err))
 				spawnFailed = true
 			}
 		case stop:
@@ -53,13 +53,24 @@ func (a *Arbiter) apply(ds []decision) {
 		case abortReload:
 			a.abortReload(d.w, d.why)
 		case failBoot:
-			a.exitErr = &BootError{Pid: d.w.Pid, Reason: d.why}
-			a.log.Error("Reason: no worker could boot; shutting down")
-			a.stop(true)
+			a.failBoot(d.w, d.why)
 		case complete:
 			a.generationReady()
 		}
 	}
+}
+
+// failBoot ends the arbiter at start-up: w could not boot or, when nil,
+// a worker could not be started at all.
+func (a *Arbiter) failBoot(w *Worker, why string) {
+	e, reason := &BootError{Reason: why}, "Reason: no worker could be started; shutting down"
+	if w != nil {
+		e.Pid, e.Reason = w.Pid, why+lastOutput(w)
+		reason = "Reason: no worker could boot; shutting down"
+	}
+	a.exitErr = e
+	a.log.Error(reason)
+	a.stop(true)
 }
 
 // send signals w. A worker already gone (ESRCH) is no error: the reaper
@@ -73,6 +84,7 @@ func (a *Arbiter) send(w *Worker, sig syscall.Signal) {
 // stopWorker sends w sig and, the first time, starts its deadline.
 func (a *Arbiter) stopWorker(w *Worker, sig syscall.Signal) {
 	a.send(w, sig)
+	w.killed = w.killed || sig == syscall.SIGKILL
 	if !w.stopping {
 		w.stopping = true
 		// SIGKILL comes at --graceful-timeout, not a second later (the

@@ -42,7 +42,7 @@ type Config struct {
 	PidFile         string              // written at start, removed at exit; "" for none
 	UpgradeBinary   string              // the binary USR2 starts; "" for Executable
 	Credential      *syscall.Credential // the workers' user and groups (-u, -g); nil: the arbiter's
-	Name            string              // --name, for the logs
+	Name            string              // --name: the arbiter's comm, the workers' titles (ps), the log's first line
 	ErrorLog        *logging.File       // reopened on USR1
 	Log             *slog.Logger
 }
@@ -71,13 +71,17 @@ type Watcher interface {
 	Close() error
 }
 
-// BootError is what Run returns when, at start-up, no worker could boot.
+// BootError is what Run returns when, at start-up, no worker could boot,
+// or one could not be started at all (Pid is then 0).
 type BootError struct {
 	Pid    int
 	Reason string
 }
 
 func (e *BootError) Error() string {
+	if e.Pid == 0 {
+		return e.Reason // "spawn worker: ...", as the spawn said
+	}
 	return fmt.Sprintf("worker (pid:%d) failed to boot: %s", e.Pid, e.Reason)
 }
 
@@ -210,8 +214,15 @@ func (a *Arbiter) Run() (err error) {
 	if err := a.writePidFile(); err != nil {
 		return err
 	}
-	defer a.removePidFile()
-	a.log.Info(fmt.Sprintf("Starting corral (pid: %d)", a.pid))
+	defer a.removeOwnPidFile()
+	if a.cfg.Name != "" {
+		if err := setProcessName(a.cfg.Name); err != nil {
+			a.log.Warn(fmt.Sprintf("--name: %v", err))
+		}
+		a.log.Info(fmt.Sprintf("Starting corral [%s] (pid: %d)", a.cfg.Name, a.pid))
+	} else {
+		a.log.Info(fmt.Sprintf("Starting corral (pid: %d)", a.pid))
+	}
 	for _, l := range a.listeners {
 		a.log.Info(fmt.Sprintf("Listening at: %s (%d)", l.URL(), a.pid))
 	}
@@ -406,7 +417,11 @@ func (a *Arbiter) reload(reason string) {
 	if a.Reload != nil {
 		c, err := a.Reload()
 		if err != nil {
-			a.log.Error(fmt.Sprintf("Reload failed: %v; keeping the current configuration and workers", err))
+			kept := "keeping the current configuration and workers"
+			if a.target == 0 {
+				kept = "keeping the current configuration; no workers run (stopped by WINCH; TTIN starts one)"
+			}
+			a.log.Error(fmt.Sprintf("Reload failed: %v; %s", err, kept))
 			return
 		}
 		cfg = c
@@ -491,15 +506,19 @@ func (a *Arbiter) writePidFile() error {
 	return nil
 }
 
-// removePidFile removes the pid file only if it still names this process,
-// and not when a new arbiter takes over: it moves its own over this one.
-func (a *Arbiter) removePidFile() {
+// removeOwnPidFile removes the pid file, and not when a new arbiter takes
+// over: it moves its own over this one.
+func (a *Arbiter) removeOwnPidFile() {
 	if a.cfg.PidFile == "" || a.handedOver {
 		return
 	}
-	path := a.pidFilePath()
+	removePidFile(a.pidFilePath(), a.pid)
+}
+
+// removePidFile removes the pid file at path only if it still names pid.
+func removePidFile(path string, pid int) {
 	b, err := os.ReadFile(path)
-	if err == nil && string(b) == strconv.Itoa(a.pid)+"\n" {
+	if err == nil && string(b) == strconv.Itoa(pid)+"\n" {
 		os.Remove(path)
 	}
 }

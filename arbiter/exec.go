@@ -47,10 +47,11 @@ type ExecOptions struct {
 
 // execWorker is an exec-mode worker's extra state, owned by the loop.
 type execWorker struct {
-	notifyFd   int    // the arbiter's end of the worker's NOTIFY_SOCKET; -1 once closed
-	notifyName string // "@corral/..."
-	watchdog   bool   // sent WATCHDOG=1: --timeout applies from now on
-	outR, outW int    // the output pipe (read end for the arbiter, write end for the worker); -1 when not capturing
+	notifyFd   int         // the arbiter's end of the worker's NOTIFY_SOCKET; -1 once closed
+	notifyName string      // "@corral/..."
+	watchdog   bool        // sent WATCHDOG=1: --timeout applies from now on
+	outR, outW int         // the output pipe (read end for the arbiter, write end for the worker); -1 when not capturing
+	tail       *outputTail // the last lines of its output, when capturing
 }
 
 // prepareExec, for a worker about to spawn in exec mode, creates its
@@ -112,7 +113,8 @@ func (x *execWorker) forked(log *slog.Logger, pid int, err error) {
 		return
 	}
 	if x.outR >= 0 {
-		go logOutput(x.outR, pid, log) // the goroutine owns the read end now
+		x.tail = newOutputTail()
+		go logOutput(x.outR, pid, log, x.tail) // the goroutine owns the read end now
 		x.outR = -1
 	}
 }
@@ -197,6 +199,19 @@ func (a *Arbiter) execTick() {
 			a.handleStatus(w, worker.StatusReady)
 		}
 	}
+}
+
+// lastOutput is what a boot failure's final error adds for an exec
+// worker: the last lines of its output, which hold the program's reason.
+func lastOutput(w *Worker) string {
+	if w.exec == nil || w.exec.tail == nil {
+		return ""
+	}
+	lines := w.exec.tail.last(200 * time.Millisecond)
+	if len(lines) == 0 {
+		return ""
+	}
+	return "; its last output: " + strings.Join(lines, " | ")
 }
 
 // bootTimeoutError is what the reaper reports for a worker killed at

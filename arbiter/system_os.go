@@ -2,8 +2,10 @@ package arbiter
 
 import (
 	"fmt"
+	"os"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/corral-server/corral/internal/heartbeat"
 	"github.com/corral-server/corral/socket"
@@ -64,7 +66,11 @@ func (osSystem) spawnWorker(s spawnSpec) (spawned, error) {
 		return spawned{}, fmt.Errorf("spawn worker: %w", err)
 	}
 	env := workerEnv(append(s.cfg.Env, worker.EnvConfig+"="+wc.Encode())...)
-	pid, err := syscall.ForkExec(s.cfg.Executable, s.cfg.Args, &syscall.ProcAttr{
+	argv := []string{workerTitle(s.cfg, s.wc)} // what ps shows
+	if len(s.cfg.Args) > 1 {
+		argv = append(argv, s.cfg.Args[1:]...)
+	}
+	pid, err := syscall.ForkExec(s.cfg.Executable, argv, &syscall.ProcAttr{
 		Env:   env,
 		Files: files,
 		// The workers die with the arbiter, even by SIGKILL.
@@ -84,4 +90,19 @@ func (osSystem) spawnWorker(s spawnSpec) (spawned, error) {
 func (osSystem) startArbiter(path string, argv, env []string, files []uintptr) (int, error) {
 	// No PR_SET_PDEATHSIG: the new arbiter outlives this one.
 	return syscall.ForkExec(path, argv, &syscall.ProcAttr{Env: env, Files: files})
+}
+
+// setProcessName sets the arbiter's comm (ps -o comm, top, pgrep) to name,
+// cut to the kernel's 15 bytes, as Gunicorn's proc_name does. prctl
+// (PR_SET_NAME) names the calling thread, the loop's; /proc/self/comm names
+// the process's main thread, which ps shows, whichever thread runs this.
+func setProcessName(name string) error {
+	if len(name) > 15 {
+		name = name[:15]
+	}
+	b := append([]byte(name), 0)
+	if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&b[0])), 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_NAME): %w", err)
+	}
+	return os.WriteFile("/proc/self/comm", []byte(name), 0)
 }

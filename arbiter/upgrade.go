@@ -22,6 +22,7 @@ type upgradeEnv struct {
 	Parent    int                `json:"parent"`
 	Conn      int                `json:"conn"`
 	Listeners []socket.Inherited `json:"listeners"`
+	State     handoverState      `json:"state"` // see handover.go
 }
 
 // The handover follows cloudflare/tableflip: the new arbiter inherits the
@@ -67,7 +68,8 @@ func (a *Arbiter) startUpgrade() {
 		return
 	}
 	unix.SetNonblock(fds[0], true)
-	ue := upgradeEnv{Parent: a.pid, Conn: socket.FirstFD + len(a.listeners), Listeners: socket.Describe(a.listeners)}
+	ue := upgradeEnv{Parent: a.pid, Conn: socket.FirstFD + len(a.listeners), Listeners: socket.Describe(a.listeners),
+		State: a.stateForUpgrade()}
 	b, _ := json.Marshal(ue)
 	env := append(os.Environ(), envUpgrade+"="+string(b))
 	files := append([]uintptr{0, 1, 2}, socket.FDs(a.listeners)...)
@@ -133,6 +135,10 @@ func (a *Arbiter) upgradeExited(ws syscall.WaitStatus) {
 		return // it serves; this arbiter is on its way out
 	}
 	a.log.Error(fmt.Sprintf("Upgrade failed: new arbiter (pid: %d) %s before it was ready; still serving", u.pid, exitReason(ws)))
+	// It removes its PIDFILE.2 when it exits, unless it was killed.
+	if a.cfg.PidFile != "" {
+		removePidFile(a.cfg.PidFile+".2", u.pid)
+	}
 }
 
 // handOver stops this arbiter's workers gracefully and exits, leaving the
@@ -165,12 +171,12 @@ func (a *Arbiter) inheritUpgrade() ([]*socket.Listener, error) {
 			socket.CloseAll(ls)
 			return nil, err
 		}
-		l.Own()
-		ls = append(ls, l)
+		ls = append(ls, l) // its socket file is the parent's until the takeover: see checkParent
 	}
 	unix.CloseOnExec(ue.Conn)
 	unix.SetNonblock(ue.Conn, true)
 	a.parent = &upgradeParent{pid: ue.Parent, conn: ue.Conn}
+	a.takeState(ue.State, ue.Parent)
 	return ls, nil
 }
 
@@ -197,6 +203,12 @@ func (a *Arbiter) checkParent() {
 		return
 	}
 	unix.Close(p.conn)
+	// The unix socket files become this arbiter's to remove only now:
+	// one that exits before it took over (its workers could not boot, it
+	// got TERM) must leave them to the old arbiter, which serves on.
+	for _, l := range a.listeners {
+		l.Own()
+	}
 	if a.cfg.PidFile != "" {
 		if err := os.Rename(a.pidFilePath(), a.cfg.PidFile); err != nil {
 			a.log.Error(fmt.Sprintf("Upgrade: move pid file: %v", err))

@@ -3,6 +3,7 @@ package arbiter
 import (
 	"bytes"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -25,6 +26,27 @@ func (a *Arbiter) spawnWorker() error {
 		statusFd: c.statusFd, heartbeat: c.heartbeat, exec: c.exec}
 	a.log.Info(fmt.Sprintf("Booting worker with pid: %d", c.pid))
 	return nil
+}
+
+// workerTitle is a worker's argv[0], what ps shows, as Gunicorn's process
+// titles: "corral: worker [NAME] gen 3", NAME being --name, else the app,
+// else the command's name.
+func workerTitle(cfg *Config, wc worker.Config) string {
+	prog := "corral"
+	if len(cfg.Args) > 0 {
+		prog = filepath.Base(cfg.Args[0])
+	}
+	name := cfg.Name
+	if name == "" {
+		name = wc.App
+	}
+	if name == "" && len(cfg.Command) > 0 {
+		name = filepath.Base(cfg.Command[0])
+	}
+	if name == "" {
+		return fmt.Sprintf("%s: worker gen %d", prog, wc.Generation)
+	}
+	return fmt.Sprintf("%s: worker [%s] gen %d", prog, name, wc.Generation)
 }
 
 // readStatus reads what a worker wrote on its status pipe.

@@ -15,10 +15,14 @@
 #                  for reload.sh and term.sh together)
 #   idle_conns.sh  memory per idle keep-alive connection, 10,000 connections
 #   idle.sh        the idle arbiter's RSS and CPU, worker boot time
+#   (wsgi)         Python WSGI hello world (apps/hello_wsgi.py), 2 workers each: corral -k wsgi
+#                  against Gunicorn sync, gthread and gevent and uWSGI over HTTP (peers.sh with
+#                  wsgi_peers.sh), through nginx over uwsgi and HTTP (nginx.sh), and beside 200
+#                  slow clients (slow.sh)
 # and writes the tables, the machine and the date to docs/benchmarks.md, and a chart to
 # docs/benchmarks.png. Knobs: those of peers.sh, reload.sh, term.sh and lib.sh (WRK_DURATION,
-# RELOAD_SERVERS, ...), and BENCH_STEPS (default: all of "peers close pipeline nginx reload term
-# idle_conns idle") with BENCH_OUT (a folder of an earlier run's TSV files) to redo some steps
+# RELOAD_SERVERS, ...), and BENCH_STEPS (default: all of "peers close pipeline pinned nginx reload
+# term idle_conns idle wsgi") with BENCH_OUT (a folder of an earlier run's TSV files) to redo some steps
 # and write the page again (a section whose TSV file is not in BENCH_OUT is left out: point
 # BENCH_OUT at an earlier full run's folder to keep them all).
 set -euo pipefail
@@ -35,7 +39,7 @@ if [ -n "$missing" ]; then
 fi
 go build -o bin/corral ./cmd/corral
 out=${BENCH_OUT:-$(mktemp -d /tmp/corral-bench.XXXXXX)}
-steps=" ${BENCH_STEPS:-peers close pipeline pinned nginx reload term idle_conns idle} "
+steps=" ${BENCH_STEPS:-peers close pipeline pinned nginx reload term idle_conns idle wsgi} "
 step() { [[ $steps == *" $1 "* ]]; }
 if step peers; then EXTRA_PEERS=bench/corral_peers.sh bash bench/peers.sh >"$out/peers.tsv"; fi
 if step close; then
@@ -55,6 +59,13 @@ if step reload; then bash bench/reload.sh >"$out/reload.tsv"; fi
 if step term; then bash bench/term.sh >"$out/term.tsv"; fi
 if step idle_conns; then bash bench/idle_conns.sh >"$out/idle_conns.tsv"; fi
 if step idle; then bash bench/idle.sh >"$out/idle.tsv"; fi
+if step wsgi; then
+	PEERS="gunicorn-sync gunicorn-gthread gunicorn-gevent uwsgi" EXTRA_PEERS=bench/wsgi_peers.sh \
+		bash bench/peers.sh >"$out/wsgi.tsv"
+	CASES="nginx-uwsgi-corral-wsgi nginx-uwsgi-uwsgi nginx-http-corral-wsgi nginx-http-gunicorn-sync nginx-http-gunicorn-gthread" \
+		bash bench/nginx.sh >"$out/wsgi_nginx.tsv"
+	bash bench/slow.sh >"$out/wsgi_slow.tsv"
+fi
 
 table() { # TSV on stdin -> markdown table
 	awk -F'\t' 'NR == 1 {h = "|"; s = "|"; for (i = 1; i <= NF; i++) {h = h " " $i " |"; s = s " --- |"}; print h; print s; next}
@@ -231,6 +242,38 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		echo "## The idle arbiter and worker boot"
 		echo
 		table <"$out/idle.tsv"
+	fi
+	if have wsgi.tsv; then
+		echo
+		echo "## Python WSGI: hello world (apps/hello_wsgi.py), keep-alive (wrk -c ${WRK_CONNS:-64} -d ${WRK_DURATION:-8}s)"
+		echo
+		echo "Every server: 2 workers, Debian's /usr/bin/python3. corral-wsgi: \`-k wsgi\` (each worker a Go"
+		echo "process and a Python process); -threads: \`--threads 4\`. uWSGI's --http-socket closes every"
+		echo "connection. Ratios of corral's rows over each peer's requests per second, same run:"
+		echo
+		ratios "$out/wsgi.tsv" gunicorn-sync gunicorn-gthread gunicorn-gevent uwsgi | table
+		echo
+		table <"$out/wsgi.tsv"
+	fi
+	if have wsgi_nginx.tsv; then
+		echo
+		echo "## Python WSGI behind nginx (wrk -c 64 through nginx; uwsgi_pass, proxy_pass)"
+		echo
+		echo "Behind uwsgi_pass, corral -k wsgi's requests per second over uWSGI's: $(awk -F'\t' '{r[$1] = $2} END {
+			a = r["nginx-uwsgi-corral-wsgi"]; b = r["nginx-uwsgi-uwsgi"]
+			print ((a + 0 > 0 && b + 0 > 0) ? sprintf("%.2f", a / b) : "NA")}' "$out/wsgi_nginx.tsv")."
+		echo
+		table <"$out/wsgi_nginx.tsv"
+	fi
+	if have wsgi_slow.tsv; then
+		echo
+		echo "## Python WSGI beside slow clients"
+		echo
+		echo "wrk -c ${SLOW_WRK_CONNS:-16} -d ${WRK_DURATION:-8}s alone, then again while ${SLOW_CLIENTS:-200} clients send their"
+		echo "requests a byte every ${SLOW_INTERVAL:-100ms} (bench/apps/gohello/slowclients). kept: the second rate over the"
+		echo "first; slow_done: the slow clients' requests answered."
+		echo
+		table <"$out/wsgi_slow.tsv"
 	fi
 } >docs/benchmarks.md
 if have peers.tsv; then

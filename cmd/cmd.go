@@ -44,6 +44,7 @@ type Program struct {
 	WorkerHooks worker.Hooks
 
 	executable string // resolved once: a reload must exec the path, not /proc/self/exe
+	startDir   string // the working directory at the first load, before --chdir applied
 }
 
 // Main runs the program with os.Args and exits with its code.
@@ -64,11 +65,15 @@ func (p *Program) Run(args []string) int {
 	case s == nil: // --help or --version was printed
 		return ExitOK
 	case s.printConfig || s.checkConfig:
+		p.warn(s.warnings)
 		return p.check(s)
+	}
+	for _, w := range s.warnings {
+		s.arbiter.Log.Warn(w)
 	}
 	if s.chdir != "" {
 		if err := os.Chdir(s.chdir); err != nil {
-			return p.fail(ExitError, fmt.Errorf("--chdir: %v", err))
+			return p.fail(ExitUsage, fmt.Errorf("--chdir %s: %v", s.chdir, unwrapPathError(err)))
 		}
 	}
 	if err := giveLogFiles(s); err != nil {
@@ -92,7 +97,14 @@ func (p *Program) check(s *settings) int {
 	case s.printConfig:
 		printConfig(os.Stdout, s)
 	case s.arbiter.Command == nil: // exec mode: finding the command was the check
-		if _, err := p.Apps(s.app); err != nil {
+		if s.chdir != "" && worker.LoadsApp(s.arbiter.Worker.Class) {
+			// The type imports the app from the working directory the
+			// workers will have (a process that only checks).
+			if err := os.Chdir(s.chdir); err != nil {
+				return p.fail(ExitUsage, fmt.Errorf("--chdir: %v", err))
+			}
+		}
+		if err := worker.CheckApp(&s.arbiter.Worker, p.Apps); err != nil {
 			return p.fail(ExitUsage, fmt.Errorf("app %q: %v", s.app, err))
 		}
 	}
@@ -115,6 +127,13 @@ func (p *Program) newArbiter(args []string, s *settings) *arbiter.Arbiter {
 		return s2.arbiter, nil
 	}
 	return a
+}
+
+// warn prints each warning on a line of its own.
+func (p *Program) warn(warnings []string) {
+	for _, w := range warnings {
+		fmt.Fprintf(os.Stderr, "%s: warning: %s\n", p.Name, w)
+	}
 }
 
 // fail prints err, a line for each problem in it, and returns code.
@@ -150,23 +169,35 @@ func (p *Program) parse(args []string, out io.Writer) (*settings, error) {
 		}
 		p.executable = exe
 	}
-	files := fileFlags()
-	kinds := flagKinds(files)
+	if p.startDir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, fmt.Errorf("find the working directory: %w", err)
+		}
+		p.startDir = wd
+	}
+	files, cliOnly := fileFlags(), cliFlags()
+	flags := append(append([]cli.Flag{}, files...), cliOnly...)
+	keys := fileKeys(files, cliOnly)
 	var s *settings
 	app := &cli.App{
-		Name:            p.Name,
-		Usage:           p.Usage,
-		Version:         p.Version,
-		ArgsUsage:       p.argsUsage(),
-		Flags:           append(files, cliFlags()...),
-		HideHelpCommand: true,
-		Writer:          out,
-		ErrWriter:       os.Stderr,
+		Name:      p.Name,
+		Usage:     p.Usage,
+		Version:   p.version(),
+		ArgsUsage: p.argsUsage(),
+		Flags:     flags,
+		// One value per flag, commas are data (-e 'HOSTS=a.com,b.com');
+		// the allow lists split their own (splitList).
+		DisableSliceFlagSeparator: true,
+		CustomAppHelpTemplate:     helpTemplate(p, flags),
+		HideHelpCommand:           true,
+		Writer:                    out,
+		ErrWriter:                 os.Stderr,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return err
+			return unknownFlagAnswer(err)
 		},
 		Before: func(c *cli.Context) error {
-			src, err := configSource(kinds)(c)
+			src, err := configSource(keys)(c)
 			if err != nil {
 				return err
 			}
@@ -184,7 +215,7 @@ func (p *Program) parse(args []string, out io.Writer) (*settings, error) {
 		Metadata:       map[string]any{"args": args, "command": command},
 	}
 	var ps problems
-	switch err := app.Run(args); {
+	switch err := app.Run(flagsFirst(args, flags)); {
 	case errors.As(err, &ps):
 		return nil, ps
 	case err != nil:

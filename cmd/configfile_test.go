@@ -8,13 +8,14 @@ import (
 )
 
 func TestReadConfigFile(t *testing.T) {
-	kinds := flagKinds(fileFlags())
+	keys := fileKeys(fileFlags(), cliFlags())
 	path := filepath.Join(t.TempDir(), "c.toml")
 	os.WriteFile(path, []byte("workers = 3\ntimeout = 2\ngraceful_timeout = 1.5\nbind = \"127.0.0.1:1\"\nreuse-port = true\numask = 0o027\n"), 0o644)
-	src, err := readConfigFile(path, kinds)
+	cf, err := readConfigFile(path, keys)
 	if err != nil {
 		t.Fatal(err)
 	}
+	src := cf.src
 	if n, _ := src.Int("workers"); n != 3 {
 		t.Errorf("workers %d", n)
 	}
@@ -37,7 +38,7 @@ func TestReadConfigFile(t *testing.T) {
 		"timeout = \"1s\"\n":   "want a number of seconds",
 	} {
 		os.WriteFile(path, []byte(content), 0o644)
-		if _, err := readConfigFile(path, kinds); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := readConfigFile(path, keys); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want %q", content, err, want)
 		}
 	}

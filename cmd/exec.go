@@ -39,6 +39,33 @@ func execFlags() []cli.Flag {
 	}
 }
 
+// execFlagRules are the flags that do not reach a COMMAND worker, as it
+// serves its connections itself: set, each is refused when a user relies
+// on what it promises (a limit, a log, a recycle), else warned about.
+var execFlagRules = []struct {
+	flag   string
+	refuse bool
+	why    string
+}{
+	{"worker-class", true, "the program is the worker; drop -k"},
+	{"max-requests", true, "corral does not see the program's requests; have it exit after N (an exited worker is replaced)"},
+	{"max-requests-jitter", true, "corral does not see the program's requests"},
+	{"access-logfile", true, "the program writes its own access log (its output goes to the error log: --capture-output)"},
+	{"limit-request-line", true, "the program parses its own requests"},
+	{"limit-request-fields", true, "the program parses its own requests"},
+	{"limit-request-field_size", true, "the program parses its own requests"},
+	{"max-body", true, "the program reads its own request bodies"},
+	{"proxy-protocol", true, "the program reads its own PROXY headers"},
+	{"access-logformat", false, "the program formats its own access log"},
+	{"keep-alive", false, "the program keeps its own connections"},
+	{"worker-connections", false, "the program limits its own connections"},
+	{"threads", false, "an event worker setting"},
+	{"event-inline", false, "an event worker setting"},
+	{"uwsgi-allow-from", false, "the program decides which peers it serves"},
+	{"proxy-allow-from", false, "the program decides which peers it trusts"},
+	{"forwarded-allow-ips", false, "the program decides which peers it trusts"},
+}
+
 // splitCommand splits args at the first "--": corral's own arguments
 // before it, the command after it (nil when there is no "--").
 func splitCommand(args []string) (own, command []string) {
@@ -78,7 +105,17 @@ func applyExec(c *cli.Context, s *settings) error {
 		return fmt.Errorf("an app (%q) and a command after -- exclude each other", c.Args().First())
 	}
 	path, err := lookCommand(command[0], s.chdir)
-	if err != nil {
+	errs.add(err)
+	for _, r := range execFlagRules {
+		switch {
+		case !c.IsSet(r.flag):
+		case r.refuse:
+			errs.add(fmt.Errorf("--%s does not apply to a COMMAND worker: %s", r.flag, r.why))
+		default:
+			s.warnings = append(s.warnings, fmt.Sprintf("--%s does not apply to a COMMAND worker, ignored: %s", r.flag, r.why))
+		}
+	}
+	if err := errs.err(); err != nil {
 		return err
 	}
 	s.arbiter.Command = append([]string{path}, command[1:]...)

@@ -1,7 +1,11 @@
 package cmd
 
 import (
+	"fmt"
+	"io"
+	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,5 +46,46 @@ func TestLookCommand(t *testing.T) {
 	}
 	if p, err := lookCommand("bin/sh", "/"); err != nil || p != "/bin/sh" {
 		t.Errorf("relative to --chdir: %q %v", p, err)
+	}
+}
+
+// In exec mode, a flag the command's worker would never see is refused or
+// warned about, a line each.
+func TestExecFlagRules(t *testing.T) {
+	p := testProgram()
+	_, err := p.load([]string{"corral", "-k", "sync", "--max-requests", "5", "--access-logfile", "-", "--", "sh"}, io.Discard)
+	want := []string{
+		"--worker-class does not apply to a COMMAND worker: the program is the worker; drop -k",
+		"--max-requests does not apply to a COMMAND worker: corral does not see the program's requests; have it exit after N (an exited worker is replaced)",
+		"--access-logfile does not apply to a COMMAND worker: the program writes its own access log (its output goes to the error log: --capture-output)",
+	}
+	if got := errorLines(err); !slices.Equal(got, want) {
+		t.Errorf("refusals:\n%q\nwant\n%q", got, want)
+	}
+	t.Setenv("CORRAL_WORKER_CONNECTIONS", "5")
+	s, err := p.load([]string{"corral", "--keep-alive", "3", "--", "sh"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []string{
+		"--keep-alive does not apply to a COMMAND worker, ignored: the program keeps its own connections",
+		"--worker-connections does not apply to a COMMAND worker, ignored: the program limits its own connections",
+	}
+	if !slices.Equal(s.warnings, want) {
+		t.Errorf("warnings:\n%q\nwant\n%q", s.warnings, want)
+	}
+	// The README's exec table lists every rule as it is.
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range execFlagRules {
+		what := "warned, ignored"
+		if r.refuse {
+			what = "refused"
+		}
+		if row := fmt.Sprintf("| `--%s` | %s | %s |", r.flag, what, r.why); !strings.Contains(string(readme), row) {
+			t.Errorf("README.md has no row %s", row)
+		}
 	}
 }

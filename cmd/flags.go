@@ -24,12 +24,16 @@ func defaultBind() string {
 	return "127.0.0.1:8000"
 }
 
+// The --help groups: Gunicorn's docs' sections (gunicorn.go), in the
+// order of helpGroups, then corral's own.
 const (
-	catServer  = "Server"
-	catWorkers = "Workers"
-	catLogging = "Logging"
-	catProcess = "Process"
-	catConfig  = "Config"
+	catServer   = secSocket
+	catWorkers  = secWorkers
+	catSecurity = secSecurity
+	catLogging  = secLogging
+	catNaming   = secNaming
+	catProcess  = secMechanics
+	catConfig   = secConfig
 )
 
 // flagGroup is a set of flags that a config file may set too, and how
@@ -69,7 +73,7 @@ func coreFlags() []cli.Flag {
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "workers", Aliases: []string{"w"}, Value: 1, Category: catWorkers, EnvVars: env("workers", "WEB_CONCURRENCY"),
 			Usage: "number of worker processes (default: $WEB_CONCURRENCY, else 1)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "worker-class", Aliases: []string{"k"}, Value: "goroutine", Category: catWorkers, EnvVars: env("worker-class"),
-			Usage: "the type of worker: goroutine (net/http, a goroutine per connection), sync (one request at a time, --timeout limits each request), event (epoll loops, --threads, --event-inline)"}),
+			Usage: "the type of worker: goroutine (net/http, a goroutine per connection), sync (one request at a time, --timeout limits each request), event (epoll loops, --threads, --event-inline), wsgi (a Python WSGI app, APP as in Gunicorn: module:callable; --threads requests at once)"}),
 		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "timeout", Aliases: []string{"t"}, Value: 30, Category: catWorkers, EnvVars: env("timeout"),
 			Usage: "seconds a worker may go silent before it is killed; for the goroutine worker this catches a wedged process, not a slow request; 0 turns the check off"}),
 		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "graceful-timeout", Value: 30, Category: catWorkers, EnvVars: env("graceful-timeout"),
@@ -102,10 +106,10 @@ func coreFlags() []cli.Flag {
 			Usage: "set KEY=VALUE in the workers' environment; repeatable"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "chdir", Category: catProcess, EnvVars: env("chdir"),
 			Usage: "change to this directory before starting"}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "umask", Value: "0", Category: catProcess, EnvVars: env("umask"),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "umask", Aliases: []string{"m"}, Value: "0", Category: catProcess, EnvVars: env("umask"),
 			Usage: "umask for the unix socket files corral creates, e.g. 0o077"}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "name", Aliases: []string{"n"}, Category: catProcess, EnvVars: env("name"),
-			Usage: "a name for this server in the logs"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "name", Aliases: []string{"n"}, Category: catNaming, EnvVars: env("name"),
+			Usage: "a name for ps: workers show as \"corral: worker [NAME] gen N\", the arbiter's comm is NAME (default: the app's)"}),
 	}
 }
 
@@ -113,15 +117,24 @@ func coreFlags() []cli.Flag {
 func cliFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Category: catConfig, EnvVars: env("config"),
-			Usage: "TOML config file; its keys are the long flag names (workers = 4, bind = [\"127.0.0.1:8000\"])"},
-		&cli.BoolFlag{Name: "check-config", Category: catConfig, Usage: "check the configuration and the app, then exit"},
-		&cli.BoolFlag{Name: "print-config", Category: catConfig, Usage: "print the resolved configuration as TOML, then exit"},
+			Usage: "config file: TOML, keys the long flag names (workers = 4), or a gunicorn.conf.py (read with python3)"},
+		&cli.BoolFlag{Name: "check-config", Category: catConfig, EnvVars: env("check-config"),
+			Usage: "check the configuration, the app, and the folders start-up writes to, then exit"},
+		&cli.BoolFlag{Name: "print-config", Category: catConfig, EnvVars: env("print-config"),
+			Usage: "print the resolved configuration as TOML, then exit"},
 	}
 }
 
-// flagKinds names the type of every file flag, for reading config files.
-func flagKinds(flags []cli.Flag) map[string]string {
-	kinds := map[string]string{}
+// fileKeys are the keys a config file may hold: every long name and long
+// alias of flags, each with the flag it sets and its kind. Flags only the
+// command line sets (cliFlags) have no kind: a file naming one is warned.
+func fileKeys(flags, cliOnly []cli.Flag) map[string]fileKey {
+	keys := map[string]fileKey{}
+	for _, f := range cliOnly {
+		for _, n := range f.Names() {
+			keys[n] = fileKey{flag: f.Names()[0]}
+		}
+	}
 	for _, f := range flags {
 		var kind string
 		switch f.(type) {
@@ -139,8 +152,10 @@ func flagKinds(flags []cli.Flag) map[string]string {
 			panic(fmt.Sprintf("cmd: no config file kind for %T", f))
 		}
 		for _, n := range f.Names() {
-			kinds[n] = kind
+			if len(n) > 1 { // a short name is no key: "w = 7" is a typo's look-alike
+				keys[strings.ReplaceAll(n, "_", "-")] = fileKey{flag: f.Names()[0], kind: kind}
+			}
 		}
 	}
-	return kinds
+	return keys
 }

@@ -8,14 +8,15 @@ import (
 
 // Gunicorn's spellings of the limits work in a config file.
 func TestLimitsConfigFile(t *testing.T) {
-	kinds := flagKinds(fileFlags())
+	keys := fileKeys(fileFlags(), cliFlags())
 	path := filepath.Join(t.TempDir(), "c.toml")
 	os.WriteFile(path, []byte("limit_request_field_size = 100\nlimit_request_line = 200\nmax_body = 5\nthreads = 2\nevent_inline = true\n"), 0o644)
-	src, err := readConfigFile(path, kinds)
+	cf, err := readConfigFile(path, keys)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := src.Int("limit-request-field-size"); n != 100 {
+	src := cf.src
+	if n, _ := src.Int("limit-request-field_size"); n != 100 {
 		t.Errorf("limit_request_field_size %d", n)
 	}
 	if n, _ := src.Int("limit-request-line"); n != 200 {

@@ -18,7 +18,7 @@ func init() {
 	extensions = append(extensions, flagGroup{flags: protocolFlags, apply: applyProtocol})
 }
 
-const catFrontEnd = "Front end"
+const catFrontEnd = "Front End (nginx, PROXY protocol)"
 
 var loopback = []string{"127.0.0.1", "::1"}
 

@@ -19,7 +19,7 @@ import (
 // --reload: watch the worker binary, the config file and more, and roll
 // the workers when they change (arbiter.FileWatcher).
 
-const catReload = "Reload"
+const catReload = secDebugging
 
 func init() {
 	extensions = append(extensions, flagGroup{flags: reloadFlags, apply: applyReload})
@@ -125,7 +125,7 @@ func reloadWatcher(s *settings) arbiter.Watcher {
 	}
 	opts := r.opts
 	opts.Paths = slices.Clone(opts.Paths)
-	for _, p := range r.extra {
+	for _, p := range append(slices.Clone(r.extra), s.reloadExtra...) {
 		opts.Paths = append(opts.Paths, absIn(wd, p))
 	}
 	cfg := s.arbiter

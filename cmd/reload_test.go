@@ -42,6 +42,9 @@ func TestReloadFlags(t *testing.T) {
 	conf := filepath.Join(dir, "corral.toml")
 	os.WriteFile(conf, []byte("reload-extra-file = [\"templates\", \"static/**/*.css\"]\nreload-delay = 0.5\n"), 0o644)
 	t.Chdir(dir)
+	p = testProgram() // relative paths are from where it starts
+	os.Mkdir(filepath.Join(dir, "logs"), 0o755)
+	os.Mkdir(filepath.Join(dir, "run"), 0o755)
 	t.Setenv("CORRAL_RELOAD", "true")
 	s, err = p.load([]string{"corral", "-c", "corral.toml", "--reload-ignore", "build/out/", "--reload-ignore", "*.tmp",
 		"--access-logfile", "logs/access.log", "--pid", "run/corral.pid"}, io.Discard)

@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,6 +40,11 @@ type settings struct {
 	chdir       string
 	umask       int
 	reload      *reloadSettings // --reload, or nil
+	warnings    []string        // what is set but not applied, a line each: printed, or logged at start
+	// reloadExtra are more paths for --reload to watch, as
+	// --reload-extra-file takes them: a flag group's (-k wsgi: the app's
+	// *.py files).
+	reloadExtra []string
 }
 
 // settings checks the parsed command line and builds the configuration
@@ -54,12 +61,14 @@ func (p *Program) settings(c *cli.Context, files []cli.Flag) (*settings, error) 
 		app: app, configPath: c.String("config"), checkConfig: c.Bool("check-config"), printConfig: c.Bool("print-config"),
 		logLevel: core.level, chdir: c.String("chdir"), umask: core.umask,
 	}
+	s.warnings, _ = c.App.Metadata["warnings"].([]string)
 	s.arbiter = p.arbiterConfig(c, app, core)
 	for _, g := range extensions {
 		if g.apply != nil {
 			errs.add(g.apply(c, s))
 		}
 	}
+	errs.add(p.preflight(s))
 	if err := errs.err(); err != nil {
 		return nil, err
 	}
@@ -80,7 +89,8 @@ func (p *Program) chooseApp(c *cli.Context) (string, error) {
 			return "", errors.New("no app named; try: " + p.Name + " " + strings.Join(p.AppNames, "|"))
 		}
 	}
-	if len(p.AppNames) > 0 && execArgs(c) == nil && !contains(p.AppNames, app) {
+	// A type that loads its own app (-k wsgi) takes any name.
+	if len(p.AppNames) > 0 && execArgs(c) == nil && !contains(p.AppNames, app) && !worker.LoadsApp(c.String("worker-class")) {
 		return "", fmt.Errorf("unknown app %q (known: %s)", app, strings.Join(p.AppNames, ", "))
 	}
 	return app, nil
@@ -103,15 +113,12 @@ func parseCore(c *cli.Context) (coreValues, error) {
 	if len(v.binds) == 0 {
 		v.binds = []string{defaultBind()}
 	}
-	for _, b := range v.binds {
-		_, err := socket.ParseAddr(b)
-		errs.add(err)
-	}
+	errs.add(checkBinds(v.binds))
 	if n := c.Int("workers"); n < 1 {
 		errs.add(fmt.Errorf("--workers must be 1 or more, got %d", n))
 	}
-	if class := c.String("worker-class"); !knownClass(class) {
-		errs.add(fmt.Errorf("--worker-class: unknown worker type %q (known: %s)", class, strings.Join(worker.Classes(), ", ")))
+	if class := c.String("worker-class"); !knownClass(class) && execArgs(c) == nil { // exec mode refuses -k (exec.go)
+		errs.add(fmt.Errorf("--worker-class: unknown worker type %q (known: %s)%s", class, strings.Join(worker.Classes(), ", "), classHint(class)))
 	}
 	for _, d := range []struct {
 		flag string
@@ -142,6 +149,34 @@ func parseCore(c *cli.Context) (coreValues, error) {
 		}
 	}
 	return v, errs.err()
+}
+
+// checkBinds parses each bind address and refuses one given twice, in
+// whatever spelling: the second bind would fail with "address already in
+// use", which blames another server for the user's typo. Port 0 asks for
+// a port of the kernel's choosing each time, so it may repeat.
+func checkBinds(binds []string) error {
+	var errs problems
+	seen := map[string]bool{}
+	for _, b := range binds {
+		a, err := socket.ParseAddr(b)
+		errs.add(err)
+		if err != nil {
+			continue
+		}
+		a.Protocol = "" // one address serves one protocol
+		if a.Network == "unix" {
+			a.Address = filepath.Clean(a.Address)
+		}
+		if _, port, _ := net.SplitHostPort(a.Address); a.Network == "tcp" && port == "0" {
+			continue
+		}
+		if seen[a.String()] {
+			errs.add(fmt.Errorf("--bind %s given twice", a))
+		}
+		seen[a.String()] = true
+	}
+	return errs.err()
 }
 
 // knownClass reports whether a worker type of that name is registered.
@@ -183,7 +218,7 @@ func (p *Program) arbiterConfig(c *cli.Context, app string, v coreValues) *arbit
 func workerConfig(c *cli.Context, app string, v coreValues) worker.Config {
 	return worker.Config{
 		Class: c.String("worker-class"), App: app, Name: c.String("name"),
-		Timeout: v.timeout, GracefulTimeout: v.graceful, KeepAlive: v.keepAlive, DrainIdle: drainIdle,
+		Timeout: v.timeout, GracefulTimeout: v.graceful, KeepAlive: v.keepAlive, DrainIdle: drainIdle, AbortGrace: v.abortGrace,
 		WorkerConnections: c.Int("worker-connections"),
 		MaxRequests:       c.Int("max-requests"), MaxRequestsJitter: c.Int("max-requests-jitter"),
 		ErrorLog: c.String("error-logfile"), LogLevel: c.String("log-level"),

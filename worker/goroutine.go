@@ -2,11 +2,12 @@ package worker
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,12 +59,11 @@ func (g *goroutineWorker) Serve(p *Process) error {
 	if cfg.WorkerConnections > 0 {
 		g.slots = make(chan struct{}, cfg.WorkerConnections)
 	}
-	// --max-body bounds what sync and event read whole before a handler
-	// runs; this type streams a body to its handler, which bounds it.
+	// --max-body is guardBody's: this type streams a body to the handler.
 	pcfg := parserConfig(p)
 	pcfg.Limits.MaxBody = 0
 	g.srv = &http.Server{
-		Handler:           p,
+		Handler:           guardBody(cfg, p),
 		ReadHeaderTimeout: headerReadTimeout,
 		// The Screen applies --limit-request-*; this only keeps net/http's
 		// own limit from coming first.
@@ -180,7 +180,7 @@ func (g *goroutineWorker) track(c net.Conn, s http.ConnState) {
 	}
 	g.mu.Unlock()
 	if tc, ok := c.(*trackedConn); ok {
-		tc.setState(s)
+		tc.inState(s)
 	}
 	if s == http.StateClosed || s == http.StateHijacked {
 		g.maybeDone()
@@ -237,6 +237,16 @@ func (l *drainListener) Accept() (net.Conn, error) {
 		}
 	}
 	c, err := l.accept()
+	for err != nil && isResourceError(err) && !l.draining.Load() {
+		// Handled here rather than by net/http's retry, which logs each
+		// attempt: the same pause and rate-limited log as the other types.
+		l.g.p.acceptFailed(err)
+		select {
+		case <-time.After(acceptPause):
+		case <-l.g.stopped:
+		}
+		c, err = l.accept()
+	}
 	if err != nil && l.g.slots != nil {
 		<-l.g.slots
 	}
@@ -265,36 +275,83 @@ func (l *drainListener) Accept() (net.Conn, error) {
 //
 // Its BaseConn lets net/http half-close after an error response and
 // hasUnread reach the socket.
+//
+// It also answers a request head that does not arrive within the header
+// timeout with 408, as the other types do, where net/http closes without
+// a word or answers 400, depending on where the head was cut.
 type trackedConn struct {
 	frontend.BaseConn
 	lastRead atomic.Int64  // UnixNano
+	read     atomic.Int64  // bytes read from the socket so far
+	headFrom atomic.Int64  // read when the current head began; -1 while a request is served
+	timedOut atomic.Bool   // answered 408: drop net/http's own answer
 	screen   *screenedConn // nil but on HTTP listeners
 }
 
 func (c *trackedConn) Read(b []byte) (n int, err error) {
 	switch {
 	case c.screen == nil:
-		n, err = c.Conn.Read(b)
+		n, err = c.raw().Read(b)
 	case c.screen.watching(b):
-		if n, err = c.Conn.Read(c.screen.small[:]); n > 0 {
-			c.screen.hold(n)
-			c.lastRead.Store(time.Now().UnixNano())
+		if m, err := c.raw().Read(c.screen.small[:]); m > 0 {
+			c.screen.hold(m)
+		} else if err != nil {
+			return 0, err
 		}
-		return 0, err
+		return 0, nil
 	default:
-		n, err = c.screen.read(c.Conn, b)
+		n, err = c.screen.read(c.raw(), c.Conn, b)
 	}
-	if n > 0 {
-		c.lastRead.Store(time.Now().UnixNano())
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.headTimedOut()
 	}
 	return n, err
 }
 
-// setState follows net/http's view of the connection.
-func (c *trackedConn) setState(s http.ConnState) {
+// rawConn is a trackedConn's socket side, which counts what it reads.
+type rawConn trackedConn
+
+func (c *trackedConn) raw() *rawConn { return (*rawConn)(c) }
+
+func (r *rawConn) Read(b []byte) (int, error) {
+	n, err := r.Conn.Read(b)
+	if n > 0 {
+		r.lastRead.Store(time.Now().UnixNano())
+		r.read.Add(int64(n))
+	}
+	return n, err
+}
+
+func (c *trackedConn) Write(b []byte) (int, error) {
+	if c.timedOut.Load() {
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
+}
+
+// inState follows net/http's view of the connection: a head is read in
+// StateNew and StateIdle, a request served in StateActive.
+func (c *trackedConn) inState(s http.ConnState) {
+	switch s {
+	case http.StateNew, http.StateIdle:
+		c.headFrom.Store(c.read.Load())
+	case http.StateActive:
+		c.headFrom.Store(-1)
+	}
 	if c.screen != nil {
 		c.screen.setState(s)
 	}
+}
+
+// headTimedOut answers 408 when a read for a head timed out with part of
+// the head read; a connection that sent nothing closes silently.
+func (c *trackedConn) headTimedOut() {
+	from := c.headFrom.Load()
+	if from < 0 || c.read.Load() == from || !c.timedOut.CompareAndSwap(false, true) {
+		return
+	}
+	c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	c.Conn.Write(http1.AppendError(nil, http.StatusRequestTimeout))
 }
 
 // idleSince is when the connection last showed any sign of a request.
@@ -345,7 +402,11 @@ func (l *drainListener) Close() error {
 type logWriter struct{ p *Process }
 
 func (w logWriter) Write(b []byte) (int, error) {
-	w.p.Log.Warn(fmt.Sprintf("http: %s", trimNewline(b)))
+	line := trimNewline(b)
+	if !strings.HasPrefix(line, "http: ") { // most of net/http's lines have it
+		line = "http: " + line
+	}
+	w.p.Log.Warn(line)
 	return len(b), nil
 }
 

@@ -14,13 +14,12 @@ import (
 )
 
 // TestGoroutineLimits: the goroutine worker refuses what the sync and event
-// workers refuse, with the same answers, and closes; but for --max-body,
-// which bounds what they read whole before the handler runs.
+// workers refuse, with the same answers, and closes.
 func TestGoroutineLimits(t *testing.T) {
 	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second, LimitRequestLine: 100,
 		LimitRequestFields: 5, LimitRequestFieldSize: 200, MaxBody: 10})
 	addr, _ := serveTest(t, p, new(goroutineWorker))
-	checkRefusals(t, addr, http.StatusRequestEntityTooLarge) // --max-body: sync's and event's, who read bodies whole
+	checkRefusals(t, addr)
 }
 
 // TestGoroutineRefusalAfterResponse: a refused request behind one whose
@@ -100,7 +99,7 @@ func BenchmarkGoroutineKeepAlive(b *testing.B) {
 			}
 			cfg := parserConfig(&Process{Config: &Config{}})
 			srv := &http.Server{Handler: testHandler(), ConnState: func(c net.Conn, s http.ConnState) {
-				c.(*trackedConn).setState(s)
+				c.(*trackedConn).inState(s)
 			}}
 			go srv.Serve(benchListener{l, cfg, screened})
 			defer srv.Close()

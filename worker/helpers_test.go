@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -192,7 +191,7 @@ func checkBeatsAroundBlockingRequest(t *testing.T, p *Process, w Worker) {
 	}
 }
 
-// badRequests are refused by the sync and event workers (with the limits
+// badRequests are refused by every worker type (with the limits
 // of TestEventLimits) with the status given, each with a smuggled request
 // behind it that must never be answered.
 func badRequests() map[string]int {
@@ -212,15 +211,11 @@ func badRequests() map[string]int {
 	}
 }
 
-// checkRefusals sends each of badRequests, but those answered with a status
-// in skip, on a connection of its own to addr, and wants its status and
-// the connection closed.
-func checkRefusals(t *testing.T, addr string, skip ...int) {
+// checkRefusals sends each of badRequests on a connection of its own to
+// addr, and wants its status and the connection closed.
+func checkRefusals(t *testing.T, addr string) {
 	t.Helper()
 	for req, want := range badRequests() {
-		if slices.Contains(skip, want) {
-			continue
-		}
 		res, _, br, c := rawDo(t, addr, req)
 		if res.StatusCode != want || !res.Close {
 			t.Errorf("%.50q: %d close=%v, want %d", req, res.StatusCode, res.Close, want)

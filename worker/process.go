@@ -39,6 +39,7 @@ type Process struct {
 	draining    atomic.Bool
 	front       frontConfig // protocols and trusted peers, see frontend.go
 	heartbeat   *heartbeat.Slot
+	acceptLog   rateLog // accept errors, see acceptFailed
 
 	inFlightMu sync.Mutex
 	inFlight   map[*http.Request]time.Time // for the abort log
@@ -148,7 +149,11 @@ func (p *Process) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rec.WriteHeader(http.StatusOK)
 		}
 		if p.access != nil {
-			p.access.Log(r, rec.status, rec.bytes, rec.Header(), start, time.Since(start))
+			status := rec.status
+			if g, ok := w.(interface{ refusedStatus() int }); ok && g.refusedStatus() != 0 {
+				status = g.refusedStatus() // the goroutine type answered instead, see guardBody
+			}
+			p.access.Log(r, status, rec.bytes, rec.Header(), start, time.Since(start))
 		}
 		if n := p.requests.Add(1); p.maxRequests > 0 && n >= p.maxRequests {
 			// The arbiter replaces this worker and then stops it

@@ -64,18 +64,19 @@ func (c *screenedConn) watching(b []byte) bool {
 // hold keeps what the background read read.
 func (c *screenedConn) hold(n int) { c.s.Hold(c.small[:n]) }
 
-// read is conn's Read, for net/http, through the Screen.
-func (c *screenedConn) read(conn net.Conn, b []byte) (int, error) {
+// read is conn's Read, for net/http, through the Screen, which reads src,
+// conn's socket side.
+func (c *screenedConn) read(src io.Reader, conn net.Conn, b []byte) (int, error) {
 	if c.hijacked.Load() {
 		c.s.Bypass() // the handler reads the stream as it is
 	}
-	n, err := c.s.Read(conn, b)
+	n, err := c.s.Read(src, b)
 	r, refused := err.(*http1.Refusal) // not errors.As, whose target escapes: this runs on every read
 	if !refused || r.InBody {
 		return n, err
 	}
 	if c.active.Load() {
-		return 0, c.s.Discard(conn)
+		return 0, c.s.Discard(src)
 	}
 	if !c.answered {
 		c.answered = true
