@@ -26,6 +26,8 @@ import (
 //     the price of serving WebSockets and tunnels through a Screen.)
 //
 // Bypass ends screening for good, for a connection a handler takes over.
+// Idle and Hold let a caller read the source itself while the Screen holds
+// nothing, and hand it what it read.
 //
 // Body bytes are returned as the Parser consumes them (it checks the
 // framing and the size, and keeps nothing): a body is streamed, so a
@@ -35,7 +37,8 @@ import (
 // A Screen is not safe for concurrent use. Its zero value is ready, with
 // the default Config; set Parser.Config (without ProxyProtocol: a PROXY
 // preamble is the connection's business, not the other parser's) before
-// the first Read, and call Release when the connection closes.
+// the first Read. Release gives its storage back to the pools it came from;
+// a Screen dropped without it is collected as any other value.
 type Screen struct {
 	Parser Parser
 
@@ -49,10 +52,9 @@ type Screen struct {
 	ready, parsed, mark int
 	headOut             bool
 	closed              bool // a request with Close was let through
-	// tiny is buf for a small read with nothing held, such as net/http's
-	// one-byte read that watches for the client going away while a
-	// handler runs: that read runs on a fresh goroutine each time, whose
-	// small stack a trip to the pool would outgrow.
+	// tiny is buf for a small read with nothing held, such as a reader
+	// that takes a byte at a time: the pool's 4 KiB would be more than
+	// it needs.
 	tiny    [64]byte
 	bypass  bool // the stream is the handler's: no more screening
 	refused *Refusal
@@ -282,7 +284,7 @@ func (s *Screen) release() {
 }
 
 // Release returns the Screen's storage, the Parser's included, to the pools
-// they came from; call it when the connection closes.
+// they came from, for a connection that closed.
 func (s *Screen) Release() {
 	s.buf = s.buf[:0]
 	s.ready, s.parsed, s.mark = 0, 0, 0
