@@ -41,11 +41,13 @@ vet:
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
 
-# fuzz runs the HTTP/1.1 and uwsgi parsers' fuzz targets for a bounded time; their
-# seed corpus is in worker/http1/testdata/fuzz.
+# fuzz runs the HTTP/1.1 and uwsgi parsers' fuzz targets for a bounded time, and
+# the differential one (worker/http1 against net/http); their seed corpus is in
+# worker/http1/testdata/fuzz.
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./worker/http1/
 	$(GO) test -run '^$$' -fuzz FuzzUwsgi -fuzztime 10s ./worker/http1/
+	$(GO) test -run '^$$' -fuzz FuzzDifferential -fuzztime 10s ./worker/http1/
 
 integration: build
 	$(GO) test -race -count=1 -timeout 12m ./integration/

@@ -128,9 +128,6 @@ func applyTLS(c *cli.Context, s *settings) error {
 		s.watchTLS(t)
 	}
 	anyTLS := certFile != "" && (len(https) > 0 || tcpHTTPBind(s.arbiter.Binds))
-	if len(https) > 0 && worker.Serves(wc.Class, socket.ProtocolHTTPS, wc.ProxyProtocol) != nil {
-		anyTLS = false // the front-end group refused the https:// bind already
-	}
 	if err := worker.CanServe(wc.Class, anyTLS, http2); err != nil {
 		return fmt.Errorf("-k %s: %v", wc.Class, err)
 	}

@@ -50,7 +50,7 @@ func TestTLSFlags(t *testing.T) {
 		{[]string{"--ssl-version", "SSLv3"}, "--ssl-version SSLv3: SSL 2 and 3 are not served"},
 		{[]string{"--ssl-version", "TLSv1_2", "--tls-min-version", "1.3"}, "--ssl-version TLSv1_2 and --tls-min-version both choose"},
 		{[]string{"--certfile", "/nonexistent/c.pem"}, "--certfile/--keyfile: certificate: open /nonexistent/c.pem"},
-		{[]string{"-k", "event", "-b", "https://127.0.0.1:1", "--certfile", cert}, "-k event -b https://127.0.0.1:1: the event worker serves http and uwsgi, not https"},
+		{[]string{"-k", "event", "-b", "https://127.0.0.1:1", "--certfile", cert}, "-k event: the event worker does not serve TLS"},
 		{[]string{"-k", "sync", "--http2", "h2c"}, "-k sync: the sync worker does not serve HTTP/2: --http2 h2c needs -k goroutine"},
 		{[]string{"--session-ticket-rotation", "0.5"}, "--session-ticket-rotation must be 1 second or more"},
 	} {

@@ -223,29 +223,6 @@ func Lookup(name string) (Class, bool) {
 	return c, ok
 }
 
-// FrontEndLimiter is implemented by worker types that serve only some
-// front-end protocols or PROXY modes.
-type FrontEndLimiter interface {
-	// Serves returns an error naming what it lacks unless the type serves
-	// a listener of protocol (frontend.ProtocolHTTP, ...) with PROXY
-	// mode proxy.
-	Serves(protocol, proxy string) error
-}
-
-// Serves reports whether worker type class can serve a listener of
-// protocol with PROXY mode proxy, so that the CLI refuses a combination
-// before it starts anything instead of when the first worker boots.
-func Serves(class, protocol, proxy string) error {
-	c, ok := Lookup(class)
-	if !ok {
-		return fmt.Errorf("unknown worker type %q", class)
-	}
-	if l, ok := c().(FrontEndLimiter); ok {
-		return l.Serves(protocol, proxy)
-	}
-	return nil
-}
-
 // Classes lists the registered worker types, sorted.
 func Classes() []string {
 	registryMu.Lock()

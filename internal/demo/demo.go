@@ -10,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -47,6 +48,16 @@ func Handler() http.Handler {
 		io.WriteString(w, Greeting)
 	})
 	mux.HandleFunc("/echo", echo)
+	// /echo under any prefix too (/app/echo), for an app that a front end
+	// mounts under one and passes the whole path (see
+	// frontend.RequestFromVars).
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/echo") {
+			http.NotFound(w, r)
+			return
+		}
+		echo(w, r)
+	})
 	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
 		s, err := strconv.ParseFloat(r.URL.Query().Get("seconds"), 64)
 		if err != nil || s < 0 || s > 3600 {
