@@ -5,7 +5,7 @@ BIN     := bin/corral
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 # Debian packages the tests need, as "command:package".
-TEST_TOOLS := systemd-socket-activate:systemd nginx:nginx python3:python3 node:nodejs
+TEST_TOOLS := systemd-socket-activate:systemd nginx:nginx python3:python3 node:nodejs prometheus:prometheus promtool:prometheus
 
 .PHONY: build run test deps lint vet unit fuzz integration bench soak clean
 

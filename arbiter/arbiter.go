@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/corral-server/corral/internal/logging"
+	"github.com/corral-server/corral/internal/metrics"
 	"github.com/corral-server/corral/signals"
 	"github.com/corral-server/corral/socket"
 	"github.com/corral-server/corral/worker"
@@ -43,6 +44,8 @@ type Config struct {
 	UpgradeBinary   string              // the binary USR2 starts; "" for Executable
 	Credential      *syscall.Credential // the workers' user and groups (-u, -g); nil: the arbiter's
 	Name            string              // --name: the arbiter's comm, the workers' titles (ps), the log's first line
+	MetricsBind     string              // --metrics-bind: serve /metrics, /livez, /readyz there; "" for none
+	ReadyMin        int                 // --ready-min: /readyz wants this many workers ready
 	ErrorLog        *logging.File       // reopened on USR1
 	Log             *slog.Logger
 }
@@ -103,6 +106,12 @@ type Worker struct {
 	statusBuf    []byte
 	lastError    string
 	exec         *execWorker // exec mode only; see exec.go
+
+	// Slot is the worker's stable number for the metrics: 0 to N-1,
+	// taken over by its replacement (see assignSlot).
+	Slot   int
+	proc   metrics.Proc // the last /proc reading, at procAt
+	procAt time.Time
 }
 
 // Arbiter is the master process.
@@ -144,6 +153,8 @@ type Arbiter struct {
 	stopping bool
 	quick    bool
 	exitErr  error
+
+	metrics metricsState // --metrics-bind; see metrics.go
 }
 
 // New returns an arbiter for cfg. Run starts it.
@@ -207,6 +218,10 @@ func (a *Arbiter) Run() (err error) {
 		return err
 	}
 	defer socket.CloseAll(a.listeners)
+	if err := a.openMetrics(); err != nil {
+		return err
+	}
+	defer a.closeMetrics()
 	if err := a.writePidFile(); err != nil {
 		return err
 	}
@@ -240,7 +255,9 @@ func (a *Arbiter) Run() (err error) {
 		a.reapWorkers()
 		a.murderWorkers()
 		a.manageWorkers()
+		a.publish(a.stopping)
 	}
+	a.handoverCounters()
 	if a.Hooks.OnExit != nil {
 		a.Hooks.OnExit(a)
 	}
@@ -332,7 +349,7 @@ func (a *Arbiter) handleSignals() {
 		if s == syscall.SIGCHLD {
 			continue // reaping runs every turn of the loop
 		}
-		a.log.Info("Handling signal: " + signals.Name(s))
+		a.log.Info("Handling signal: "+signals.Name(s), "signal", signals.Name(s))
 		switch s {
 		case syscall.SIGHUP:
 			a.reload("HUP")
@@ -413,7 +430,8 @@ func (a *Arbiter) reload(reason string) {
 	if a.Reload != nil {
 		c, err := a.Reload()
 		if err != nil {
-			a.log.Error(fmt.Sprintf("Reload failed: %v; keeping the current configuration and workers", err))
+			a.log.Error(fmt.Sprintf("Reload failed: %v; keeping the current configuration and workers", err), "reason", err.Error())
+			a.reloadEnded(metrics.ReloadRefused)
 			return
 		}
 		cfg = c
@@ -436,7 +454,7 @@ func (a *Arbiter) reload(reason string) {
 	if a.Hooks.OnReload != nil {
 		a.Hooks.OnReload(a)
 	}
-	a.log.Info(fmt.Sprintf("Reloading: generation %d, %d workers", a.generation, a.target))
+	a.log.Info(fmt.Sprintf("Reloading: generation %d, %d workers", a.generation, a.target), "generation", a.generation)
 }
 
 // stop begins a shutdown. A graceful one first makes the kernel stop

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corral-server/corral/internal/logging"
+	"github.com/corral-server/corral/internal/scoreboard"
 	"github.com/corral-server/corral/signals"
 	"github.com/corral-server/corral/worker"
 )
@@ -73,6 +74,8 @@ type fakeBeat struct {
 func (b *fakeBeat) Beat()                { b.last = b.sys.clock }
 func (b *fakeBeat) Since() time.Duration { return b.sys.clock.Sub(b.last) }
 func (b *fakeBeat) Close()               {}
+
+func (b *fakeBeat) Board() *scoreboard.Board { return nil }
 
 // exitCode and killedBy are wait statuses, as wait4 reports them.
 func exitCode(code int) syscall.WaitStatus           { return syscall.WaitStatus(code << 8) }

@@ -5,6 +5,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/corral-server/corral/internal/scoreboard"
 	"github.com/corral-server/corral/socket"
 	"github.com/corral-server/corral/worker"
 )
@@ -52,7 +53,8 @@ type spawned struct {
 // heartbeatSlot is a worker's heartbeat as the arbiter sees it; the real
 // one is a *heartbeat.Slot, shared memory the worker writes.
 type heartbeatSlot interface {
-	Beat()                // record a beat now (the arbiter beats for exec workers)
-	Since() time.Duration // how long ago the last beat was
-	Close()               // unmap it, once the worker is reaped
+	Beat()                    // record a beat now (the arbiter beats for exec workers)
+	Since() time.Duration     // how long ago the last beat was
+	Board() *scoreboard.Board // the worker's scoreboard in the same memory; nil for none
+	Close()                   // unmap it, once the worker is reaped
 }

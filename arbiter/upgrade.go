@@ -22,6 +22,7 @@ type upgradeEnv struct {
 	Parent    int                `json:"parent"`
 	Conn      int                `json:"conn"`
 	Listeners []socket.Inherited `json:"listeners"`
+	Metrics   *socket.Inherited  `json:"metrics,omitempty"` // the --metrics-bind socket, after Conn
 }
 
 // The handover follows cloudflare/tableflip: the new arbiter inherits the
@@ -43,6 +44,7 @@ type upgradeChild struct {
 type upgradeParent struct {
 	pid  int
 	conn int
+	said []byte // what it wrote: its metrics' counters, as it exits
 }
 
 // startUpgrade starts a new arbiter from the binary on disk (USR2).
@@ -68,10 +70,15 @@ func (a *Arbiter) startUpgrade() {
 	}
 	unix.SetNonblock(fds[0], true)
 	ue := upgradeEnv{Parent: a.pid, Conn: socket.FirstFD + len(a.listeners), Listeners: socket.Describe(a.listeners)}
-	b, _ := json.Marshal(ue)
-	env := append(os.Environ(), envUpgrade+"="+string(b))
 	files := append([]uintptr{0, 1, 2}, socket.FDs(a.listeners)...)
 	files = append(files, uintptr(fds[1]))
+	if l := a.metrics.listener; l != nil {
+		ue.Metrics = &socket.Describe([]*socket.Listener{l})[0]
+		ue.Metrics.FD = ue.Conn + 1
+		files = append(files, socket.FDs([]*socket.Listener{l})...)
+	}
+	b, _ := json.Marshal(ue)
+	env := append(os.Environ(), envUpgrade+"="+string(b))
 	pid, err := a.sys.startArbiter(bin, a.cfg.Args, env, files)
 	unix.Close(fds[1])
 	if err != nil {
@@ -142,6 +149,9 @@ func (a *Arbiter) handOver() {
 	for _, l := range a.listeners {
 		l.Disown()
 	}
+	if a.metrics.listener != nil {
+		a.metrics.listener.Disown()
+	}
 	a.stopping = true
 	a.apply(a.stopAll(syscall.SIGTERM))
 }
@@ -168,6 +178,15 @@ func (a *Arbiter) inheritUpgrade() ([]*socket.Listener, error) {
 		l.Own()
 		ls = append(ls, l)
 	}
+	if in := ue.Metrics; in != nil {
+		l, err := socket.Adopt(in.FD, in.Bind)
+		if err != nil {
+			socket.CloseAll(ls)
+			return nil, err
+		}
+		l.Own()
+		a.metrics.adopted = l
+	}
 	unix.CloseOnExec(ue.Conn)
 	unix.SetNonblock(ue.Conn, true)
 	a.parent = &upgradeParent{pid: ue.Parent, conn: ue.Conn}
@@ -191,12 +210,22 @@ func (a *Arbiter) checkParent() {
 	if p == nil {
 		return
 	}
-	var buf [16]byte
-	n, err := unix.Read(p.conn, buf[:])
-	if n != 0 || err == unix.EAGAIN || err == unix.EINTR {
-		return
+	var buf [4096]byte
+	for {
+		n, err := unix.Read(p.conn, buf[:])
+		if n > 0 {
+			if len(p.said) < 1<<20 {
+				p.said = append(p.said, buf[:n]...)
+			}
+			continue
+		}
+		if n < 0 || err == unix.EAGAIN || err == unix.EINTR {
+			return
+		}
+		break // end of file: the old arbiter is gone
 	}
 	unix.Close(p.conn)
+	a.takeCounters(p.said)
 	if a.cfg.PidFile != "" {
 		if err := os.Rename(a.pidFilePath(), a.cfg.PidFile); err != nil {
 			a.log.Error(fmt.Sprintf("Upgrade: move pid file: %v", err))

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/corral-server/corral/internal/metrics"
 	"github.com/corral-server/corral/signals"
 	"github.com/corral-server/corral/worker"
 	"golang.org/x/sys/unix"
@@ -18,13 +19,14 @@ func (a *Arbiter) spawnWorker() error {
 	a.age++
 	wc := a.cfg.Worker
 	wc.Age, wc.Generation, wc.ArbiterPid = a.age, a.generation, a.pid
+	wc.Slot, wc.Metrics = a.assignSlot(), a.metrics.server != nil
 	c, err := a.sys.spawnWorker(spawnSpec{cfg: a.cfg, listeners: a.listeners, wc: wc, log: a.log})
 	if err != nil {
 		return err
 	}
-	a.workers[c.pid] = &Worker{Pid: c.pid, Age: a.age, Generation: a.generation, Started: a.sys.now(),
+	a.workers[c.pid] = &Worker{Pid: c.pid, Age: a.age, Generation: a.generation, Slot: wc.Slot, Started: a.sys.now(),
 		statusFd: c.statusFd, heartbeat: c.heartbeat, exec: c.exec}
-	a.log.Info(fmt.Sprintf("Booting worker with pid: %d", c.pid))
+	a.log.Info(fmt.Sprintf("Booting worker with pid: %d", c.pid), "worker", c.pid, "generation", a.generation)
 	return nil
 }
 
@@ -87,6 +89,7 @@ func (a *Arbiter) handleStatus(w *Worker, line string) {
 		w.Ready, w.ReadyAt = true, a.sys.now()
 		a.everReady = true
 		a.bootFailures = 0
+		a.workerReady(w)
 		a.log.Debug(fmt.Sprintf("Worker (pid:%d) ready in %s", w.Pid, w.ReadyAt.Sub(w.Started).Round(time.Millisecond)))
 	case line == worker.StatusRecycle:
 		w.recycleAsked = true
@@ -119,8 +122,9 @@ func (a *Arbiter) reapWorkers() {
 			w.statusFd = -1
 		}
 		delete(a.workers, pid)
-		w.heartbeat.Close()
 		w.Status = ws
+		a.foldWorker(w) // before its scoreboard is unmapped
+		w.heartbeat.Close()
 		a.workerExited(w)
 		if a.Hooks.ChildExit != nil {
 			a.Hooks.ChildExit(a, *w)
@@ -137,16 +141,17 @@ func exitReason(ws syscall.WaitStatus) string {
 
 func (a *Arbiter) workerExited(w *Worker) {
 	reason := exitReason(w.Status)
+	attrs := []any{"worker", w.Pid, "generation", w.Generation, "reason", exitCause(w).String()}
 	switch {
 	case w.timedOut:
-		a.log.Error(fmt.Sprintf("Worker (pid:%d) %s after its timeout", w.Pid, reason))
+		a.log.Error(fmt.Sprintf("Worker (pid:%d) %s after its timeout", w.Pid, reason), attrs...)
 	case w.stopping:
-		a.log.Info(fmt.Sprintf("Worker (pid:%d) %s", w.Pid, reason))
+		a.log.Info(fmt.Sprintf("Worker (pid:%d) %s", w.Pid, reason), attrs...)
 	case w.Ready:
 		if w.Status.Signaled() && w.Status.Signal() == syscall.SIGKILL {
-			a.log.Error(fmt.Sprintf("Worker (pid:%d) was sent SIGKILL! Perhaps out of memory?", w.Pid))
+			a.log.Error(fmt.Sprintf("Worker (pid:%d) was sent SIGKILL! Perhaps out of memory?", w.Pid), attrs...)
 		} else {
-			a.log.Error(fmt.Sprintf("Worker (pid:%d) %s unexpectedly", w.Pid, reason))
+			a.log.Error(fmt.Sprintf("Worker (pid:%d) %s unexpectedly", w.Pid, reason), attrs...)
 		}
 	default:
 		a.bootFailed(w, reason)
@@ -160,7 +165,7 @@ func (a *Arbiter) bootFailed(w *Worker, reason string) {
 	if w.lastError != "" {
 		why = w.lastError + " (" + reason + ")"
 	}
-	a.log.Error(fmt.Sprintf("Worker (pid:%d) failed to boot: %s", w.Pid, why))
+	a.log.Error(fmt.Sprintf("Worker (pid:%d) failed to boot: %s", w.Pid, why), "worker", w.Pid, "generation", w.Generation, "reason", why)
 	a.apply(a.afterBootFailure(w, why))
 }
 
@@ -170,7 +175,8 @@ func (a *Arbiter) bootFailed(w *Worker, reason string) {
 // new workers still booting are stopped by decisions of their own.
 func (a *Arbiter) abortReload(failed *Worker, why string) {
 	a.log.Error(fmt.Sprintf("Reload failed (after %s): new worker (pid:%d) could not boot: %s; the old workers keep serving",
-		a.reloadReason, failed.Pid, why))
+		a.reloadReason, failed.Pid, why), "worker", failed.Pid, "generation", a.generation, "reason", why)
+	a.reloadEnded(metrics.ReloadFailed)
 	a.generation++
 	for _, w := range a.workers {
 		if w.Ready && !w.stopping {
@@ -201,7 +207,8 @@ func (a *Arbiter) generationReady() {
 	a.stableCfg = a.cfg
 	if !a.reloadAt.IsZero() {
 		a.log.Info(fmt.Sprintf("Reload complete: generation %d, %d workers serving, %s after %s",
-			a.generation, a.target, a.sys.now().Sub(a.reloadAt).Round(time.Millisecond), a.reloadReason))
+			a.generation, a.target, a.sys.now().Sub(a.reloadAt).Round(time.Millisecond), a.reloadReason), "generation", a.generation)
+		a.reloadEnded(metrics.ReloadComplete)
 		a.reloadAt = time.Time{}
 		a.notifyStatus()
 	}

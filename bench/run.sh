@@ -15,10 +15,12 @@
 #                  for reload.sh and term.sh together)
 #   idle_conns.sh  memory per idle keep-alive connection, 10,000 connections
 #   idle.sh        the idle arbiter's RSS and CPU, worker boot time
+#   metrics.sh     throughput with the metrics off and on (--metrics-bind), same run, each worker
+#                  type; the time of a /metrics scrape with 16 workers
 # and writes the tables, the machine and the date to docs/benchmarks.md, and a chart to
 # docs/benchmarks.png. Knobs: those of peers.sh, reload.sh, term.sh and lib.sh (WRK_DURATION,
-# RELOAD_SERVERS, ...), and BENCH_STEPS (default: all of "peers close pipeline nginx reload term
-# idle_conns idle") with BENCH_OUT (a folder of an earlier run's TSV files) to redo some steps
+# RELOAD_SERVERS, ...), and BENCH_STEPS (default: all of "peers close pipeline pinned nginx reload
+# term idle_conns idle metrics") with BENCH_OUT (a folder of an earlier run's TSV files) to redo some steps
 # and write the page again (a section whose TSV file is not in BENCH_OUT is left out: point
 # BENCH_OUT at an earlier full run's folder to keep them all).
 set -euo pipefail
@@ -35,7 +37,7 @@ if [ -n "$missing" ]; then
 fi
 go build -o bin/corral ./cmd/corral
 out=${BENCH_OUT:-$(mktemp -d /tmp/corral-bench.XXXXXX)}
-steps=" ${BENCH_STEPS:-peers close pipeline pinned nginx reload term idle_conns idle} "
+steps=" ${BENCH_STEPS:-peers close pipeline pinned nginx reload term idle_conns idle metrics} "
 step() { [[ $steps == *" $1 "* ]]; }
 if step peers; then EXTRA_PEERS=bench/corral_peers.sh bash bench/peers.sh >"$out/peers.tsv"; fi
 if step close; then
@@ -55,6 +57,10 @@ if step reload; then bash bench/reload.sh >"$out/reload.tsv"; fi
 if step term; then bash bench/term.sh >"$out/term.tsv"; fi
 if step idle_conns; then bash bench/idle_conns.sh >"$out/idle_conns.tsv"; fi
 if step idle; then bash bench/idle.sh >"$out/idle.tsv"; fi
+if step metrics; then
+	bash bench/metrics.sh throughput >"$out/metrics.tsv"
+	bash bench/metrics.sh scrape >"$out/scrape.tsv"
+fi
 
 table() { # TSV on stdin -> markdown table
 	awk -F'\t' 'NR == 1 {h = "|"; s = "|"; for (i = 1; i <= NF; i++) {h = h " " $i " |"; s = s " --- |"}; print h; print s; next}
@@ -231,6 +237,26 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		echo "## The idle arbiter and worker boot"
 		echo
 		table <"$out/idle.tsv"
+		echo
+	fi
+	if have metrics.tsv; then
+		echo "## What the metrics cost: --metrics-bind off and on, same run"
+		echo
+		echo "wrk -c ${WRK_CONNS:-64} -d ${WRK_DURATION:-5}s on 2 workers of each type, ${ROUNDS:-3} rounds of off and on"
+		echo "alternately; with the metrics on, each worker fills its scoreboard and /metrics is scraped every"
+		echo "${SCRAPE_EVERY:-1} s. rps: the median of the rounds, and of their on/off ratios; CPU per request: the server"
+		echo "tree's, the least of the rounds (the least disturbed); cost_pct is its on/off (it moves less than rps"
+		echo "on a shared machine). \`go test -bench ServeHTTP ./worker\` has the request path alone, off and on."
+		echo
+		table <"$out/metrics.tsv"
+		echo
+	fi
+	if have scrape.tsv; then
+		echo "## A /metrics scrape with ${SCRAPE_WORKERS:-16} workers"
+		echo
+		echo "curl's time_total over ${SCRAPES:-100} scrapes one after the other, on 127.0.0.1."
+		echo
+		table <"$out/scrape.tsv"
 	fi
 } >docs/benchmarks.md
 if have peers.tsv; then

@@ -236,7 +236,8 @@ func (s *settings) openLogs() error {
 		}
 		s.arbiter.ErrorLog, out = f, f
 	}
-	s.arbiter.Log = logging.New(out, s.logLevel)
+	// Text or JSON: --log-format, see metrics.go.
+	s.arbiter.Log = logging.NewFormat(out, s.logLevel, s.arbiter.Worker.LogFormat)
 	latestLogger.Store(s.arbiter.Log) // the --reload watcher's warnings follow it
 	return nil
 }

@@ -114,29 +114,57 @@ func (a Addr) String() string {
 // Listener is one listening socket owned by this process.
 type Listener struct {
 	Bind string   // what the user asked for ("127.0.0.1:0", "unix:/run/x.sock", a systemd name)
-	File *os.File // the socket; close-on-exec here, passed to children explicitly
 	Addr net.Addr // the bound local address (the real port when 0 was asked for)
 	// Protocol is the protocol the bind address named ("http", "uwsgi",
 	// "fastcgi"), or "" for the worker's default.
 	Protocol string
 
-	fd     int    // File's descriptor, read once without os.File.Fd
+	fd     int    // the socket, close-on-exec here, passed to children explicitly
 	unlink string // unix socket file this process created and removes on Close
 }
 
-// newListener wraps f. It reads the fd number through SyscallConn because
-// os.File.Fd switches the socket to blocking mode, and that mode belongs to
-// the open file description the workers share: one blocking accept(2)
-// would then hang a draining worker.
+// newListener takes the socket out of f, which it closes: the Listener
+// holds a duplicate of the fd that no os.File holds. An os.File over a
+// non-blocking socket is registered with the Go runtime's netpoller
+// (edge-triggered); this process never accepts on its listeners, but
+// while any of its goroutines waits in the netpoller (the arbiter's
+// metrics server), every connection arriving on one would wake it, with
+// nobody to hand the edge to: thousands of wake-ups a second under load.
+// The fd number is read through SyscallConn because os.File.Fd switches
+// the socket to blocking mode, and that mode belongs to the open file
+// description the workers share: one blocking accept(2) would then hang a
+// draining worker.
 func newListener(bind string, f *os.File, addr net.Addr, unlink string) (*Listener, error) {
+	defer f.Close()
 	rc, err := f.SyscallConn()
 	if err != nil {
-		f.Close()
 		return nil, fmt.Errorf("listener %s: %w", bind, err)
 	}
-	fd := -1
-	rc.Control(func(u uintptr) { fd = int(u) })
-	return &Listener{Bind: bind, File: f, Addr: addr, fd: fd, unlink: unlink}, nil
+	fd, derr := -1, error(nil)
+	rc.Control(func(u uintptr) { fd, derr = unix.FcntlInt(u, unix.F_DUPFD_CLOEXEC, 0) })
+	if derr != nil {
+		return nil, fmt.Errorf("listener %s: dup: %w", bind, derr)
+	}
+	return &Listener{Bind: bind, Addr: addr, fd: fd, unlink: unlink}, nil
+}
+
+// NetListener returns a net.Listener over a duplicate of the socket, for
+// a process that does accept on it; closing it leaves l open.
+func (l *Listener) NetListener() (net.Listener, error) {
+	fd, err := unix.FcntlInt(uintptr(l.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("listener %s: dup: %w", l.Bind, err)
+	}
+	f := os.NewFile(uintptr(fd), l.Bind)
+	defer f.Close()
+	nl, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("listener %s: %w", l.Bind, err)
+	}
+	if ul, ok := nl.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false) // Close removes the file, if this process owns it
+	}
+	return nl, nil
 }
 
 // Fd is the socket's descriptor in this process. Unlike os.File.Fd it
@@ -387,9 +415,13 @@ func (l *Listener) ResumeIntake() error {
 }
 
 // Close closes the socket and removes the unix socket file this process
-// created, if it is still there.
+// created, if it is still there. A second Close does nothing.
 func (l *Listener) Close() error {
-	err := l.File.Close()
+	if l.fd < 0 {
+		return net.ErrClosed // closed already: the number may be another file's now
+	}
+	err := unix.Close(l.fd)
+	l.fd = -1
 	if l.unlink != "" {
 		if fi, serr := os.Lstat(l.unlink); serr == nil && fi.Mode()&os.ModeSocket != 0 {
 			os.Remove(l.unlink)

@@ -144,7 +144,7 @@ func TestBindUnixModeStaleAndAlive(t *testing.T) {
 		t.Fatal("bound over a live unix socket")
 	}
 	// A stale one (no listener: the fd is closed but the file stays) is.
-	ls[0].File.Close()
+	unix.Close(ls[0].Fd())
 	if _, err := os.Stat(path); err != nil {
 		t.Fatal("socket file gone too early")
 	}
@@ -215,7 +215,7 @@ func TestStopIntakeKeepsBacklogAndDropsNew(t *testing.T) {
 	if fl, _ := unix.FcntlInt(uintptr(l.Fd()), unix.F_GETFL, 0); fl&unix.O_NONBLOCK == 0 {
 		t.Fatal("listener is blocking")
 	}
-	nl, err := net.FileListener(l.File)
+	nl, err := l.NetListener()
 	if err != nil {
 		t.Fatal(err)
 	}

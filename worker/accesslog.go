@@ -74,12 +74,16 @@ func (a *AccessLog) Log(r *http.Request, status int, size int64, respHeader http
 	a.out.Write(b.Bytes())
 }
 
-// ParseAccessLogFormat compiles a format such as DefaultAccessLogFormat.
+// ParseAccessLogFormat compiles a format such as DefaultAccessLogFormat,
+// or AccessLogJSON.
 // It knows Gunicorn's atoms: h l u t r m U q H s B b f a T M D L p, and
 // {header}i, {header}o, {variable}e.
 func ParseAccessLogFormat(format string) ([]atom, error) {
 	if format == "" {
 		format = DefaultAccessLogFormat
+	}
+	if format == AccessLogJSON {
+		return []atom{jsonAccessLine}, nil
 	}
 	var atoms []atom
 	rest := format

@@ -355,6 +355,9 @@ func (l *eventLoop) accept(lfd int) bool {
 			continue
 		}
 		l.conns[c.fd] = c
+		if b := l.p.board; b != nil {
+			b.ConnOpened()
+		}
 	}
 	return true
 }
@@ -588,6 +591,7 @@ func (c *eventConn) read() {
 	if c.lingering {
 		var b [4096]byte
 		n, err := unix.Read(int(c.fd), b[:])
+		c.counted(n, 0)
 		if n <= 0 && err != unix.EAGAIN && err != unix.EINTR {
 			c.close()
 		}
@@ -604,6 +608,7 @@ func (c *eventConn) read() {
 	}
 	room := cap(c.in) - len(c.in)
 	n, err := unix.Read(int(c.fd), c.in[len(c.in):cap(c.in)])
+	c.counted(n, 0)
 	// A short read emptied the socket, and an edge reports the next bytes;
 	// but a FIN already reported waits behind the bytes just read.
 	if n < room && err != unix.EINTR && !c.peerShut {
@@ -708,6 +713,7 @@ func (c *eventConn) processUwsgi() {
 		}
 		// Anything else is closed without an answer, as by the other
 		// worker types: nginx answers its client 502.
+		c.l.p.ParseError(0)
 		c.in = c.in[:0]
 		c.closeAfter, c.lingerOn = true, true
 		return
@@ -729,9 +735,19 @@ type addrString string
 func (a addrString) Network() string { return "tcp" }
 func (a addrString) String() string  { return string(a) }
 
+// counted counts bytes read from and written to the connection on the
+// scoreboard.
+func (c *eventConn) counted(read, written int) {
+	if b := c.l.p.board; b != nil {
+		b.AddRead(read)
+		b.AddWritten(written)
+	}
+}
+
 // fail answers a request that cannot be parsed, then closes.
 func (c *eventConn) fail(err error) {
 	if code := http1.Status(err); code != 0 {
+		c.l.p.ParseError(code)
 		c.out = http1.AppendError(c.getOut(), code)
 		c.l.p.Log.Debug(fmt.Sprintf("bad request from %s: %v", c.remote, err))
 	}
@@ -784,6 +800,7 @@ func (c *eventConn) flush() {
 	for c.canWrite && c.outOff < len(c.out) {
 		n, err := unix.Write(int(c.fd), c.out[c.outOff:])
 		if n > 0 {
+			c.counted(0, n)
 			c.outOff += n
 			c.last = nanotime()
 		}
@@ -860,6 +877,9 @@ func (c *eventConn) close() {
 	unix.Close(int(c.fd)) // also leaves the epoll set
 	delete(l.conns, c.fd)
 	l.e.conns.Add(-1)
+	if b := l.p.board; b != nil {
+		b.ConnClosed()
+	}
 	if c.ack != nil {
 		c.ack <- errConnClosed
 		c.ack = nil

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -69,7 +70,7 @@ func (g *goroutineWorker) Serve(p *Process) error {
 		// The front end (protocol, PROXY header) of each listener; its
 		// connections go through the same drain and cap logic.
 		fe := p.FrontEnd(i)
-		dl := &drainListener{Listener: l, g: g, wrap: fe.WrapConn}
+		dl := &drainListener{Listener: l, g: g, wrap: fe.WrapConn, http: fe.Protocol == frontend.ProtocolHTTP}
 		g.listeners = append(g.listeners, dl)
 		g.open++
 		go func() { errs <- fe.Serve(g.srv, dl) }()
@@ -212,7 +213,8 @@ func (g *goroutineWorker) listenerClosed() {
 type drainListener struct {
 	net.Listener
 	g        *goroutineWorker
-	wrap     func(net.Conn) net.Conn // the front end's wrapper (PROXY header), or nil
+	wrap     func(net.Conn) net.Conn // the front end's wrapper (counting, PROXY header), or nil
+	http     bool                    // served by net/http, whose own error answers are counted
 	draining atomic.Bool
 	once     sync.Once
 }
@@ -244,6 +246,9 @@ func (l *drainListener) Accept() (net.Conn, error) {
 		c = l.wrap(c)
 	}
 	tc := &trackedConn{BaseConn: frontend.BaseConn{Conn: c}}
+	if l.http && l.g.p.board != nil {
+		tc.p = l.g.p
+	}
 	tc.lastRead.Store(time.Now().UnixNano())
 	l.g.mu.Lock()
 	l.g.conns[tc] = &connState{state: http.StateNew, since: time.Now()}
@@ -261,6 +266,43 @@ func (l *drainListener) Accept() (net.Conn, error) {
 type trackedConn struct {
 	frontend.BaseConn
 	lastRead atomic.Int64 // UnixNano
+	p        *Process     // counts net/http's answers to requests it could not parse; nil: off
+}
+
+// Write counts net/http's own answer to a request it refused (400, 431,
+// 501, 505): net/http writes it straight to the connection, in one write.
+func (c *trackedConn) Write(b []byte) (int, error) {
+	if c.p != nil {
+		if code := netHTTPErrorStatus(b); code != 0 {
+			c.p.ParseError(code)
+		}
+	}
+	return c.Conn.Write(b)
+}
+
+// netHTTPErrorHeaders follow the status line of every answer net/http's
+// server writes by itself, and of no response from a handler (those carry
+// a Date, and Connection sorts before Content-Type).
+const netHTTPErrorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+
+// netHTTPErrorStatus is the status of b if b is such an answer, else 0.
+func netHTTPErrorStatus(b []byte) int {
+	const prefix = "HTTP/1.1 "
+	if len(b) < len(prefix)+4 || string(b[:len(prefix)]) != prefix || b[len(prefix)+3] != ' ' {
+		return 0
+	}
+	code := 0
+	for _, d := range b[len(prefix) : len(prefix)+3] {
+		if d < '0' || d > '9' {
+			return 0
+		}
+		code = code*10 + int(d-'0')
+	}
+	i := bytes.Index(b, []byte("\r\n"))
+	if i < 0 || !bytes.HasPrefix(b[i:], []byte(netHTTPErrorHeaders)) {
+		return 0
+	}
+	return code
 }
 
 func (c *trackedConn) Read(b []byte) (int, error) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/corral-server/corral/internal/heartbeat"
+	"github.com/corral-server/corral/internal/scoreboard"
 )
 
 // Process is what the runtime gives a worker type: the listeners, the
@@ -39,6 +40,7 @@ type Process struct {
 	draining    atomic.Bool
 	front       frontConfig // protocols and trusted peers, see frontend.go
 	heartbeat   *heartbeat.Slot
+	board       *scoreboard.Board // nil unless Config.Metrics; see scoreboard.go
 
 	inFlightMu sync.Mutex
 	inFlight   map[*http.Request]time.Time // for the abort log
@@ -80,6 +82,9 @@ func (p *Process) logInFlight() {
 // replacement is ready, so a type calls this only once it really accepts.
 func (p *Process) Ready() {
 	p.readyOnce.Do(func() {
+		if !p.draining.Load() {
+			p.setState(scoreboard.Idle)
+		}
 		p.report(StatusReady)
 		if p.ready != nil {
 			close(p.ready)
@@ -90,6 +95,12 @@ func (p *Process) Ready() {
 // Draining reports whether a graceful stop has begun: responses from now on
 // carry "Connection: close".
 func (p *Process) Draining() bool { return p.draining.Load() }
+
+// drain marks the start of a graceful or quick stop.
+func (p *Process) drain() {
+	p.draining.Store(true)
+	p.setState(scoreboard.Draining)
+}
 
 // Requests is the number of requests served so far.
 func (p *Process) Requests() int64 { return p.requests.Load() }
@@ -124,11 +135,15 @@ func chooseMaxRequests(n, jitter int) int64 {
 }
 
 // ServeHTTP serves one request through the app's handler, logs it to the
-// access log, and counts it against --max-requests.
+// access log, counts it on the scoreboard and against --max-requests.
 func (p *Process) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	p.trustForwarded(r)
 	rec := &recorder{ResponseWriter: w, p: p}
+	var current bool // the scoreboard shows this request
+	if p.board != nil {
+		current = p.board.Begin(heartbeat.MonoOf(start), r.Method, r.RequestURI)
+	}
 	p.inFlightMu.Lock()
 	p.inFlight[r] = start
 	p.inFlightMu.Unlock()
@@ -147,8 +162,12 @@ func (p *Process) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else if !rec.wroteHeader {
 			rec.WriteHeader(http.StatusOK)
 		}
+		elapsed := time.Since(start)
+		if p.board != nil {
+			p.board.Done(current, rec.status, elapsed)
+		}
 		if p.access != nil {
-			p.access.Log(r, rec.status, rec.bytes, rec.Header(), start, time.Since(start))
+			p.access.Log(r, rec.status, rec.bytes, rec.Header(), start, elapsed)
 		}
 		if n := p.requests.Add(1); p.maxRequests > 0 && n >= p.maxRequests {
 			// The arbiter replaces this worker and then stops it

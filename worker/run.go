@@ -75,7 +75,7 @@ var caughtSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT
 	syscall.SIGHUP, syscall.SIGWINCH, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2}
 
 // boot readies p to serve: the logs, the app's handler, the listeners,
-// the front ends and the heartbeat. It returns the worker type and the
+// the front ends, the heartbeat and the scoreboard. It returns the worker type and the
 // error log, which USR1 reopens.
 func (p *Process) boot(apps AppFunc) (Class, *logging.File, error) {
 	cfg := p.Config
@@ -87,7 +87,7 @@ func (p *Process) boot(apps AppFunc) (Class, *logging.File, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	p.Log = logging.New(errLog, level)
+	p.Log = logging.NewFormat(errLog, level, cfg.LogFormat)
 	if p.access, err = OpenAccessLog(cfg.AccessLog, cfg.AccessLogFormat); err != nil {
 		return nil, nil, err
 	}
@@ -108,6 +108,11 @@ func (p *Process) boot(apps AppFunc) (Class, *logging.File, error) {
 	if cfg.HeartbeatFD > 0 {
 		if p.heartbeat, err = heartbeat.Open(cfg.HeartbeatFD); err != nil {
 			return nil, nil, err
+		}
+		if cfg.Metrics {
+			if p.board = p.heartbeat.Board(); p.board != nil {
+				p.board.Init()
+			}
 		}
 	}
 	return class, errLog, nil
@@ -208,7 +213,7 @@ func (s *serving) drain() {
 	if s.grace != nil {
 		return
 	}
-	s.p.draining.Store(true)
+	s.p.drain()
 	s.stop(true)
 	s.grace = time.After(s.p.Config.GracefulTimeout)
 }
@@ -216,7 +221,7 @@ func (s *serving) drain() {
 // quit begins a quick stop: the type closes everything, and Serve has a
 // second to return before the process exits anyway.
 func (s *serving) quit() {
-	s.p.draining.Store(true)
+	s.p.drain()
 	s.stop(false)
 	s.hard = time.After(time.Second)
 }

@@ -44,6 +44,12 @@ type Config struct {
 	ArbiterPid  int                `json:"arbiter_pid"`  // exit when the parent is not this
 	Age         int                `json:"age"`          // spawn sequence number, as Gunicorn's worker age
 	Generation  int                `json:"generation"`   // bumped by every reload
+	// Slot is the worker's stable number, 0 to N-1, which its
+	// replacement takes over: the metrics label it.
+	Slot int `json:"slot"`
+	// Metrics (--metrics-bind) has the worker fill the scoreboard in its
+	// heartbeat memfd; off, a request pays nothing for it.
+	Metrics bool `json:"metrics,omitempty"`
 	// Exec, in exec mode (corral -- COMMAND), makes the worker a shim
 	// that execs the command; see exec.go.
 	Exec *ExecConfig `json:"exec,omitempty"`
@@ -85,6 +91,7 @@ type Config struct {
 
 	ErrorLog        string `json:"error_log"`
 	LogLevel        string `json:"log_level"`
+	LogFormat       string `json:"log_format,omitempty"` // --log-format: text or json
 	AccessLog       string `json:"access_log"`
 	AccessLogFormat string `json:"access_log_format"`
 }

@@ -1,8 +1,9 @@
-// Package heartbeat owns a worker's proof of life: eight bytes of shared
-// memory (a memfd that the arbiter creates and the worker inherits) in
-// which the worker stores the CLOCK_MONOTONIC time of its last beat. The
-// arbiter reads every worker's slot each tick without a system call, and a
-// wall-clock jump cannot make a worker look dead.
+// Package heartbeat owns a worker's slot of shared memory: one page (a
+// memfd that the arbiter creates and the worker inherits) that starts with
+// the worker's proof of life, the CLOCK_MONOTONIC time of its last beat,
+// and holds its scoreboard (package internal/scoreboard) from byte 64 on.
+// The arbiter reads every worker's slot each tick without a system call,
+// and a wall-clock jump cannot make a worker look dead.
 package heartbeat
 
 import (
@@ -11,13 +12,25 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/corral-server/corral/internal/scoreboard"
 	"golang.org/x/sys/unix"
 )
 
-// Slot is one worker's heartbeat, mapped into this process.
+// The slot's layout: the beat in the first word, the scoreboard on its own
+// cache line after it, the whole a page.
+const (
+	boardOffset = 64
+	size        = 4096
+)
+
+// The scoreboard must fit in the page.
+var _ [size - boardOffset - scoreboard.Size]byte
+
+// Slot is one worker's heartbeat and scoreboard, mapped into this process.
 type Slot struct {
-	mem []byte
-	fd  int // the memfd, until the arbiter passed it on; -1 after Release
+	mem   []byte
+	fd    int               // the memfd, until the arbiter passed it on; -1 after Release
+	board *scoreboard.Board // nil when the memfd is too small (another release's)
 }
 
 // Create makes a new slot, already beating now, for a worker to inherit
@@ -27,7 +40,7 @@ func Create() (*Slot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat: memfd_create: %w", err)
 	}
-	if err := unix.Ftruncate(fd, 8); err != nil {
+	if err := unix.Ftruncate(fd, size); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("heartbeat: ftruncate: %w", err)
 	}
@@ -52,13 +65,31 @@ func Open(fd int) (*Slot, error) {
 	return s, nil
 }
 
+// mmap maps the memfd: the whole page, or only the beat when the memfd is
+// smaller (made by a corral from before the scoreboard).
 func mmap(fd int) (*Slot, error) {
-	mem, err := unix.Mmap(fd, 0, 8, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("heartbeat: fstat: %w", err)
+	}
+	n := size
+	if st.Size < size {
+		n = 8
+	}
+	mem, err := unix.Mmap(fd, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat: mmap: %w", err)
 	}
-	return &Slot{mem: mem, fd: fd}, nil
+	s := &Slot{mem: mem, fd: fd}
+	if n == size {
+		s.board, _ = scoreboard.At(mem[boardOffset:])
+	}
+	return s, nil
 }
+
+// Board is the worker's scoreboard in this slot, or nil if the slot has
+// none (a memfd from another release of corral).
+func (s *Slot) Board() *scoreboard.Board { return s.board }
 
 // FD is the memfd to pass to the worker.
 func (s *Slot) FD() int { return s.fd }
@@ -76,7 +107,7 @@ func (s *Slot) Close() {
 	s.Release()
 	if s.mem != nil {
 		unix.Munmap(s.mem)
-		s.mem = nil
+		s.mem, s.board = nil, nil
 	}
 }
 
@@ -97,6 +128,10 @@ func (s *Slot) Since() time.Duration {
 // x/sys/unix is a real system call, and the event worker reads the clock
 // several times per request.
 func Now() int64 { return monoBase + int64(time.Since(monoStart)) }
+
+// MonoOf is t, a reading of this process's clock (time.Now), as
+// CLOCK_MONOTONIC nanoseconds, as Now is: no clock read of its own.
+func MonoOf(t time.Time) int64 { return monoBase + int64(t.Sub(monoStart)) }
 
 // monoStart is when CLOCK_MONOTONIC read monoBase: the midpoint of the
 // narrowest of a few pairs of Go readings around a clock_gettime.

@@ -7,11 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corral-server/corral/internal/scoreboard"
 	"golang.org/x/sys/unix"
 )
 
-// TestBeatAcrossProcesses has a child process beat through an inherited
-// memfd, and checks that the parent sees it.
+// TestBeatAcrossProcesses has a child process beat and count a request on
+// its scoreboard through an inherited memfd, and checks that the parent
+// sees both.
 func TestBeatAcrossProcesses(t *testing.T) {
 	if fd := os.Getenv("HEARTBEAT_CHILD_FD"); fd != "" {
 		n, _ := strconv.Atoi(fd)
@@ -20,6 +22,10 @@ func TestBeatAcrossProcesses(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.Beat()
+		b := s.Board()
+		b.Init()
+		b.SetState(scoreboard.Idle)
+		b.Done(b.Begin(Now(), "GET", "/"), 204, time.Millisecond)
 		return
 	}
 	s, err := Create()
@@ -42,6 +48,9 @@ func TestBeatAcrossProcesses(t *testing.T) {
 	f.Close()
 	if d := s.Since(); d > 10*time.Second {
 		t.Fatalf("the child's beat was not seen: last beat %s ago", d)
+	}
+	if c := s.Board().Read(); !c.Valid || c.State != scoreboard.Idle || c.Requests[1] != 1 {
+		t.Fatalf("the child's scoreboard reads valid %v, state %s, 2xx %d; want true, idle, 1", c.Valid, c.State, c.Requests[1])
 	}
 }
 
@@ -76,5 +85,27 @@ func TestNowIsTheSystemMonotonicClock(t *testing.T) {
 			t.Fatalf("Now() = %d, not between clock_gettime's %d and %d", now, before, after)
 		}
 		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// TestOldMemfdHasNoBoard: a memfd of the old eight bytes (a worker binary
+// from before the scoreboard, beside a newer one during a reload) maps as
+// a heartbeat without a board.
+func TestOldMemfdHasNoBoard(t *testing.T) {
+	fd, err := unix.MemfdCreate("old-heartbeat", unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Ftruncate(fd, 8); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Beat()
+	if s.Board() != nil || s.Since() > time.Second {
+		t.Fatalf("board %v, last beat %s ago; want none, just now", s.Board(), s.Since())
 	}
 }

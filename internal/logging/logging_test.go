@@ -2,6 +2,8 @@ package logging
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -58,5 +60,51 @@ func TestReopenAfterRotation(t *testing.T) {
 	cur, _ := os.ReadFile(path)
 	if string(old) != "one\ntwo\n" || string(cur) != "three\n" {
 		t.Errorf("rotated %q, current %q", old, cur)
+	}
+}
+
+// TestJSONLines: every record is one line that parses as JSON, with
+// Gunicorn's level names, the pid, and the attributes as keys; a message
+// with quotes, backslashes and a newline stays one valid line.
+func TestJSONLines(t *testing.T) {
+	var buf bytes.Buffer
+	l := NewFormat(&buf, slog.LevelInfo, FormatJSON)
+	l.Debug("hidden")
+	l.Info("Booting worker with pid: 1235", "worker", 1235, "generation", 2)
+	l.Warn("a \"quoted\" \\ path\nand a second line", "reason", "two words")
+	l.Log(context.Background(), slog.LevelError+4, "the end", "signal", "TERM")
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("got %d lines: %q", len(lines), buf.String())
+	}
+	want := []map[string]any{
+		{"level": "INFO", "msg": "Booting worker with pid: 1235", "worker": 1235.0, "generation": 2.0},
+		{"level": "WARNING", "msg": "a \"quoted\" \\ path\nand a second line", "reason": "two words"},
+		{"level": "CRITICAL", "msg": "the end", "signal": "TERM"},
+	}
+	for i, line := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("line %d does not parse: %v: %q", i+1, err, line)
+		}
+		if m["pid"] != float64(os.Getpid()) || m["time"] == nil {
+			t.Errorf("line %d: pid %v, time %v; want %d and a time", i+1, m["pid"], m["time"], os.Getpid())
+		}
+		for k, v := range want[i] {
+			if m[k] != v {
+				t.Errorf("line %d: %s = %#v, want %#v", i+1, k, m[k], v)
+			}
+		}
+	}
+}
+
+func TestParseFormat(t *testing.T) {
+	for in, want := range map[string]string{"": "text", "text": "text", "json": "json"} {
+		if got, err := ParseFormat(in); err != nil || got != want {
+			t.Errorf("ParseFormat(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := ParseFormat("xml"); err == nil || !strings.Contains(err.Error(), `"xml"`) {
+		t.Errorf("ParseFormat(xml): %v, want an error naming it", err)
 	}
 }

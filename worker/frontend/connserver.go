@@ -37,6 +37,10 @@ type ConnServer struct {
 	// UwsgiMaxVars caps a uwsgi packet's variables block; 0 is
 	// http1.DefaultUwsgiMaxVars.
 	UwsgiMaxVars int
+	// ParseError, if set, counts a request refused as malformed (the
+	// worker's scoreboard): code is the status answered, 0 when the
+	// connection is closed without one.
+	ParseError func(code int)
 }
 
 // Serve accepts connections from l and serves each on its own goroutine,
@@ -92,6 +96,12 @@ func (s *ConnServer) setState(c net.Conn, st http.ConnState) {
 }
 
 func (s *ConnServer) draining() bool { return s.Draining != nil && s.Draining() }
+
+func (s *ConnServer) parseError(code int) {
+	if s.ParseError != nil {
+		s.ParseError(code)
+	}
+}
 
 func (s *ConnServer) logf(level slog.Level, format string, args ...any) {
 	if s.Log != nil {

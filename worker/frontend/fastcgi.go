@@ -233,6 +233,7 @@ func (s *ConnServer) serveFastCGI(c net.Conn) {
 				s.logf(slog.LevelDebug, "fastcgi: %s closed the connection after the response: %v", peerName(c), err)
 			case errors.Is(err, ErrFastCGI):
 				s.logf(slog.LevelWarn, "fastcgi: bad record from %s, closing the connection: %v", peerName(c), err)
+				s.parseError(0)
 			case err == io.EOF || errors.Is(err, net.ErrClosed) || (errors.As(err, &ne) && ne.Timeout()):
 			default:
 				s.logf(slog.LevelDebug, "fastcgi: connection from %s: %v", peerName(c), err)
@@ -253,6 +254,7 @@ func (s *ConnServer) serveFastCGI(c net.Conn) {
 		if err := s.fastCGIRecord(c, fw, &cur, rec); err != nil {
 			if err != errCloseConn {
 				s.logf(slog.LevelWarn, "fastcgi: bad record from %s, closing the connection: %v", peerName(c), err)
+				s.parseError(0)
 			}
 			return
 		}

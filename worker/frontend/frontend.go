@@ -36,11 +36,19 @@ type FrontEnd struct {
 	ReadTimeout time.Duration
 	IdleTimeout time.Duration
 	Draining    func() bool
+	// Count, if set, wraps each accepted connection first, to count it
+	// and its bytes (the worker's scoreboard); ParseError counts a
+	// request refused as malformed (see ConnServer).
+	Count      func(net.Conn) net.Conn
+	ParseError func(code int)
 }
 
-// WrapConn wraps an accepted connection in a ProxyConn when the PROXY
-// protocol is on, and returns it as it is otherwise.
+// WrapConn wraps an accepted connection for Count, and in a ProxyConn
+// when the PROXY protocol is on.
 func (f *FrontEnd) WrapConn(c net.Conn) net.Conn {
+	if f.Count != nil {
+		c = f.Count(c)
+	}
 	if f.Proxy == ProxyOff || f.Proxy == "" {
 		return c
 	}
@@ -96,5 +104,6 @@ func (f *FrontEnd) ConnServer(h http.Handler, state func(net.Conn, http.ConnStat
 		IdleTimeout: f.IdleTimeout,
 		Draining:    f.Draining,
 		UwsgiAllow:  f.UwsgiAllow,
+		ParseError:  f.ParseError,
 	}
 }

@@ -130,6 +130,7 @@ func (s *ConnServer) serveUwsgi(c net.Conn) {
 	}
 	if err != nil {
 		s.logf(slog.LevelWarn, "uwsgi: bad request from %s, closing the connection: %v", peerName(c), err)
+		s.parseError(0)
 		return
 	}
 	c.SetReadDeadline(time.Time{})

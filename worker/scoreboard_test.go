@@ -1,0 +1,160 @@
+package worker
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// firstWrites records the first write on each connection a listener
+// accepts, as the goroutine worker's trackedConn sees net/http's writes.
+type firstWrites struct {
+	net.Listener
+	mu     sync.Mutex
+	writes [][]byte
+}
+
+func (l *firstWrites) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &firstWrite{Conn: c, l: l}, nil
+}
+
+type firstWrite struct {
+	net.Conn
+	l    *firstWrites
+	once sync.Once
+}
+
+func (c *firstWrite) Write(b []byte) (int, error) {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		c.l.writes = append(c.l.writes, append([]byte(nil), b...))
+		c.l.mu.Unlock()
+	})
+	return c.Conn.Write(b)
+}
+
+// TestNetHTTPErrorStatusOnARealServer tells net/http's own answers to
+// requests it refused from a handler's response that looks alike (text,
+// Connection: close), on this Go's net/http.
+func TestNetHTTPErrorStatusOnARealServer(t *testing.T) {
+	nl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &firstWrites{Listener: nl}
+	srv := &http.Server{MaxHeaderBytes: 1024, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, "400 Bad Request")
+	})}
+	go srv.Serve(l)
+	defer srv.Close()
+	for _, tc := range []struct {
+		req  string
+		want int
+	}{
+		{"GET / HTTP/1.1\r\n\r\n", 400}, // no Host
+		{"GET / HTTP/1.1\r\nHost: x\r\nX: " + strings.Repeat("a", 8000) + "\r\n\r\n", 431},
+		{"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+		{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 0}, // the handler's own 400
+	} {
+		c, err := net.Dial("tcp", nl.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, tc.req)
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		c.Close()
+		if err != nil {
+			t.Fatalf("%q: %v", tc.req[:20], err)
+		}
+		res.Body.Close()
+		l.mu.Lock()
+		first := l.writes[len(l.writes)-1]
+		l.mu.Unlock()
+		if got := netHTTPErrorStatus(first); got != tc.want {
+			t.Errorf("%q answered %d: netHTTPErrorStatus = %d, want %d (%q)", tc.req[:20], res.StatusCode, got, tc.want, first)
+		}
+	}
+}
+
+// withBoard turns p's scoreboard on, as Config.Metrics does at boot.
+func withBoard(p *Process) *Process {
+	p.board = p.heartbeat.Board()
+	p.board.Init()
+	return p
+}
+
+// TestServeHTTPCountsOnTheScoreboard: a request is counted once it is
+// answered, by class and duration, with the current request shown while
+// it runs; a panic counts as the 500 it is answered with.
+func TestServeHTTPCountsOnTheScoreboard(t *testing.T) {
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	p := withBoard(newTestProcess(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/slow":
+			close(inside)
+			<-release
+		case "/panic":
+			panic("boom")
+		case "/missing":
+			http.NotFound(w, r)
+		}
+	}), nil))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/slow?x=1", nil))
+	}()
+	<-inside
+	if c := p.board.Read(); c.InFlight != 1 || c.Current != "GET /slow?x=1" || c.RequestCount() != 0 {
+		t.Fatalf("while serving: in flight %d, current %q, answered %d", c.InFlight, c.Current, c.RequestCount())
+	}
+	close(release)
+	<-done
+	p.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/missing", nil))
+	func() {
+		defer func() { recover() }()
+		p.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/panic", nil))
+	}()
+	c := p.board.Read()
+	if c.Requests != [5]uint64{0, 1, 0, 1, 1} || c.InFlight != 0 || c.Current != "" {
+		t.Fatalf("by class %v, in flight %d, current %q; want [0 1 0 1 1], 0, none", c.Requests, c.InFlight, c.Current)
+	}
+}
+
+// BenchmarkServeHTTP is the per-request path every type serves through,
+// with the scoreboard off and on: the difference is what the metrics
+// cost a request (the types' connection counting adds an atomic add per
+// read and per write).
+func BenchmarkServeHTTP(b *testing.B) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "Hello, World!") })
+	for _, on := range []bool{false, true} {
+		name := "off"
+		p := newTestProcess(b, h, nil)
+		if on {
+			name = "on"
+			withBoard(p)
+		}
+		r := httptest.NewRequest("GET", "/", nil)
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				p.ServeHTTP(httptest.NewRecorder(), r)
+			}
+		})
+	}
+}
