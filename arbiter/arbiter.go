@@ -6,6 +6,7 @@
 package arbiter
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -46,6 +47,7 @@ type Config struct {
 	Name            string              // --name: the arbiter's comm, the workers' titles (ps), the log's first line
 	MetricsBind     string              // --metrics-bind: serve /metrics, /livez, /readyz there; "" for none
 	ReadyMin        int                 // --ready-min: /readyz wants this many workers ready
+	Control         ControlOptions      // the control socket (corral ctl); see control.go
 	ErrorLog        *logging.File       // reopened on USR1
 	Log             *slog.Logger
 }
@@ -155,6 +157,7 @@ type Arbiter struct {
 	exitErr  error
 
 	metrics metricsState // --metrics-bind; see metrics.go
+	ctl     controlState // --control-socket; see control.go
 }
 
 // New returns an arbiter for cfg. Run starts it.
@@ -222,6 +225,10 @@ func (a *Arbiter) Run() (err error) {
 		return err
 	}
 	defer a.closeMetrics()
+	if err := a.openControl(); err != nil {
+		return err
+	}
+	defer a.closeControl()
 	if err := a.writePidFile(); err != nil {
 		return err
 	}
@@ -249,6 +256,7 @@ func (a *Arbiter) Run() (err error) {
 		a.sleep()
 		a.pipe.Read(a.queue)
 		a.handleSignals()
+		a.handleCommands()
 		a.checkWatcher()
 		a.checkUpgrade()
 		a.checkParent()
@@ -296,7 +304,7 @@ func (a *Arbiter) bind() error {
 // stopping worker's SIGKILL is due sooner.
 func (a *Arbiter) sleep() {
 	wait := time.Second
-	due := []time.Time{a.nextSpawn, a.nextWatch}
+	due := []time.Time{a.nextSpawn, a.nextWatch, a.controlDue()}
 	for _, w := range a.workers {
 		if w.stopping && !w.killed {
 			due = append(due, w.killAt)
@@ -422,9 +430,9 @@ func (a *Arbiter) checkWatcher() {
 // anew. Old workers stop only as new ones become ready (manageWorkers), so
 // a generation that cannot boot never replaces one that serves. reason
 // (the signal, or the files that changed) goes into the log.
-func (a *Arbiter) reload(reason string) {
+func (a *Arbiter) reload(reason string) error {
 	if a.stopping {
-		return
+		return errors.New("the arbiter is stopping")
 	}
 	cfg := a.cfg
 	if a.Reload != nil {
@@ -432,7 +440,7 @@ func (a *Arbiter) reload(reason string) {
 		if err != nil {
 			a.log.Error(fmt.Sprintf("Reload failed: %v; keeping the current configuration and workers", err), "reason", err.Error())
 			a.reloadEnded(metrics.ReloadRefused)
-			return
+			return fmt.Errorf("the configuration did not load: %w", err)
 		}
 		cfg = c
 	}
@@ -455,6 +463,7 @@ func (a *Arbiter) reload(reason string) {
 		a.Hooks.OnReload(a)
 	}
 	a.log.Info(fmt.Sprintf("Reloading: generation %d, %d workers", a.generation, a.target), "generation", a.generation)
+	return nil
 }
 
 // stop begins a shutdown. A graceful one first makes the kernel stop
