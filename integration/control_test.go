@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -626,4 +627,86 @@ func TestControlTop(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestControlFiftyClientsKeepTheLoopResponsive: 50 clients sending status
+// in a loop do not slow the loop down: a reload completes as it does
+// without them, in the same run. The figures are logged; the test asserts
+// that every request is answered and every reload completes.
+func TestControlFiftyClientsKeepTheLoopResponsive(t *testing.T) {
+	_, sock := startControlled(t, "-w", "2")
+	reloads := func(what string) []time.Duration {
+		var ds []time.Duration
+		for range 3 {
+			begin := time.Now()
+			out := mustCtl(t, sock, "reload", "--wait=30s")
+			if !strings.HasPrefix(out, "complete: ") {
+				t.Fatalf("reload --wait %s: %q", what, out)
+			}
+			ds = append(ds, time.Since(begin))
+		}
+		return ds
+	}
+	quiet := reloads("alone")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	var lat []time.Duration
+	var failed []string
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rc, err := dialControl(sock)
+			if err != nil {
+				mu.Lock()
+				failed = append(failed, err.Error())
+				mu.Unlock()
+				return
+			}
+			defer rc.c.Close()
+			for n := 0; n < 2000 && ctx.Err() == nil; n++ {
+				// The answer is read, not decoded: the clients share the
+				// machine's cores with the arbiter and its workers.
+				begin := time.Now()
+				rc.c.SetDeadline(begin.Add(20 * time.Second))
+				_, err := rc.c.Write([]byte(`{"v":1,"cmd":"status"}` + "\n"))
+				var line []byte
+				if err == nil {
+					line, err = rc.br.ReadSlice('\n')
+				}
+				d := time.Since(begin)
+				mu.Lock()
+				if err != nil || !bytes.HasPrefix(line, []byte(`{"v":1,"ok":true,`)) || !bytes.Contains(line, []byte(`"workers":[{`)) {
+					failed = append(failed, fmt.Sprintf("%v %q", err, line))
+				} else {
+					lat = append(lat, d)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // the clients at full speed
+	busy := reloads("with 50 clients")
+	cancel()
+	wg.Wait()
+
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(float64(len(lat))*p))].Round(10 * time.Microsecond)
+	}
+	t.Logf("reload --wait alone: %v; with 50 clients sending status: %v", quiet, busy)
+	t.Logf("status answers: %d (%d failed), latency p50 %s, p99 %s, max %s", len(lat), len(failed), pct(0.5), pct(0.99), pct(1))
+	if len(failed) > 0 {
+		t.Errorf("%d status requests failed, e.g. %q", len(failed), failed[:min(3, len(failed))])
+	}
+	if len(lat) < 1000 {
+		t.Errorf("only %d status answers: the clients did not load the loop", len(lat))
+	}
+	mustCtl(t, sock, "ping")
 }
