@@ -111,7 +111,6 @@ func (a *Arbiter) openControl() error {
 		c.listener = nil
 		return fmt.Errorf("--control-socket: %w", err)
 	}
-	a.cfg.Control.Path = c.listener.Addr.String() // what config and a reload's settings show
 	c.srv = newControlServer(nl.(*net.UnixListener), a.pipe.Wake, a.log)
 	c.srv.start()
 	a.log.Info(fmt.Sprintf("Control socket at: %s", c.listener.Addr))
