@@ -28,7 +28,7 @@ func (a *Arbiter) apply(ds []decision) {
 			}
 			if err := a.spawnWorker(); err != nil {
 				a.log.Error(err.Error())
-				a.backOff()
+				a.apply(a.afterSpawnFailure(err))
 				spawnFailed = true
 			}
 		case stop:
@@ -57,13 +57,24 @@ func (a *Arbiter) apply(ds []decision) {
 		case abortReload:
 			a.abortReload(d.w, d.why)
 		case failBoot:
-			a.exitErr = &BootError{Pid: d.w.Pid, Reason: d.why + lastOutput(d.w)}
-			a.log.Error("Reason: no worker could boot; shutting down")
-			a.stop(true)
+			a.failBoot(d.w, d.why)
 		case complete:
 			a.generationReady()
 		}
 	}
+}
+
+// failBoot ends the arbiter at start-up: w could not boot or, when nil,
+// a worker could not be started at all.
+func (a *Arbiter) failBoot(w *Worker, why string) {
+	e, reason := &BootError{Reason: why}, "Reason: no worker could be started; shutting down"
+	if w != nil {
+		e.Pid, e.Reason = w.Pid, why+lastOutput(w)
+		reason = "Reason: no worker could boot; shutting down"
+	}
+	a.exitErr = e
+	a.log.Error(reason)
+	a.stop(true)
 }
 
 // send signals w. A worker already gone (ESRCH) is no error: the reaper
@@ -77,6 +88,7 @@ func (a *Arbiter) send(w *Worker, sig syscall.Signal) {
 // stopWorker sends w sig and, the first time, starts its deadline.
 func (a *Arbiter) stopWorker(w *Worker, sig syscall.Signal) {
 	a.send(w, sig)
+	w.killed = w.killed || sig == syscall.SIGKILL
 	if !w.stopping {
 		w.stopping = true
 		// SIGKILL comes at --graceful-timeout, not a second later (the
@@ -102,7 +114,7 @@ func (a *Arbiter) killWorker(w *Worker) {
 // abortWorker handles a worker silent past --timeout: SIGABRT, so that it
 // logs what it was stuck in, and SIGKILL after --abort-grace.
 func (a *Arbiter) abortWorker(w *Worker) {
-	a.log.Error(fmt.Sprintf("WORKER TIMEOUT (pid:%d)", w.Pid))
+	a.log.Error(fmt.Sprintf("WORKER TIMEOUT (pid:%d)%s", w.Pid, currentRequest(w)), "worker", w.Pid, "generation", w.Generation)
 	a.send(w, syscall.SIGABRT)
 	// Stopping: its replacement spawns now, and its exit is expected.
 	w.stopping, w.timedOut = true, true

@@ -76,13 +76,17 @@ type Watcher interface {
 	Close() error
 }
 
-// BootError is what Run returns when, at start-up, no worker could boot.
+// BootError is what Run returns when, at start-up, no worker could boot,
+// or one could not be started at all (Pid is then 0).
 type BootError struct {
 	Pid    int
 	Reason string
 }
 
 func (e *BootError) Error() string {
+	if e.Pid == 0 {
+		return e.Reason // "spawn worker: ...", as the spawn said
+	}
 	return fmt.Sprintf("worker (pid:%d) failed to boot: %s", e.Pid, e.Reason)
 }
 
@@ -232,7 +236,7 @@ func (a *Arbiter) Run() (err error) {
 	if err := a.writePidFile(); err != nil {
 		return err
 	}
-	defer a.removePidFile()
+	defer a.removeOwnPidFile()
 	if a.cfg.Name != "" {
 		if err := setProcessName(a.cfg.Name); err != nil {
 			a.log.Warn(fmt.Sprintf("--name: %v", err))
@@ -438,7 +442,11 @@ func (a *Arbiter) reload(reason string) error {
 	if a.Reload != nil {
 		c, err := a.Reload()
 		if err != nil {
-			a.log.Error(fmt.Sprintf("Reload failed: %v; keeping the current configuration and workers", err), "reason", err.Error())
+			kept := "keeping the current configuration and workers"
+			if a.target == 0 {
+				kept = "keeping the current configuration; no workers run (stopped by WINCH; TTIN starts one)"
+			}
+			a.log.Error(fmt.Sprintf("Reload failed: %v; %s", err, kept), "reason", err.Error())
 			a.reloadEnded(metrics.ReloadRefused)
 			return fmt.Errorf("the configuration did not load: %w", err)
 		}
@@ -525,15 +533,19 @@ func (a *Arbiter) writePidFile() error {
 	return nil
 }
 
-// removePidFile removes the pid file only if it still names this process,
-// and not when a new arbiter takes over: it moves its own over this one.
-func (a *Arbiter) removePidFile() {
+// removeOwnPidFile removes the pid file, and not when a new arbiter takes
+// over: it moves its own over this one.
+func (a *Arbiter) removeOwnPidFile() {
 	if a.cfg.PidFile == "" || a.handedOver {
 		return
 	}
-	path := a.pidFilePath()
+	removePidFile(a.pidFilePath(), a.pid)
+}
+
+// removePidFile removes the pid file at path only if it still names pid.
+func removePidFile(path string, pid int) {
 	b, err := os.ReadFile(path)
-	if err == nil && string(b) == strconv.Itoa(a.pid)+"\n" {
+	if err == nil && string(b) == strconv.Itoa(pid)+"\n" {
 		os.Remove(path)
 	}
 }

@@ -20,14 +20,14 @@ type verb int
 
 const (
 	spawn       verb = iota // start a worker of the current generation
-	stop                    // send sig (TERM, --stop-signal or QUIT); SIGKILL follows at --graceful-timeout
+	stop                    // send sig (TERM, --stop-signal, QUIT, or KILL for a quick stop of a worker not ready); SIGKILL follows at --graceful-timeout
 	kill                    // SIGKILL, once; why, if set, goes into the log
 	expire                  // SIGKILL at --boot-timeout; why is what the reaper reports
 	abort                   // SIGABRT for a missed heartbeat (--timeout); SIGKILL after --abort-grace
 	recycle                 // replace the worker, which reached --max-requests, once its replacement is ready
 	backOff                 // a worker could not boot: put the next spawn off
 	abortReload             // give up on the generation being rolled out; the worker is the one that failed
-	failBoot                // no worker ever booted: the arbiter stops, Run returns a *BootError
+	failBoot                // no worker ever booted, or one could not be started: the arbiter stops, Run returns a *BootError
 	complete                // the current generation serves whole: the reload is complete, or the start
 )
 
@@ -37,7 +37,7 @@ var verbNames = [...]string{"spawn", "stop", "kill", "expire", "abort", "recycle
 // A decision is one thing the loop decided to do.
 type decision struct {
 	verb verb
-	w    *Worker        // the worker it is about; nil for spawn, backOff and complete
+	w    *Worker        // the worker it is about; nil for spawn, backOff, complete, and failBoot after a failed spawn
 	sig  syscall.Signal // stop's signal
 	why  string         // for kill, expire, abortReload and failBoot; a recycle's, when not --max-requests
 }
@@ -61,9 +61,25 @@ func (a *Arbiter) stopDecision(w *Worker, sig syscall.Signal) decision {
 
 // stopAll decides a stop of every worker, for TERM, INT and QUIT, and for
 // an upgrade's handover.
+//
+// A quick stop (QUIT) sends SIGKILL to the workers not ready yet. A Go
+// worker catches signals only once it has built its app, and a QUIT before
+// that takes the Go runtime's default action: a dump of every goroutine,
+// tens to hundreds of lines around the one that says why the arbiter
+// stops (a failed start or upgrade ends in a quick stop); another
+// program's default for QUIT is a core dump. TERM would not do: its
+// default action is quiet, but a worker that already catches it holds a
+// graceful stop until it is ready, and the quick stop would wait out the
+// boot. SIGKILL loses nothing a quick stop keeps: a worker the arbiter
+// has not seen ready was promised no request, and a quick stop closes
+// every connection anyway.
 func (a *Arbiter) stopAll(sig syscall.Signal) []decision {
 	var ds []decision
 	for _, w := range a.sortedWorkers() {
+		if sig == syscall.SIGQUIT && !w.Ready {
+			ds = append(ds, decision{verb: stop, w: w, sig: syscall.SIGKILL})
+			continue
+		}
 		ds = append(ds, a.stopDecision(w, sig))
 	}
 	return ds
@@ -186,6 +202,18 @@ func (a *Arbiter) afterBootFailure(w *Worker, why string) []decision {
 			}
 		}
 		return ds
+	}
+	return []decision{{verb: backOff}}
+}
+
+// afterSpawnFailure decides what a worker that could not even be started
+// (fork, exec, its pipe or heartbeat failed: an fd limit, a missing
+// binary) means: at start-up, the end of the arbiter, as for a worker that
+// cannot boot, since retrying would hold the port with no worker behind
+// it; later, a longer wait before the next spawn, as for a boot failure.
+func (a *Arbiter) afterSpawnFailure(err error) []decision {
+	if !a.everReady && !a.stopping {
+		return []decision{{verb: failBoot, why: err.Error()}}
 	}
 	return []decision{{verb: backOff}}
 }

@@ -211,3 +211,48 @@ func TestDecisionSurplusStopsThoseNotReadyFirst(t *testing.T) {
 	h.a.setTarget(1)          // two TTOUs
 	h.want(h.turn(), "stop 103 TERM", "stop 101 TERM")
 }
+
+func TestDecisionSpawnFailureAtStartFailsBoot(t *testing.T) {
+	h := newDecisionTest(t, testConfig(2))
+	h.sys.spawnErr = errors.New("spawn worker: status pipe: too many open files")
+	h.want(h.turn(), "spawn", "spawn") // the first fails; the second is held back
+	var boot *BootError
+	if !errors.As(h.a.exitErr, &boot) || boot.Pid != 0 || boot.Error() != "spawn worker: status pipe: too many open files" {
+		t.Fatalf("exit error %#v, want a BootError with the spawn's error", h.a.exitErr)
+	}
+	if !h.a.stopping || !h.a.quick {
+		t.Fatal("the arbiter does not stop after a failed spawn at start-up")
+	}
+	if len(h.a.workers) != 0 {
+		t.Fatalf("%d workers", len(h.a.workers))
+	}
+}
+
+// A quick stop kills the workers not ready yet instead of sending them a
+// QUIT that, before a Go worker catches it, dumps its goroutines.
+func TestDecisionQuickStopKillsWorkersNotReady(t *testing.T) {
+	h := newDecisionTest(t, testConfig(2))
+	h.boot() // 101, 102
+	h.a.setTarget(3)
+	h.want(h.turn(), "spawn") // 103, booting
+	h.a.stop(true)
+	h.wantSent("101 QUIT", "102 QUIT", "103 KILL")
+	h.advance(time.Minute)
+	h.want(h.turn(), "kill 101", "kill 102") // SIGKILL goes once
+	h.wantSent("101 KILL", "102 KILL")
+	h.exit(103, killedBy(syscall.SIGKILL))
+	h.want(h.turn())
+	h.wantLog("Worker (pid:103) killed by signal KILL")
+	if strings.Contains(h.log.String(), "failed to boot") {
+		t.Fatal("a worker killed by the quick stop counts as a boot failure")
+	}
+	// A stop that was graceful and turns quick does the same.
+	h = newDecisionTest(t, testConfig(1))
+	h.boot() // 101
+	h.a.setTarget(2)
+	h.want(h.turn(), "spawn") // 102
+	h.a.stop(false)
+	h.wantSent("101 TERM", "102 TERM")
+	h.a.stop(true)
+	h.wantSent("101 QUIT", "102 KILL")
+}

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/corral-server/corral/internal/heartbeat"
 	"github.com/corral-server/corral/internal/metrics"
 	"github.com/corral-server/corral/internal/scoreboard"
 	"github.com/corral-server/corral/socket"
@@ -151,6 +152,21 @@ func (a *Arbiter) foldWorker(w *Worker) {
 			m.herd.Fold(c.Totals)
 		}
 	}
+}
+
+// currentRequest is " in METHOD target (running for D)" when w's
+// scoreboard shows a request: what a worker too wedged to log its own
+// requests was stuck in.
+func currentRequest(w *Worker) string {
+	b := w.heartbeat.Board()
+	if b == nil {
+		return ""
+	}
+	c := b.Read()
+	if !c.Valid || c.Current == "" {
+		return ""
+	}
+	return fmt.Sprintf(" in %s (running for %s)", c.Current, time.Duration(heartbeat.Now()-c.CurrentStart).Round(time.Millisecond))
 }
 
 // workerReady records a worker's spawn-to-ready time.

@@ -24,6 +24,7 @@ type upgradeEnv struct {
 	Parent    int                `json:"parent"`
 	Conn      int                `json:"conn"`
 	Listeners []socket.Inherited `json:"listeners"`
+	State     handoverState      `json:"state"`             // see handover.go
 	Metrics   *socket.Inherited  `json:"metrics,omitempty"` // the --metrics-bind socket, after Conn
 	Control   *socket.Inherited  `json:"control,omitempty"` // the control socket, last
 }
@@ -73,7 +74,8 @@ func (a *Arbiter) startUpgrade() error {
 		return fmt.Errorf("socketpair: %w", err)
 	}
 	unix.SetNonblock(fds[0], true)
-	ue := upgradeEnv{Parent: a.pid, Conn: socket.FirstFD + len(a.listeners), Listeners: socket.Describe(a.listeners)}
+	ue := upgradeEnv{Parent: a.pid, Conn: socket.FirstFD + len(a.listeners), Listeners: socket.Describe(a.listeners),
+		State: a.stateForUpgrade()}
 	files := append([]uintptr{0, 1, 2}, socket.FDs(a.listeners)...)
 	files = append(files, uintptr(fds[1]))
 	if l := a.metrics.listener; l != nil {
@@ -149,6 +151,10 @@ func (a *Arbiter) upgradeExited(ws syscall.WaitStatus) {
 	}
 	a.log.Error(fmt.Sprintf("Upgrade failed: new arbiter (pid: %d) %s before it was ready; still serving", u.pid, exitReason(ws)))
 	a.upgradesDone(control.ResultFailed, fmt.Sprintf("new arbiter (pid %d) %s before it was ready; the old one serves on", u.pid, exitReason(ws)))
+	// It removes its PIDFILE.2 when it exits, unless it was killed.
+	if a.cfg.PidFile != "" {
+		removePidFile(a.cfg.PidFile+".2", u.pid)
+	}
 }
 
 // handOver stops this arbiter's workers gracefully and exits, leaving the
@@ -185,8 +191,7 @@ func (a *Arbiter) inheritUpgrade() ([]*socket.Listener, error) {
 			socket.CloseAll(ls)
 			return nil, err
 		}
-		l.Own()
-		ls = append(ls, l)
+		ls = append(ls, l) // its socket file is the parent's until the takeover: see checkParent
 	}
 	if in := ue.Metrics; in != nil {
 		l, err := socket.Adopt(in.FD, in.Bind)
@@ -194,8 +199,7 @@ func (a *Arbiter) inheritUpgrade() ([]*socket.Listener, error) {
 			socket.CloseAll(ls)
 			return nil, err
 		}
-		l.Own()
-		a.metrics.adopted = l
+		a.metrics.adopted = l // its socket file too is the parent's until the takeover
 	}
 	if in := ue.Control; in != nil {
 		if err := a.adoptControl(in); err != nil {
@@ -206,6 +210,7 @@ func (a *Arbiter) inheritUpgrade() ([]*socket.Listener, error) {
 	unix.CloseOnExec(ue.Conn)
 	unix.SetNonblock(ue.Conn, true)
 	a.parent = &upgradeParent{pid: ue.Parent, conn: ue.Conn}
+	a.takeState(ue.State, ue.Parent)
 	return ls, nil
 }
 
@@ -241,6 +246,15 @@ func (a *Arbiter) checkParent() {
 		break // end of file: the old arbiter is gone
 	}
 	unix.Close(p.conn)
+	// The unix socket files become this arbiter's to remove only now:
+	// one that exits before it took over (its workers could not boot, it
+	// got TERM) must leave them to the old arbiter, which serves on.
+	for _, l := range a.listeners {
+		l.Own()
+	}
+	if a.metrics.adopted != nil {
+		a.metrics.adopted.Own()
+	}
 	a.takeCounters(p.said)
 	a.controlTakenOver()
 	if a.cfg.PidFile != "" {

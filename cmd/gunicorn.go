@@ -53,7 +53,7 @@ const (
 
 const (
 	noSyslog = "no syslog: log to stderr (--error-logfile -) and let journald or your supervisor keep it"
-	noStatsd = "no StatsD client in corral"
+	noStatsd = "no StatsD client in corral: --metrics-bind serves the whole herd's metrics to Prometheus (docs/metrics.md)"
 	noTLS    = "no TLS in corral: terminate it in nginx in front (examples/nginx/)"
 	goHook   = "a Go function in corral.Server's Hooks: "
 )

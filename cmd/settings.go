@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -107,10 +109,7 @@ func parseCore(c *cli.Context) (coreValues, error) {
 	if len(v.binds) == 0 {
 		v.binds = []string{defaultBind()}
 	}
-	for _, b := range v.binds {
-		_, err := socket.ParseAddr(b)
-		errs.add(err)
-	}
+	errs.add(checkBinds(v.binds))
 	if n := c.Int("workers"); n < 1 {
 		errs.add(fmt.Errorf("--workers must be 1 or more, got %d", n))
 	}
@@ -146,6 +145,34 @@ func parseCore(c *cli.Context) (coreValues, error) {
 		}
 	}
 	return v, errs.err()
+}
+
+// checkBinds parses each bind address and refuses one given twice, in
+// whatever spelling: the second bind would fail with "address already in
+// use", which blames another server for the user's typo. Port 0 asks for
+// a port of the kernel's choosing each time, so it may repeat.
+func checkBinds(binds []string) error {
+	var errs problems
+	seen := map[string]bool{}
+	for _, b := range binds {
+		a, err := socket.ParseAddr(b)
+		errs.add(err)
+		if err != nil {
+			continue
+		}
+		a.Protocol = "" // one address serves one protocol
+		if a.Network == "unix" {
+			a.Address = filepath.Clean(a.Address)
+		}
+		if _, port, _ := net.SplitHostPort(a.Address); a.Network == "tcp" && port == "0" {
+			continue
+		}
+		if seen[a.String()] {
+			errs.add(fmt.Errorf("--bind %s given twice", a))
+		}
+		seen[a.String()] = true
+	}
+	return errs.err()
 }
 
 // knownClass reports whether a worker type of that name is registered.

@@ -20,6 +20,8 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 		{[]string{"-k", "fibers", "demo"}, `--worker-class: unknown worker type "fibers"`},
 		{[]string{"-b", "unix:", "demo"}, "empty unix socket path"},
 		{[]string{"-b", "127.0.0.1:99999", "demo"}, "port must be a number from 0 to 65535"},
+		{[]string{"-b", "127.0.0.1:18431", "-b", "tcp://127.0.0.1:18431", "demo"}, "--bind 127.0.0.1:18431 given twice"},
+		{[]string{"-b", "unix:" + filepath.Join(dir, "x.sock"), "-b", "unix:" + dir + "/./x.sock", "demo"}, "--bind unix:" + filepath.Join(dir, "x.sock") + " given twice"},
 		{[]string{"--log-level", "loud", "demo"}, `unknown log level "loud"`},
 		{[]string{"-t", "-1", "demo"}, "--timeout must be a number of seconds from 0 up"},
 		{[]string{"--umask", "999", "demo"}, "--umask must be an octal mask"},

@@ -418,7 +418,7 @@ func TestMaxRequestsRecyclesWithoutFailures(t *testing.T) {
 	defer cancel()
 	ka := make(chan *loadResult)
 	go func() { ka <- keepAliveLoad(ctx, s.Addr, 2, 1000, "/") }()
-	rc := closeLoad(ctx, s.Addr, 4, 1500, "/")
+	rc := closeLoad(ctx, "tcp", s.Addr, 4, 1500, "/")
 	rk := <-ka
 	t.Logf("max-requests load: keep-alive %s; close %s", rk, rc)
 	if rk.failed()+rc.failed() != 0 || rk.ok+rc.ok != 2500 {

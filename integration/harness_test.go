@@ -55,13 +55,14 @@ func TestMain(m *testing.M) {
 
 // server is one corral arbiter started by a test.
 type server struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	Pid  int
-	Addr string // host:port of the first TCP listener, or the unix path
-	log  *logFile
-	done chan struct{}
-	err  error // Wait's result, once done is closed
+	t       *testing.T
+	cmd     *exec.Cmd
+	Pid     int
+	Addr    string // host:port of the first listener, or its unix socket path
+	Network string // the first listener's: "tcp" or "unix"
+	log     *logFile
+	done    chan struct{}
+	err     error // Wait's result, once done is closed
 }
 
 // logFile is where a server's stdout and stderr go. A file, not a pipe:
@@ -81,6 +82,10 @@ func start(t *testing.T, bin string, args []string, opts ...func(*exec.Cmd)) *se
 	s := startNoWait(t, bin, args, opts...)
 	m := s.waitLog(`Listening at: (\S+) \((\d+)\)`, 10*time.Second)
 	s.Addr = strings.TrimPrefix(strings.TrimPrefix(m[1], "http://"), "unix:")
+	s.Network = "tcp"
+	if strings.HasPrefix(m[1], "unix:") {
+		s.Network = "unix"
+	}
 	return s
 }
 
@@ -122,6 +127,16 @@ func adopt(t *testing.T, pid int, log *logFile) *server {
 	}()
 	t.Cleanup(s.cleanup)
 	return s
+}
+
+// upgrade sends USR2 and returns the new arbiter it started, which shares
+// this one's log: the nth the log names.
+func (s *server) upgrade(nth int) *server {
+	s.t.Helper()
+	s.signal(syscall.SIGUSR2)
+	m := s.waitLogN(`Upgrading: started new arbiter \S+ \(pid: (\d+)\)`, nth, 10*time.Second)
+	pid, _ := strconv.Atoi(m[nth-1][1])
+	return adopt(s.t, pid, s.log)
 }
 
 // cleanup ends the arbiter and every worker it logged, by pid.
@@ -268,9 +283,19 @@ func (s *server) wait(timeout time.Duration) int {
 }
 
 // get does one request on a new connection and returns status and body.
-func get(addr, path string) (int, string, error) {
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	res, err := c.Get("http://" + addr + path)
+func get(addr, path string) (int, string, error) { return getOn("tcp", addr, path) }
+
+// getOn is get over network, "tcp" or "unix" (addr is then the path).
+func getOn(network, addr, path string) (int, string, error) {
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DialContext: dial}}
+	host := addr
+	if network == "unix" {
+		host = "unix"
+	}
+	res, err := c.Get("http://" + host + path)
 	if err != nil {
 		return 0, "", err
 	}
@@ -411,9 +436,10 @@ func keepAliveLoad(ctx context.Context, addr string, conns, total int, path stri
 }
 
 // closeLoad runs conns clients that each send one request per connection
-// with "Connection: close". A refused connect is counted apart: it is not
-// a failure of an accepted connection.
-func closeLoad(ctx context.Context, addr string, conns, total int, path string) *loadResult {
+// with "Connection: close" to addr over network ("tcp" or "unix"). A
+// refused connect (ECONNREFUSED, or ENOENT for a unix socket file that is
+// gone) is counted apart: it is not a failure of an accepted connection.
+func closeLoad(ctx context.Context, network, addr string, conns, total int, path string) *loadResult {
 	r := &loadResult{}
 	var wg sync.WaitGroup
 	take := budget(ctx, total)
@@ -422,9 +448,9 @@ func closeLoad(ctx context.Context, addr string, conns, total int, path string) 
 		go func() {
 			defer wg.Done()
 			for take() {
-				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				c, err := net.DialTimeout(network, addr, 5*time.Second)
 				if err != nil {
-					if errors.Is(err, syscall.ECONNREFUSED) {
+					if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
 						r.mu.Lock()
 						r.refused++
 						r.mu.Unlock()
@@ -477,7 +503,7 @@ type loadResults struct{ keepAlive, close *loadResult }
 func (l mixedLoad) start(ctx context.Context, addr string) (wait func() loadResults) {
 	ka, cl := make(chan *loadResult, 1), make(chan *loadResult, 1)
 	go func() { ka <- keepAliveLoad(ctx, addr, l.keepAlive, l.requests, "/") }()
-	go func() { cl <- closeLoad(ctx, addr, l.close, l.requests, "/") }()
+	go func() { cl <- closeLoad(ctx, "tcp", addr, l.close, l.requests, "/") }()
 	return func() loadResults { return loadResults{<-ka, <-cl} }
 }
 
@@ -525,19 +551,20 @@ func (s *server) hupStormUnderLoad(d, every time.Duration, load mixedLoad) (int,
 }
 
 // termUnderLoad sends TERM 700 ms into a load of 32 Connection: close
-// clients, with a 1.5 s request in flight, and checks what a graceful stop
-// promises: exit code 0, the slow request answered, no accepted connection
-// failed (a connect refused once the listeners closed is fine), and at
-// least minOK requests served. what names the case in the log.
-func termUnderLoad(t *testing.T, s *server, what string, minOK int) {
+// clients on the server's first listener, with a 1.5 s request in flight,
+// and checks what a graceful stop promises: exit code 0, the slow request
+// answered, no accepted connection failed (a connect refused once the
+// intake stopped is fine), and at least minOK requests served. what names
+// the case in the log. It returns what the clients saw.
+func termUnderLoad(t *testing.T, s *server, what string, minOK int) *loadResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
 	res := make(chan *loadResult)
-	go func() { res <- closeLoad(ctx, s.Addr, 32, 1000000, "/") }()
+	go func() { res <- closeLoad(ctx, s.Network, s.Addr, 32, 1000000, "/") }()
 	slow := make(chan error, 1)
 	go func() {
-		code, body, err := get(s.Addr, "/sleep?seconds=1.5")
+		code, body, err := getOn(s.Network, s.Addr, "/sleep?seconds=1.5")
 		if err == nil && (code != 200 || !strings.HasPrefix(body, "slept")) {
 			err = fmt.Errorf("status %d body %q", code, body)
 		}
@@ -560,6 +587,7 @@ func termUnderLoad(t *testing.T, s *server, what string, minOK int) {
 	if r.ok < minOK {
 		t.Errorf("too little load: %s", r)
 	}
+	return r
 }
 
 // lastGeneration is the generation of the last reload the arbiter logged.

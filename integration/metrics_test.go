@@ -465,3 +465,24 @@ func TestJSONLogs(t *testing.T) {
 		t.Fatalf("%d access lines for the request (want 1), %d boot lines with a worker attribute (want 4)\n%s", access, booted, s.log)
 	}
 }
+
+// TestTimedOutWorkerShowsItsRequest: a sync worker stuck in a request past
+// --timeout, then stopped (SIGSTOP) so that it cannot log anything itself:
+// the arbiter names the request from the worker's scoreboard, counts the
+// exit as a timeout, and the request it never answered is not counted.
+func TestTimedOutWorkerShowsItsRequest(t *testing.T) {
+	s, maddr := startMetrics(t, "-w", "1", "-k", "sync", "-b", "127.0.0.1:0", "--timeout", "1", "--abort-grace", "1", "demo")
+	s.waitLog(`Ready: 1 workers serving`, 10*time.Second)
+	sendN(t, s.Addr, 3)
+	victim := s.waitWorkers(1, 5*time.Second)[0]
+	go get(s.Addr, "/sleep?seconds=30")
+	waitSample(t, maddr, `corral_workers{state="busy"}`, 1, 5*time.Second)
+	syscall.Kill(victim, syscall.SIGSTOP)
+	defer syscall.Kill(victim, syscall.SIGKILL)
+	s.waitLog(fmt.Sprintf(`WORKER TIMEOUT \(pid:%d\) in GET /sleep\?seconds=30 \(running for [0-9.]+m?s\)`, victim), 10*time.Second)
+	s.waitLog(fmt.Sprintf(`Worker \(pid:%d\) killed by signal KILL after its timeout`, victim), 10*time.Second)
+	m := waitSample(t, maddr, `corral_worker_exits_total{cause="timeout"}`, 1, 5*time.Second)
+	if m[ok2xx] != 3 {
+		t.Fatalf("%s = %v, want the 3 answered requests", ok2xx, m[ok2xx])
+	}
+}

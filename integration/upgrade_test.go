@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -28,15 +29,13 @@ func TestUSR2UpgradeUnderLoad(t *testing.T) {
 	wait := mixedLoad{keepAlive: 4, close: 4, requests: 1000000}.start(ctx, s.Addr)
 	time.Sleep(500 * time.Millisecond)
 	begin := time.Now()
-	s.signal(syscall.SIGUSR2)
-	m := s.waitLog(`Upgrading: started new arbiter \S+ \(pid: (\d+)\)`, 5*time.Second)
-	newPid, _ := strconv.Atoi(m[1])
-	next := adopt(t, newPid, s.log)
+	next := s.upgrade(1)
+	newPid := next.Pid
 	if code := s.wait(15 * time.Second); code != 0 {
 		t.Errorf("old arbiter exit code %d", code)
 	}
 	handover := time.Since(begin)
-	next.waitLog(`Upgrade complete: pid `+m[1]+` took over from pid `+strconv.Itoa(s.Pid), 5*time.Second)
+	next.waitLog(fmt.Sprintf(`Upgrade complete: pid %d took over from pid %d`, newPid, s.Pid), 5*time.Second)
 	r := wait()
 	t.Logf("USR2 to the old arbiter's exit: %s; %s", handover.Round(time.Millisecond), r)
 	if r.lost() != 0 {
@@ -46,8 +45,8 @@ func TestUSR2UpgradeUnderLoad(t *testing.T) {
 		t.Errorf("too little load: %d requests", r.ok())
 	}
 	b, _ := os.ReadFile(pidfile)
-	if strings.TrimSpace(string(b)) != m[1] {
-		t.Errorf("pid file says %q, want the new arbiter %s", b, m[1])
+	if strings.TrimSpace(string(b)) != strconv.Itoa(newPid) {
+		t.Errorf("pid file says %q, want the new arbiter %d", b, newPid)
 	}
 	if _, err := os.Stat(pidfile + ".2"); !os.IsNotExist(err) {
 		t.Errorf("PIDFILE.2 left behind: %v", err)
@@ -71,12 +70,9 @@ func TestUSR2UpgradeUnderLoad(t *testing.T) {
 	// The next USR2, with a good binary, works.
 	copyFile(t, corralBin, bin+".new")
 	renameOver(t, bin+".new", bin)
-	next.signal(syscall.SIGUSR2)
-	started := next.waitLogN(`Upgrading: started new arbiter \S+ \(pid: (\d+)\)`, 3, 10*time.Second)
-	third, _ := strconv.Atoi(started[2][1])
-	last := adopt(t, third, s.log)
+	last := next.upgrade(3)
 	<-next.done
-	last.waitLog(`Upgrade complete: pid `+started[2][1]+` took over from pid `+m[1], 15*time.Second)
+	last.waitLog(fmt.Sprintf(`Upgrade complete: pid %d took over from pid %d`, last.Pid, newPid), 15*time.Second)
 	last.waitWorkers(2, 5*time.Second)
 	mustGet(t, s.Addr, "/")
 	last.signal(syscall.SIGTERM)
@@ -102,4 +98,97 @@ func TestSecondUSR2IsRefused(t *testing.T) {
 	// Past the boot timeout the old arbiter stops the new one and serves on.
 	s.waitLog(`Upgrade failed: new arbiter \(pid: `+m[1]+`\) not ready within the boot timeout`, 10*time.Second)
 	mustGet(t, s.Addr, "/")
+}
+
+// TestUSR2KeepsTheWorkerCount: TTIN and TTOU move the target, and an
+// upgrade hands it over: the new arbiter runs as many workers as the old
+// one did, not the command line's -w.
+func TestUSR2KeepsTheWorkerCount(t *testing.T) {
+	s := start(t, corralBin, []string{"-w", "2", "-b", "127.0.0.1:0", "demo"})
+	s.waitLog(`Ready: 2 workers serving`, 10*time.Second)
+	s.signal(syscall.SIGTTIN)
+	s.waitLog(`Number of workers: 2 -> 3`, 5*time.Second)
+	s.signal(syscall.SIGTTIN)
+	s.waitLog(`Number of workers: 3 -> 4`, 5*time.Second)
+	s.waitWorkers(4, 10*time.Second)
+	next := s.upgrade(1)
+	if code := s.wait(15 * time.Second); code != 0 {
+		t.Errorf("old arbiter exit code %d", code)
+	}
+	next.waitLog(fmt.Sprintf(`\[%d\] \[INFO\] Ready: 4 workers serving`, next.Pid), 10*time.Second)
+	next.waitWorkers(4, 5*time.Second)
+	mustGet(t, s.Addr, "/")
+	// The count moves on from there.
+	next.signal(syscall.SIGTTOU)
+	next.waitLog(fmt.Sprintf(`\[%d\] \[INFO\] Number of workers: 4 -> 3`, next.Pid), 5*time.Second)
+	next.waitWorkers(3, 10*time.Second)
+}
+
+// TestFailedUSR2KeepsTheUnixSocket: a new arbiter that exits before it
+// took over (its binary is broken, its workers cannot boot, it misses the
+// boot timeout, it is killed) leaves the unix socket file to the old
+// arbiter, which serves on over it and removes a PIDFILE.2 left behind;
+// the next good upgrade still goes through.
+func TestFailedUSR2KeepsTheUnixSocket(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "c.sock")
+	pidfile := filepath.Join(dir, "corral.pid")
+	next := filepath.Join(dir, "next")
+	s := start(t, helloBin, []string{"-w", "1", "-b", "127.0.0.1:0", "-b", "unix:" + sock, "-p", pidfile,
+		"--upgrade-binary", next, "--boot-timeout", "3", "--graceful-timeout", "2"})
+	s.waitLog(`Ready: 1 workers serving`, 10*time.Second)
+	overUnix := func(after string) {
+		t.Helper()
+		if code, body, err := getOn("unix", sock, "/"); err != nil || code != 200 {
+			t.Fatalf("after %s: GET over the unix socket: %d %q %v", after, code, body, err)
+		}
+		if _, err := os.Stat(pidfile + ".2"); !os.IsNotExist(err) {
+			t.Errorf("after %s: PIDFILE.2 left behind: %v", after, err)
+		}
+	}
+	failures := 0
+	for _, c := range []struct{ what, script, fails string }{
+		{"a broken binary", "echo 'new build is broken' >&2\nexit 1", `exited with code 1 before it was ready`},
+		{"workers that cannot boot", "GREETING_FILE=/nonexistent exec " + helloBin + ` "$@"`, `exited with code 3 before it was ready`},
+		// Its own boot timeout is longer: the old arbiter's gives up on it first.
+		{"workers that miss the boot timeout", "POST_WORKER_INIT_DELAY=30s exec " + helloBin + ` "$@" --boot-timeout 60`, `not ready within the boot timeout`},
+	} {
+		writeScript(t, next, "#!/bin/sh\n"+c.script+"\n")
+		u := s.upgrade(failures + 1)
+		failures++
+		s.waitLog(fmt.Sprintf(`Upgrade failed: new arbiter \(pid: %d\) %s`, u.Pid, c.fails), 15*time.Second)
+		// Reaped: the next USR2 is not refused as one under way.
+		s.waitLog(fmt.Sprintf(`new arbiter \(pid: %d\) (exited with code \d+|killed by signal \w+) before it was ready`, u.Pid), 15*time.Second)
+		overUnix(c.what)
+	}
+	// A new arbiter killed while its workers boot leaves its PIDFILE.2.
+	writeScript(t, next, "#!/bin/sh\nPOST_WORKER_INIT_DELAY=30s exec "+helloBin+` "$@"`+"\n")
+	u := s.upgrade(failures + 1)
+	failures++
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(pidfile + ".2"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the new arbiter wrote no PIDFILE.2")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	syscall.Kill(u.Pid, syscall.SIGKILL)
+	s.waitLog(`Upgrade failed: new arbiter \(pid: \d+\) killed by signal KILL before it was ready`, 10*time.Second)
+	overUnix("a new arbiter killed")
+
+	writeScript(t, next, "#!/bin/sh\nexec "+helloBin+` "$@"`+"\n")
+	good := s.upgrade(failures + 1)
+	if code := s.wait(15 * time.Second); code != 0 {
+		t.Errorf("old arbiter exit code %d", code)
+	}
+	good.waitLog(fmt.Sprintf(`Upgrade complete: pid %d took over from pid %d`, good.Pid, s.Pid), 10*time.Second)
+	overUnix("a good upgrade")
+	good.signal(syscall.SIGTERM)
+	<-good.done
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("the socket file outlived the last arbiter: %v", err)
+	}
 }

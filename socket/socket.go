@@ -332,7 +332,18 @@ func Adopt(n int, name string) (*Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("adopt fd %d (%s): %w", n, name, err)
 	}
-	return newListener(name, dup, nl.Addr(), "")
+	l, err := newListener(name, dup, nl.Addr(), "")
+	if err != nil {
+		return nil, err
+	}
+	// A socket that outlives its servers (systemd keeps it across
+	// restarts) still carries the intake filter of the last one that
+	// stopped gracefully: this server takes connections.
+	if err := l.ResumeIntake(); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("adopt fd %d (%s): %w", n, name, err)
+	}
+	return l, nil
 }
 
 // Systemd adopts the sockets passed by systemd's socket activation protocol
@@ -373,12 +384,29 @@ func Systemd() ([]*Listener, error) {
 	return ls, nil
 }
 
-// StopIntake makes the kernel drop new connection attempts on a TCP
-// listener while connections already in its backlog stay there to be
-// accepted. A client whose SYN is dropped retries, and is refused once the
-// socket closes, or served by whoever holds the socket next: it is never
-// accepted and then reset. Unix listeners are left as they are.
+// StopIntake stops new connections from entering the listener's backlog,
+// while those already in it stay there to be accepted; so a drain that
+// accepts until the backlog is empty, then closes, resets no connection.
+//
+// On TCP the kernel drops new connection attempts: a client whose SYN is
+// dropped retries, and is refused once the socket closes, or served by
+// whoever holds the socket next: it is never accepted and then reset.
+// (Refusing at once would need a RST the listener cannot send and keep
+// its backlog; dropping also lets a client retry into a new server on the
+// same port.)
+//
+// A unix socket has no SYN to drop, so its file is removed: a new client
+// finds no socket (ENOENT), and nothing can connect any more; a connect
+// already past the path lookup when the file goes lands in the backlog
+// within that one system call. Only a socket file this process owns is
+// removed; one passed by systemd or as an fd is left as it is (its owner
+// holds the socket, and what reaches its backlog waits for the next
+// server), as is an abstract socket. StopIntake cannot be undone on a
+// unix socket.
 func (l *Listener) StopIntake() error {
+	if l.Network() == "unix" {
+		return l.removeSocketFile()
+	}
 	if l.Network() != "tcp" {
 		return nil
 	}
@@ -402,13 +430,14 @@ var dropSYN = []unix.SockFilter{
 	{Code: unix.BPF_RET | unix.BPF_K, K: 0xffffffff},                 // keep the rest
 }
 
-// ResumeIntake undoes StopIntake.
+// ResumeIntake undoes StopIntake on a TCP listener.
 func (l *Listener) ResumeIntake() error {
 	if l.Network() != "tcp" {
 		return nil
 	}
+	// ENOENT: no filter; EOPNOTSUPP: a socket that takes none (MPTCP).
 	err := unix.SetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
-	if err != nil && !errors.Is(err, unix.ENOENT) {
+	if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EOPNOTSUPP) {
 		return fmt.Errorf("resume intake on %s: %w", l.URL(), err)
 	}
 	return nil
@@ -422,12 +451,25 @@ func (l *Listener) Close() error {
 	}
 	err := unix.Close(l.fd)
 	l.fd = -1
-	if l.unlink != "" {
-		if fi, serr := os.Lstat(l.unlink); serr == nil && fi.Mode()&os.ModeSocket != 0 {
-			os.Remove(l.unlink)
-		}
-	}
+	l.removeSocketFile()
 	return err
+}
+
+// removeSocketFile removes the unix socket file this process owns, once:
+// a server bound on the path since then keeps its own.
+func (l *Listener) removeSocketFile() error {
+	path := l.unlink
+	if path == "" {
+		return nil
+	}
+	l.unlink = ""
+	if fi, err := os.Lstat(path); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		return nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err // "remove PATH: ..."
+	}
+	return nil
 }
 
 // CloseAll closes every listener.

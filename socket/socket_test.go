@@ -234,6 +234,78 @@ func TestStopIntakeKeepsBacklogAndDropsNew(t *testing.T) {
 		t.Fatalf("dial after ResumeIntake: %v", err)
 	}
 	c2.Close()
+	// A server that adopts the socket after one that stopped its intake
+	// (systemd keeps a socket across restarts) takes connections.
+	if err := l.StopIntake(); err != nil {
+		t.Fatal(err)
+	}
+	dup, _ := unix.Dup(l.Fd())
+	next, err := Adopt(dup, "systemd:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	c3, err := net.DialTimeout("tcp", l.Addr.String(), 2*time.Second)
+	if err != nil {
+		t.Fatalf("dial after a new server adopted the socket: %v", err)
+	}
+	c3.Close()
+}
+
+// On a unix socket StopIntake removes the file this process owns: a new
+// client finds nothing to connect to, one already queued is still there
+// to accept, and a server bound on the path since keeps its file.
+func TestStopIntakeOnUnixRefusesNewKeepsBacklog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.sock")
+	ls, err := Bind([]string{"unix:" + path}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := ls[0]
+	queued, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer queued.Close()
+	if err := l.StopIntake(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.Dial("unix", path); !errors.Is(err, unix.ENOENT) {
+		t.Fatalf("dial after StopIntake: %v, want ENOENT", err)
+	}
+	nl, err := l.NetListener()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl.(*net.UnixListener).SetDeadline(time.Now().Add(2 * time.Second))
+	c, err := nl.Accept()
+	if err != nil {
+		t.Fatalf("queued connection lost: %v", err)
+	}
+	c.Close()
+	nl.Close()
+	next, err := Bind([]string{"unix:" + path}, Options{})
+	if err != nil {
+		t.Fatalf("bind the path again: %v", err)
+	}
+	defer CloseAll(next)
+	l.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("closing the stopped listener removed the next server's file: %v", err)
+	}
+	// A socket file this process does not own stays.
+	dup, _ := unix.Dup(next[0].Fd())
+	adopted, err := Adopt(dup, "unix:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adopted.Close()
+	if err := adopted.StopIntake(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("StopIntake removed a socket file it does not own: %v", err)
+	}
 }
 
 func TestSystemdAdoption(t *testing.T) {

@@ -713,7 +713,7 @@ func (c *eventConn) processUwsgi() {
 		}
 		// Anything else is closed without an answer, as by the other
 		// worker types: nginx answers its client 502.
-		c.l.p.ParseError(0)
+		c.l.p.parseError(0)
 		c.in = c.in[:0]
 		c.closeAfter, c.lingerOn = true, true
 		return
@@ -747,7 +747,7 @@ func (c *eventConn) counted(read, written int) {
 // fail answers a request that cannot be parsed, then closes.
 func (c *eventConn) fail(err error) {
 	if code := http1.Status(err); code != 0 {
-		c.l.p.ParseError(code)
+		c.l.p.parseError(code)
 		c.out = http1.AppendError(c.getOut(), code)
 		c.l.p.Log.Debug(fmt.Sprintf("bad request from %s: %v", c.remote, err))
 	}

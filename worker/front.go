@@ -39,7 +39,7 @@ func (f *frontConfig) parse(cfg *Config, p *Process) error {
 	def := &frontend.FrontEnd{Protocol: cfg.Protocol, Proxy: cfg.ProxyProtocol, Log: p.Log,
 		ReadTimeout: headerReadTimeout, IdleTimeout: cfg.KeepAlive, Draining: p.Draining}
 	if cfg.Metrics {
-		def.Count, def.ParseError = p.CountConn, p.ParseError
+		def.Count, def.ParseError = p.countConn, p.parseError
 	}
 	if def.Protocol == "" {
 		def.Protocol = frontend.ProtocolHTTP

@@ -274,7 +274,7 @@ type trackedConn struct {
 func (c *trackedConn) Write(b []byte) (int, error) {
 	if c.p != nil {
 		if code := netHTTPErrorStatus(b); code != 0 {
-			c.p.ParseError(code)
+			c.p.parseError(code)
 		}
 	}
 	return c.Conn.Write(b)

@@ -23,18 +23,18 @@ func (p *Process) setState(s scoreboard.State) {
 	}
 }
 
-// ParseError counts a request refused before it reached the app, answered
+// parseError counts a request refused before it reached the app, answered
 // with code (0: closed without an answer, as a malformed uwsgi packet is).
-func (p *Process) ParseError(code int) {
+func (p *Process) parseError(code int) {
 	if p.board != nil {
 		p.board.ParseError(code)
 	}
 }
 
-// CountConn counts c as an open connection until it is closed, and the
+// countConn counts c as an open connection until it is closed, and the
 // bytes read from and written to it. It returns c itself when the metrics
 // are off.
-func (p *Process) CountConn(c net.Conn) net.Conn {
+func (p *Process) countConn(c net.Conn) net.Conn {
 	if p.board == nil {
 		return c
 	}

@@ -274,7 +274,7 @@ func (s *syncWorker) answerError(c net.Conn, err error) {
 		if code = http1.Status(err); code == 0 {
 			return
 		}
-		s.p.ParseError(code)
+		s.p.parseError(code)
 		s.p.Log.Debug(fmt.Sprintf("bad request from %s: %v", frontend.RemoteAddr(c), err))
 	}
 	c.SetWriteDeadline(time.Now().Add(time.Second))

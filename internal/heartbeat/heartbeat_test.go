@@ -109,3 +109,14 @@ func TestOldMemfdHasNoBoard(t *testing.T) {
 		t.Fatalf("board %v, last beat %s ago; want none, just now", s.Board(), s.Since())
 	}
 }
+
+// TestMonoOfIsNow: a reading of this process's clock, as CLOCK_MONOTONIC
+// nanoseconds, is what Now says at that moment.
+func TestMonoOfIsNow(t *testing.T) {
+	before := Now()
+	m := MonoOf(time.Now())
+	after := Now()
+	if m < before || m > after {
+		t.Fatalf("MonoOf(time.Now()) = %d, not between Now's %d and %d", m, before, after)
+	}
+}

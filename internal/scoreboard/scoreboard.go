@@ -7,7 +7,7 @@
 // The writer side is the worker: any of its goroutines may call the Board's
 // methods at once, and a request costs a handful of uncontended atomic adds.
 // The reader side is the arbiter: Read takes a copy of every word, and a
-// consistent copy of the current request (a seqlock). Counters only grow
+// consistent copy of the current request (as a seqlock). Counters only grow
 // while the worker lives; the arbiter folds a dead worker's last copy into
 // the herd's totals (see internal/metrics).
 package scoreboard
@@ -99,14 +99,15 @@ type layout struct {
 	bytesWritten atomic.Uint64
 	parseErrors  [NumParseErrors]atomic.Uint64
 
-	// The current request, under a seqlock: owner is 1 while a request
-	// holds these fields, and seq is odd while that one writer changes
-	// them.
+	// The current request. owner counts its claims, a sequence as a
+	// seqlock's: 4k is free, 4k+1 claimed and being written, 4k+2 shown.
+	// Only the claimant writes the fields below, with plain stores (a
+	// locked one costs more); the reader loads them between two loads of
+	// owner that agree on a shown claim.
 	owner    atomic.Uint64
-	seq      atomic.Uint64
-	curStart atomic.Int64  // CLOCK_MONOTONIC ns (heartbeat.Now)
-	curLen   atomic.Uint64 // bytes of curText in use
-	curText  [CurrentMax / 8]atomic.Uint64
+	curStart int64  // CLOCK_MONOTONIC ns (heartbeat.Now)
+	curLen   uint64 // bytes of curText in use
+	curText  [CurrentMax / 8]uint64
 }
 
 // Size is how many bytes a board takes.
@@ -185,22 +186,18 @@ func (b *Board) ParseError(code int) {
 // board shows the one that found it free: under load, an old one.
 func (b *Board) Begin(start int64, method, target string) (current bool) {
 	b.l.started.Add(1)
-	if b.l.owner.Load() != 0 || !b.l.owner.CompareAndSwap(0, 1) {
+	o := b.l.owner.Load()
+	if o%4 != 0 || !b.l.owner.CompareAndSwap(o, o+1) {
 		return false
 	}
-	b.l.seq.Add(1)
-	b.l.curStart.Store(start)
-	n := b.putText(method, target)
-	if uint64(n) != b.l.curLen.Load() {
-		b.l.curLen.Store(uint64(n))
-	}
-	b.l.seq.Add(1)
+	b.l.curStart = start
+	b.l.curLen = uint64(b.putText(method, target))
+	b.l.owner.Store(o + 2) // shown: after the fields, for the reader
 	return true
 }
 
 // putText stores "method target", truncated, in curText, and returns its
-// length. Only the words in use are written, and only those that changed:
-// a load is cheaper than a locked store, and paths repeat.
+// length. Only the words in use are written.
 func (b *Board) putText(method, target string) int {
 	var buf [CurrentMax + 8]byte
 	n := copy(buf[:CurrentMax], method)
@@ -210,17 +207,14 @@ func (b *Board) putText(method, target string) int {
 		n += copy(buf[n:CurrentMax], target)
 	}
 	for i := 0; i*8 < n; i++ {
-		w := binary.LittleEndian.Uint64(buf[i*8:])
-		if b.l.curText[i].Load() != w {
-			b.l.curText[i].Store(w)
-		}
+		b.l.curText[i] = binary.LittleEndian.Uint64(buf[i*8:])
 	}
 	return n
 }
 
 // Done counts a request answered with status after d, and ends what Begin
 // started; current is what Begin returned. It costs two atomic adds, and
-// a store for the current request.
+// one more to free the current request.
 func (b *Board) Done(current bool, status int, d time.Duration) {
 	class := status/100 - 1
 	if class < 0 || class > 4 {
@@ -235,7 +229,7 @@ func (b *Board) Done(current bool, status int, d time.Duration) {
 		b.l.durationSum.Add(uint64(d))
 	}
 	if current {
-		b.l.owner.Store(0)
+		b.l.owner.Add(2) // free: the next claim may write
 	}
 }
 
@@ -309,7 +303,9 @@ type Counts struct {
 
 // Read copies the board. It makes no system call and never blocks the
 // writers: the current request is retried while a writer changes it, and
-// left out if that takes more than a few tries.
+// left out if that takes more than a few tries. Read is for another
+// mapping of the board (the arbiter's): the writer's plain stores of the
+// current request race, in Go's terms, with a reader in its own process.
 func (b *Board) Read() Counts {
 	var c Counts
 	l := b.l
@@ -346,21 +342,20 @@ func (b *Board) Read() Counts {
 func (b *Board) readCurrent() (int64, string) {
 	l := b.l
 	for range 100 {
-		s1 := l.seq.Load()
-		if s1%2 == 1 {
-			continue
+		o := l.owner.Load()
+		switch o % 4 {
+		case 0:
+			return 0, "" // free: no request shown
+		case 1:
+			continue // being written
 		}
-		owned := l.owner.Load() != 0
-		start := l.curStart.Load()
-		n := min(int(l.curLen.Load()), CurrentMax)
+		start := atomic.LoadInt64(&l.curStart)
+		n := min(int(atomic.LoadUint64(&l.curLen)), CurrentMax)
 		var buf [CurrentMax]byte
 		for i := 0; i*8 < n; i++ {
-			binary.LittleEndian.PutUint64(buf[i*8:], l.curText[i].Load())
+			binary.LittleEndian.PutUint64(buf[i*8:], atomic.LoadUint64(&l.curText[i]))
 		}
-		if l.seq.Load() == s1 {
-			if !owned {
-				return 0, ""
-			}
+		if l.owner.Load() == o {
 			return start, string(buf[:n])
 		}
 	}

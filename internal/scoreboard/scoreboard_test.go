@@ -268,15 +268,15 @@ func TestLayoutIsVersionOne(t *testing.T) {
 		"started": unsafe.Offsetof(l.started), "answered": unsafe.Offsetof(l.answered),
 		"durationSum": unsafe.Offsetof(l.durationSum), "bytesRead": unsafe.Offsetof(l.bytesRead),
 		"parseErrors": unsafe.Offsetof(l.parseErrors), "owner": unsafe.Offsetof(l.owner),
-		"seq": unsafe.Offsetof(l.seq), "curStart": unsafe.Offsetof(l.curStart), "curText": unsafe.Offsetof(l.curText),
+		"curStart": unsafe.Offsetof(l.curStart), "curLen": unsafe.Offsetof(l.curLen), "curText": unsafe.Offsetof(l.curText),
 	} {
 		want := map[string]uintptr{"started": 4, "answered": 5, "durationSum": 65, "bytesRead": 66, "parseErrors": 68,
-			"owner": 76, "seq": 77, "curStart": 78, "curText": 80}[name]
+			"owner": 76, "curStart": 77, "curLen": 78, "curText": 79}[name]
 		if got != want*8 {
 			t.Errorf("%s at word %d, want %d", name, got/8, want)
 		}
 	}
-	if Size != 95*8 || Version != 1 {
-		t.Errorf("version %d of %d words, want 1 of 95", Version, Size/8)
+	if Size != 94*8 || Version != 1 {
+		t.Errorf("version %d of %d words, want 1 of 94", Version, Size/8)
 	}
 }
