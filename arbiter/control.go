@@ -47,9 +47,9 @@ type ControlOptions struct {
 	Settings   func() string // the effective settings, for config; nil for none
 }
 
-// ErrControlInUse is in the error Run returns when another arbiter answers
-// on the control socket's path.
-var ErrControlInUse = errors.New("another arbiter answers on it")
+// ErrControlInUse is in the error Run returns when something (another
+// arbiter, most likely) answers on the control socket's path.
+var ErrControlInUse = errors.New("in use")
 
 // Limits on the control socket's clients, so that none can hold the
 // arbiter's memory or goroutines.
@@ -150,9 +150,9 @@ func bindControl(opts ControlOptions) (*socket.Listener, error) {
 	}
 	if pid, live := probeControl(opts.Path); live {
 		if pid > 0 {
-			return nil, fmt.Errorf("%w (pid %d)", ErrControlInUse, pid)
+			return nil, fmt.Errorf("%w: another arbiter answers on it (pid %d)", ErrControlInUse, pid)
 		}
-		return nil, ErrControlInUse
+		return nil, fmt.Errorf("%w: a server answers on it", ErrControlInUse)
 	}
 	ls, err := socket.Bind([]string{"unix:" + opts.Path}, socket.Options{Backlog: maxControlConns, Umask: 0o177})
 	if err != nil {

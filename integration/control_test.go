@@ -419,7 +419,7 @@ func TestControlSocketPaths(t *testing.T) {
 
 	// A live one: another arbiter answers there.
 	code, _, errOut := run(t, nil, "-w", "1", "-b", "127.0.0.1:0", "--control-socket", sock, "demo")
-	want := fmt.Sprintf("corral: error: --control-socket %s: another arbiter answers on it (pid %d)\n", sock, a.Pid)
+	want := fmt.Sprintf("corral: error: --control-socket %s: in use: another arbiter answers on it (pid %d)\n", sock, a.Pid)
 	if code != 2 || !strings.HasSuffix(errOut, want) {
 		t.Errorf("a second arbiter on a live control socket: exit %d, %q; want 2, ending %q", code, errOut, want)
 	}
