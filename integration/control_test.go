@@ -710,3 +710,29 @@ func TestControlFiftyClientsKeepTheLoopResponsive(t *testing.T) {
 	}
 	mustCtl(t, sock, "ping")
 }
+
+// TestControlExecWorkers: exec workers (corral -- COMMAND) keep no
+// scoreboard; status lists them with what the arbiter knows, and says the
+// rest is unknown.
+func TestControlExecWorkers(t *testing.T) {
+	bin, err := goWorkerBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "c.ctl")
+	s, _ := startExec(t, []string{"-w", "2", "-b", "127.0.0.1:0", "--control-socket", sock, "--", bin})
+	s.waitLog(`Ready: 2 workers serving`, 10*time.Second)
+	st := waitStatus(t, sock, 5*time.Second, "2 idle exec workers", allReady(2))
+	for _, w := range st.Workers {
+		if w.Scoreboard || w.State != "idle" || w.RSS == 0 {
+			t.Errorf("exec worker %+v: want no scoreboard, idle, its memory", w)
+		}
+	}
+	out := mustCtl(t, sock, "status")
+	if !regexp.MustCompile(`(?m)^\d+\s+\d+\s+1\s+idle\s+\d+\s+\S+\s+-\s+-\s+-\s+-\s`).MatchString(out) {
+		t.Errorf("status of exec workers: want - for requests, in flight, request and for:\n%s", out)
+	}
+	if got, want := workerPids(st), pgrepChildren(t, s.Pid); !slices.Equal(got, want) {
+		t.Errorf("status lists %v, pgrep -P finds %v", got, want)
+	}
+}
