@@ -18,6 +18,9 @@ func init() {
 // handler runs, so this bounds a worker's memory per connection.
 const defaultMaxBody = 1 << 20
 
+// defaultBodyTimeout is --body-timeout's default: nginx's client_body_timeout.
+const defaultBodyTimeout = 60
+
 func limitFlags() []cli.Flag {
 	return []cli.Flag{
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "limit-request-line", Value: 4094, Category: catSecurity, EnvVars: env("limit-request-line"),
@@ -28,7 +31,9 @@ func limitFlags() []cli.Flag {
 			EnvVars: env("limit-request-field-size"),
 			Usage:   "the longest header field line in bytes (answered with 431); 0 means 8190"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-body", Value: defaultMaxBody, Category: catSecurity, EnvVars: env("max-body"),
-			Usage: "sync and event workers: the largest request body in bytes, read whole before the handler runs (answered with 413); 0 for no limit"}),
+			Usage: "the largest request body in bytes (answered with 413); sync and event workers read it whole before the handler runs; 0 for no limit"}),
+		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "body-timeout", Value: defaultBodyTimeout, Category: catSecurity, EnvVars: env("body-timeout"),
+			Usage: "seconds a request body may pause between two reads; past the first such period it must also average 500 bytes a second (answered with 408); 0 for no limit"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "threads", Value: 1, Category: catWorkers, EnvVars: env("threads"),
 			Usage: "event worker: epoll loops per worker process"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "event-inline", Category: catWorkers, EnvVars: env("event-inline"),
@@ -51,6 +56,8 @@ func applyLimits(c *cli.Context, s *settings) error {
 	if c.Int("max-body") < 0 {
 		errs.add(fmt.Errorf("--max-body must be 0 or more, got %d", c.Int("max-body")))
 	}
+	bodyTimeout, err := seconds(c, "body-timeout")
+	errs.add(err)
 	if c.Int("threads") < 1 || c.Int("threads") > 256 {
 		errs.add(fmt.Errorf("--threads must be from 1 to 256, got %d", c.Int("threads")))
 	}
@@ -60,6 +67,7 @@ func applyLimits(c *cli.Context, s *settings) error {
 	w := &s.arbiter.Worker
 	w.LimitRequestLine, w.LimitRequestFields, w.LimitRequestFieldSize = line, fields, size
 	w.MaxBody = int64(c.Int("max-body"))
+	w.BodyTimeout = bodyTimeout
 	w.Threads = c.Int("threads")
 	w.EventInline = c.Bool("event-inline")
 	return nil

@@ -3,11 +3,13 @@ package worker
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/corral-server/corral/internal/logging"
@@ -21,6 +23,13 @@ const DefaultAccessLogFormat = `%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f
 type AccessLog struct {
 	out   *logging.File
 	atoms []atom
+
+	// ErrorLog is where a failed write is reported (a full disk): the
+	// first, then at most a line a minute with the count. Nil: counted
+	// only. Requests are served whether their line is written or not.
+	ErrorLog    *slog.Logger
+	writeErrors atomic.Int64
+	errorLines  rateLog
 }
 
 // entry is what one access log line is made from.
@@ -71,7 +80,18 @@ func (a *AccessLog) Log(r *http.Request, status int, size int64, respHeader http
 		at(&b, &e)
 	}
 	b.WriteByte('\n')
-	a.out.Write(b.Bytes())
+	if _, err := a.out.Write(b.Bytes()); err != nil {
+		n := a.writeErrors.Add(1)
+		a.errorLines.print(a.ErrorLog, slog.LevelError, fmt.Sprintf("access log: %v; %d lines lost so far", err, n))
+	}
+}
+
+// WriteErrors is the number of lines lost to failed writes so far.
+func (a *AccessLog) WriteErrors() int64 {
+	if a == nil {
+		return 0
+	}
+	return a.writeErrors.Load()
 }
 
 // ParseAccessLogFormat compiles a format such as DefaultAccessLogFormat,

@@ -1,9 +1,12 @@
 package worker
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -68,8 +71,72 @@ func acceptNow(l net.Listener) (net.Conn, error) {
 		return nil, aerr
 	}
 	f := os.NewFile(uintptr(nfd), "accepted")
-	defer f.Close()
-	return net.FileConn(f)
+	c, err := net.FileConn(f)
+	if err != nil && isResourceError(err) && spare.free() {
+		c, err = net.FileConn(f)
+	}
+	f.Close()
+	spare.hold()
+	return c, err
+}
+
+// spare is a descriptor held in reserve for acceptNow. net.FileConn dups
+// the accepted socket, so a connection takes two fds for a moment: at the
+// fd limit the accept could succeed and the dup fail, and the connection,
+// accepted, was lost with a reset. acceptNow then frees the spare for the
+// dup, and takes it back in the slot the accepted fd leaves.
+var spare = spareFD{fd: -1}
+
+type spareFD struct {
+	mu sync.Mutex
+	fd int // -1: none held
+}
+
+// free closes the spare; false if none was held.
+func (s *spareFD) free() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fd < 0 {
+		return false
+	}
+	unix.Close(s.fd)
+	s.fd = -1
+	return true
+}
+
+// hold opens the spare if it is not held; at the fd limit it stays free.
+func (s *spareFD) hold() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fd < 0 {
+		if fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+			s.fd = fd
+		}
+	}
+}
+
+// acceptPause is how long a worker stops accepting after an accept failed
+// for want of a resource: the fault lasts until connections close, and an
+// accept retried at once would fail again, on a core spinning at 100%.
+const acceptPause = 100 * time.Millisecond
+
+// isResourceError reports whether an accept failed for want of fds or
+// kernel memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): the worker pauses its
+// accepts for acceptPause, and the connection waits in the backlog.
+func isResourceError(err error) bool {
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) ||
+		errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM)
+}
+
+// acceptFailed logs an accept error on p's error log, at most a line a
+// minute however often it recurs (see rateLog): at the fd limit every
+// wake-up of every loop fails to accept.
+func (p *Process) acceptFailed(err error) {
+	msg := fmt.Sprintf("accept: %v", err)
+	if isResourceError(err) {
+		msg += fmt.Sprintf("; pausing accepts for %s each time", acceptPause)
+	}
+	p.acceptLog.print(p.Log, slog.LevelError, msg)
 }
 
 // hasUnread reports whether the kernel holds bytes the server has not read:

@@ -66,14 +66,14 @@ type eventWorker struct {
 
 // Timing of the event loops.
 const (
-	eventTick      = 100 * time.Millisecond // most time between two timer scans
-	eventReadBuf   = 16 << 10               // a read buffer, from the pool
-	eventOutHigh   = 64 << 10               // unsent output that stops reading
-	eventKeepBuf   = 64 << 10               // larger buffers are not pooled
-	eventAccepts   = 64                     // accepts per listener per wake-up
-	eventLinger    = 500 * time.Millisecond // a closing connection's wait for the client's FIN
-	eventPoolMax   = 256                    // handler goroutines per worker process
-	eventBodyTimer = headerReadTimeout      // most time between two body reads
+	eventTick       = 100 * time.Millisecond // most time between two timer scans
+	eventReadBuf    = 16 << 10               // a read buffer, from the pool
+	eventOutHigh    = 64 << 10               // unsent output that stops reading
+	eventKeepBuf    = 64 << 10               // larger buffers are not pooled
+	eventAccepts    = 64                     // accepts per listener per wake-up
+	eventLinger     = 500 * time.Millisecond // a closing connection's wait for the client's FIN
+	eventPoolMax    = 256                    // handler goroutines per worker process
+	eventWriteStall = headerReadTimeout      // most time a client may read nothing of its response
 )
 
 func (e *eventWorker) BeatsItself() bool { return true }

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -323,16 +324,16 @@ func (l *eventLoop) accept(lfd int) bool {
 				continue
 			case unix.EAGAIN:
 				return false
-			case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-				l.p.Log.Error(fmt.Sprintf("accept: %v; pausing accepts", err))
-				l.unregister() // back at the next scan
-				return false
 			}
-			l.p.Log.Warn(fmt.Sprintf("accept: %v", err))
+			l.p.acceptFailed(err)
+			if isResourceError(err) {
+				l.unregister() // back at the next scan, within eventTick
+			}
 			return false
 		}
 		l.e.conns.Add(1)
 		c := &eventConn{l: l, fd: int32(nfd), remote: sockaddrString(sa), last: nanotime()}
+		c.ctx.parent = l.e.ctx
 		c.parser.Config = l.e.cfg
 		if l.e.uwsgi[slices.Index(l.e.lfds, lfd)] {
 			if !l.e.uwsgiAllow.AllowsRemote(c.remote) {
@@ -442,15 +443,16 @@ func (l *eventLoop) scan(now int64) {
 				c.close()
 			}
 		case c.pending() > 0:
-			if now-c.last > int64(eventBodyTimer) {
+			if now-c.last > int64(eventWriteStall) {
 				c.close() // the client reads nothing
 			}
 		case c.reqStart != 0:
 			// A request is arriving: its head within the header timeout,
-			// its body without long pauses.
+			// its body by --body-timeout's rule. It did not: 408.
 			inHead := c.uwsgi == nil && c.parser.Head() == nil
-			if (inHead && now-c.reqStart > int64(headerReadTimeout)) || (!inHead && now-c.last > int64(eventBodyTimer)) {
-				c.close()
+			if (inHead && now-c.reqStart > int64(headerReadTimeout)) || (!inHead && bodyTimedOut(now, c.reqStart, c.last, c.got, cfg.BodyTimeout)) {
+				c.fail(http1.ErrRequestTimeout)
+				c.flush()
 			}
 		default: // idle between requests
 			limit := cfg.KeepAlive
@@ -506,6 +508,7 @@ type eventConn struct {
 	l      *eventLoop
 	fd     int32
 	remote string
+	ctx    connContext // its requests' context
 	parser http1.Parser
 	uwsgi  *http1.UwsgiParser // instead of parser, on a uwsgi listener
 	in     []byte             // bytes read, not yet parsed
@@ -515,6 +518,7 @@ type eventConn struct {
 
 	last        int64 // nanotime of the last progress
 	reqStart    int64 // nanotime of a partial request's first byte, 0 if none
+	got         int64 // bytes read of the request since reqStart
 	lingerUntil int64
 	served      int
 
@@ -565,6 +569,11 @@ func (c *eventConn) ready(ev uint32) {
 	}
 	if ev&unix.EPOLLRDHUP != 0 {
 		c.peerShut = true
+		if c.busy && !fdHasUnread(int(c.fd)) {
+			// The client went away while its handler runs (and sent no
+			// further request): the handler may stop.
+			c.ctx.cancel(context.Canceled)
+		}
 	}
 	c.pump()
 }
@@ -619,8 +628,9 @@ func (c *eventConn) read() {
 		c.in = c.in[:len(c.in)+n]
 		c.last = nanotime()
 		if c.reqStart == 0 {
-			c.reqStart = c.last
+			c.reqStart, c.got = c.last, 0
 		}
+		c.got += int64(n)
 	case n == 0 && err == nil:
 		c.eof = true
 	case err == unix.EAGAIN || err == unix.EINTR:
@@ -681,7 +691,7 @@ func (c *eventConn) processHTTP() {
 		c.served++
 		c.reqStart = 0
 		if len(c.in) > 0 {
-			c.reqStart = nanotime() // a pipelined request has begun
+			c.reqStart, c.got = nanotime(), int64(len(c.in)) // a pipelined request has begun
 		}
 		c.dispatch(req)
 	}
@@ -726,7 +736,7 @@ func (c *eventConn) processUwsgi() {
 	c.in = c.in[:0] // one request per connection
 	// HTTP/1.0 framing whatever the client spoke: nginx reads a uwsgi
 	// response to the close and passes chunked coding through undecoded.
-	c.serve(hr.WithContext(c.l.e.ctx), hr.Method, 1, 0, true)
+	c.serve(hr.WithContext(&c.ctx), hr.Method, 1, 0, true)
 }
 
 // addrString is a net.Addr known by its string form.
@@ -760,7 +770,7 @@ func (c *eventConn) dispatch(req *http1.Request) {
 	l := c.l
 	p := l.p
 	closeConn := req.Close || p.Draining() || l.e.draining.Load() || p.Config.KeepAlive <= 0
-	hr, err := http1.ToHTTP(l.e.ctx, req, c.remote)
+	hr, err := http1.ToHTTP(&c.ctx, req, c.remote)
 	if err != nil {
 		c.fail(err)
 		return
@@ -873,6 +883,7 @@ func (c *eventConn) close() {
 		return
 	}
 	c.closed = true
+	c.ctx.cancel(context.Canceled)
 	l := c.l
 	unix.Close(int(c.fd)) // also leaves the epoll set
 	delete(l.conns, c.fd)

@@ -3,16 +3,18 @@ package worker
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/corral-server/corral/worker/frontend"
+	"github.com/corral-server/corral/worker/http1"
 )
 
 func init() { Register("goroutine", func() Worker { return new(goroutineWorker) }) }
@@ -54,7 +56,7 @@ func (g *goroutineWorker) Serve(p *Process) error {
 		g.slots = make(chan struct{}, cfg.WorkerConnections)
 	}
 	g.srv = &http.Server{
-		Handler:           closeAfterChunked(p),
+		Handler:           closeAfterChunked(guardBody(cfg, p)),
 		ReadHeaderTimeout: headerReadTimeout,
 		MaxHeaderBytes:    cfg.maxHeaderBytes(), // --limit-request-*, see Config.maxHeaderBytes
 		IdleTimeout:       cfg.KeepAlive,
@@ -181,6 +183,9 @@ func (g *goroutineWorker) track(c net.Conn, s http.ConnState) {
 		st.state, st.since = s, time.Now()
 	}
 	g.mu.Unlock()
+	if tc, ok := c.(*trackedConn); ok {
+		tc.inState(s)
+	}
 	if s == http.StateClosed || s == http.StateHijacked {
 		g.maybeDone()
 	}
@@ -236,6 +241,16 @@ func (l *drainListener) Accept() (net.Conn, error) {
 		}
 	}
 	c, err := l.accept()
+	for err != nil && isResourceError(err) && !l.draining.Load() {
+		// Handled here rather than by net/http's retry, which logs each
+		// attempt: the same pause and rate-limited log as the other types.
+		l.g.p.acceptFailed(err)
+		select {
+		case <-time.After(acceptPause):
+		case <-l.g.stopped:
+		}
+		c, err = l.accept()
+	}
 	if err != nil && l.g.slots != nil {
 		<-l.g.slots
 	}
@@ -263,21 +278,17 @@ func (l *drainListener) Accept() (net.Conn, error) {
 //
 // Its BaseConn lets net/http half-close after an error response and
 // hasUnread reach the socket.
+//
+// It also answers a request head that does not arrive within the header
+// timeout with 408, as the other types do, where net/http closes without
+// a word or answers 400, depending on where the head was cut.
 type trackedConn struct {
 	frontend.BaseConn
 	lastRead atomic.Int64 // UnixNano
+	read     atomic.Int64 // bytes read so far
+	headFrom atomic.Int64 // read when the current head began; -1 while a request is served
+	timedOut atomic.Bool  // answered 408: drop net/http's own answer
 	p        *Process     // counts net/http's answers to requests it could not parse; nil: off
-}
-
-// Write counts net/http's own answer to a request it refused (400, 431,
-// 501, 505): net/http writes it straight to the connection, in one write.
-func (c *trackedConn) Write(b []byte) (int, error) {
-	if c.p != nil {
-		if code := netHTTPErrorStatus(b); code != 0 {
-			c.p.parseError(code)
-		}
-	}
-	return c.Conn.Write(b)
 }
 
 // netHTTPErrorHeaders follow the status line of every answer net/http's
@@ -309,8 +320,52 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
 		c.lastRead.Store(time.Now().UnixNano())
+		c.read.Add(int64(n))
+	}
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.headTimedOut()
 	}
 	return n, err
+}
+
+// Write drops net/http's own answer after a 408 (headTimedOut), and
+// counts its answers to requests it refused (400, 431, 501, 505): net/http
+// writes them straight to the connection, in one write.
+func (c *trackedConn) Write(b []byte) (int, error) {
+	if c.timedOut.Load() {
+		return len(b), nil
+	}
+	if c.p != nil {
+		if code := netHTTPErrorStatus(b); code != 0 {
+			c.p.parseError(code)
+		}
+	}
+	return c.Conn.Write(b)
+}
+
+// inState follows net/http's view of the connection: a head is read in
+// StateNew and StateIdle, a request served in StateActive.
+func (c *trackedConn) inState(s http.ConnState) {
+	switch s {
+	case http.StateNew, http.StateIdle:
+		c.headFrom.Store(c.read.Load())
+	case http.StateActive:
+		c.headFrom.Store(-1)
+	}
+}
+
+// headTimedOut answers 408 when a read for a head timed out with part of
+// the head read; a connection that sent nothing closes silently.
+func (c *trackedConn) headTimedOut() {
+	from := c.headFrom.Load()
+	if from < 0 || c.read.Load() == from || !c.timedOut.CompareAndSwap(false, true) {
+		return
+	}
+	c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	c.Conn.Write(http1.AppendError(nil, http.StatusRequestTimeout))
+	if c.p != nil {
+		c.p.parseError(http.StatusRequestTimeout)
+	}
 }
 
 // idleSince is when the connection last showed any sign of a request.
@@ -361,7 +416,11 @@ func (l *drainListener) Close() error {
 type logWriter struct{ p *Process }
 
 func (w logWriter) Write(b []byte) (int, error) {
-	w.p.Log.Warn(fmt.Sprintf("http: %s", trimNewline(b)))
+	line := trimNewline(b)
+	if !strings.HasPrefix(line, "http: ") { // most of net/http's lines have it
+		line = "http: " + line
+	}
+	w.p.Log.Warn(line)
 	return len(b), nil
 }
 

@@ -41,6 +41,7 @@ type Process struct {
 	front       frontConfig // protocols and trusted peers, see frontend.go
 	heartbeat   *heartbeat.Slot
 	board       *scoreboard.Board // nil unless Config.Metrics; see scoreboard.go
+	acceptLog   rateLog           // accept errors, see acceptFailed
 
 	inFlightMu sync.Mutex
 	inFlight   map[*http.Request]time.Time // for the abort log
@@ -163,11 +164,15 @@ func (p *Process) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rec.WriteHeader(http.StatusOK)
 		}
 		elapsed := time.Since(start)
+		status := rec.status
+		if g, ok := w.(interface{ refusedStatus() int }); ok && g.refusedStatus() != 0 {
+			status = g.refusedStatus() // the goroutine type answered instead, see guardBody
+		}
 		if p.board != nil {
-			p.board.Done(current, rec.status, elapsed)
+			p.board.Done(current, status, elapsed)
 		}
 		if p.access != nil {
-			p.access.Log(r, rec.status, rec.bytes, rec.Header(), start, elapsed)
+			p.access.Log(r, status, rec.bytes, rec.Header(), start, elapsed)
 		}
 		if n := p.requests.Add(1); p.maxRequests > 0 && n >= p.maxRequests {
 			// The arbiter replaces this worker and then stops it

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"runtime/debug"
 	"time"
@@ -15,6 +16,47 @@ import (
 // headerReadTimeout bounds how long a client may take to send a request's
 // headers, so a slowloris cannot hold connections open forever.
 const headerReadTimeout = 10 * time.Second
+
+// bodyMinRate is the slowest a request may arrive, in bytes a second on
+// average, once its first --body-timeout has passed (Apache's
+// mod_reqtimeout MinRate): a client sending a byte every few seconds
+// passes a timeout between reads, but not this.
+const bodyMinRate = 500
+
+// bodyTimedOut reports whether a request whose body is arriving has run
+// out of time, by --body-timeout (timeout): more than timeout since the
+// last read (nginx's client_body_timeout), or, counted from the start of
+// the request (start) with received bytes so far, slower than bodyMinRate
+// after the first timeout. Times are nanoseconds on any one clock.
+func bodyTimedOut(now, start, last, received int64, timeout time.Duration) bool {
+	if timeout <= 0 {
+		return false
+	}
+	return now-last > int64(timeout) || now-start > int64(timeout+bodyAllowance(received))
+}
+
+// bodyDeadline is the latest time the next read of a request body may
+// complete, by the rule of bodyTimedOut, for types that read with
+// deadlines; the zero time when timeout is 0.
+func bodyDeadline(now, start time.Time, received int64, timeout time.Duration) time.Time {
+	if timeout <= 0 {
+		return time.Time{}
+	}
+	if d := start.Add(timeout + bodyAllowance(received)); d.Before(now.Add(timeout)) {
+		return d
+	}
+	return now.Add(timeout)
+}
+
+// bodyAllowance is the time received bytes may take at bodyMinRate; at
+// most about 70 years, so that sums with it cannot overflow.
+func bodyAllowance(received int64) time.Duration {
+	const most = math.MaxInt64 / 4
+	if received/bodyMinRate >= most/int64(time.Second) {
+		return most
+	}
+	return time.Duration(received/bodyMinRate)*time.Second + time.Duration(received%bodyMinRate)*time.Second/bodyMinRate
+}
 
 // RequestLimits returns the http1 limits of the Config's
 // --limit-request-* and --max-body settings. A Config that sets none of

@@ -91,6 +91,9 @@ func (p *Process) boot(apps AppFunc) (Class, *logging.File, error) {
 	if p.access, err = OpenAccessLog(cfg.AccessLog, cfg.AccessLogFormat); err != nil {
 		return nil, nil, err
 	}
+	if p.access != nil {
+		p.access.ErrorLog = p.Log
+	}
 	class, ok := Lookup(cfg.Class)
 	if !ok {
 		return nil, nil, fmt.Errorf("unknown worker class %q", cfg.Class)

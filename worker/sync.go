@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,8 +91,14 @@ func (s *syncWorker) Serve(p *Process) error {
 		wait = int(min(max(t/4, 10*time.Millisecond), time.Second) / time.Millisecond)
 	}
 	p.Ready()
+	paused := false // an accept failed for want of a resource: wait on the wake-up alone
 	for !s.stopping.Load() {
 		p.Beat()
+		if paused {
+			paused = false
+			unix.Poll(fds[len(fds)-1:], int(acceptPause/time.Millisecond))
+			continue
+		}
 		n, err := unix.Poll(fds, wait)
 		if err == unix.EINTR || n == 0 {
 			continue
@@ -106,7 +113,8 @@ func (s *syncWorker) Serve(p *Process) error {
 			c, err := acceptNow(l)
 			if err != nil {
 				if !errors.Is(err, unix.EAGAIN) {
-					p.Log.Debug("accept", "error", err)
+					p.acceptFailed(err)
+					paused = paused || isResourceError(err)
 				}
 				continue
 			}
@@ -202,18 +210,27 @@ func (s *syncWorker) serveHTTP(c net.Conn) {
 	defer func() { closeConn(c, linger) }()
 	s.parser.Reset()
 	s.parser.Config = s.cfg
-	c.SetReadDeadline(time.Now().Add(s.ioTimeout()))
+	start := time.Now()
+	whole := start.Add(s.ioTimeout()) // the request, head and body
+	c.SetReadDeadline(whole)
 	if cap(s.in) == 0 {
 		s.in = make([]byte, 0, 4096)
 	}
 	in := s.in[:0]
 	var req *http1.Request
+	var received int64
 	for req == nil {
 		if len(in) == cap(in) {
 			in = append(in, 0)[:len(in)]
 		}
+		if t := s.p.Config.BodyTimeout; t > 0 && s.parser.Head() != nil {
+			if d := bodyDeadline(time.Now(), start, received, t); d.Before(whole) {
+				c.SetReadDeadline(d)
+			}
+		}
 		n, rerr := c.Read(in[len(in):cap(in)])
 		in = in[:len(in)+n]
+		received += int64(n)
 		if n > 0 {
 			used, r, err := s.parser.Parse(in)
 			in = in[:copy(in, in[used:])]
@@ -235,6 +252,11 @@ func (s *syncWorker) serveHTTP(c net.Conn) {
 				if err := s.parser.EOF(); err != nil && http1.Status(err) != 0 {
 					s.answerError(c, err)
 				}
+			} else if errors.Is(rerr, os.ErrDeadlineExceeded) && received > 0 {
+				// A request begun but not received in time; a connection
+				// that sent nothing closes without an answer.
+				s.answerError(c, http1.ErrRequestTimeout)
+				linger = true
 			}
 			return
 		}

@@ -69,9 +69,13 @@ type Config struct {
 	LimitRequestLine      int `json:"limit_request_line"`
 	LimitRequestFields    int `json:"limit_request_fields"`
 	LimitRequestFieldSize int `json:"limit_request_field_size"`
-	// MaxBody (--max-body) is the largest request body the sync and
-	// event types read into memory; larger ones get 413. 0 is no limit.
+	// MaxBody (--max-body) is the largest request body, answered with
+	// 413 (the sync and event types read it into memory; the goroutine
+	// type streams it to the handler). 0 is no limit.
 	MaxBody int64 `json:"max_body,omitempty"`
+	// BodyTimeout (--body-timeout) bounds the wait for a request body:
+	// see bodyTimedOut. 0 is no limit.
+	BodyTimeout time.Duration `json:"body_timeout,omitempty"`
 	// Threads (--threads) is the number of event loops per event worker;
 	// EventInline (--event-inline) runs handlers on the loop itself.
 	Threads     int  `json:"threads,omitempty"`

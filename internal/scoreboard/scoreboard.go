@@ -73,7 +73,7 @@ var bucketNanos = func() (ns [len(Buckets)]int64) {
 // ParseErrorCodes are the statuses a worker answers a request it could not
 // parse with (see worker/http1.Status); any other code counts as the last,
 // "other", entry of Totals.ParseErrors.
-var ParseErrorCodes = [...]int{400, 413, 414, 417, 431, 501, 505}
+var ParseErrorCodes = [...]int{400, 408, 413, 414, 417, 431, 501, 505}
 
 // NumParseErrors is len(ParseErrorCodes)+1, "other" included.
 const NumParseErrors = len(ParseErrorCodes) + 1

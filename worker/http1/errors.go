@@ -28,6 +28,10 @@ var (
 	ErrUnsupportedTransferCoding = errors.New("http1: unsupported transfer coding")
 	ErrBodyTooLarge              = errors.New("http1: request body too large")
 	ErrExpectationFailed         = errors.New("http1: unsupported expectation")
+	// ErrRequestTimeout is not the Parser's: it is what a server reports
+	// when a request it began to read did not arrive in time (its head,
+	// or its body too slowly), answered with 408.
+	ErrRequestTimeout = errors.New("http1: request not received in time")
 
 	// ErrHTTPVersionNotSupported accompanies ErrInvalidHTTPVersion when the
 	// version is well formed (HTTP/d.d) but its major version is not 1.
@@ -47,7 +51,7 @@ var (
 // connection whose parse failed with err:
 //
 //   - 0 for nil and for ErrNoMoreData: the client went away, nothing to answer.
-//   - 413 ErrBodyTooLarge, 414 ErrLimitRequestLine, 417 ErrExpectationFailed,
+//   - 408 ErrRequestTimeout, 413 ErrBodyTooLarge, 414 ErrLimitRequestLine, 417 ErrExpectationFailed,
 //     431 ErrLimitRequestHeaders, 501 ErrUnsupportedTransferCoding.
 //   - 505 for a well-formed version other than HTTP/1.x. Gunicorn answers
 //     400 for every InvalidHTTPVersion; RFC 9110 section 15.6.6 defines 505
@@ -63,6 +67,8 @@ func Status(err error) int {
 	switch {
 	case err == nil, errors.Is(err, ErrNoMoreData):
 		return 0
+	case errors.Is(err, ErrRequestTimeout):
+		return http.StatusRequestTimeout
 	case errors.Is(err, ErrBodyTooLarge):
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrLimitRequestLine):
