@@ -255,6 +255,7 @@ func TestControlCommands(t *testing.T) {
 		t.Errorf("reload: %q", out)
 	}
 	s.waitReloaded("4 workers", 10*time.Second)
+	waitStatus(t, sock, 10*time.Second, "the old generation gone", allReady(4))
 
 	// --json is the raw answer.
 	code, out, _ := ctl(t, sock, "--json", "ping")
