@@ -1,6 +1,7 @@
 package arbiter
 
 import (
+	"errors"
 	"net"
 	"path/filepath"
 	"strings"
@@ -243,5 +244,21 @@ func TestControlFileName(t *testing.T) {
 		if got := ControlFileName(c[0], c[1]); got != c[2] {
 			t.Errorf("ControlFileName(%q, %q) = %q, want %q", c[0], c[1], got, c[2])
 		}
+	}
+}
+
+func TestControlReloadOfABadConfiguration(t *testing.T) {
+	h := newDecisionTest(t, testConfig(1))
+	withControl(h)
+	h.boot()
+	h.a.Reload = func() (*Config, error) { return nil, errors.New("config file c.toml: line 1: bad key") }
+	ch := h.send(control.Request{Cmd: control.CmdReload, Wait: 60})
+	h.a.handleCommands()
+	r := h.answer(ch)
+	if r.OK || r.Result != control.ResultFailed || r.Error != "the configuration did not load: config file c.toml: line 1: bad key" {
+		t.Errorf("a reload whose configuration does not load: %+v", r)
+	}
+	if h.a.generation != 1 || len(h.a.ctl.reloads) != 0 {
+		t.Errorf("generation %d, %d reloads waiting; want 1, none", h.a.generation, len(h.a.ctl.reloads))
 	}
 }

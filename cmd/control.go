@@ -27,37 +27,38 @@ func controlFlags() []cli.Flag {
 	}
 }
 
-// applyControl checks --control-socket; controlSettings resolves it once
-// the paths it depends on are known.
+// applyControl checks --control-socket and passes it on as given;
+// controlSettings resolves it once the paths it depends on are known.
 func applyControl(c *cli.Context, s *settings) error {
 	v := c.String("control-socket")
 	switch {
-	case v == controlOff:
-		return nil
-	case strings.TrimSpace(v) == "" && v != "":
-		return fmt.Errorf("--control-socket: empty path (none turns it off)")
+	case v != "" && strings.TrimSpace(v) == "":
+		return fmt.Errorf("--control-socket: empty path (%s turns it off)", controlOff)
 	case strings.HasSuffix(v, "/"):
 		return fmt.Errorf("--control-socket %s: a folder; name the socket file", v)
 	}
 	s.arbiter.Control.Path = v
-	if v == "" {
-		s.arbiter.Control.Dir = "?" // the default: controlSettings picks the folder
-	}
 	return nil
 }
 
-// controlSettings finishes the control socket's options: the path made
-// absolute (from --chdir, where the arbiter binds it, as the pid file),
-// the default folder, and what the arbiter answers `config` and `status`
-// with.
+// controlSettings finishes the control socket's options: none turned off,
+// the default's folder chosen (the arbiter names the file once it has
+// bound its listeners), a path made absolute (from --chdir, where the
+// arbiter binds it, as the pid file), and what the arbiter answers
+// `config` and `status` with.
 func (p *Program) controlSettings(s *settings) error {
 	o := &s.arbiter.Control
 	dir := p.startDir
 	if s.chdir != "" {
 		dir = absIn(p.startDir, s.chdir)
 	}
-	switch {
-	case o.Path != "":
+	switch o.Path {
+	case controlOff:
+		o.Path = ""
+		return nil
+	case "":
+		o.Dir, o.PrivateDir = defaultControlDir(absIn(dir, s.arbiter.PidFile), s.arbiter.PidFile != "")
+	default:
 		o.Path = absIn(dir, o.Path)
 		if len(o.Path) > 107 {
 			return fmt.Errorf("--control-socket %s: %d bytes long; a unix socket's path holds 107 at most", o.Path, len(o.Path))
@@ -65,8 +66,6 @@ func (p *Program) controlSettings(s *settings) error {
 		if err := writableFile("--control-socket", o.Path, o.Path); err != nil {
 			return err
 		}
-	case o.Dir != "":
-		o.Dir, o.PrivateDir = defaultControlDir(absIn(dir, s.arbiter.PidFile), s.arbiter.PidFile != "")
 	}
 	o.Version = p.version()
 	o.Settings = func() string {

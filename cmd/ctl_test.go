@@ -2,6 +2,8 @@ package cmd
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,5 +102,44 @@ func TestCtlRates(t *testing.T) {
 	st.Workers = []control.Worker{{Pid: 1, Requests: 30}, {Pid: 2, Requests: 5}}
 	if r := rt.rates(st, t0.Add(2*time.Second)); r[1] != 10 || len(r) != 1 {
 		t.Errorf("rates %v, want 10/s for pid 1 and none for the new pid 2", r)
+	}
+}
+
+// TestControlSocketSetting: --control-socket's default folder, none, and
+// a relative path made absolute.
+func TestControlSocketSetting(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "run"), 0o755)
+	t.Chdir(dir)
+	t.Setenv("XDG_RUNTIME_DIR", "")
+	t.Setenv("CORRAL_CONTROL_SOCKET", "")
+	load := func(args ...string) *settings {
+		t.Helper()
+		s, err := testProgram().parse(append([]string{"corral"}, args...), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if o := load().arbiter.Control; o.Path != "" || o.Dir != fmt.Sprintf("/tmp/corral-%d", os.Getuid()) || !o.PrivateDir {
+		t.Errorf("default: %+v", o)
+	}
+	if o := load("-p", "run/app.pid").arbiter.Control; o.Dir != filepath.Join(dir, "run") || o.PrivateDir {
+		t.Errorf("with a pid file: %+v", o)
+	}
+	t.Setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+	if o := load().arbiter.Control; o.Dir != "/run/user/1000" || o.PrivateDir {
+		t.Errorf("with XDG_RUNTIME_DIR: %+v", o)
+	}
+	if o := load("--control-socket", "none").arbiter.Control; o.Path != "" || o.Dir != "" {
+		t.Errorf("none: %+v", o)
+	}
+	s := load("--control-socket", "c.ctl")
+	if o := s.arbiter.Control; o.Path != filepath.Join(dir, "c.ctl") || o.Version == "" || !strings.Contains(o.Settings(), `control-socket = "c.ctl"`) {
+		t.Errorf("a relative path: %+v", o)
+	}
+	if _, err := testProgram().parse([]string{"corral", "--control-socket", "/nonexistent/c.ctl"}, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "--control-socket /nonexistent/c.ctl: folder /nonexistent: does not exist") {
+		t.Errorf("a missing folder: %v", err)
 	}
 }
