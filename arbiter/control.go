@@ -697,8 +697,9 @@ func (s *controlServer) submit(req control.Request) control.Response {
 	s.mu.Lock()
 	switch {
 	case s.closed:
+		r := s.exiting
 		s.mu.Unlock()
-		return s.exiting
+		return r
 	case len(s.queue) >= maxQueued:
 		s.mu.Unlock()
 		return control.Response{V: control.Version, Error: fmt.Sprintf("busy: %d requests queued", maxQueued), Arbiter: os.Getpid()}
