@@ -2,7 +2,8 @@
 // the workers by exec'ing the worker binary, reaps them, stops the ones
 // that hang, keeps their number at its target, and turns signals into
 // reloads, scaling and stops. One loop owns all of this state; every input
-// (the signal self-pipe, the workers' status pipes) wakes that loop.
+// (the signal self-pipe, the workers' status pipes, the control socket's
+// requests) wakes that loop.
 package arbiter
 
 import (

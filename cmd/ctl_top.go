@@ -44,7 +44,15 @@ func (p *Program) top(cl *ctlClient, stdout, stderr io.Writer) int {
 		case !resp.OK:
 			fmt.Fprintf(&screen, "%s: %s\n", cl.path, resp.Error)
 		default:
-			printStatus(&screen, resp.Status, rt.rates(resp.Status, time.Now()))
+			rates := rt.rates(resp.Status, time.Now())
+			printStatus(&screen, resp.Status, rates)
+			if len(rates) > 0 {
+				total := 0.0
+				for _, r := range rates {
+					total += r
+				}
+				fmt.Fprintf(&screen, "\nthe herd: %.1f requests a second\n", total)
+			}
 		}
 		fmt.Fprintf(&screen, "\n%s  q or Ctrl-C to quit\n", time.Now().Format("15:04:05"))
 		stdout.Write(screen.Bytes())

@@ -615,6 +615,9 @@ func TestControlTop(t *testing.T) {
 	if rates == 0 && served > 100 {
 		t.Errorf("no worker shows requests per second under load")
 	}
+	if !regexp.MustCompile(`the herd: [\d.]+ requests a second`).MatchString(screen) {
+		t.Errorf("top shows no total rate")
+	}
 	if out, err := tm("send-keys", "-t", session, "q"); err != nil {
 		t.Fatalf("send-keys: %v %s", err, out)
 	}
