@@ -97,7 +97,7 @@ func (a *Arbiter) openControl() error {
 			return nil
 		}
 		if opts.Path == "" {
-			opts.Path = filepath.Join(opts.Dir, ControlFileName(a.cfg.Name, a.listeners[0].Addr.String()))
+			opts.Path = filepath.Join(opts.Dir, controlFileName(a.cfg.Name, a.listeners[0].Addr.String()))
 		}
 		l, err := bindControl(opts)
 		if err != nil {
@@ -117,9 +117,9 @@ func (a *Arbiter) openControl() error {
 	return nil
 }
 
-// ControlFileName is the default control socket's file name: after name
+// controlFileName is the default control socket's file name: after name
 // (--name) if set, else after addr, the first listener's address.
-func ControlFileName(name, addr string) string {
+func controlFileName(name, addr string) string {
 	if name == "" {
 		name = addr
 	}

@@ -241,8 +241,8 @@ func TestControlFileName(t *testing.T) {
 		{"shop api", "127.0.0.1:8000", "corral-shop_api.ctl"},
 		{"", "[::1]:80", "corral-1__80.ctl"},
 	} {
-		if got := ControlFileName(c[0], c[1]); got != c[2] {
-			t.Errorf("ControlFileName(%q, %q) = %q, want %q", c[0], c[1], got, c[2])
+		if got := controlFileName(c[0], c[1]); got != c[2] {
+			t.Errorf("controlFileName(%q, %q) = %q, want %q", c[0], c[1], got, c[2])
 		}
 	}
 }
