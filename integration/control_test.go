@@ -553,10 +553,20 @@ func TestControlUpgrade(t *testing.T) {
 	if _, err := os.Stat(sock); err != nil {
 		t.Errorf("control socket after the upgrade: %v", err)
 	}
-	mustCtl(t, sock, "stop")
+	// Without --wait, the answer comes once the new arbiter started.
+	out = mustCtl(t, sock, "upgrade")
+	m = regexp.MustCompile(`^upgrading: new arbiter \(pid (\d+)\) started`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("upgrade: %q", out)
+	}
+	third, _ := strconv.Atoi(m[1])
+	last := adopt(t, third, s.log)
 	next.wait(15 * time.Second)
+	last.waitLog(`Upgrade complete: pid `+m[1], 5*time.Second)
+	mustCtl(t, sock, "stop")
+	last.wait(15 * time.Second)
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
-		t.Errorf("the new arbiter left the control socket behind: %v", err)
+		t.Errorf("the last arbiter left the control socket behind: %v", err)
 	}
 }
 
