@@ -262,3 +262,51 @@ func TestControlReloadOfABadConfiguration(t *testing.T) {
 		t.Errorf("generation %d, %d reloads waiting; want 1, none", h.a.generation, len(h.a.ctl.reloads))
 	}
 }
+
+// TestControlConnectionCap: past maxControlConns connections, the next
+// waits in the backlog until one closes.
+func TestControlConnectionCap(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.ctl")
+	l, err := bindControl(ControlOptions{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	nl, _ := l.NetListener()
+	h := newDecisionTest(t, testConfig(1))
+	var s *controlServer
+	s = newControlServer(nl.(*net.UnixListener), func() {
+		for _, cmd := range s.take() {
+			cmd.reply <- control.Response{V: 1, OK: true}
+		}
+	}, h.a.log)
+	s.start()
+	defer func() { s.close(control.Response{}); s.wait(time.Second) }()
+	var held []net.Conn
+	for range maxControlConns {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	last, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer last.Close()
+	last.Write([]byte(`{"cmd":"ping"}` + "\n"))
+	buf := make([]byte, 256)
+	last.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, err := last.Read(buf); err == nil {
+		t.Fatalf("connection %d answered at once: %q", maxControlConns+1, buf[:n])
+	}
+	held[0].Close()
+	last.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := last.Read(buf); err != nil || !strings.Contains(string(buf[:n]), `"ok":true`) {
+		t.Fatalf("after a connection closed: %q %v", buf[:n], err)
+	}
+	for _, c := range held[1:] {
+		c.Close()
+	}
+}
