@@ -6,6 +6,8 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 # Debian packages the tests need, as "command:package".
 TEST_TOOLS := systemd-socket-activate:systemd nginx:nginx python3:python3 node:nodejs prometheus:prometheus promtool:prometheus
+# Python modules the -k wsgi tests import with Debian's /usr/bin/python3, as "module:package".
+TEST_PYTHON := django:python3-django flask:python3-flask
 
 .PHONY: build run test deps lint vet unit fuzz integration bench soak clean
 
@@ -23,6 +25,7 @@ test: deps lint unit fuzz integration
 # deps installs the test tools that are missing, and the Go modules.
 deps:
 	@missing=""; for tp in $(TEST_TOOLS); do command -v "$${tp%%:*}" >/dev/null || missing="$$missing $${tp##*:}"; done; \
+	for mp in $(TEST_PYTHON); do /usr/bin/python3 -c "import $${mp%%:*}" 2>/dev/null || missing="$$missing $${mp##*:}"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(APT) update -q && $(APT) install -y -q $$missing; fi
 	$(GO) mod download
 

@@ -18,7 +18,7 @@
 #   nginx-http-corral-K      proxy_pass    -> corral -k K -b 127.0.0.1:PORT           (HTTP/1.1)
 #   nginx-uwsgi-corral-K     uwsgi_pass    -> corral -k K -b uwsgi://127.0.0.1:PORT
 #   nginx-fastcgi-corral-K   fastcgi_pass  -> corral -k K -b fastcgi://127.0.0.1:PORT
-#       for K in goroutine sync event; a worker type that will not serve a protocol (its
+#       for K in goroutine sync event, and wsgi (apps/hello_wsgi.py); a worker type that will not serve a protocol (its
 #       workers refuse to boot, and corral exits) gets a row of NA.  Nothing here assumes
 #       which combinations work: every one is tried.
 #   nginx-uwsgi-uwsgi        uwsgi_pass    -> uwsgi --socket 127.0.0.1:PORT (python3, --master
@@ -333,6 +333,8 @@ for proto in http uwsgi fastcgi; do
 		case_ "nginx-$proto-corral-$k" "$proto" \
 			"$CORRAL" -w 2 -k "$k" -b "$scheme$HOST:{PORT}" --log-level warning demo
 	done
+	case_ "nginx-$proto-corral-wsgi" "$proto" "$CORRAL" -w 2 -k wsgi --python /usr/bin/python3 --chdir "$APPS_DIR" \
+		-b "$scheme$HOST:{PORT}" --log-level warning hello_wsgi:application
 	case $proto in
 	http)
 		case_ nginx-http-gunicorn-sync http "$GUNICORN" "${GUNICORN_ARGS[@]}" -w 2 hello_wsgi:app

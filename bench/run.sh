@@ -15,12 +15,16 @@
 #                  for reload.sh and term.sh together)
 #   idle_conns.sh  memory per idle keep-alive connection, 10,000 connections
 #   idle.sh        the idle arbiter's RSS and CPU, worker boot time
+#   (wsgi)         Python WSGI hello world (apps/hello_wsgi.py), 2 workers each: corral -k wsgi
+#                  against Gunicorn sync, gthread and gevent and uWSGI over HTTP (peers.sh with
+#                  wsgi_peers.sh), through nginx over uwsgi and HTTP (nginx.sh), and beside 200
+#                  slow clients (slow.sh)
 #   metrics.sh     throughput with the metrics off and on (--metrics-bind), same run, each worker
 #                  type; the time of a /metrics scrape with 16 workers
 # and writes the tables, the machine and the date to docs/benchmarks.md, and a chart to
 # docs/benchmarks.png. Knobs: those of peers.sh, reload.sh, term.sh and lib.sh (WRK_DURATION,
 # RELOAD_SERVERS, ...), and BENCH_STEPS (default: all of "peers close pipeline pinned nginx reload
-# term idle_conns idle metrics") with BENCH_OUT (a folder of an earlier run's TSV files) to redo some steps
+# term idle_conns idle wsgi metrics") with BENCH_OUT (a folder of an earlier run's TSV files) to redo some steps
 # and write the page again (a section whose TSV file is not in BENCH_OUT is left out: point
 # BENCH_OUT at an earlier full run's folder to keep them all).
 set -euo pipefail
@@ -37,7 +41,7 @@ if [ -n "$missing" ]; then
 fi
 go build -o bin/corral ./cmd/corral
 out=${BENCH_OUT:-$(mktemp -d /tmp/corral-bench.XXXXXX)}
-steps=" ${BENCH_STEPS:-peers close pipeline pinned nginx reload term idle_conns idle metrics} "
+steps=" ${BENCH_STEPS:-peers close pipeline pinned nginx reload term idle_conns idle wsgi metrics} "
 step() { [[ $steps == *" $1 "* ]]; }
 if step peers; then EXTRA_PEERS=bench/corral_peers.sh bash bench/peers.sh >"$out/peers.tsv"; fi
 if step close; then
@@ -57,6 +61,13 @@ if step reload; then bash bench/reload.sh >"$out/reload.tsv"; fi
 if step term; then bash bench/term.sh >"$out/term.tsv"; fi
 if step idle_conns; then bash bench/idle_conns.sh >"$out/idle_conns.tsv"; fi
 if step idle; then bash bench/idle.sh >"$out/idle.tsv"; fi
+if step wsgi; then
+	PEERS="gunicorn-sync gunicorn-gthread gunicorn-gevent uwsgi" EXTRA_PEERS=bench/wsgi_peers.sh \
+		bash bench/peers.sh >"$out/wsgi.tsv"
+	CASES="nginx-uwsgi-corral-wsgi nginx-uwsgi-uwsgi nginx-http-corral-wsgi nginx-http-gunicorn-sync nginx-http-gunicorn-gthread" \
+		bash bench/nginx.sh >"$out/wsgi_nginx.tsv"
+	bash bench/slow.sh >"$out/wsgi_slow.tsv"
+fi
 if step metrics; then
 	bash bench/metrics.sh throughput >"$out/metrics.tsv"
 	bash bench/metrics.sh scrape >"$out/scrape.tsv"
@@ -257,6 +268,38 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		echo "curl's time_total over ${SCRAPES:-100} scrapes one after the other, on 127.0.0.1."
 		echo
 		table <"$out/scrape.tsv"
+	fi
+	if have wsgi.tsv; then
+		echo
+		echo "## Python WSGI: hello world (apps/hello_wsgi.py), keep-alive (wrk -c ${WRK_CONNS:-64} -d ${WRK_DURATION:-8}s)"
+		echo
+		echo "Every server: 2 workers, Debian's /usr/bin/python3. corral-wsgi: \`-k wsgi\` (each worker a Go"
+		echo "process and a Python process); -threads: \`--threads 4\`. uWSGI's --http-socket closes every"
+		echo "connection. Ratios of corral's rows over each peer's requests per second, same run:"
+		echo
+		ratios "$out/wsgi.tsv" gunicorn-sync gunicorn-gthread gunicorn-gevent uwsgi | table
+		echo
+		table <"$out/wsgi.tsv"
+	fi
+	if have wsgi_nginx.tsv; then
+		echo
+		echo "## Python WSGI behind nginx (wrk -c 64 through nginx; uwsgi_pass, proxy_pass)"
+		echo
+		echo "Behind uwsgi_pass, corral -k wsgi's requests per second over uWSGI's: $(awk -F'\t' '{r[$1] = $2} END {
+			a = r["nginx-uwsgi-corral-wsgi"]; b = r["nginx-uwsgi-uwsgi"]
+			print ((a + 0 > 0 && b + 0 > 0) ? sprintf("%.2f", a / b) : "NA")}' "$out/wsgi_nginx.tsv")."
+		echo
+		table <"$out/wsgi_nginx.tsv"
+	fi
+	if have wsgi_slow.tsv; then
+		echo
+		echo "## Python WSGI beside slow clients"
+		echo
+		echo "wrk -c ${SLOW_WRK_CONNS:-16} -d ${WRK_DURATION:-8}s alone, then again while ${SLOW_CLIENTS:-200} clients send their"
+		echo "requests a byte every ${SLOW_INTERVAL:-100ms} (bench/apps/gohello/slowclients). kept: the second rate over the"
+		echo "first; slow_done: the slow clients' requests answered."
+		echo
+		table <"$out/wsgi_slow.tsv"
 	fi
 } >docs/benchmarks.md
 if have peers.tsv; then

@@ -102,7 +102,14 @@ func (p *Program) check(s *settings) int {
 	case s.printConfig:
 		printConfig(os.Stdout, s)
 	case s.arbiter.Command == nil: // exec mode: finding the command was the check
-		if _, err := p.Apps(s.app); err != nil {
+		if s.chdir != "" && worker.LoadsApp(s.arbiter.Worker.Class) {
+			// The type imports the app from the working directory the
+			// workers will have (a process that only checks).
+			if err := os.Chdir(s.chdir); err != nil {
+				return p.fail(ExitUsage, fmt.Errorf("--chdir: %v", err))
+			}
+		}
+		if err := worker.CheckApp(&s.arbiter.Worker, p.Apps); err != nil {
 			return p.fail(ExitUsage, fmt.Errorf("app %q: %v", s.app, err))
 		}
 	}

@@ -73,7 +73,7 @@ func coreFlags() []cli.Flag {
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "workers", Aliases: []string{"w"}, Value: 1, Category: catWorkers, EnvVars: env("workers", "WEB_CONCURRENCY"),
 			Usage: "number of worker processes (default: $WEB_CONCURRENCY, else 1)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "worker-class", Aliases: []string{"k"}, Value: "goroutine", Category: catWorkers, EnvVars: env("worker-class"),
-			Usage: "the type of worker: goroutine (net/http, a goroutine per connection), sync (one request at a time, --timeout limits each request), event (epoll loops, --threads, --event-inline)"}),
+			Usage: "the type of worker: goroutine (net/http, a goroutine per connection), sync (one request at a time, --timeout limits each request), event (epoll loops, --threads, --event-inline), wsgi (a Python WSGI app, APP as in Gunicorn: module:callable; --threads requests at once)"}),
 		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "timeout", Aliases: []string{"t"}, Value: 30, Category: catWorkers, EnvVars: env("timeout"),
 			Usage: "seconds a worker may go silent before it is killed; for the goroutine worker this catches a wedged process, not a slow request; 0 turns the check off"}),
 		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "graceful-timeout", Value: 30, Category: catWorkers, EnvVars: env("graceful-timeout"),

@@ -61,7 +61,7 @@ const (
 var gunicornSettings = []gunicornSetting{
 	{name: "config", section: secConfig, cli: []string{"-c", "--config"}, flag: "config",
 		answer: "a TOML file, or a gunicorn.conf.py read with python3; no file is read unless named"},
-	{name: "wsgi_app", section: secConfig, answer: "name the app on the command line (corral APP), or run it as a worker: corral -- COMMAND"},
+	{name: "wsgi_app", section: secConfig, answer: "name the app on the command line: corral -k wsgi module:callable"},
 
 	{name: "bind", section: secSocket, cli: []string{"-b", "--bind"}, flag: "bind", answer: "also fd://N; uwsgi:// and fastcgi:// prefixes"},
 	{name: "backlog", section: secSocket, cli: []string{"--backlog"}, flag: "backlog"},
@@ -69,7 +69,7 @@ var gunicornSettings = []gunicornSetting{
 	{name: "workers", section: secWorkers, cli: []string{"-w", "--workers"}, flag: "workers"},
 	{name: "worker_class", section: secWorkers, cli: []string{"-k", "--worker-class"}, flag: "worker-class",
 		answer: "corral's types: goroutine (default), sync, event; or any program: corral -- COMMAND"},
-	{name: "threads", section: secWorkers, cli: []string{"--threads"}, flag: "threads", answer: "the event worker's epoll loops"},
+	{name: "threads", section: secWorkers, cli: []string{"--threads"}, flag: "threads", answer: "-k wsgi: requests the app runs at once, as gthread; -k event: its epoll loops"},
 	{name: "worker_connections", section: secWorkers, cli: []string{"--worker-connections"}, flag: "worker-connections"},
 	{name: "max_requests", section: secWorkers, cli: []string{"--max-requests"}, flag: "max-requests"},
 	{name: "max_requests_jitter", section: secWorkers, cli: []string{"--max-requests-jitter"}, flag: "max-requests-jitter"},
@@ -113,8 +113,8 @@ var gunicornSettings = []gunicornSetting{
 		answer: "X-Forwarded-Proto and Forwarded from a --forwarded-allow-ips peer set the scheme; no other headers are read"},
 	{name: "forwarded_allow_ips", section: secMechanics, cli: []string{"--forwarded-allow-ips"}, flag: "forwarded-allow-ips",
 		answer: "default 127.0.0.1,::1"},
-	{name: "pythonpath", section: secMechanics, cli: []string{"--pythonpath"},
-		answer: "for a Python worker (corral -- python3 ...), set PYTHONPATH with -e PYTHONPATH=..."},
+	{name: "pythonpath", section: secMechanics, cli: []string{"--pythonpath"}, flag: "pythonpath",
+		answer: "folders first on sys.path for -k wsgi; for a Python worker (corral -- python3 ...), -e PYTHONPATH=..."},
 	{name: "paste", section: secMechanics, cli: []string{"--paste", "--paster"}, refuse: true,
 		answer: "no PasteDeploy: serve the app with its own server as the worker, corral -- COMMAND"},
 	{name: "proxy_protocol", section: secMechanics, cli: []string{"--proxy-protocol"}, flag: "proxy-protocol",

@@ -35,7 +35,7 @@ func limitFlags() []cli.Flag {
 		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "body-timeout", Value: defaultBodyTimeout, Category: catSecurity, EnvVars: env("body-timeout"),
 			Usage: "seconds a request body may pause between two reads; past the first such period it must also average 500 bytes a second (answered with 408); 0 for no limit"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "threads", Value: 1, Category: catWorkers, EnvVars: env("threads"),
-			Usage: "event worker: epoll loops per worker process"}),
+			Usage: "event worker: epoll loops per worker process; wsgi worker: requests the Python app runs at once (Gunicorn's gthread)"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "event-inline", Category: catWorkers, EnvVars: env("event-inline"),
 			Usage: "event worker: run handlers on the event loop, for an app that never blocks (default: on a bounded goroutine pool)"}),
 	}

@@ -125,7 +125,7 @@ func reloadWatcher(s *settings) arbiter.Watcher {
 	}
 	opts := r.opts
 	opts.Paths = slices.Clone(opts.Paths)
-	for _, p := range r.extra {
+	for _, p := range append(slices.Clone(r.extra), s.reloadExtra...) {
 		opts.Paths = append(opts.Paths, absIn(wd, p))
 	}
 	cfg := s.arbiter

@@ -41,6 +41,10 @@ type settings struct {
 	umask       int
 	reload      *reloadSettings // --reload, or nil
 	warnings    []string        // what is set but not applied, a line each: printed, or logged at start
+	// reloadExtra are more paths for --reload to watch, as
+	// --reload-extra-file takes them: a flag group's (-k wsgi: the app's
+	// *.py files).
+	reloadExtra []string
 }
 
 // settings checks the parsed command line and builds the configuration
@@ -86,7 +90,8 @@ func (p *Program) chooseApp(c *cli.Context) (string, error) {
 			return "", errors.New("no app named; try: " + p.Name + " " + strings.Join(p.AppNames, "|"))
 		}
 	}
-	if len(p.AppNames) > 0 && execArgs(c) == nil && !contains(p.AppNames, app) {
+	// A type that loads its own app (-k wsgi) takes any name.
+	if len(p.AppNames) > 0 && execArgs(c) == nil && !contains(p.AppNames, app) && !worker.LoadsApp(c.String("worker-class")) {
 		return "", fmt.Errorf("unknown app %q (known: %s)", app, strings.Join(p.AppNames, ", "))
 	}
 	return app, nil
@@ -214,7 +219,7 @@ func (p *Program) arbiterConfig(c *cli.Context, app string, v coreValues) *arbit
 func workerConfig(c *cli.Context, app string, v coreValues) worker.Config {
 	return worker.Config{
 		Class: c.String("worker-class"), App: app, Name: c.String("name"),
-		Timeout: v.timeout, GracefulTimeout: v.graceful, KeepAlive: v.keepAlive, DrainIdle: drainIdle,
+		Timeout: v.timeout, GracefulTimeout: v.graceful, KeepAlive: v.keepAlive, DrainIdle: drainIdle, AbortGrace: v.abortGrace,
 		WorkerConnections: c.Int("worker-connections"),
 		MaxRequests:       c.Int("max-requests"), MaxRequestsJitter: c.Int("max-requests-jitter"),
 		ErrorLog: c.String("error-logfile"), LogLevel: c.String("log-level"),

@@ -110,7 +110,11 @@ func (e *eventWorker) Serve(p *Process) error {
 		// its goroutine; a CPU-bound one shares the loop's thread (Go
 		// preempts it), as a gevent worker's greenlets share theirs.
 		if os.Getenv("GOMAXPROCS") == "" {
-			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(threads))
+			procs := threads
+			if cfg.EventProcs > 0 {
+				procs = cfg.EventProcs
+			}
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
 		}
 		size := eventPoolMax
 		if e.maxConns > 0 && e.maxConns < int64(size) {

@@ -113,6 +113,11 @@ func execFds(keep map[int]bool) error {
 	return nil
 }
 
+// CloseOnExec makes every fd above 2 close-on-exec, so that a process a
+// worker type starts (the wsgi type's Python) inherits none of the
+// worker's own: the listeners, the status pipe, the heartbeat.
+func CloseOnExec() error { return execFds(nil) }
+
 // execEnv is the command's environment: the inherited one without the
 // variables the shim owns, then the arbiter's (x.Env), then LISTEN_PID and
 // WATCHDOG_PID (this pid, which the exec keeps), the worker's age and the

@@ -47,7 +47,7 @@ func Run(apps AppFunc, hooks Hooks) int {
 // run boots the worker, serves until its type's Serve returns or a
 // signal ends the process, and returns the exit code.
 func run(p *Process, apps AppFunc, hooks Hooks) (int, error) {
-	class, errLog, err := p.boot(apps)
+	w, errLog, err := p.boot(apps)
 	if err != nil {
 		return ExitBootError, err
 	}
@@ -59,7 +59,7 @@ func run(p *Process, apps AppFunc, hooks Hooks) (int, error) {
 	if hooks.PostWorkerInit != nil {
 		hooks.PostWorkerInit(p)
 	}
-	s := p.start(class(), errLog)
+	s := p.start(w, errLog)
 	defer s.stopTickers()
 	code, served := s.wait(sigs)
 	if served && hooks.WorkerExit != nil {
@@ -74,10 +74,10 @@ func run(p *Process, apps AppFunc, hooks Hooks) (int, error) {
 var caughtSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGABRT,
 	syscall.SIGHUP, syscall.SIGWINCH, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2}
 
-// boot readies p to serve: the logs, the app's handler, the listeners,
-// the front ends, the heartbeat and the scoreboard. It returns the worker type and the
-// error log, which USR1 reopens.
-func (p *Process) boot(apps AppFunc) (Class, *logging.File, error) {
+// boot readies p to serve: the logs, the app's handler (the program's, or
+// the one the type loads itself), the listeners, the front ends, the
+// heartbeat and the scoreboard. It returns the worker and the error log, which USR1 reopens.
+func (p *Process) boot(apps AppFunc) (Worker, *logging.File, error) {
 	cfg := p.Config
 	level, err := logging.ParseLevel(cfg.LogLevel)
 	if err != nil {
@@ -98,7 +98,13 @@ func (p *Process) boot(apps AppFunc) (Class, *logging.File, error) {
 	if !ok {
 		return nil, nil, fmt.Errorf("unknown worker class %q", cfg.Class)
 	}
-	if p.handler, err = apps(cfg.App); err != nil {
+	w := class()
+	if l, ok := w.(AppLoader); ok {
+		p.handler, err = l.LoadApp(p)
+	} else {
+		p.handler, err = apps(cfg.App)
+	}
+	if err != nil {
 		return nil, nil, err
 	}
 	if p.Listeners, err = socket.Listen(cfg.Listeners); err != nil {
@@ -118,7 +124,7 @@ func (p *Process) boot(apps AppFunc) (Class, *logging.File, error) {
 			}
 		}
 	}
-	return class, errLog, nil
+	return w, errLog, nil
 }
 
 // serving is the runtime's state while a worker type serves: whether the

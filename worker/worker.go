@@ -80,6 +80,9 @@ type Config struct {
 	// EventInline (--event-inline) runs handlers on the loop itself.
 	Threads     int  `json:"threads,omitempty"`
 	EventInline bool `json:"event_inline,omitempty"`
+	// EventProcs is the event worker's GOMAXPROCS when the environment
+	// sets none; 0 is one per loop. The wsgi type sets it (see there).
+	EventProcs int `json:"event_procs,omitempty"`
 
 	// Front ends: the wire protocol of listeners whose bind named none
 	// ("http", "uwsgi", "fastcgi"; "" is http), the PROXY protocol mode
@@ -92,6 +95,14 @@ type Config struct {
 	ProxyProtocol     string   `json:"proxy_protocol,omitempty"`
 	ProxyAllowFrom    []string `json:"proxy_allow_from,omitempty"`
 	ForwardedAllowIPs []string `json:"forwarded_allow_ips,omitempty"`
+
+	// AbortGrace (--abort-grace) is how long a process this worker
+	// aborts gets to say what it was stuck in before SIGKILL.
+	AbortGrace time.Duration `json:"abort_grace,omitempty"`
+	// Python (--python) and PythonPath (--pythonpath) are the wsgi type's:
+	// the interpreter, and folders put first on sys.path.
+	Python     string   `json:"python,omitempty"`
+	PythonPath []string `json:"python_path,omitempty"`
 
 	ErrorLog        string `json:"error_log"`
 	LogLevel        string `json:"log_level"`
@@ -131,6 +142,44 @@ type Worker interface {
 	// that comes earlier is held until then, so a type need not keep one
 	// that came before it had anything to stop.
 	Stop(graceful bool)
+}
+
+// AppLoader is implemented by worker types that load the app themselves
+// instead of taking the program's handler: the wsgi type imports a Python
+// app in a Python process of its own. The runtime calls LoadApp at boot,
+// before the listeners are opened; its error fails the boot (exit 3).
+type AppLoader interface {
+	LoadApp(p *Process) (http.Handler, error)
+}
+
+// LoadsApp reports whether worker type class loads its own app (an
+// AppLoader), so that the command line passes the app's name on as it is.
+func LoadsApp(class string) bool {
+	c, ok := Lookup(class)
+	if !ok {
+		return false
+	}
+	_, loads := c().(AppLoader)
+	return loads
+}
+
+// AppChecker is implemented by AppLoader types that can check the app
+// without serving it, for --check-config: the wsgi type imports it in a
+// Python process, which it then stops.
+type AppChecker interface {
+	CheckApp(cfg *Config) error
+}
+
+// CheckApp checks cfg's app as a worker of type cfg.Class would load it:
+// through the type when it is an AppChecker, else through apps.
+func CheckApp(cfg *Config, apps AppFunc) error {
+	if c, ok := Lookup(cfg.Class); ok {
+		if ch, ok := c().(AppChecker); ok {
+			return ch.CheckApp(cfg)
+		}
+	}
+	_, err := apps(cfg.App)
+	return err
 }
 
 // SelfBeating is implemented by worker types that beat the heartbeat

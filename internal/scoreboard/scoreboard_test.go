@@ -88,9 +88,10 @@ func TestCountsThroughTheOtherMapping(t *testing.T) {
 		BytesWritten: 250,
 		DurationSum:  uint64(3*time.Millisecond + 6*20*time.Second),
 	}
-	want.Buckets[0] = 1                                                  // 3 ms <= 5 ms
-	want.Buckets[NumBuckets-1] = 6                                       // 20 s: +Inf
-	want.ParseErrors = [NumParseErrors]uint64{1, 0, 1, 1, 0, 1, 0, 0, 1} // 400, 408, 413, 414, 417, 431, 501, 505, other
+	want.Buckets[0] = 1            // 3 ms <= 5 ms
+	want.Buckets[NumBuckets-1] = 6 // 20 s: +Inf
+	// By code: 400, 408, 413, 414, 417, 431, 501, 505, other.
+	want.ParseErrors = [NumParseErrors]uint64{1, 0, 1, 1, 0, 1, 0, 0, 1}
 	if c.Totals != want {
 		t.Fatalf("totals\n got %+v\nwant %+v", c.Totals, want)
 	}
