@@ -45,8 +45,12 @@ func (a *Arbiter) apply(ds []decision) {
 			a.abortWorker(d.w)
 		case recycle:
 			d.w.retiring = true
-			a.lastRecycle = a.sys.now()
-			a.log.Info(fmt.Sprintf("Worker (pid:%d) reached its max requests; replacing it", d.w.Pid))
+			why := d.why
+			if why == "" { // --max-requests, at most one a second
+				why = "reached its max requests"
+				a.lastRecycle = a.sys.now()
+			}
+			a.log.Info(fmt.Sprintf("Worker (pid:%d) %s; replacing it", d.w.Pid, why))
 		case backOff:
 			delay := a.backOff()
 			a.log.Warn(fmt.Sprintf("Next worker spawn in %s (%d boot failures in a row)", delay, a.bootFailures))

@@ -2,10 +2,12 @@
 // the workers by exec'ing the worker binary, reaps them, stops the ones
 // that hang, keeps their number at its target, and turns signals into
 // reloads, scaling and stops. One loop owns all of this state; every input
-// (the signal self-pipe, the workers' status pipes) wakes that loop.
+// (the signal self-pipe, the workers' status pipes, the control socket's
+// requests) wakes that loop.
 package arbiter
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -47,6 +49,7 @@ type Config struct {
 	Name            string              // --name: the arbiter's comm, the workers' titles (ps), the log's first line
 	MetricsBind     string              // --metrics-bind: serve /metrics, /livez, /readyz there; "" for none
 	ReadyMin        int                 // --ready-min: /readyz wants this many workers ready
+	Control         ControlOptions      // the control socket (corral ctl); see control.go
 	ErrorLog        *logging.File       // reopened on USR1
 	Log             *slog.Logger
 }
@@ -161,6 +164,7 @@ type Arbiter struct {
 	exitErr  error
 
 	metrics metricsState // --metrics-bind; see metrics.go
+	ctl     controlState // --control-socket; see control.go
 }
 
 // New returns an arbiter for cfg. Run starts it.
@@ -228,6 +232,10 @@ func (a *Arbiter) Run() (err error) {
 		return err
 	}
 	defer a.closeMetrics()
+	if err := a.openControl(); err != nil {
+		return err
+	}
+	defer a.closeControl()
 	if err := a.writePidFile(); err != nil {
 		return err
 	}
@@ -256,6 +264,7 @@ func (a *Arbiter) Run() (err error) {
 		a.sleep()
 		a.pipe.Read(a.queue)
 		a.handleSignals()
+		a.handleCommands()
 		a.checkWatcher()
 		a.checkUpgrade()
 		a.checkParent()
@@ -304,7 +313,7 @@ func (a *Arbiter) bind() error {
 // stopping worker's SIGKILL is due sooner.
 func (a *Arbiter) sleep() {
 	wait := time.Second
-	due := []time.Time{a.nextSpawn, a.nextWatch}
+	due := []time.Time{a.nextSpawn, a.nextWatch, a.controlDue()}
 	for _, w := range a.workers {
 		if w.stopping && !w.killed {
 			due = append(due, w.killAt)
@@ -430,9 +439,9 @@ func (a *Arbiter) checkWatcher() {
 // anew. Old workers stop only as new ones become ready (manageWorkers), so
 // a generation that cannot boot never replaces one that serves. reason
 // (the signal, or the files that changed) goes into the log.
-func (a *Arbiter) reload(reason string) {
+func (a *Arbiter) reload(reason string) error {
 	if a.stopping {
-		return
+		return errors.New("the arbiter is stopping")
 	}
 	cfg := a.cfg
 	if a.Reload != nil {
@@ -444,7 +453,7 @@ func (a *Arbiter) reload(reason string) {
 			}
 			a.log.Error(fmt.Sprintf("Reload failed: %v; %s", err, kept), "reason", err.Error())
 			a.reloadEnded(metrics.ReloadRefused)
-			return
+			return fmt.Errorf("the configuration did not load: %w", err)
 		}
 		cfg = c
 	}
@@ -467,6 +476,7 @@ func (a *Arbiter) reload(reason string) {
 		a.Hooks.OnReload(a)
 	}
 	a.log.Info(fmt.Sprintf("Reloading: generation %d, %d workers", a.generation, a.target), "generation", a.generation)
+	return nil
 }
 
 // stop begins a shutdown. A graceful one first makes the kernel stop

@@ -39,7 +39,7 @@ type decision struct {
 	verb verb
 	w    *Worker        // the worker it is about; nil for spawn, backOff, complete, and failBoot after a failed spawn
 	sig  syscall.Signal // stop's signal
-	why  string         // for kill, expire, abortReload and failBoot
+	why  string         // for kill, expire, abortReload and failBoot; a recycle's, when not --max-requests
 }
 
 // String is the decision as the tests write it: "stop 102 TERM", "spawn".

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/corral-server/corral/internal/control"
 	"github.com/corral-server/corral/internal/metrics"
 	"github.com/corral-server/corral/signals"
 	"github.com/corral-server/corral/worker"
@@ -23,7 +24,8 @@ func (a *Arbiter) spawnWorker() error {
 	if err != nil {
 		return fmt.Errorf("spawn worker: %w", err)
 	}
-	wc.Slot, wc.Metrics = a.assignSlot(), a.metrics.server != nil
+	// The scoreboard feeds the metrics and the control socket's status.
+	wc.Slot, wc.Metrics = a.assignSlot(), a.metrics.server != nil || a.ctl.srv != nil
 	c, err := a.sys.spawnWorker(spawnSpec{cfg: a.cfg, listeners: a.listeners, wc: wc, log: a.log, tickets: tfd})
 	if err != nil {
 		return err
@@ -181,6 +183,7 @@ func (a *Arbiter) abortReload(failed *Worker, why string) {
 	a.log.Error(fmt.Sprintf("Reload failed (after %s): new worker (pid:%d) could not boot: %s; the old workers keep serving",
 		a.reloadReason, failed.Pid, why), "worker", failed.Pid, "generation", a.generation, "reason", why)
 	a.reloadEnded(metrics.ReloadFailed)
+	a.reloadsDone(control.ResultFailed, fmt.Sprintf("new worker (pid:%d) could not boot: %s; the old workers keep serving", failed.Pid, why))
 	a.generation++
 	for _, w := range a.workers {
 		if w.Ready && !w.stopping {
@@ -213,6 +216,8 @@ func (a *Arbiter) generationReady() {
 		a.log.Info(fmt.Sprintf("Reload complete: generation %d, %d workers serving, %s after %s",
 			a.generation, a.target, a.sys.now().Sub(a.reloadAt).Round(time.Millisecond), a.reloadReason), "generation", a.generation)
 		a.reloadEnded(metrics.ReloadComplete)
+		a.reloadsDone(control.ResultComplete, fmt.Sprintf("generation %d, %d workers serving, %s",
+			a.generation, a.target, a.sys.now().Sub(a.reloadAt).Round(time.Millisecond)))
 		a.reloadAt = time.Time{}
 		a.notifyStatus()
 	}

@@ -68,6 +68,7 @@ func (p *Program) settings(c *cli.Context, files []cli.Flag) (*settings, error) 
 			errs.add(g.apply(c, s))
 		}
 	}
+	errs.add(p.controlSettings(s)) // control.go
 	errs.add(p.preflight(s))
 	if err := errs.err(); err != nil {
 		return nil, err
