@@ -51,7 +51,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzUwsgi -fuzztime 10s ./worker/http1/
 
 integration: build
-	$(GO) test -race -count=1 -timeout 10m ./integration/
+	$(GO) test -race -count=1 -timeout 12m ./integration/
 
 # bench runs the Go benchmarks, then corral against its peers (bench/run.sh),
 # which writes docs/benchmarks.md and docs/benchmarks.png.
