@@ -5,7 +5,8 @@ BIN     := bin/corral
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 # Debian packages the tests need, as "command:package".
-TEST_TOOLS := systemd-socket-activate:systemd nginx:nginx python3:python3 node:nodejs prometheus:prometheus promtool:prometheus curl:curl openssl:openssl
+# dockerd (docker.io) runs the container tests (integration/docker_test.go starts it).
+TEST_TOOLS := systemd-socket-activate:systemd nginx:nginx python3:python3 node:nodejs dockerd:docker.io prometheus:prometheus promtool:prometheus curl:curl openssl:openssl
 # Python modules the -k wsgi tests import with Debian's /usr/bin/python3, as "module:package".
 TEST_PYTHON := django:python3-django flask:python3-flask
 
@@ -30,6 +31,7 @@ deps:
 	$(GO) mod download
 	@command -v h2spec >/dev/null || [ -x "$$($(GO) env GOPATH)/bin/h2spec" ] || \
 		{ echo "installing: h2spec"; $(GO) install github.com/summerwind/h2spec/cmd/h2spec@latest; }
+	cd examples/kubernetes && $(GO) mod download
 
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -38,8 +40,11 @@ lint: vet
 vet:
 	$(GO) vet ./...
 
+# unit also runs the Kubernetes manifests' test, a module of its own
+# (examples/kubernetes/go.mod), so the main module needs no k8s.io.
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
+	cd examples/kubernetes && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 
 # fuzz runs the HTTP/1.1 and uwsgi parsers' fuzz targets for a bounded time, and
 # the differential one (worker/http1 against net/http); their seed corpus is in

@@ -37,6 +37,9 @@ func (a *Arbiter) apply(ds []decision) {
 			if d.why != "" {
 				a.log.Warn(fmt.Sprintf("Worker (pid:%d) %s; killing it", d.w.Pid, d.why))
 			}
+			if a.stopping && !d.w.timedOut {
+				a.cutShort++
+			}
 			a.killWorker(d.w)
 		case expire:
 			d.w.lastError = d.why
@@ -60,6 +63,12 @@ func (a *Arbiter) apply(ds []decision) {
 			a.failBoot(d.w, d.why)
 		case complete:
 			a.generationReady()
+		case delayStop:
+			a.delayStop()
+		case drain:
+			a.stop(false)
+		case quickStop:
+			a.stop(true)
 		}
 	}
 }

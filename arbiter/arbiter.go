@@ -41,6 +41,7 @@ type Config struct {
 	Worker          worker.Config       // the template each worker's Config is made from
 	BootTimeout     time.Duration       // from spawn to ready, else the worker is killed
 	GracefulTimeout time.Duration       // for a worker to finish after TERM, else SIGKILL
+	ShutdownDelay   time.Duration       // after TERM, serve on (with /readyz 503) this long before the drain
 	AbortGrace      time.Duration       // after a timeout's SIGABRT, before SIGKILL
 	PidFile         string              // written at start, removed at exit; "" for none
 	UpgradeBinary   string              // the binary USR2 starts; "" for Executable
@@ -50,6 +51,7 @@ type Config struct {
 	MetricsBind     string              // --metrics-bind: serve /metrics, /livez, /readyz there; "" for none
 	ReadyMin        int                 // --ready-min: /readyz wants this many workers ready
 	Control         ControlOptions      // the control socket (corral ctl); see control.go
+	MaxMemory       int64               // the herd's memory budget in bytes (--max-memory); 0 for none
 	ErrorLog        *logging.File       // reopened on USR1
 	Log             *slog.Logger
 }
@@ -159,9 +161,12 @@ type Arbiter struct {
 	parent     *upgradeParent // the arbiter this one takes over from
 	handedOver bool           // this arbiter exits for a new one
 
-	stopping bool
-	quick    bool
-	exitErr  error
+	delayUntil time.Time // TERM with --shutdown-delay: the drain starts then; zero before
+	stopping   bool
+	quick      bool
+	stopSig    syscall.Signal // what began the stop: TERM, INT or QUIT (a failed boot's stop is INT's)
+	cutShort   int            // workers SIGKILLed at --graceful-timeout during the stop
+	exitErr    error
 
 	metrics metricsState // --metrics-bind; see metrics.go
 	ctl     controlState // --control-socket; see control.go
@@ -268,6 +273,7 @@ func (a *Arbiter) Run() (err error) {
 		a.checkWatcher()
 		a.checkUpgrade()
 		a.checkParent()
+		a.apply(a.delayOver(a.sys.now()))
 		a.reapWorkers()
 		a.murderWorkers()
 		a.manageWorkers()
@@ -313,7 +319,7 @@ func (a *Arbiter) bind() error {
 // stopping worker's SIGKILL is due sooner.
 func (a *Arbiter) sleep() {
 	wait := time.Second
-	due := []time.Time{a.nextSpawn, a.nextWatch, a.controlDue()}
+	due := []time.Time{a.nextSpawn, a.nextWatch, a.controlDue(), a.delayUntil}
 	for _, w := range a.workers {
 		if w.stopping && !w.killed {
 			due = append(due, w.killAt)
@@ -381,12 +387,22 @@ func (a *Arbiter) handleSignals() {
 		case syscall.SIGUSR2:
 			a.startUpgrade()
 		case syscall.SIGWINCH:
+			if a.pid == 1 {
+				// PID 1 is a container's: there WINCH is a terminal's
+				// resize (docker run -t, kubectl attach), not an
+				// operator's request, as Gunicorn ignores it unless
+				// daemonized.
+				a.log.Info("Ignoring WINCH: as PID 1 it means a terminal resize")
+				continue
+			}
 			a.log.Info("Graceful stop of workers")
 			a.setTarget(0)
-		case syscall.SIGTERM:
-			a.stop(false)
-		case syscall.SIGINT, syscall.SIGQUIT:
-			a.stop(true)
+		case syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT:
+			d := a.onStopSignal(s)
+			if a.stopSig == 0 || d.verb == quickStop && !a.quick {
+				a.stopSig = s // how it stopped, for Stopped
+			}
+			a.apply([]decision{d})
 		}
 	}
 }
@@ -440,7 +456,7 @@ func (a *Arbiter) checkWatcher() {
 // a generation that cannot boot never replaces one that serves. reason
 // (the signal, or the files that changed) goes into the log.
 func (a *Arbiter) reload(reason string) error {
-	if a.stopping {
+	if a.stopping || a.delaying() {
 		return errors.New("the arbiter is stopping")
 	}
 	cfg := a.cfg
@@ -486,11 +502,8 @@ func (a *Arbiter) stop(quick bool) {
 	if a.stopping && (a.quick || !quick) {
 		return
 	}
-	if a.upgrade != nil && !a.upgrade.ready && a.upgrade.killAt.IsZero() {
-		a.log.Info(fmt.Sprintf("Stopping the upgrade to pid %d too", a.upgrade.pid))
-		a.abandonUpgrade()
-	}
-	if !a.stopping {
+	a.stopUpgrade()
+	if !a.stopping && !a.delaying() {
 		notifySystemd("STOPPING=1")
 	}
 	a.stopping, a.quick = true, quick
@@ -503,7 +516,13 @@ func (a *Arbiter) stop(quick bool) {
 	} else if !shared {
 		for _, l := range a.listeners {
 			if err := l.StopIntake(); err != nil {
-				a.log.Warn(err.Error())
+				// The next best where the filter is refused (a sandbox
+				// may refuse SO_ATTACH_FILTER on TCP sockets, as some
+				// container hosts do): let go of this process's copy now,
+				// so the socket closes with the last worker's, right
+				// after that worker accepted what was in the backlog.
+				a.log.Warn(fmt.Sprintf("%v; closing the arbiter's copy instead: the socket closes with the last worker's, once it drained the backlog", err))
+				l.Close()
 			}
 		}
 	}

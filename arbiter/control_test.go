@@ -68,7 +68,7 @@ func TestControlWorkers(t *testing.T) {
 		h.send(control.Request{Cmd: control.CmdWorkers, N: -9, Delta: true})
 	h.a.handleCommands()
 	for ch, want := range map[chan control.Response]string{set: "workers: 2 -> 3", add: "workers: 3 -> 5", drop: "workers: 5 -> 4"} {
-		if r := h.answer(ch); !r.OK || r.Message != want || r.Arbiter != 1 {
+		if r := h.answer(ch); !r.OK || r.Message != want || r.Arbiter != h.a.pid {
 			t.Errorf("answer %+v, want %q", r, want)
 		}
 	}

@@ -29,15 +29,18 @@ const (
 	abortReload             // give up on the generation being rolled out; the worker is the one that failed
 	failBoot                // no worker ever booted, or one could not be started: the arbiter stops, Run returns a *BootError
 	complete                // the current generation serves whole: the reload is complete, or the start
+	delayStop               // TERM with --shutdown-delay: /readyz says 503, the herd serves on until the delay ends
+	drain                   // the graceful stop: the intake stops, the workers get TERM and drain
+	quickStop               // INT, QUIT: the workers get QUIT and close everything at once
 )
 
 var verbNames = [...]string{"spawn", "stop", "kill", "expire", "abort", "recycle", "back off",
-	"abort reload", "fail boot", "complete"}
+	"abort reload", "fail boot", "complete", "delay stop", "drain", "quick stop"}
 
 // A decision is one thing the loop decided to do.
 type decision struct {
 	verb verb
-	w    *Worker        // the worker it is about; nil for spawn, backOff, complete, and failBoot after a failed spawn
+	w    *Worker        // the worker it is about; nil for spawn, backOff, complete, the arbiter's stops, and failBoot after a failed spawn
 	sig  syscall.Signal // stop's signal
 	why  string         // for kill, expire, abortReload and failBoot; a recycle's, when not --max-requests
 }
@@ -226,3 +229,30 @@ func (a *Arbiter) olderGenerationServes() bool {
 	}
 	return false
 }
+
+// onStopSignal decides what TERM, INT or QUIT means now. TERM begins the
+// shutdown delay when --shutdown-delay is set and no stop has begun: the
+// load balancer sees /readyz turn 503 and takes this endpoint out while
+// it still serves. A second TERM skips what is left of the delay. INT and
+// QUIT stop quickly, delay or not.
+func (a *Arbiter) onStopSignal(sig syscall.Signal) decision {
+	switch {
+	case sig != syscall.SIGTERM:
+		return decision{verb: quickStop}
+	case a.cfg.ShutdownDelay > 0 && !a.delaying() && !a.stopping && !a.handedOver:
+		return decision{verb: delayStop}
+	}
+	return decision{verb: drain}
+}
+
+// delayOver decides the drain once the shutdown delay has run out.
+func (a *Arbiter) delayOver(now time.Time) []decision {
+	if a.delaying() && !a.stopping && !now.Before(a.delayUntil) {
+		return []decision{{verb: drain}}
+	}
+	return nil
+}
+
+// delaying reports whether the shutdown delay began (it stays true once
+// the drain follows it).
+func (a *Arbiter) delaying() bool { return !a.delayUntil.IsZero() }

@@ -103,7 +103,7 @@ func newDecisionTest(t *testing.T, cfg *Config) *decisionTest {
 	cfg.Log = logging.New(&h.log, slog.LevelDebug)
 	h.a = New(cfg)
 	h.a.sys = h.sys
-	h.a.pid = 1
+	h.a.pid = 100 // not 1: as PID 1 the arbiter ignores WINCH
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log("arbiter log:\n" + h.log.String())
@@ -116,9 +116,12 @@ func newDecisionTest(t *testing.T, cfg *Config) *decisionTest {
 // the overdue and manage rules, applied) and returns what the rules
 // decided. Boot failures are decided and applied inside the reap.
 func (h *decisionTest) turn() []decision {
-	h.a.reapWorkers()
-	ds := h.a.overdue(h.sys.clock)
+	ds := h.a.delayOver(h.sys.clock)
 	h.a.apply(ds)
+	h.a.reapWorkers()
+	late := h.a.overdue(h.sys.clock)
+	h.a.apply(late)
+	ds = append(ds, late...)
 	if !h.a.stopping {
 		more := h.a.manage(h.sys.clock)
 		h.a.apply(more)
@@ -140,6 +143,18 @@ func (h *decisionTest) boot() []int {
 	h.ready(pids...)
 	h.want(h.turn(), "complete")
 	return pids
+}
+
+// signal delivers signals to the arbiter as the loop does: queued, then
+// handled.
+func (h *decisionTest) signal(sigs ...syscall.Signal) {
+	if h.a.queue == nil {
+		h.a.queue = signals.NewQueue(64)
+	}
+	for _, s := range sigs {
+		h.a.queue.Push(s)
+	}
+	h.a.handleSignals()
 }
 
 // ready has the workers report "ready" on their status pipes.

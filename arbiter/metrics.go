@@ -203,7 +203,7 @@ func (a *Arbiter) publish(force bool) {
 func (a *Arbiter) snapshot(now time.Time) *metrics.Snapshot {
 	m := &a.metrics
 	s := &metrics.Snapshot{Taken: now, Generation: a.generation, Target: a.target, ReadyMin: a.cfg.ReadyMin,
-		Stopping: a.stopping}
+		Stopping: a.stopping || a.delaying()}
 	live := make([]scoreboard.Totals, 0, len(a.workers))
 	for _, w := range a.sortedWorkers() {
 		if now.Sub(w.procAt) >= procEvery {

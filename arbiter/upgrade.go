@@ -55,7 +55,7 @@ type upgradeParent struct {
 // error says why none started; it is logged too.
 func (a *Arbiter) startUpgrade() error {
 	switch {
-	case a.stopping:
+	case a.stopping || a.delaying():
 		return errors.New("the arbiter is stopping")
 	case a.upgrade != nil:
 		a.log.Warn(fmt.Sprintf("USR2 refused: an upgrade to pid %d is under way", a.upgrade.pid))
@@ -161,6 +161,10 @@ func (a *Arbiter) upgradeExited(ws syscall.WaitStatus) {
 // listeners, their socket files and the pid file to the new arbiter.
 func (a *Arbiter) handOver() {
 	a.handedOver = true
+	// This arbiter is still the service's main process: systemd, with
+	// the unit's NotifyAccess=main, takes MAINPID= only from it, and only
+	// from the new main process after that (its READY=1 once it took over).
+	notifySystemd("MAINPID=" + strconv.Itoa(a.upgrade.pid))
 	for _, l := range a.listeners {
 		l.Disown()
 	}

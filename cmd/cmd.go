@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/corral-server/corral/arbiter"
 	"github.com/corral-server/corral/worker"
@@ -18,12 +19,17 @@ import (
 	"github.com/urfave/cli/v2/altsrc"
 )
 
-// Exit codes.
+// Exit codes: how the arbiter stopped, so that a container's or a unit's
+// exit code tells a clean drain from the rest (docs/containers.md).
 const (
-	ExitOK        = 0
+	ExitOK        = 0 // a graceful stop (TERM) in which every worker finished, or a handover (USR2)
 	ExitError     = 1 // the server could not start or failed while running
 	ExitUsage     = 2 // a bad flag, value or config file
 	ExitBootError = worker.ExitBootError
+	ExitCutShort  = 4 // a graceful stop that SIGKILLed a worker at --graceful-timeout: its requests were lost
+	// A quick stop exits 128 + the signal, as a shell reports a process
+	// the signal ended: 130 for INT, 131 for QUIT.
+	exitSignalBase = 128
 )
 
 // Program is one corral binary: its name, its apps, and its hooks. The
@@ -61,6 +67,9 @@ func (p *Program) Run(args []string) int {
 	if len(args) > 1 && args[1] == "ctl" { // corral ctl: the control socket's client (ctl.go)
 		return p.ctl(args[2:], os.Stdout, os.Stderr)
 	}
+	if len(args) > 1 && args[1] == "probe" { // corral probe: a health check for images without curl (probe.go)
+		return p.probe(args[2:])
+	}
 	s, err := p.load(args, os.Stdout)
 	switch {
 	case err != nil:
@@ -74,6 +83,9 @@ func (p *Program) Run(args []string) int {
 	for _, w := range s.warnings {
 		s.arbiter.Log.Warn(w)
 	}
+	for _, n := range s.notes {
+		s.arbiter.Log.Info(n)
+	}
 	if s.chdir != "" {
 		if err := os.Chdir(s.chdir); err != nil {
 			return p.fail(ExitUsage, fmt.Errorf("--chdir %s: %v", s.chdir, unwrapPathError(err)))
@@ -82,7 +94,8 @@ func (p *Program) Run(args []string) int {
 	if err := giveLogFiles(s); err != nil {
 		return p.fail(ExitError, err)
 	}
-	err = p.newArbiter(args, s).Run()
+	a := p.newArbiter(args, s)
+	err = a.Run()
 	var boot *arbiter.BootError
 	switch {
 	case errors.As(err, &boot):
@@ -91,6 +104,17 @@ func (p *Program) Run(args []string) int {
 		return p.fail(ExitUsage, err)
 	case err != nil:
 		return p.fail(ExitError, err)
+	}
+	return stopCode(a.Stopped())
+}
+
+// stopCode is the exit code for how the arbiter stopped.
+func stopCode(st arbiter.Stopped) int {
+	switch {
+	case st.Signal == syscall.SIGINT || st.Signal == syscall.SIGQUIT:
+		return exitSignalBase + int(st.Signal)
+	case st.CutShort > 0:
+		return ExitCutShort
 	}
 	return ExitOK
 }

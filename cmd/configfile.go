@@ -25,7 +25,7 @@ import (
 // fileKey is what a config file's key sets: a flag, of a kind.
 type fileKey struct {
 	flag string // the flag's name
-	kind string // "int", "float", "bool", "string" or "strings"
+	kind string // "int", "float", "bool", "string", "strings", or "count" (a whole number or "auto")
 }
 
 // configFile is a config file read: the values for altsrc, by flag name,
@@ -199,6 +199,16 @@ func sortedKeys(m map[string]any) []string {
 // flag's kind.
 func convertValue(v any, fk fileKey) (any, error) {
 	switch fk.kind {
+	case "count":
+		switch n := v.(type) {
+		case int64:
+			return strconv.FormatInt(n, 10), nil
+		case string:
+			if n == "auto" {
+				return n, nil
+			}
+		}
+		return nil, fmt.Errorf("want a whole number or \"auto\", got %s", describe(v))
 	case "int":
 		if n, ok := v.(int64); ok {
 			return int(n), nil

@@ -16,8 +16,8 @@ func TestReadConfigFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := cf.src
-	if n, _ := src.Int("workers"); n != 3 {
-		t.Errorf("workers %d", n)
+	if n, _ := src.String("workers"); n != "3" {
+		t.Errorf("workers %q", n)
 	}
 	if f, _ := src.Float64("timeout"); f != 2 {
 		t.Errorf("timeout %v: an integer must read as seconds", f)
@@ -32,7 +32,7 @@ func TestReadConfigFile(t *testing.T) {
 		t.Errorf("umask %q", u)
 	}
 	for content, want := range map[string]string{
-		"workers = 1.5\n":      "want a whole number, got the number 1.5",
+		"workers = 1.5\n":      `want a whole number or "auto", got the number 1.5`,
 		"reuse-port = \"y\"\n": "want true or false",
 		"[section]\nx = 1\n":   `unknown setting "section"`,
 		"timeout = \"1s\"\n":   "want a number of seconds",

@@ -70,8 +70,8 @@ func coreFlags() []cli.Flag {
 			Usage: "the most pending connections the kernel queues per listener"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "reuse-port", Category: catServer, EnvVars: env("reuse-port"),
 			Usage: "set SO_REUSEPORT on the listeners, so other processes may bind the same address"}),
-		altsrc.NewIntFlag(&cli.IntFlag{Name: "workers", Aliases: []string{"w"}, Value: 1, Category: catWorkers, EnvVars: env("workers", "WEB_CONCURRENCY"),
-			Usage: "number of worker processes (default: $WEB_CONCURRENCY, else 1)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "workers", Aliases: []string{"w"}, Value: "1", Category: catWorkers, EnvVars: env("workers", "WEB_CONCURRENCY"),
+			Usage: "number of worker processes, or auto: the cgroup's CPUs (its quota, as Go's GOMAXPROCS reads it) × 2 + 1 for sync, wsgi and a COMMAND, × 1 for goroutine and event (default: $WEB_CONCURRENCY, else 1)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "worker-class", Aliases: []string{"k"}, Value: "goroutine", Category: catWorkers, EnvVars: env("worker-class"),
 			Usage: "the type of worker: goroutine (net/http, a goroutine per connection), sync (one request at a time, --timeout limits each request), event (epoll loops, --threads, --event-inline), wsgi (a Python WSGI app, APP as in Gunicorn: module:callable; --threads requests at once)"}),
 		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "timeout", Aliases: []string{"t"}, Value: 30, Category: catWorkers, EnvVars: env("timeout"),
@@ -150,6 +150,9 @@ func fileKeys(flags, cliOnly []cli.Flag) map[string]fileKey {
 			kind = "string"
 		default:
 			panic(fmt.Sprintf("cmd: no config file kind for %T", f))
+		}
+		if f.Names()[0] == "workers" {
+			kind = "count" // -w auto
 		}
 		for _, n := range f.Names() {
 			if len(n) > 1 { // a short name is no key: "w = 7" is a typo's look-alike

@@ -210,7 +210,7 @@ def helper_fn():
 	for content, want := range map[string]string{
 		"workers = \n":             ": line 1: SyntaxError: invalid syntax",
 		"x = 1\nworkers = nope\n":  ": line 2: NameError: name 'nope' is not defined",
-		"workers = 'four'\n":       `: workers: want a whole number, got the string "four"`,
+		"workers = 'four'\n":       `: workers: want a whole number or "auto", got the string "four"`,
 		"import no_such_module_\n": ": line 1: ModuleNotFoundError: No module named 'no_such_module_'",
 	} {
 		bad := writeFile(t, "bad.py", content)

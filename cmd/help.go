@@ -73,21 +73,34 @@ func helpLine(f cli.Flag) string {
 		}
 	}
 	sort.SliceStable(names, func(i, j int) bool { return len(names[i]) < len(names[j]) && len(names[i]) == 2 })
-	label := strings.Join(names, ", ")
-	switch f.(type) {
-	case *altsrc.IntFlag:
-		label += " N"
-	case *altsrc.Float64Flag:
-		label += " SECONDS"
-	case *altsrc.StringFlag, *altsrc.StringSliceFlag, *cli.StringFlag:
-		label += " VALUE"
-	}
+	label := strings.Join(names, ", ") + valueLabel(f)
 	df, _ := f.(cli.DocGenerationFlag)
 	usage := df.GetUsage()
 	if d := helpDefault(f); d != "" && !strings.Contains(usage, "(default") {
 		usage += " (default: " + d + ")"
 	}
 	return helpEntry(label, usage)
+}
+
+// placeholders are the value placeholders of the flags that take a
+// number or a word.
+var placeholders = map[string]string{"workers": "N|auto", "max-memory": "SIZE|auto"}
+
+// valueLabel is the placeholder for f's value after its names: " N",
+// " SECONDS", " VALUE"; "" for a switch.
+func valueLabel(f cli.Flag) string {
+	if p, ok := placeholders[f.Names()[0]]; ok {
+		return " " + p
+	}
+	switch f.(type) {
+	case *altsrc.IntFlag:
+		return " N"
+	case *altsrc.Float64Flag:
+		return " SECONDS"
+	case *altsrc.StringFlag, *altsrc.StringSliceFlag, *cli.StringFlag:
+		return " VALUE"
+	}
+	return ""
 }
 
 // helpDefault is a flag's default as --help shows it: "" for none.

@@ -37,7 +37,7 @@ func TestHelp(t *testing.T) {
 			t.Errorf("%d defaults in %q", n, entry)
 		}
 	}
-	for _, want := range []string{"-w, --workers N", "(default: $WEB_CONCURRENCY, else 1)", "--backlog N", "2048)",
+	for _, want := range []string{"-w, --workers N|auto", "(default: $WEB_CONCURRENCY, else 1)", "--backlog N", "2048)",
 		"-n, --name VALUE", "CORRAL_<NAME>", "--limit-request-line N"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("--help has no %q", want)

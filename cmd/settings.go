@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/corral-server/corral/arbiter"
+	"github.com/corral-server/corral/internal/cgroup"
 	"github.com/corral-server/corral/internal/logging"
 	"github.com/corral-server/corral/socket"
 	"github.com/corral-server/corral/worker"
@@ -41,6 +42,9 @@ type settings struct {
 	umask       int
 	reload      *reloadSettings // --reload, or nil
 	warnings    []string        // what is set but not applied, a line each: printed, or logged at start
+	notes       []string        // what auto settings came to, the stop's length: logged at start, comments in --print-config
+	printNotes  []string        // more of them, for --print-config only: no budget, the stop's length without a delay
+	limits      cgroup.Limits   // the cgroup's, for -w auto and --max-memory
 	// reloadExtra are more paths for --reload to watch, as
 	// --reload-extra-file takes them: a flag group's (-k wsgi: the app's
 	// *.py files).
@@ -55,11 +59,15 @@ func (p *Program) settings(c *cli.Context, files []cli.Flag) (*settings, error) 
 	var errs problems
 	app, err := p.chooseApp(c)
 	errs.add(err)
-	core, err := parseCore(c)
+	limits := readLimits()
+	core, err := parseCore(c, limits)
 	errs.add(err)
 	s := &settings{
 		app: app, configPath: c.String("config"), checkConfig: c.Bool("check-config"), printConfig: c.Bool("print-config"),
-		logLevel: core.level, chdir: c.String("chdir"), umask: core.umask,
+		logLevel: core.level, chdir: c.String("chdir"), umask: core.umask, limits: limits,
+	}
+	if core.workersNote != "" {
+		s.notes = append(s.notes, core.workersNote)
 	}
 	s.warnings, _ = c.App.Metadata["warnings"].([]string)
 	s.arbiter = p.arbiterConfig(c, app, core)
@@ -74,6 +82,7 @@ func (p *Program) settings(c *cli.Context, files []cli.Flag) (*settings, error) 
 		return nil, err
 	}
 	s.values = resolvedValues(c, files, s.app, core.binds)
+	s.values["workers"] = strconv.Itoa(core.workers) // auto, resolved
 	return s, nil
 }
 
@@ -101,6 +110,8 @@ func (p *Program) chooseApp(c *cli.Context) (string, error) {
 // are read from the context as they are.
 type coreValues struct {
 	binds                                          []string // --bind, or the default address
+	workers                                        int      // -w, auto resolved
+	workersNote                                    string   // how -w auto came to its count; "" for a number
 	timeout, graceful, boot, abortGrace, keepAlive time.Duration
 	level                                          slog.Level
 	umask                                          int
@@ -108,16 +119,16 @@ type coreValues struct {
 
 // parseCore checks the core flags (coreFlags) and parses those that need
 // it; the error holds every problem found.
-func parseCore(c *cli.Context) (coreValues, error) {
+func parseCore(c *cli.Context, limits cgroup.Limits) (coreValues, error) {
 	var errs problems
 	v := coreValues{binds: c.StringSlice("bind")}
 	if len(v.binds) == 0 {
 		v.binds = []string{defaultBind()}
 	}
 	errs.add(checkBinds(v.binds))
-	if n := c.Int("workers"); n < 1 {
-		errs.add(fmt.Errorf("--workers must be 1 or more, got %d", n))
-	}
+	var err error
+	v.workers, v.workersNote, err = workerCount(c, limits)
+	errs.add(err)
 	if class := c.String("worker-class"); !knownClass(class) && execArgs(c) == nil { // exec mode refuses -k (exec.go)
 		errs.add(fmt.Errorf("--worker-class: unknown worker type %q (known: %s)%s", class, strings.Join(worker.Classes(), ", "), classHint(class)))
 	}
@@ -134,7 +145,6 @@ func parseCore(c *cli.Context) (coreValues, error) {
 			errs.add(fmt.Errorf("--%s must be 0 or more, got %d", name, c.Int(name)))
 		}
 	}
-	var err error
 	v.level, err = logging.ParseLevel(c.String("log-level"))
 	errs.add(err)
 	_, err = worker.ParseAccessLogFormat(c.String("access-logformat"))
@@ -199,7 +209,7 @@ func seconds(c *cli.Context, name string) (time.Duration, error) {
 // flag groups in extensions add theirs, and openLogs its logs.
 func (p *Program) arbiterConfig(c *cli.Context, app string, v coreValues) *arbiter.Config {
 	return &arbiter.Config{
-		Workers:         c.Int("workers"),
+		Workers:         v.workers,
 		Binds:           v.binds,
 		Socket:          socket.Options{Backlog: c.Int("backlog"), ReusePort: c.Bool("reuse-port"), Umask: v.umask},
 		Executable:      p.executable,
@@ -284,6 +294,9 @@ func printConfig(w io.Writer, s *settings) {
 	}
 	sort.Strings(names)
 	fmt.Fprintf(w, "# app: %s\n", s.values["app"])
+	for _, n := range append(s.notes, s.printNotes...) {
+		fmt.Fprintf(w, "# %s\n", n)
+	}
 	for _, n := range names {
 		fmt.Fprintf(w, "%s = %s\n", n, s.values[n])
 	}

@@ -49,6 +49,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	code := m.Run()
+	stopDockerd() // if the container tests started it
 	os.RemoveAll(tmp)
 	os.Exit(code)
 }
@@ -634,6 +635,16 @@ func (s *server) lastGeneration() int {
 		n, _ = strconv.Atoi(m[1])
 	}
 	return n
+}
+
+// configValue is a key's value in --print-config's output, "" if absent.
+func configValue(out, key string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(l, " = "); ok && k == key {
+			return v
+		}
+	}
+	return ""
 }
 
 // run runs bin/corral to completion and returns its exit code and output.
