@@ -96,11 +96,18 @@ func (a *Arbiter) openControl() error {
 		if opts.Path == "" && opts.Dir == "" {
 			return nil
 		}
-		if opts.Path == "" {
+		chosen := opts.Path != ""
+		if !chosen {
 			opts.Path = filepath.Join(opts.Dir, controlFileName(a.cfg.Name, a.listeners[0].Addr.String()))
 		}
 		l, err := bindControl(opts)
-		if err != nil {
+		switch {
+		case err != nil && !chosen && !errors.Is(err, ErrControlInUse):
+			// The default place may not exist (a FROM scratch image has no
+			// /tmp): serve without the socket rather than not at all.
+			a.log.Warn(fmt.Sprintf("No control socket: %s: %v (set --control-socket PATH, or none)", opts.Path, err))
+			return nil
+		case err != nil:
 			return fmt.Errorf("--control-socket %s: %w", opts.Path, err)
 		}
 		c.listener = l
