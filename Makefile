@@ -6,7 +6,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 # Debian packages the tests need, as "command:package".
 # dockerd (docker.io) runs the container tests (integration/docker_test.go starts it).
-TEST_TOOLS := systemd-socket-activate:systemd nginx:nginx python3:python3 node:nodejs dockerd:docker.io prometheus:prometheus promtool:prometheus
+TEST_TOOLS := systemd-socket-activate:systemd nginx:nginx python3:python3 node:nodejs dockerd:docker.io prometheus:prometheus promtool:prometheus curl:curl openssl:openssl
 # Python modules the -k wsgi tests import with Debian's /usr/bin/python3, as "module:package".
 TEST_PYTHON := django:python3-django flask:python3-flask
 
@@ -29,6 +29,8 @@ deps:
 	for mp in $(TEST_PYTHON); do /usr/bin/python3 -c "import $${mp%%:*}" 2>/dev/null || missing="$$missing $${mp##*:}"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(APT) update -q && $(APT) install -y -q $$missing; fi
 	$(GO) mod download
+	@command -v h2spec >/dev/null || [ -x "$$($(GO) env GOPATH)/bin/h2spec" ] || \
+		{ echo "installing: h2spec"; $(GO) install github.com/summerwind/h2spec/cmd/h2spec@latest; }
 	cd examples/kubernetes && $(GO) mod download
 
 lint: vet
@@ -44,14 +46,16 @@ unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
 	cd examples/kubernetes && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 
-# fuzz runs the HTTP/1.1 and uwsgi parsers' fuzz targets for a bounded time; their
-# seed corpus is in worker/http1/testdata/fuzz.
+# fuzz runs the HTTP/1.1 and uwsgi parsers' fuzz targets for a bounded time, and
+# the differential one (worker/http1 against net/http); their seed corpus is in
+# worker/http1/testdata/fuzz.
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./worker/http1/
 	$(GO) test -run '^$$' -fuzz FuzzUwsgi -fuzztime 10s ./worker/http1/
+	$(GO) test -run '^$$' -fuzz FuzzDifferential -fuzztime 10s ./worker/http1/
 
 integration: build
-	$(GO) test -race -count=1 -timeout 10m ./integration/
+	$(GO) test -race -count=1 -timeout 12m ./integration/
 
 # bench runs the Go benchmarks, then corral against its peers (bench/run.sh),
 # which writes docs/benchmarks.md and docs/benchmarks.png.

@@ -3,6 +3,7 @@ package arbiter
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 
@@ -48,7 +49,9 @@ func (a *Arbiter) apply(ds []decision) {
 			a.abortWorker(d.w)
 		case recycle:
 			d.w.retiring, d.w.recycledFor = true, d.why
-			a.lastRecycle = a.sys.now()
+			if d.why == maxRequestsWhy || strings.HasPrefix(d.why, memoryWhy) {
+				a.lastRecycle = a.sys.now() // manage's recycles: at most one a second
+			}
 			a.log.Info(fmt.Sprintf("Worker (pid:%d) %s; replacing it", d.w.Pid, d.why))
 		case backOff:
 			delay := a.backOff()

@@ -2,10 +2,12 @@
 // the workers by exec'ing the worker binary, reaps them, stops the ones
 // that hang, keeps their number at its target, and turns signals into
 // reloads, scaling and stops. One loop owns all of this state; every input
-// (the signal self-pipe, the workers' status pipes) wakes that loop.
+// (the signal self-pipe, the workers' status pipes, the control socket's
+// requests) wakes that loop.
 package arbiter
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -49,10 +51,12 @@ type Config struct {
 	AbortGrace      time.Duration       // after a timeout's SIGABRT, before SIGKILL
 	PidFile         string              // written at start, removed at exit; "" for none
 	UpgradeBinary   string              // the binary USR2 starts; "" for Executable
+	TicketRotation  time.Duration       // TLS session-ticket keys: a new one this often; 0 for DefaultTicketRotation
 	Credential      *syscall.Credential // the workers' user and groups (-u, -g); nil: the arbiter's
 	Name            string              // --name: the arbiter's comm, the workers' titles (ps), the log's first line
 	MetricsBind     string              // --metrics-bind: serve /metrics, /livez, /readyz there; "" for none
 	ReadyMin        int                 // --ready-min: /readyz wants this many workers ready
+	Control         ControlOptions      // the control socket (corral ctl); see control.go
 	MaxMemory       int64               // the herd's memory budget in bytes (--max-memory); 0 for none
 	ErrorLog        *logging.File       // reopened on USR1
 	Log             *slog.Logger
@@ -150,6 +154,7 @@ type Arbiter struct {
 	configured int // the config's count, to tell whether a reload changed it
 	generation int
 	age        int
+	tickets    *ticketKeys // TLS session-ticket keys shared with the workers, see tickets.go
 
 	everReady    bool // some worker has been ready: boot failures are no longer fatal
 	calledReady  bool
@@ -174,6 +179,7 @@ type Arbiter struct {
 	exitErr    error
 
 	metrics metricsState // --metrics-bind; see metrics.go
+	ctl     controlState // --control-socket; see control.go
 }
 
 // New returns an arbiter for cfg. Run starts it.
@@ -199,7 +205,7 @@ func (a *Arbiter) Generation() int { return a.generation }
 func (a *Arbiter) Listeners() []string {
 	var out []string
 	for _, l := range a.listeners {
-		out = append(out, l.URL())
+		out = append(out, a.listenerURL(l))
 	}
 	return out
 }
@@ -241,10 +247,15 @@ func (a *Arbiter) Run() (err error) {
 		return err
 	}
 	defer a.closeMetrics()
+	if err := a.openControl(); err != nil {
+		return err
+	}
+	defer a.closeControl()
 	if err := a.writePidFile(); err != nil {
 		return err
 	}
 	defer a.removeOwnPidFile()
+	defer a.closeTickets()
 	if a.cfg.Name != "" {
 		if err := setProcessName(a.cfg.Name); err != nil {
 			a.log.Warn(fmt.Sprintf("--name: %v", err))
@@ -254,7 +265,7 @@ func (a *Arbiter) Run() (err error) {
 		a.log.Info(fmt.Sprintf("Starting corral (pid: %d)", a.pid))
 	}
 	for _, l := range a.listeners {
-		a.log.Info(fmt.Sprintf("Listening at: %s (%d)", l.URL(), a.pid))
+		a.log.Info(fmt.Sprintf("Listening at: %s (%d)", a.listenerURL(l), a.pid))
 	}
 	a.log.Info("Using worker: " + a.cfg.Worker.Class)
 	if a.Watcher != nil {
@@ -268,6 +279,7 @@ func (a *Arbiter) Run() (err error) {
 		a.sleep()
 		a.pipe.Read(a.queue)
 		a.handleSignals()
+		a.handleCommands()
 		a.checkWatcher()
 		a.checkUpgrade()
 		a.checkParent()
@@ -279,6 +291,7 @@ func (a *Arbiter) Run() (err error) {
 		a.canaryReady()
 		a.apply(a.watchCanary(a.sys.now()))
 		a.manageWorkers()
+		a.checkTickets()
 		a.publish(a.stopping)
 	}
 	a.handoverCounters()
@@ -320,7 +333,7 @@ func (a *Arbiter) bind() error {
 // stopping worker's SIGKILL is due sooner.
 func (a *Arbiter) sleep() {
 	wait := time.Second
-	due := []time.Time{a.nextSpawn, a.nextWatch, a.delayUntil, a.nextSample()}
+	due := []time.Time{a.nextSpawn, a.nextWatch, a.controlDue(), a.delayUntil, a.nextSample()}
 	for _, w := range a.workers {
 		if w.stopping && !w.killed {
 			due = append(due, w.killAt)
@@ -466,9 +479,9 @@ func (a *Arbiter) checkWatcher() {
 // anew. Old workers stop only as new ones become ready (manageWorkers), so
 // a generation that cannot boot never replaces one that serves. reason
 // (the signal, or the files that changed) goes into the log.
-func (a *Arbiter) reload(reason string) {
+func (a *Arbiter) reload(reason string) error {
 	if a.stopping || a.delaying() {
-		return
+		return errors.New("the arbiter is stopping")
 	}
 	cfg := a.cfg
 	if a.Reload != nil {
@@ -480,7 +493,7 @@ func (a *Arbiter) reload(reason string) {
 			}
 			a.log.Error(fmt.Sprintf("Reload failed: %v; %s", err, kept), "reason", err.Error())
 			a.reloadEnded(metrics.ReloadRefused)
-			return
+			return fmt.Errorf("the configuration did not load: %w", err)
 		}
 		cfg = c
 	}
@@ -511,6 +524,7 @@ func (a *Arbiter) reload(reason string) {
 		a.Hooks.OnReload(a)
 	}
 	a.log.Info(fmt.Sprintf("Reloading: generation %d, %d workers", a.generation, a.target), "generation", a.generation)
+	return nil
 }
 
 // stop begins a shutdown. A graceful one first makes the kernel stop

@@ -37,7 +37,7 @@ type scaler struct {
 	high     int       // samples in a row that wanted a worker more
 	lowSince time.Time // since when every sample was under the low mark; zero: the last was not
 	stepped  time.Time // the last step, or the start
-	cause    string    // why the target last changed, in a word: queue, busy, idle, bounds, ttin, ttou, winch, reload; "" for never
+	cause    string    // why the target last changed, in a word: queue, busy, idle, bounds, ttin, ttou, ctl, winch, reload; "" for never
 	why      string    // the same, as the log says it
 	changed  time.Time // when
 }

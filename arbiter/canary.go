@@ -151,9 +151,9 @@ func (a *Arbiter) canaryExited(w *Worker) {
 // canaries, now of an older one, are replaced by workers of it.
 func (a *Arbiter) rollBack(why string) {
 	gen := a.canary.gen
-	a.log.Error(fmt.Sprintf("Reload rolled back (after %s): %s; the old workers keep serving, the canaries are replaced",
-		a.reloadReason, why), "generation", gen, "reason", why)
-	a.fallBack(func(w *Worker) bool { return w.Generation != gen })
+	why += "; the old workers keep serving, the canaries are replaced"
+	a.log.Error(fmt.Sprintf("Reload rolled back (after %s): %s", a.reloadReason, why), "generation", gen, "reason", why)
+	a.fallBack("rolled back: "+why, func(w *Worker) bool { return w.Generation != gen })
 }
 
 // promote ends a canary reload that passed: the rest of the herd rolls.

@@ -44,6 +44,7 @@ type spawnSpec struct {
 	listeners []*socket.Listener // what it inherits at fds 3 ...
 	wc        worker.Config      // its own config; age, generation and arbiter pid are set
 	log       *slog.Logger       // for exec mode's captured output
+	tickets   int                // the session-ticket keys' memfd, -1 for none (tickets.go)
 }
 
 // spawned is what the arbiter holds of a worker it started.

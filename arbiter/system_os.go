@@ -61,6 +61,10 @@ func (osSystem) spawnWorker(s spawnSpec) (spawned, error) {
 	files := []uintptr{0, 1, 2}
 	files = append(files, socket.FDs(s.listeners)...)
 	files = append(files, uintptr(wfd), uintptr(hb.FD()))
+	if s.tickets >= 0 {
+		wc.TicketsFD = len(files)
+		files = append(files, uintptr(s.tickets))
+	}
 	x, err := prepareExec(s, &wc, files)
 	if err != nil {
 		unix.Close(rfd)

@@ -2,6 +2,7 @@ package arbiter
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/corral-server/corral/internal/control"
 	"github.com/corral-server/corral/socket"
 	"golang.org/x/sys/unix"
 )
@@ -24,6 +26,7 @@ type upgradeEnv struct {
 	Listeners []socket.Inherited `json:"listeners"`
 	State     handoverState      `json:"state"`             // see handover.go
 	Metrics   *socket.Inherited  `json:"metrics,omitempty"` // the --metrics-bind socket, after Conn
+	Control   *socket.Inherited  `json:"control,omitempty"` // the control socket, last
 }
 
 // The handover follows cloudflare/tableflip: the new arbiter inherits the
@@ -48,17 +51,18 @@ type upgradeParent struct {
 	said []byte // what it wrote: its metrics' counters, as it exits
 }
 
-// startUpgrade starts a new arbiter from the binary on disk (USR2).
-func (a *Arbiter) startUpgrade() {
+// startUpgrade starts a new arbiter from the binary on disk (USR2). The
+// error says why none started; it is logged too.
+func (a *Arbiter) startUpgrade() error {
 	switch {
 	case a.stopping || a.delaying():
-		return
+		return errors.New("the arbiter is stopping")
 	case a.upgrade != nil:
 		a.log.Warn(fmt.Sprintf("USR2 refused: an upgrade to pid %d is under way", a.upgrade.pid))
-		return
+		return fmt.Errorf("refused: an upgrade to pid %d is under way", a.upgrade.pid)
 	case a.parent != nil:
 		a.log.Warn(fmt.Sprintf("USR2 refused: still taking over from pid %d", a.parent.pid))
-		return
+		return fmt.Errorf("refused: still taking over from pid %d", a.parent.pid)
 	}
 	bin := a.cfg.UpgradeBinary
 	if bin == "" {
@@ -67,7 +71,7 @@ func (a *Arbiter) startUpgrade() {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		a.log.Error(fmt.Sprintf("Upgrade failed: socketpair: %v", err))
-		return
+		return fmt.Errorf("socketpair: %w", err)
 	}
 	unix.SetNonblock(fds[0], true)
 	ue := upgradeEnv{Parent: a.pid, Conn: socket.FirstFD + len(a.listeners), Listeners: socket.Describe(a.listeners),
@@ -79,6 +83,7 @@ func (a *Arbiter) startUpgrade() {
 		ue.Metrics.FD = ue.Conn + 1
 		files = append(files, socket.FDs([]*socket.Listener{l})...)
 	}
+	ue.Control, files = passControl(a.ctl.listener, files)
 	b, _ := json.Marshal(ue)
 	env := append(os.Environ(), envUpgrade+"="+string(b))
 	pid, err := a.sys.startArbiter(bin, a.cfg.Args, env, files)
@@ -86,10 +91,11 @@ func (a *Arbiter) startUpgrade() {
 	if err != nil {
 		unix.Close(fds[0])
 		a.log.Error(fmt.Sprintf("Upgrade failed: exec %s: %v; still serving", bin, err))
-		return
+		return fmt.Errorf("exec %s: %w", bin, err)
 	}
 	a.upgrade = &upgradeChild{pid: pid, conn: fds[0], started: a.sys.now()}
 	a.log.Info(fmt.Sprintf("Upgrading: started new arbiter %s (pid: %d)", bin, pid))
+	return nil
 }
 
 // checkUpgrade reads the new arbiter's word and gives up on it past
@@ -104,6 +110,7 @@ func (a *Arbiter) checkUpgrade() {
 	if n > 0 && strings.Contains(string(buf[:n]), "ready") {
 		u.ready = true
 		a.log.Info(fmt.Sprintf("Upgrade: new arbiter (pid: %d) serves; stopping this one's workers", u.pid))
+		a.upgradesDone(control.ResultComplete, fmt.Sprintf("new arbiter (pid %d) serves; this one (pid %d) stops", u.pid, a.pid))
 		a.handOver()
 		return
 	}
@@ -118,6 +125,7 @@ func (a *Arbiter) checkUpgrade() {
 	if a.cfg.BootTimeout > 0 && now.Sub(u.started) > a.cfg.BootTimeout {
 		a.log.Error(fmt.Sprintf("Upgrade failed: new arbiter (pid: %d) not ready within the boot timeout (%s); stopping it, still serving",
 			u.pid, a.cfg.BootTimeout))
+		a.upgradesDone(control.ResultFailed, fmt.Sprintf("new arbiter (pid %d) not ready within the boot timeout (%s); the old one serves on", u.pid, a.cfg.BootTimeout))
 		a.abandonUpgrade()
 	}
 }
@@ -142,6 +150,7 @@ func (a *Arbiter) upgradeExited(ws syscall.WaitStatus) {
 		return // it serves; this arbiter is on its way out
 	}
 	a.log.Error(fmt.Sprintf("Upgrade failed: new arbiter (pid: %d) %s before it was ready; still serving", u.pid, exitReason(ws)))
+	a.upgradesDone(control.ResultFailed, fmt.Sprintf("new arbiter (pid %d) %s before it was ready; the old one serves on", u.pid, exitReason(ws)))
 	// It removes its PIDFILE.2 when it exits, unless it was killed.
 	if a.cfg.PidFile != "" {
 		removePidFile(a.cfg.PidFile+".2", u.pid)
@@ -162,6 +171,7 @@ func (a *Arbiter) handOver() {
 	if a.metrics.listener != nil {
 		a.metrics.listener.Disown()
 	}
+	a.controlHandedOver()
 	a.stopping = true
 	a.apply(a.stopAll(syscall.SIGTERM))
 }
@@ -194,6 +204,12 @@ func (a *Arbiter) inheritUpgrade() ([]*socket.Listener, error) {
 			return nil, err
 		}
 		a.metrics.adopted = l // its socket file too is the parent's until the takeover
+	}
+	if in := ue.Control; in != nil {
+		if err := a.adoptControl(in); err != nil {
+			socket.CloseAll(ls)
+			return nil, err
+		}
 	}
 	unix.CloseOnExec(ue.Conn)
 	unix.SetNonblock(ue.Conn, true)
@@ -244,6 +260,7 @@ func (a *Arbiter) checkParent() {
 		a.metrics.adopted.Own()
 	}
 	a.takeCounters(p.said)
+	a.controlTakenOver()
 	if a.cfg.PidFile != "" {
 		if err := os.Rename(a.pidFilePath(), a.cfg.PidFile); err != nil {
 			a.log.Error(fmt.Sprintf("Upgrade: move pid file: %v", err))

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/corral-server/corral/internal/control"
 	"github.com/corral-server/corral/internal/metrics"
 	"github.com/corral-server/corral/signals"
 	"github.com/corral-server/corral/worker"
@@ -19,8 +20,14 @@ func (a *Arbiter) spawnWorker() error {
 	a.age++
 	wc := a.cfg.Worker
 	wc.Age, wc.Generation, wc.ArbiterPid = a.age, a.generation, a.pid
-	wc.Slot, wc.Metrics = a.assignSlot(), a.metrics.server != nil || a.cfg.scaling() || a.cfg.ReloadCanary > 0
-	c, err := a.sys.spawnWorker(spawnSpec{cfg: a.cfg, listeners: a.listeners, wc: wc, log: a.log})
+	tfd, err := a.ticketsFD()
+	if err != nil {
+		return fmt.Errorf("spawn worker: %w", err)
+	}
+	// The scoreboard feeds the metrics, the control socket's status, the
+	// autoscaler and the canary's watch.
+	wc.Slot, wc.Metrics = a.assignSlot(), a.metrics.server != nil || a.ctl.srv != nil || a.cfg.scaling() || a.cfg.ReloadCanary > 0
+	c, err := a.sys.spawnWorker(spawnSpec{cfg: a.cfg, listeners: a.listeners, wc: wc, log: a.log, tickets: tfd})
 	if err != nil {
 		return err
 	}
@@ -177,15 +184,17 @@ func (a *Arbiter) bootFailed(w *Worker, reason string) {
 func (a *Arbiter) abortReload(failed *Worker, why string) {
 	a.log.Error(fmt.Sprintf("Reload failed (after %s): new worker (pid:%d) could not boot: %s; the old workers keep serving",
 		a.reloadReason, failed.Pid, why), "worker", failed.Pid, "generation", a.generation, "reason", why)
-	a.fallBack(func(*Worker) bool { return true })
+	a.fallBack(fmt.Sprintf("new worker (pid:%d) could not boot: %s; the old workers keep serving", failed.Pid, why),
+		func(*Worker) bool { return true })
 }
 
-// fallBack ends a failed reload: the serving workers that keep says (of
-// those ready and not stopping) become the current generation, under the
-// last configuration that booted; the others, now of an older one, are
-// replaced by workers of it.
-func (a *Arbiter) fallBack(keep func(*Worker) bool) {
+// fallBack ends a failed reload, failed for why: the serving workers that
+// keep says (of those ready and not stopping) become the current
+// generation, under the last configuration that booted; the others, now
+// of an older one, are replaced by workers of it.
+func (a *Arbiter) fallBack(why string, keep func(*Worker) bool) {
 	a.reloadEnded(metrics.ReloadFailed)
+	a.reloadsDone(control.ResultFailed, why)
 	a.canary = nil
 	a.generation++
 	for _, w := range a.workers {
@@ -219,6 +228,8 @@ func (a *Arbiter) generationReady() {
 		a.log.Info(fmt.Sprintf("Reload complete: generation %d, %d workers serving, %s after %s",
 			a.generation, a.target, a.sys.now().Sub(a.reloadAt).Round(time.Millisecond), a.reloadReason), "generation", a.generation)
 		a.reloadEnded(metrics.ReloadComplete)
+		a.reloadsDone(control.ResultComplete, fmt.Sprintf("generation %d, %d workers serving, %s",
+			a.generation, a.target, a.sys.now().Sub(a.reloadAt).Round(time.Millisecond)))
 		a.reloadAt = time.Time{}
 		a.notifyStatus()
 	}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh -- make bench: corral against its peers on this machine, written to docs/benchmarks.md.
 #
-# Installs what it needs (wrk, gunicorn, gevent, uwsgi, gnuplot), builds corral and the Go peers,
+# Installs what it needs (wrk, gunicorn, gevent, uwsgi, gnuplot, h2load, openssl, nginx), builds corral and the Go peers,
 # then runs, one server at a time, all on 127.0.0.1:
 #   peers.sh       hello world under wrk, every peer and every corral worker type: keep-alive,
 #                  then Connection: close (close.lua), then 16-deep pipelining (pipeline.lua)
@@ -9,6 +9,9 @@
 #                  worker: one server core each, the load generator kept off it (2+ cores only)
 #   nginx.sh       hello world through nginx: HTTP, uwsgi and FastCGI to corral, uwsgi to uWSGI,
 #                  HTTP to Gunicorn
+#   tls.sh         HTTP/2 over TLS (h2load), corral goroutine against net/http; TLS handshakes per
+#                  second (a new connection per request), corral against nginx, same certificate
+#                  and suite; the ratios of the run
 #   reload.sh      faults under load: HUP every 500 ms, TTIN/TTOU every 250 ms, a binary upgrade
 #                  (USR2), SIGKILL of a random worker every 500 ms: requests completed and failed
 #   term.sh        TERM under load: requests answered, accepted connections broken (about 8 min
@@ -23,14 +26,14 @@
 #                  type; the time of a /metrics scrape with 16 workers
 # and writes the tables, the machine and the date to docs/benchmarks.md, and a chart to
 # docs/benchmarks.png. Knobs: those of peers.sh, reload.sh, term.sh and lib.sh (WRK_DURATION,
-# RELOAD_SERVERS, ...), and BENCH_STEPS (default: all of "peers close pipeline pinned nginx reload
+# RELOAD_SERVERS, ...), and BENCH_STEPS (default: all of "peers close pipeline pinned nginx tls reload
 # term idle_conns idle wsgi metrics") with BENCH_OUT (a folder of an earlier run's TSV files) to redo some steps
 # and write the page again (a section whose TSV file is not in BENCH_OUT is left out: point
 # BENCH_OUT at an earlier full run's folder to keep them all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=""
-for tp in wrk:wrk gunicorn:gunicorn uwsgi:uwsgi gnuplot:gnuplot-nox; do
+for tp in wrk:wrk gunicorn:gunicorn uwsgi:uwsgi gnuplot:gnuplot-nox h2load:nghttp2-client openssl:openssl nginx:nginx; do
 	command -v "${tp%%:*}" >/dev/null || missing="$missing ${tp##*:}"
 done
 /usr/bin/python3 -c 'import gevent' 2>/dev/null || missing="$missing python3-gevent"
@@ -41,7 +44,7 @@ if [ -n "$missing" ]; then
 fi
 go build -o bin/corral ./cmd/corral
 out=${BENCH_OUT:-$(mktemp -d /tmp/corral-bench.XXXXXX)}
-steps=" ${BENCH_STEPS:-peers close pipeline pinned nginx reload term idle_conns idle wsgi metrics} "
+steps=" ${BENCH_STEPS:-peers close pipeline pinned nginx tls reload term idle_conns idle wsgi metrics} "
 step() { [[ $steps == *" $1 "* ]]; }
 if step peers; then EXTRA_PEERS=bench/corral_peers.sh bash bench/peers.sh >"$out/peers.tsv"; fi
 if step close; then
@@ -57,6 +60,7 @@ if step pinned && (($(nproc) >= 2)); then
 		bash bench/peers.sh >"$out/pinned.tsv"
 fi
 if step nginx; then bash bench/nginx.sh >"$out/nginx.tsv"; fi
+if step tls; then bash bench/tls.sh >"$out/tls.tsv"; fi
 if step reload; then bash bench/reload.sh >"$out/reload.tsv"; fi
 if step term; then bash bench/term.sh >"$out/term.tsv"; fi
 if step idle_conns; then bash bench/idle_conns.sh >"$out/idle_conns.tsv"; fi
@@ -242,6 +246,18 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		echo "non2xx, requests broken on connections the kernel had accepted (close: a new connection per request)."
 		echo
 		table <"$out/term.tsv"
+		echo
+	fi
+	if have tls.tsv; then
+		echo "## TLS and HTTP/2 (bench/tls.sh)"
+		echo
+		echo "h2-*: HTTP/2 by ALPN over kept connections (h2load -n ${H2_REQUESTS:-200000} -c ${H2_CONNS:-16} -m ${H2_STREAMS:-16}),"
+		echo "corral -w 2 -k goroutine against net/http alone. hs-*: a new connection and a full TLS 1.2"
+		echo "handshake per request (wrk with close.lua), ${HS_CIPHER:-ECDHE-ECDSA-AES128-GCM-SHA256} and one ECDSA P-256"
+		echo "certificate on both sides, corral -w 2 against nginx with 2 worker processes. The ratio rows"
+		echo "are of this run."
+		echo
+		table <"$out/tls.tsv"
 		echo
 	fi
 	if have idle.tsv; then

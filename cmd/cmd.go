@@ -64,7 +64,10 @@ func (p *Program) Run(args []string) int {
 	if worker.IsWorker() {
 		return worker.Run(p.Apps, p.WorkerHooks)
 	}
-	if len(args) > 1 && args[1] == "probe" {
+	if len(args) > 1 && args[1] == "ctl" { // corral ctl: the control socket's client (ctl.go)
+		return p.ctl(args[2:], os.Stdout, os.Stderr)
+	}
+	if len(args) > 1 && args[1] == "probe" { // corral probe: a health check for images without curl (probe.go)
 		return p.probe(args[2:])
 	}
 	s, err := p.load(args, os.Stdout)
@@ -97,6 +100,8 @@ func (p *Program) Run(args []string) int {
 	switch {
 	case errors.As(err, &boot):
 		return p.fail(ExitBootError, err)
+	case errors.Is(err, arbiter.ErrControlInUse): // as a bad flag: another arbiter owns that path
+		return p.fail(ExitUsage, err)
 	case err != nil:
 		return p.fail(ExitError, err)
 	}

@@ -3,6 +3,7 @@ package cmd
 import (
 	"fmt"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -60,15 +61,25 @@ func applyContainer(c *cli.Context, s *settings) error {
 	budget, note, err := memoryBudget(c.String("max-memory"), s.limits)
 	errs.add(err)
 	s.arbiter.MaxMemory = budget
-	if note != "" {
+	switch {
+	case budget > 0:
 		s.notes = append(s.notes, note)
+	case note != "":
+		s.printNotes = append(s.printNotes, note)
 	}
 	if err := errs.err(); err != nil {
 		return err
 	}
 	stop := delay + s.arbiter.GracefulTimeout
-	s.notes = append(s.notes, fmt.Sprintf("Stop: at most %s (shutdown-delay %s + graceful-timeout %s); the container's stop timeout (terminationGracePeriodSeconds, docker stop -t) should be %d or more",
-		stop, delay, s.arbiter.GracefulTimeout, int(math.Ceil((stop+stopMargin).Seconds()))))
+	stopNote := fmt.Sprintf("Stop: at most %s (shutdown-delay %s + graceful-timeout %s); the container's stop timeout (terminationGracePeriodSeconds, docker stop -t) should be %d or more",
+		stop, delay, s.arbiter.GracefulTimeout, int(math.Ceil((stop + stopMargin).Seconds())))
+	// Logged at start where a container's stop timeout is likely in play;
+	// --print-config prints it always.
+	if delay > 0 || os.Getpid() == 1 {
+		s.notes = append(s.notes, stopNote)
+	} else {
+		s.printNotes = append(s.printNotes, stopNote)
+	}
 	return nil
 }
 
@@ -91,6 +102,9 @@ func readLimits() cgroup.Limits {
 // to its count.
 func workerCount(c *cli.Context, l cgroup.Limits) (n int, note string, err error) {
 	v := strings.TrimSpace(c.String("workers"))
+	if v == "" { // WEB_CONCURRENCY= set empty: the default
+		v = "1"
+	}
 	if strings.Contains(v, ":") {
 		lo, _, err := workerRange(v) // -w MIN:MAX (autoscale.go): start at MIN
 		return lo, "", err

@@ -3,6 +3,7 @@ package cmd
 import (
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 )
 
@@ -54,7 +55,6 @@ const (
 const (
 	noSyslog = "no syslog: log to stderr (--error-logfile -) and let journald or your supervisor keep it"
 	noStatsd = "no StatsD client in corral: --metrics-bind serves the whole herd's metrics to Prometheus (docs/metrics.md)"
-	noTLS    = "no TLS in corral: terminate it in nginx in front (examples/nginx/)"
 	goHook   = "a Go function in corral.Server's Hooks: "
 )
 
@@ -173,14 +173,19 @@ var gunicornSettings = []gunicornSetting{
 	{name: "nworkers_changed", section: secHooks, answer: goHook + "NWorkersChanged"},
 	{name: "on_exit", section: secHooks, answer: goHook + "OnExit"},
 
-	{name: "keyfile", section: secSSL, cli: []string{"--keyfile"}, refuse: true, answer: noTLS},
-	{name: "certfile", section: secSSL, cli: []string{"--certfile"}, refuse: true, answer: noTLS},
-	{name: "ssl_version", section: secSSL, cli: []string{"--ssl-version"}, answer: noTLS},
-	{name: "cert_reqs", section: secSSL, cli: []string{"--cert-reqs"}, deflt: int64(0), answer: noTLS},
-	{name: "ca_certs", section: secSSL, cli: []string{"--ca-certs"}, answer: noTLS},
-	{name: "suppress_ragged_eofs", section: secSSL, cli: []string{"--suppress-ragged-eofs"}, deflt: true, answer: noTLS},
-	{name: "do_handshake_on_connect", section: secSSL, cli: []string{"--do-handshake-on-connect"}, deflt: false, answer: noTLS},
-	{name: "ciphers", section: secSSL, cli: []string{"--ciphers"}, answer: noTLS},
+	{name: "keyfile", section: secSSL, cli: []string{"--keyfile"}, flag: "keyfile"},
+	{name: "certfile", section: secSSL, cli: []string{"--certfile"}, flag: "certfile",
+		answer: "every TCP bind without a prefix serves TLS, as in Gunicorn; also https:// binds, unix ones too; HTTP/2 by ALPN (--http2)"},
+	{name: "ssl_version", section: secSSL, cli: []string{"--ssl-version"}, flag: "ssl-version", value: sslVersionValue,
+		answer: "mapped: TLS, TLS_SERVER, SSLv23 change nothing, TLSv1_2 (and 1, 1_1) pin that version, SSLv3 is refused; prefer --tls-min-version (default 1.2)"},
+	{name: "cert_reqs", section: secSSL, cli: []string{"--cert-reqs"}, flag: "cert-reqs"},
+	{name: "ca_certs", section: secSSL, cli: []string{"--ca-certs"}, flag: "ca-certs"},
+	{name: "suppress_ragged_eofs", section: secSSL, cli: []string{"--suppress-ragged-eofs"}, deflt: true,
+		answer: "not needed: a client that closes without close_notify ends its connection as any EOF does"},
+	{name: "do_handshake_on_connect", section: secSSL, cli: []string{"--do-handshake-on-connect"}, deflt: false,
+		answer: "not needed: the worker that accepted a connection runs its handshake (net/http's, within the header timeout)"},
+	{name: "ciphers", section: secSSL, cli: []string{"--ciphers"}, flag: "ciphers",
+		answer: "TLS 1.2 suites by OpenSSL or Go name, not OpenSSL rules (HIGH:!aNULL); TLS 1.3 suites are not configurable in Go"},
 }
 
 // gunicornClasses say what to use for Gunicorn's worker types, for the
@@ -270,6 +275,18 @@ func unknownFlagAnswer(err error) error {
 
 // proxyProtocolValue reads Gunicorn's proxy_protocol, a boolean (it takes a
 // PROXY v1 header when one comes), as corral's mode; a string passes.
+// sslVersionValue is Python's ssl.PROTOCOL_* (a number in a
+// gunicorn.conf.py) or its name, as --ssl-version takes it.
+func sslVersionValue(v any) (any, error) {
+	switch x := v.(type) {
+	case int64:
+		return strconv.FormatInt(x, 10), nil
+	case string:
+		return x, nil
+	}
+	return nil, fmt.Errorf("want a name such as TLSv1_2 or Python's ssl.PROTOCOL_* number, got %s", describe(v))
+}
+
 func proxyProtocolValue(v any) (any, error) {
 	switch x := v.(type) {
 	case bool:

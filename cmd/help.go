@@ -27,7 +27,8 @@ var helpGroups = []string{secConfig, secSocket, secWorkers, secSecurity, secLogg
 // helpTemplate is the whole --help text, as a template with no actions.
 func helpTemplate(p *Program, flags []cli.Flag) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s - %s\n\nUsage: %s [flags] %s\n\n", p.Name, p.Usage, p.Name, p.argsUsage())
+	fmt.Fprintf(&b, "%s - %s\n\nUsage: %s [flags] %s\n", p.Name, p.Usage, p.Name, p.argsUsage())
+	fmt.Fprintf(&b, "       %s ctl [--socket PATH] [--json] COMMAND (steers a running arbiter: %s ctl --help)\n\n", p.Name, p.Name)
 	b.WriteString(wrap("Flags may come before or after APP. Every flag is also an environment variable, "+
 		"CORRAL_<NAME> (CORRAL_WORKERS=4), and a key of the -c file (TOML, or a gunicorn.conf.py), "+
 		"where Gunicorn's names work too (docs/migrating-from-gunicorn.md). "+

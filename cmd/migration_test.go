@@ -93,7 +93,7 @@ A Gunicorn setup moves over without edits:
   too, before any worker boots.
 - A Gunicorn flag corral has not (` + "`--preload`" + `) exits 2 with the answer below; in a config file, a setting
   corral has not is a warning line and is not applied, except where corral cannot do what it asks
-  (` + "`daemon`" + `, ` + "`paste`" + `, TLS): those are errors. A setting at Gunicorn's default says nothing.
+  (` + "`daemon`" + `, ` + "`paste`" + `): those are errors. A setting at Gunicorn's default says nothing.
 
 ## Settings
 

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/corral-server/corral/socket"
-	"github.com/corral-server/corral/worker"
 	"github.com/corral-server/corral/worker/frontend"
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
@@ -74,18 +73,6 @@ func applyProtocol(c *cli.Context, s *settings) error {
 			if a, err := socket.ParseAddr(b); err == nil && a.Protocol == "" {
 				s.arbiter.Binds[i] = proto + "://" + b
 			}
-		}
-	}
-	if s.arbiter.Command != nil || !knownClass(wc.Class) {
-		return nil // exec mode: the command speaks what it speaks; an unknown class was reported
-	}
-	for _, b := range s.arbiter.Binds {
-		p := proto
-		if a, err := socket.ParseAddr(b); err == nil && a.Protocol != "" {
-			p = a.Protocol
-		}
-		if err := worker.Serves(wc.Class, p, mode); err != nil {
-			return fmt.Errorf("-k %s -b %s: %v", wc.Class, b, err)
 		}
 	}
 	return nil

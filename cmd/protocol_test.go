@@ -21,9 +21,6 @@ func TestProtocolFlags(t *testing.T) {
 		{[]string{"--proxy-allow-from", "10.0.0.0/40"}, `--proxy-allow-from: "10.0.0.0/40" is not an IP address or network`},
 		{[]string{"--forwarded-allow-ips", "1.2.3.4,nope"}, `--forwarded-allow-ips: "nope" is not an IP address or network`},
 		{[]string{"-b", "scgi://127.0.0.1:1"}, `bind "scgi://127.0.0.1:1"`},
-		{[]string{"-k", "event", "-b", "fastcgi://127.0.0.1:1"}, `-k event -b fastcgi://127.0.0.1:1: the event worker serves http and uwsgi, not fastcgi`},
-		{[]string{"-k", "event", "--protocol", "fastcgi", "-b", "127.0.0.1:1"}, `-k event -b fastcgi://127.0.0.1:1: the event worker serves`},
-		{[]string{"-k", "event", "--proxy-protocol", "v2"}, `-k event -b 127.0.0.1:8000: the event worker does not read PROXY headers`},
 	} {
 		_, err := p.load(append([]string{"corral"}, c.args...), io.Discard)
 		if err == nil || !strings.HasPrefix(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
@@ -31,9 +28,18 @@ func TestProtocolFlags(t *testing.T) {
 		}
 	}
 
-	// The event worker serves uwsgi.
-	if _, err := p.load([]string{"corral", "-k", "event", "-b", "uwsgi://127.0.0.1:0"}, io.Discard); err != nil {
-		t.Errorf("-k event -b uwsgi://: %v", err)
+	// Every worker type serves every front end.
+	for _, class := range []string{"goroutine", "sync", "event"} {
+		for _, args := range [][]string{
+			{"-b", "uwsgi://127.0.0.1:0"},
+			{"-b", "fastcgi://127.0.0.1:0"},
+			{"--protocol", "fastcgi", "-b", "127.0.0.1:0"},
+			{"--proxy-protocol", "v1"}, {"--proxy-protocol", "v2"}, {"--proxy-protocol", "auto"},
+		} {
+			if _, err := p.load(append([]string{"corral", "-k", class}, args...), io.Discard); err != nil {
+				t.Errorf("-k %s %q: %v", class, args, err)
+			}
+		}
 	}
 
 	// Defaults: HTTP, no PROXY header, loopback trusted.

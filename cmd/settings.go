@@ -42,7 +42,8 @@ type settings struct {
 	umask       int
 	reload      *reloadSettings // --reload, or nil
 	warnings    []string        // what is set but not applied, a line each: printed, or logged at start
-	notes       []string        // what auto settings came to and the stop's length: logged at start, comments in --print-config
+	notes       []string        // what auto settings came to, the stop's length: logged at start, comments in --print-config
+	printNotes  []string        // more of them, for --print-config only: no budget, the stop's length without a delay
 	limits      cgroup.Limits   // the cgroup's, for -w auto and --max-memory
 	// reloadExtra are more paths for --reload to watch, as
 	// --reload-extra-file takes them: a flag group's (-k wsgi: the app's
@@ -75,6 +76,7 @@ func (p *Program) settings(c *cli.Context, files []cli.Flag) (*settings, error) 
 			errs.add(g.apply(c, s))
 		}
 	}
+	errs.add(p.controlSettings(s)) // control.go
 	errs.add(p.preflight(s))
 	if err := errs.err(); err != nil {
 		return nil, err
@@ -295,7 +297,7 @@ func printConfig(w io.Writer, s *settings) {
 	}
 	sort.Strings(names)
 	fmt.Fprintf(w, "# app: %s\n", s.values["app"])
-	for _, n := range s.notes {
+	for _, n := range append(s.notes, s.printNotes...) {
 		fmt.Fprintf(w, "# %s\n", n)
 	}
 	for _, n := range names {

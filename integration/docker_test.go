@@ -38,10 +38,11 @@ const (
 var engine struct {
 	once    sync.Once
 	err     error
-	cli     string     // the docker client
-	host    string     // DOCKER_HOST
-	started *exec.Cmd  // dockerd, when the tests started it
-	mu      sync.Mutex // serializes image builds
+	cli     string        // the docker client
+	host    string        // DOCKER_HOST
+	started *exec.Cmd     // dockerd, when the tests started it
+	exited  chan struct{} // closed when that dockerd has exited (its Wait returned)
+	mu      sync.Mutex    // serializes image builds
 	built   bool
 }
 
@@ -53,10 +54,8 @@ func stopDockerd() {
 		return
 	}
 	d.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { d.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-engine.exited:
 	case <-time.After(15 * time.Second):
 		d.Process.Kill()
 	}
@@ -163,7 +162,7 @@ func startEngine() error {
 		}
 		logf.Close()
 		if up {
-			engine.started = d
+			engine.started, engine.exited = d, exited
 			return nil
 		}
 		d.Process.Signal(syscall.SIGTERM)

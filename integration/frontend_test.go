@@ -194,9 +194,16 @@ func fcgiEcho(t *testing.T, sock string) demo.Echo {
 // TestFastCGIMalformedRecordsKeepWorker sends malformed records straight
 // to corral: each connection is closed, and the worker lives on. A second
 // request id while one is in progress is refused with FCGI_CANT_MPX_CONN.
+// On every worker type.
 func TestFastCGIMalformedRecordsKeepWorker(t *testing.T) {
+	for _, class := range workerClasses {
+		t.Run(class, func(t *testing.T) { testFastCGIMalformedRecords(t, class) })
+	}
+}
+
+func testFastCGIMalformedRecords(t *testing.T, class string) {
 	sock := t.TempDir() + "/f.sock"
-	s := start(t, corralBin, []string{"-w", "1", "-b", "fastcgi://unix:" + sock, "demo"})
+	s := start(t, corralBin, []string{"-w", "1", "-k", class, "-b", "fastcgi://unix:" + sock, "demo"})
 	s.waitLog(`Ready: 1 workers serving`, 10*time.Second)
 	pid := fcgiEcho(t, sock).Pid
 	begin := fcgiRec(1, 1, []byte{0, 1, 0, 0, 0, 0, 0, 0})
@@ -248,9 +255,16 @@ func TestFastCGIMalformedRecordsKeepWorker(t *testing.T) {
 }
 
 // TestProxyProtocolV1AndV2 sends PROXY headers straight to corral: the
-// client they name is /echo's remote_addr and the access log's %(h)s.
+// client they name is /echo's remote_addr and the access log's %(h)s. On
+// every worker type.
 func TestProxyProtocolV1AndV2(t *testing.T) {
-	s := start(t, corralBin, []string{"-w", "1", "-b", "127.0.0.1:0", "--proxy-protocol", "v1", "--access-logfile", "-", "demo"})
+	for _, class := range workerClasses {
+		t.Run(class, func(t *testing.T) { testProxyProtocol(t, class) })
+	}
+}
+
+func testProxyProtocol(t *testing.T, class string) {
+	s := start(t, corralBin, []string{"-w", "1", "-k", class, "-b", "127.0.0.1:0", "--proxy-protocol", "v1", "--access-logfile", "-", "demo"})
 	s.waitLog(`Ready: 1 workers serving`, 10*time.Second)
 	req := "GET /echo?p=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
 	echo := func(s *server, pre string) (demo.Echo, string) {
@@ -280,7 +294,7 @@ func TestProxyProtocolV1AndV2(t *testing.T) {
 	s.waitLogN(`PROXY protocol: connection from 127\.0\.0\.1:\d+: malformed PROXY protocol header`, 3, 5*time.Second)
 
 	// auto: v2, or no header at all; forwarded headers from 127.0.0.1 are trusted.
-	s2 := start(t, corralBin, []string{"-w", "1", "-b", "127.0.0.1:0", "--proxy-protocol", "auto", "--access-logfile", "-", "demo"})
+	s2 := start(t, corralBin, []string{"-w", "1", "-k", class, "-b", "127.0.0.1:0", "--proxy-protocol", "auto", "--access-logfile", "-", "demo"})
 	s2.waitLog(`Ready: 1 workers serving`, 10*time.Second)
 	v2 := append([]byte("\r\n\r\n\x00\r\nQUIT\n"), 0x21, 0x11, 0, 12, 198, 51, 100, 9, 127, 0, 0, 1, 0x1a, 0x0a, 0, 80)
 	if e, _ := echo(s2, string(v2)); e.RemoteAddr != "198.51.100.9:6666" {

@@ -157,8 +157,23 @@ func (s *server) cleanup() {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+	removeStaleControlSockets(s.log.String())
 	if s.t.Failed() {
 		s.t.Logf("server log:\n%s", s.log.String())
+	}
+}
+
+// removeStaleControlSockets removes the control sockets an arbiter that
+// was killed left behind (by default in /tmp/corral-UID/): those that
+// nothing answers on any more.
+func removeStaleControlSockets(log string) {
+	for _, m := range regexp.MustCompile(`Control socket at: (\S+)`).FindAllStringSubmatch(log, -1) {
+		c, err := net.Dial("unix", m[1])
+		if err == nil {
+			c.Close()
+		} else if errors.Is(err, syscall.ECONNREFUSED) {
+			os.Remove(m[1])
+		}
 	}
 }
 

@@ -272,13 +272,56 @@ func testNginxUwsgiPass(t *testing.T, class string) {
 }
 
 func TestNginxFastCGIPass(t *testing.T) {
+	for _, k := range []string{"goroutine", "event"} {
+		t.Run(k, func(t *testing.T) { testNginxFastCGIPass(t, k) })
+	}
+}
+
+func testNginxFastCGIPass(t *testing.T, class string) {
 	sock := filepath.Join(t.TempDir(), "fcgi.sock")
 	// --protocol names the protocol of binds that do not.
-	s := start(t, corralBin, []string{"-w", "2", "--protocol", "fastcgi", "-b", "unix:" + sock, "demo"})
+	s := start(t, corralBin, []string{"-w", "2", "-k", class, "--protocol", "fastcgi", "-b", "unix:" + sock, "demo"})
 	if s.Addr != "fastcgi://unix:"+sock {
 		t.Fatalf("Listening at: %s, want fastcgi://unix:%s", s.Addr, sock)
 	}
 	s.waitLog(`Ready: 2 workers serving`, 10*time.Second)
 	n := startNginx(t, "fastcgi_pass.conf", "server unix:/run/corral/fcgi.sock;", "server unix:"+sock+";")
 	checkThroughNginx(t, s, n)
+}
+
+// TestNginxPaths: behind nginx over uwsgi and FastCGI, the handler's path
+// is the one nginx passes after its rewrites and with its prefix mount
+// (examples/nginx: location /app/ rewrites, location /mount/ mounts), and
+// r.RequestURI the client's; on every worker type.
+func TestNginxPaths(t *testing.T) {
+	for _, proto := range []string{"uwsgi", "fastcgi"} {
+		for _, class := range workerClasses {
+			t.Run(proto+"/"+class, func(t *testing.T) {
+				var n *nginx
+				if proto == "uwsgi" {
+					s := start(t, corralBin, []string{"-w", "1", "-k", class, "-b", "uwsgi://127.0.0.1:0", "demo"})
+					s.waitLog(`Ready: 1 workers serving`, 10*time.Second)
+					n = startNginx(t, "uwsgi_pass.conf", "server 127.0.0.1:3031;", "server "+bareAddr(s.Addr)+";")
+				} else {
+					sock := filepath.Join(t.TempDir(), "fcgi.sock")
+					s := start(t, corralBin, []string{"-w", "1", "-k", class, "-b", "fastcgi://unix:" + sock, "demo"})
+					s.waitLog(`Ready: 1 workers serving`, 10*time.Second)
+					n = startNginx(t, "fastcgi_pass.conf", "server unix:/run/corral/fcgi.sock;", "server unix:"+sock+";")
+				}
+				client := &http.Client{Timeout: 10 * time.Second}
+				for _, tc := range []struct{ target, path, query string }{
+					{"/echo?q=0", "/echo", "q=0"},
+					{"/app/echo?q=1", "/echo", "q=1"},         // rewrite ^/app(/.*)$ $1
+					{"/app/a%20b/echo", "/a b/echo", ""},      // decoded, as nginx passes it
+					{"/mount/echo?q=2", "/mount/echo", "q=2"}, // SCRIPT_NAME /mount + PATH_INFO /echo
+					{"/mount/x/echo", "/mount/x/echo", ""},
+				} {
+					e := echoVia(t, client, "GET", "http://"+n.Addr+tc.target, nil, nil)
+					if e.Path != tc.path || e.Query != tc.query || e.Target != tc.target {
+						t.Errorf("GET %s: path %q query %q target %q; want %q %q %q", tc.target, e.Path, e.Query, e.Target, tc.path, tc.query, tc.target)
+					}
+				}
+			})
+		}
+	}
 }

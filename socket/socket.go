@@ -33,8 +33,8 @@ type Addr struct {
 	Network string // "tcp", "unix" or "fd"
 	Address string // "host:port", a file path, or the fd number
 	// Protocol is the protocol the listener speaks when the bind named
-	// one ("http://", "uwsgi://", "fastcgi://"); "" leaves it to the
-	// worker's default (--protocol).
+	// one ("http://", "https://", "uwsgi://", "fastcgi://"); "" leaves it
+	// to the worker's default (--protocol). "https" is HTTP over TLS.
 	Protocol string
 }
 
@@ -45,10 +45,11 @@ var Protocols = []string{"http", "uwsgi", "fastcgi"}
 // ParseAddr parses a bind address as Gunicorn writes them: "HOST:PORT",
 // "[IPv6]:PORT", ":PORT" (all interfaces), "HOST" (port 8000),
 // "unix:PATH" and "fd://N". A "tcp://" prefix is accepted; a protocol
-// prefix, "http://", "uwsgi://" or "fastcgi://", sets Protocol and may
-// precede any of the forms ("fastcgi://unix:/run/app.sock").
+// prefix, "http://", "https://" (HTTP over TLS), "uwsgi://" or
+// "fastcgi://", sets Protocol and may precede any of the forms
+// ("fastcgi://unix:/run/app.sock", "https://unix:/run/app.sock").
 func ParseAddr(s string) (Addr, error) {
-	for _, p := range Protocols {
+	for _, p := range append(Protocols[:len(Protocols):len(Protocols)], ProtocolHTTPS) {
 		if rest, ok := strings.CutPrefix(s, p+"://"); ok {
 			a, err := parseAddr(rest, s)
 			a.Protocol = p

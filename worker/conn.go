@@ -142,7 +142,7 @@ func (p *Process) acceptFailed(err error) {
 // hasUnread reports whether the kernel holds bytes the server has not read:
 // a request on its way, which closing now would lose.
 func hasUnread(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
+	sc, ok := netConn(c).(syscall.Conn)
 	if !ok {
 		return false
 	}
@@ -168,18 +168,25 @@ func fdHasUnread(fd int) bool {
 // response and close.
 func closeConn(c net.Conn, linger bool) {
 	if linger {
-		type closeWriter interface{ CloseWrite() error }
-		if cw, ok := c.(closeWriter); ok && cw.CloseWrite() == nil {
-			c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-			var b [4096]byte
-			for total := 0; total < 256<<10; {
-				n, err := c.Read(b[:])
-				total += n
-				if err != nil {
-					break
-				}
+		lingerRead(c)
+	}
+	c.Close()
+}
+
+// lingerRead shuts c's write side and reads what the client still sends,
+// for at most half a second and 256 KiB, so that a close after it resets
+// nothing the client has yet to read.
+func lingerRead(c net.Conn) {
+	type closeWriter interface{ CloseWrite() error }
+	if cw, ok := c.(closeWriter); ok && cw.CloseWrite() == nil {
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		var b [4096]byte
+		for total := 0; total < 256<<10; {
+			n, err := c.Read(b[:])
+			total += n
+			if err != nil {
+				break
 			}
 		}
 	}
-	c.Close()
 }

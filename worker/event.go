@@ -36,6 +36,13 @@ func init() { Register("event", func() Worker { return new(eventWorker) }) }
 // epoll set (EXCLUSIVE registrations cannot be modified) and puts them
 // back once below it.
 //
+// The loops serve HTTP and uwsgi, with or without a PROXY protocol header
+// before a connection's first bytes (read by the loop too, see
+// eventConn.readProxy). FastCGI connections go to goroutines instead (see
+// eventGoConns): they are the web server's few kept connections, not the
+// clients' many, and the ConnServer that the other worker types use serves
+// them alike.
+//
 // A connection between requests holds its fd, a small struct and nothing
 // else: its read buffer, output buffer and parser storage go back to
 // pools when it goes idle. Requests are parsed with worker/http1 and
@@ -47,13 +54,13 @@ type eventWorker struct {
 	p      *Process
 	cfg    *http1.Config
 	loops  []*eventLoop
-	lfds   []int  // our duplicates of the listeners
-	uwsgi  []bool // lfds[i] speaks uwsgi
+	lfds   []int                // our duplicates of the listeners
+	fronts []*frontend.FrontEnd // how to serve lfds[i]
 	ctx    context.Context
 	cancel context.CancelFunc
 	pool   *eventPool
 
-	uwsgiAllow frontend.AllowList // peers allowed to speak uwsgi (--uwsgi-allow-from)
+	gos eventGoConns // the FastCGI connections, served on goroutines
 
 	conns    atomic.Int64 // open connections, against --worker-connections
 	maxConns int64        // 0: no cap
@@ -78,28 +85,12 @@ const (
 
 func (e *eventWorker) BeatsItself() bool { return true }
 
-// Serves implements FrontEndLimiter: HTTP and uwsgi, without PROXY.
-func (e *eventWorker) Serves(protocol, proxy string) error {
-	if protocol != frontend.ProtocolHTTP && protocol != frontend.ProtocolUwsgi {
-		return fmt.Errorf("the event worker serves http and uwsgi, not %s", protocol)
-	}
-	if proxy != "" && proxy != frontend.ProxyOff {
-		return fmt.Errorf("the event worker does not read PROXY headers (--proxy-protocol %s)", proxy)
-	}
-	return nil
-}
-
 func (e *eventWorker) Serve(p *Process) error {
 	e.p = p
 	e.cfg = parserConfig(p)
 	cfg := p.Config
 	for i := range p.Listeners {
-		fe := p.FrontEnd(i)
-		if err := e.Serves(fe.Protocol, fe.Proxy); err != nil {
-			return fmt.Errorf("listener %s: %w", listenerAddr(p.Listeners[i]), err)
-		}
-		e.uwsgi = append(e.uwsgi, fe.Protocol == frontend.ProtocolUwsgi)
-		e.uwsgiAllow = fe.UwsgiAllow
+		e.fronts = append(e.fronts, p.FrontEnd(i))
 	}
 	e.maxConns = int64(cfg.WorkerConnections)
 	threads := max(cfg.Threads, 1)
@@ -168,6 +159,7 @@ func (e *eventWorker) Serve(p *Process) error {
 	}
 	p.Ready()
 	wg.Wait()
+	e.gos.wait()
 	e.closeListeners()
 	for _, l := range e.loops {
 		l.close()

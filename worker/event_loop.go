@@ -208,11 +208,12 @@ func (l *eventLoop) run() error {
 			for _, c := range l.conns {
 				c.close()
 			}
+			l.e.gos.closeAll()
 			return nil
 		}
 		if l.e.draining.Load() {
 			l.drain()
-			if l.drained && len(l.conns) == 0 {
+			if l.drained && len(l.conns) == 0 && l.e.gos.count() == 0 {
 				return nil
 			}
 		}
@@ -332,11 +333,21 @@ func (l *eventLoop) accept(lfd int) bool {
 			return false
 		}
 		l.e.conns.Add(1)
+		fe := l.e.fronts[slices.Index(l.e.lfds, lfd)]
+		if fe.Protocol == frontend.ProtocolFastCGI {
+			l.e.serveGo(fe, nfd)
+			continue
+		}
 		c := &eventConn{l: l, fd: int32(nfd), remote: sockaddrString(sa), last: nanotime()}
 		c.ctx.parent = l.e.ctx
 		c.parser.Config = l.e.cfg
-		if l.e.uwsgi[slices.Index(l.e.lfds, lfd)] {
-			if !l.e.uwsgiAllow.AllowsRemote(c.remote) {
+		if !c.wantProxy(fe) {
+			unix.Close(nfd)
+			l.e.conns.Add(-1)
+			continue
+		}
+		if fe.Protocol == frontend.ProtocolUwsgi {
+			if !fe.UwsgiAllow.AllowsRemote(c.remote) {
 				l.p.Log.Warn(fmt.Sprintf("uwsgi: refused connection from %s, which --uwsgi-allow-from does not allow", c.remote))
 				unix.Close(nfd)
 				l.e.conns.Add(-1)
@@ -435,6 +446,9 @@ func (l *eventLoop) scan(now int64) {
 	}
 	cfg := l.p.Config
 	draining := l.e.draining.Load()
+	if draining {
+		l.e.gos.closeIdle(cfg.DrainIdle)
+	}
 	for _, c := range l.conns {
 		switch {
 		case c.busy:
@@ -445,6 +459,10 @@ func (l *eventLoop) scan(now int64) {
 		case c.pending() > 0:
 			if now-c.last > int64(eventWriteStall) {
 				c.close() // the client reads nothing
+			}
+		case c.proxy != "" && c.reqStart != 0:
+			if now-c.reqStart > int64(frontend.ProxyHeaderTimeout) {
+				c.close()
 			}
 		case c.reqStart != 0:
 			// A request is arriving: its head within the header timeout,
@@ -511,6 +529,7 @@ type eventConn struct {
 	ctx    connContext // its requests' context
 	parser http1.Parser
 	uwsgi  *http1.UwsgiParser // instead of parser, on a uwsgi listener
+	proxy  string             // the PROXY header mode, until the header is read
 	in     []byte             // bytes read, not yet parsed
 	out    []byte             // response bytes from outOff on are unsent
 	outOff int
@@ -646,6 +665,9 @@ func (c *eventConn) read() {
 // time, until one runs on the pool, the input is used up, the connection
 // is to close, or its unsent output passes eventOutHigh.
 func (c *eventConn) process() {
+	if c.proxy != "" && !c.readProxy() {
+		return
+	}
 	if c.uwsgi != nil {
 		c.processUwsgi()
 	} else {

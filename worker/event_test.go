@@ -198,15 +198,7 @@ func TestEventLimits(t *testing.T) {
 	forEventModes(t, func() *Config {
 		return &Config{KeepAlive: 5 * time.Second, LimitRequestLine: 100, LimitRequestFields: 5, LimitRequestFieldSize: 200, MaxBody: 10}
 	}, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
-		for req, want := range badRequests() {
-			res, _, br, c := rawDo(t, addr, req)
-			if res.StatusCode != want || !res.Close {
-				t.Errorf("%.50q: %d close=%v, want %d", req, res.StatusCode, res.Close, want)
-			}
-			if ok, got := closedAfter(br, c, 2*time.Second); !ok {
-				t.Errorf("%.50q: not closed: %q", req, got)
-			}
-		}
+		checkRefusals(t, addr)
 	})
 }
 
@@ -385,22 +377,7 @@ func BenchmarkEventKeepAlive(b *testing.B) {
 				io.WriteString(w, "Hello, World!")
 			}), &Config{KeepAlive: 5 * time.Second, EventInline: inline})
 			addr, _ := serveTest(b, p, new(eventWorker))
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			req := []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-			br := bufio.NewReader(c)
-			b.ReportAllocs()
-			for b.Loop() {
-				c.Write(req)
-				res, err := http.ReadResponse(br, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				io.Copy(io.Discard, res.Body)
-			}
+			benchKeepAlive(b, addr)
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/corral-server/corral/socket"
 	"github.com/corral-server/corral/worker/frontend"
 )
 
@@ -48,7 +49,7 @@ func (f *frontConfig) parse(cfg *Config, p *Process) error {
 		errs = append(errs, fmt.Errorf("unknown protocol %q", def.Protocol))
 	}
 	for _, in := range cfg.Listeners {
-		if in.Protocol != "" && !slices.Contains(frontend.Protocols, in.Protocol) {
+		if in.Protocol != "" && in.Protocol != socket.ProtocolHTTPS && !slices.Contains(frontend.Protocols, in.Protocol) {
 			errs = append(errs, fmt.Errorf("listener %s: unknown protocol %q", in.Bind, in.Protocol))
 		}
 	}
@@ -74,6 +75,9 @@ func (f *frontConfig) parse(cfg *Config, p *Process) error {
 		if in.Protocol != "" {
 			own := *def
 			own.Protocol = in.Protocol
+			if in.Protocol == socket.ProtocolHTTPS {
+				own.Protocol = frontend.ProtocolHTTP // over TLS: tls.go
+			}
 			fe = &own
 		}
 		f.ends = append(f.ends, fe)

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log"
@@ -21,6 +22,11 @@ func init() { Register("goroutine", func() Worker { return new(goroutineWorker) 
 
 // goroutineWorker serves with net/http: a goroutine per connection,
 // keep-alive, and at most --worker-connections connections at once.
+//
+// net/http reads HTTP requests through an http1.Screen (see screenedConn),
+// so that it serves only what worker/http1 accepts, as the other worker
+// types do: the same --limit-request-* limits, Transfer-Encoding and
+// Content-Length rules and field syntax, with the same answers.
 //
 // It does not use http.Server.Shutdown, which closes idle keep-alive
 // connections at once and so races a client that is just sending its next
@@ -55,24 +61,35 @@ func (g *goroutineWorker) Serve(p *Process) error {
 	if cfg.WorkerConnections > 0 {
 		g.slots = make(chan struct{}, cfg.WorkerConnections)
 	}
+	// --max-body is guardBody's: this type streams a body to the handler.
+	pcfg := parserConfig(p)
+	pcfg.Limits.MaxBody = 0
 	g.srv = &http.Server{
-		Handler:           closeAfterChunked(guardBody(cfg, p)),
+		Handler:           guardBody(cfg, p),
 		ReadHeaderTimeout: headerReadTimeout,
-		MaxHeaderBytes:    cfg.maxHeaderBytes(), // --limit-request-*, see Config.maxHeaderBytes
-		IdleTimeout:       cfg.KeepAlive,
-		ConnState:         g.track,
-		ErrorLog:          log.New(logWriter{p}, "", 0),
+		// The Screen applies --limit-request-*; this only keeps net/http's
+		// own limit from coming first.
+		MaxHeaderBytes: cfg.maxHeaderBytes(),
+		IdleTimeout:    cfg.KeepAlive,
+		ConnState:      g.track,
+		ErrorLog:       log.New(logWriter{p}, "", 0),
 	}
 	if cfg.KeepAlive <= 0 {
 		g.srv.SetKeepAlivesEnabled(false)
 	}
+	configureHTTP2(g.srv, cfg)
 	errs := make(chan error, len(p.Listeners))
 	g.mu.Lock()
 	for i, l := range p.Listeners {
 		// The front end (protocol, PROXY header) of each listener; its
 		// connections go through the same drain and cap logic.
 		fe := p.FrontEnd(i)
-		dl := &drainListener{Listener: l, g: g, wrap: fe.WrapConn, http: fe.Protocol == frontend.ProtocolHTTP}
+		dl := &drainListener{Listener: l, g: g, wrap: fe.WrapConn, http: fe.Protocol == frontend.ProtocolHTTP, tls: p.listenerTLS(i)}
+		// The Screen reads clear HTTP/1.x: not TLS records (net/http's
+		// rules apply inside TLS), nor h2c's preface (--http2 h2c).
+		if dl.http && dl.tls == nil && cfg.HTTP2 != HTTP2H2C {
+			dl.screen = pcfg
+		}
 		g.listeners = append(g.listeners, dl)
 		g.open++
 		go func() { errs <- fe.Serve(g.srv, dl) }()
@@ -134,9 +151,9 @@ func (g *goroutineWorker) closeIdle() {
 		now := time.Now()
 		g.mu.Lock()
 		for c, st := range g.conns {
-			idle := st.state == http.StateIdle || st.state == http.StateNew
+			idle := (st.state == http.StateIdle || st.state == http.StateNew) && closesWhenIdle(c, st.state)
 			since := st.since
-			if tc, ok := c.(*trackedConn); ok {
+			if tc, ok := netConn(c).(*trackedConn); ok {
 				since = tc.idleSince(since)
 			}
 			if idle && now.Sub(since) >= g.p.Config.DrainIdle && !hasUnread(c) {
@@ -146,22 +163,6 @@ func (g *goroutineWorker) closeIdle() {
 		g.mu.Unlock()
 		g.maybeDone()
 	}
-}
-
-// closeAfterChunked closes the connection after answering a request with
-// a chunked body. With both Content-Length and Transfer-Encoding, net/http
-// reads the chunked framing and keeps the connection open, so bytes that a
-// front end counted by Content-Length would be served as a second,
-// smuggled request; RFC 9112 §6.3 says to close after responding. net/http
-// drops the Content-Length before the handler sees it, so every chunked
-// request closes its connection: a rare cost.
-func closeAfterChunked(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if len(r.TransferEncoding) > 0 {
-			w.Header().Set("Connection", "close")
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 func (g *goroutineWorker) track(c net.Conn, s http.ConnState) {
@@ -220,6 +221,8 @@ type drainListener struct {
 	g        *goroutineWorker
 	wrap     func(net.Conn) net.Conn // the front end's wrapper (counting, PROXY header), or nil
 	http     bool                    // served by net/http, whose own error answers are counted
+	tls      *tls.Config             // a TLS listener's config, or nil
+	screen   *http1.Config           // a clear HTTP/1.x listener's: its requests go through a Screen
 	draining atomic.Bool
 	once     sync.Once
 }
@@ -260,15 +263,20 @@ func (l *drainListener) Accept() (net.Conn, error) {
 	if l.wrap != nil {
 		c = l.wrap(c)
 	}
-	tc := &trackedConn{BaseConn: frontend.BaseConn{Conn: c}}
+	tc := &trackedConn{BaseConn: frontend.BaseConn{Conn: c}, tls: l.tls != nil}
 	if l.http && l.g.p.board != nil {
 		tc.p = l.g.p
 	}
+	if l.screen != nil {
+		tc.screen = &screenedConn{log: l.g.p.Log, counts: tc.p}
+		tc.screen.s.Parser.Config = l.screen
+	}
 	tc.lastRead.Store(time.Now().UnixNano())
+	sc := serverTLS(tc, l.tls) // keyed as net/http will report it
 	l.g.mu.Lock()
-	l.g.conns[tc] = &connState{state: http.StateNew, since: time.Now()}
+	l.g.conns[sc] = &connState{state: http.StateNew, since: time.Now()}
 	l.g.mu.Unlock()
-	return tc, nil
+	return sc, nil
 }
 
 // trackedConn notes when the server last read from the connection. net/http
@@ -284,11 +292,14 @@ func (l *drainListener) Accept() (net.Conn, error) {
 // a word or answers 400, depending on where the head was cut.
 type trackedConn struct {
 	frontend.BaseConn
-	lastRead atomic.Int64 // UnixNano
-	read     atomic.Int64 // bytes read so far
-	headFrom atomic.Int64 // read when the current head began; -1 while a request is served
-	timedOut atomic.Bool  // answered 408: drop net/http's own answer
-	p        *Process     // counts net/http's answers to requests it could not parse; nil: off
+	lastRead atomic.Int64  // UnixNano
+	read     atomic.Int64  // bytes read so far
+	headFrom atomic.Int64  // read when the current head began; -1 while a request is served
+	timedOut atomic.Bool   // answered 408: drop net/http's own answer
+	p        *Process      // counts net/http's answers to requests it could not parse; nil: off
+	tls      bool          // under TLS: no 408 in clear text (headTimedOut)
+	h2c      atomic.Bool   // the first bytes were HTTP/2's preface: see closesWhenIdle
+	screen   *screenedConn // nil but on clear HTTP/1.x listeners
 }
 
 // netHTTPErrorHeaders follow the status line of every answer net/http's
@@ -316,14 +327,38 @@ func netHTTPErrorStatus(b []byte) int {
 	return code
 }
 
-func (c *trackedConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if n > 0 {
-		c.lastRead.Store(time.Now().UnixNano())
-		c.read.Add(int64(n))
+func (c *trackedConn) Read(b []byte) (n int, err error) {
+	switch {
+	case c.screen == nil:
+		n, err = c.raw().Read(b)
+	case c.screen.watching(b):
+		if m, err := c.raw().Read(c.screen.small[:]); m > 0 {
+			c.screen.hold(m)
+		} else if err != nil {
+			return 0, err
+		}
+		return 0, nil
+	default:
+		n, err = c.screen.read(c.raw(), c.Conn, b)
 	}
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		c.headTimedOut()
+	}
+	return n, err
+}
+
+// rawConn is a trackedConn's socket side, which counts what it reads.
+type rawConn trackedConn
+
+func (c *trackedConn) raw() *rawConn { return (*rawConn)(c) }
+
+func (r *rawConn) Read(b []byte) (int, error) {
+	n, err := r.Conn.Read(b)
+	if n > 0 {
+		r.lastRead.Store(time.Now().UnixNano())
+		if r.read.Add(int64(n)) == int64(n) {
+			r.h2c.Store(isH2CPreface(b[:n]))
+		}
 	}
 	return n, err
 }
@@ -352,13 +387,18 @@ func (c *trackedConn) inState(s http.ConnState) {
 	case http.StateActive:
 		c.headFrom.Store(-1)
 	}
+	if c.screen != nil {
+		c.screen.setState(s)
+	}
 }
 
 // headTimedOut answers 408 when a read for a head timed out with part of
-// the head read; a connection that sent nothing closes silently.
+// the head read; a connection that sent nothing closes silently. Under
+// TLS it says nothing: these are the record layer's bytes, and a 408 in
+// clear text would break the stream (net/http closes the connection).
 func (c *trackedConn) headTimedOut() {
 	from := c.headFrom.Load()
-	if from < 0 || c.read.Load() == from || !c.timedOut.CompareAndSwap(false, true) {
+	if c.tls || from < 0 || c.read.Load() == from || !c.timedOut.CompareAndSwap(false, true) {
 		return
 	}
 	c.Conn.SetWriteDeadline(time.Now().Add(time.Second))

@@ -191,7 +191,7 @@ func checkBeatsAroundBlockingRequest(t *testing.T, p *Process, w Worker) {
 	}
 }
 
-// badRequests are refused by the sync and event workers (with the limits
+// badRequests are refused by every worker type (with the limits
 // of TestEventLimits) with the status given, each with a smuggled request
 // behind it that must never be answered.
 func badRequests() map[string]int {
@@ -208,6 +208,42 @@ func badRequests() map[string]int {
 		"GET / HTTP/1.1\r\nHost : x\r\n\r\n" + smuggled:                                                             400,
 		"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n" + smuggled:                                               400,
 		"GET / HTTP/2.0\r\nHost: x\r\n\r\n" + smuggled:                                                              505,
+	}
+}
+
+// checkRefusals sends each of badRequests on a connection of its own to
+// addr, and wants its status and the connection closed.
+func checkRefusals(t *testing.T, addr string) {
+	t.Helper()
+	for req, want := range badRequests() {
+		res, _, br, c := rawDo(t, addr, req)
+		if res.StatusCode != want || !res.Close {
+			t.Errorf("%.50q: %d close=%v, want %d", req, res.StatusCode, res.Close, want)
+		}
+		if ok, got := closedAfter(br, c, 2*time.Second); !ok {
+			t.Errorf("%.50q: not closed: %q", req, got)
+		}
+	}
+}
+
+// benchKeepAlive sends requests to addr on one keep-alive connection, one at
+// a time, b.N of them, and reads each response whole.
+func benchKeepAlive(b *testing.B, addr string) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	req := []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Write(req)
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
 	}
 }
 

@@ -41,6 +41,7 @@ type Process struct {
 	front       frontConfig // protocols and trusted peers, see frontend.go
 	heartbeat   *heartbeat.Slot
 	board       *scoreboard.Board // nil unless Config.Metrics; see scoreboard.go
+	tls         tlsState          // TLS listeners and config, see tls.go
 	acceptLog   rateLog           // accept errors, see acceptFailed
 
 	inFlightMu sync.Mutex

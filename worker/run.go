@@ -119,6 +119,9 @@ func (p *Process) boot(apps AppFunc) (Worker, *logging.File, error) {
 	if err := p.initFront(); err != nil {
 		return nil, nil, err
 	}
+	if err := p.initTLS(class); err != nil {
+		return nil, nil, err
+	}
 	p.maxRequests = chooseMaxRequests(cfg.MaxRequests, cfg.MaxRequestsJitter)
 	if cfg.HeartbeatFD > 0 {
 		if p.heartbeat, err = heartbeat.Open(cfg.HeartbeatFD); err != nil {

@@ -182,6 +182,11 @@ func (s *syncWorker) serveConn(i int, c net.Conn) {
 	}()
 	fe := s.p.FrontEnd(i)
 	c = fe.WrapConn(c)
+	if config := s.p.listenerTLS(i); config != nil {
+		if c = s.p.handshakeTLS(c, config, s.ioTimeout()); c == nil {
+			return
+		}
+	}
 	if fe.Protocol != frontend.ProtocolHTTP {
 		defer c.Close()
 		cs := fe.ConnServer(s.p, nil)
@@ -268,6 +273,7 @@ func (s *syncWorker) serveHTTP(c net.Conn) {
 		linger = true
 		return
 	}
+	hr.TLS = connTLS(c)
 	c.SetWriteDeadline(time.Now().Add(max(s.ioTimeout(), time.Second)))
 	s.rw.Send = func(b []byte) error { _, err := c.Write(b); return err }
 	s.rw.Reset(s.out[:0], req.Method, req.Major, req.Minor, true)

@@ -96,6 +96,14 @@ type Config struct {
 	ProxyAllowFrom    []string `json:"proxy_allow_from,omitempty"`
 	ForwardedAllowIPs []string `json:"forwarded_allow_ips,omitempty"`
 
+	// TLS is the certificate and its settings, nil without --certfile;
+	// HTTP2 is --http2 (HTTP2Off, HTTP2On, HTTP2H2C; "" is on); TicketsFD
+	// is the inherited memfd of the session-ticket keys the workers share
+	// (0 for none). See tls.go.
+	TLS       *TLSConfig `json:"tls,omitempty"`
+	HTTP2     string     `json:"http2,omitempty"`
+	TicketsFD int        `json:"tickets_fd,omitempty"`
+
 	// AbortGrace (--abort-grace) is how long a process this worker
 	// aborts gets to say what it was stuck in before SIGKILL.
 	AbortGrace time.Duration `json:"abort_grace,omitempty"`
@@ -213,29 +221,6 @@ func Lookup(name string) (Class, bool) {
 	defer registryMu.Unlock()
 	c, ok := registry[name]
 	return c, ok
-}
-
-// FrontEndLimiter is implemented by worker types that serve only some
-// front-end protocols or PROXY modes.
-type FrontEndLimiter interface {
-	// Serves returns an error naming what it lacks unless the type serves
-	// a listener of protocol (frontend.ProtocolHTTP, ...) with PROXY
-	// mode proxy.
-	Serves(protocol, proxy string) error
-}
-
-// Serves reports whether worker type class can serve a listener of
-// protocol with PROXY mode proxy, so that the CLI refuses a combination
-// before it starts anything instead of when the first worker boots.
-func Serves(class, protocol, proxy string) error {
-	c, ok := Lookup(class)
-	if !ok {
-		return fmt.Errorf("unknown worker type %q", class)
-	}
-	if l, ok := c().(FrontEndLimiter); ok {
-		return l.Serves(protocol, proxy)
-	}
-	return nil
 }
 
 // Classes lists the registered worker types, sorted.

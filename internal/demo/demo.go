@@ -12,6 +12,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -34,6 +35,7 @@ type Echo struct {
 	Body       string      `json:"body"`
 	BodyLength int         `json:"body_length"`
 	Pid        int         `json:"pid"`
+	TLS        *EchoTLS    `json:"tls,omitempty"`
 }
 
 // HeaderOrder, when a worker type knows the order in which the headers
@@ -49,6 +51,16 @@ func Handler() http.Handler {
 		io.WriteString(w, Greeting)
 	})
 	mux.HandleFunc("/echo", echo)
+	// /echo under any prefix too (/app/echo), for an app that a front end
+	// mounts under one and passes the whole path (see
+	// frontend.RequestFromVars).
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/echo") {
+			http.NotFound(w, r)
+			return
+		}
+		echo(w, r)
+	})
 	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
 		s, err := strconv.ParseFloat(r.URL.Query().Get("seconds"), 64)
 		if err != nil || s < 0 || s > 3600 {
@@ -80,7 +92,7 @@ func echo(w http.ResponseWriter, r *http.Request) {
 	e := Echo{
 		Method: r.Method, Target: r.RequestURI, Path: r.URL.Path, Query: r.URL.RawQuery,
 		Version: r.Proto, Host: r.Host, RemoteAddr: r.RemoteAddr,
-		Body: string(body), BodyLength: len(body), Pid: os.Getpid(),
+		Body: string(body), BodyLength: len(body), Pid: os.Getpid(), TLS: echoTLS(r),
 	}
 	if o, ok := r.Body.(HeaderOrder); ok {
 		e.Headers = o.HeaderOrder()

@@ -34,7 +34,7 @@ var (
 	descWorkersBounds = prometheus.NewDesc("corral_workers_bound",
 		"-w MIN:MAX: the bounds the load moves the target within; absent for a fixed count.", []string{"bound"}, nil)
 	descTargetChanged = prometheus.NewDesc("corral_workers_target_changed_timestamp_seconds",
-		"When the target last changed, labelled with why: queue, busy (the load wanted one more), idle (one less), ttin, ttou, winch, reload, bounds; absent if it never did.", []string{"cause"}, nil)
+		"When the target last changed, labelled with why: queue, busy (the load wanted one more), idle (one less), ttin, ttou, ctl, winch, reload, bounds; absent if it never did.", []string{"cause"}, nil)
 	descWorkersRunning = prometheus.NewDesc("corral_workers_running",
 		"Worker processes alive now, whatever their state.", nil, nil)
 	descWorkersReady = prometheus.NewDesc("corral_workers_ready",

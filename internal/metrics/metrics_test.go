@@ -105,7 +105,8 @@ func sample() *Snapshot {
 		CurrentStart: 1, Current: "GET /slow"}
 	busy.Totals = requests(40, 2)
 	s := &Snapshot{
-		Taken: now, Generation: 2, Target: 3, ReadyMin: 1,
+		Taken: now, Generation: 2, Target: 3, ReadyMin: 1, MinWorkers: 2, MaxWorkers: 4,
+		TargetCause: "queue", TargetWhy: "3 connections waiting in the accept queue", TargetChanged: now,
 		Workers: []Worker{
 			{Slot: 0, Pid: 101, Generation: 2, Age: 4, Started: now.Add(-time.Minute), Ready: true, ReadyAfter: 80 * time.Millisecond,
 				Current: true, LastBeat: time.Second, Proc: Proc{CPU: 1500 * time.Millisecond, RSS: 20 << 20, PSS: 12 << 20}, Board: busy},

@@ -23,7 +23,7 @@ type Snapshot struct {
 	// fixed count.
 	MinWorkers, MaxWorkers int
 	// Why Target last changed: a word (queue, busy, idle, bounds, ttin,
-	// ttou, winch, reload; "" if it never did), the log's sentence, when.
+	// ttou, ctl, winch, reload; "" if it never did), the log's sentence, when.
 	TargetCause   string
 	TargetWhy     string
 	TargetChanged time.Time

@@ -17,8 +17,13 @@ import (
 // (nginx's uwsgi_pass, fastcgi_pass) described in CGI variables:
 //
 //	REQUEST_METHOD      the method (required)
-//	REQUEST_URI         the request target; without it PATH_INFO (after
-//	                    SCRIPT_NAME) and QUERY_STRING
+//	SCRIPT_NAME, PATH_INFO  r.URL.Path is SCRIPT_NAME + PATH_INFO, decoded,
+//	                    as the front end passes them: after its rewrites
+//	                    (see below), and with a prefix it mounts the app
+//	                    at in SCRIPT_NAME
+//	QUERY_STRING        r.URL.RawQuery, with SCRIPT_NAME or PATH_INFO
+//	REQUEST_URI         the client's request target: r.RequestURI; also
+//	                    r.URL when neither SCRIPT_NAME nor PATH_INFO is set
 //	SERVER_PROTOCOL     "HTTP/1.1" (default "HTTP/1.0")
 //	HTTP_*              headers: HTTP_X_FOO is X-Foo; HTTP_HOST is r.Host
 //	CONTENT_TYPE, CONTENT_LENGTH
@@ -27,6 +32,18 @@ import (
 //	HTTPS=on|1, UWSGI_SCHEME, REQUEST_SCHEME  the scheme: r.URL.Scheme and
 //	                    r.URL.Host are set, and for https r.TLS is a
 //	                    non-nil, empty tls.ConnectionState
+//
+// The path is the front end's, not the client's, as for a WSGI app under
+// uWSGI or Gunicorn: with nginx's
+//
+//	location /app/ { rewrite ^/app(/.*)$ $1 break; uwsgi_pass corral; }
+//
+// GET /app/x?q=1 gives PATH_INFO=/x (uwsgi_params passes $document_uri),
+// so r.URL.Path is "/x" while r.RequestURI stays "/app/x?q=1". Mounted
+// under a prefix instead (uwsgi_param SCRIPT_NAME /app; PATH_INFO /x), the
+// app sees "/app/x" and strips the prefix itself (http.StripPrefix). For
+// FastCGI, fastcgi_params passes SCRIPT_NAME=$fastcgi_script_name, the URI
+// after rewrites, and fastcgi_split_path_info splits off a PATH_INFO.
 //
 // The body is read from body, which the caller bounds to the request's
 // length. r.Close is set: the caller decides whether the connection
@@ -48,21 +65,9 @@ func RequestFromVars(vars map[string]string, body io.Reader, peer net.Addr) (*ht
 	if r.ProtoMajor, r.ProtoMinor, ok = http.ParseHTTPVersion(r.Proto); !ok {
 		return nil, fmt.Errorf("SERVER_PROTOCOL %q is not an HTTP version", r.Proto)
 	}
-	uri := vars["REQUEST_URI"]
-	if uri == "" {
-		uri = vars["SCRIPT_NAME"] + vars["PATH_INFO"]
-		if uri == "" {
-			uri = "/"
-		}
-		if q := vars["QUERY_STRING"]; q != "" {
-			uri += "?" + q
-		}
+	if err := setURL(r, vars); err != nil {
+		return nil, err
 	}
-	u, err := url.ParseRequestURI(uri)
-	if err != nil {
-		return nil, fmt.Errorf("REQUEST_URI %q: %v", uri, err)
-	}
-	r.RequestURI, r.URL = uri, u
 	for k, v := range vars {
 		name, ok := strings.CutPrefix(k, "HTTP_")
 		if !ok || name == "" || k == "HTTP_HOST" {
@@ -117,6 +122,43 @@ func RequestFromVars(vars map[string]string, body io.Reader, peer net.Addr) (*ht
 		r.Body = http.NoBody
 	}
 	return r, nil
+}
+
+// setURL sets r.URL and r.RequestURI from the variables, as
+// RequestFromVars says.
+func setURL(r *http.Request, vars map[string]string) error {
+	uri := vars["REQUEST_URI"]
+	path := vars["SCRIPT_NAME"] + vars["PATH_INFO"]
+	if path != "" && path[0] != '/' {
+		return fmt.Errorf("SCRIPT_NAME %q + PATH_INFO %q is not a path", vars["SCRIPT_NAME"], vars["PATH_INFO"])
+	}
+	query, hasQuery := vars["QUERY_STRING"]
+	if uri == "" {
+		// No client's target to keep: the front end's is all there is.
+		uri = "/"
+		if path != "" {
+			uri = (&url.URL{Path: path}).EscapedPath()
+		}
+		if query != "" {
+			uri += "?" + query
+		}
+	}
+	u, err := url.ParseRequestURI(uri)
+	if err != nil {
+		return fmt.Errorf("REQUEST_URI %q: %v", uri, err)
+	}
+	r.RequestURI, r.URL = uri, u
+	if path == "" {
+		return nil
+	}
+	r.URL = &url.URL{Path: path, RawQuery: u.RawQuery}
+	if hasQuery {
+		if strings.ContainsAny(query, " \x00\r\n#") {
+			return fmt.Errorf("QUERY_STRING %q is not a query", query)
+		}
+		r.URL.RawQuery = query
+	}
+	return nil
 }
 
 // validToken reports whether s is an RFC 9110 token.

@@ -1,6 +1,7 @@
 package http1
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 	"testing"
@@ -77,4 +78,29 @@ func BenchmarkParse(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkScreen is what a Screen adds to each request of a keep-alive
+// connection that reads one whole request at a time, as the goroutine
+// worker's net/http does: wrk's request, and a browser's.
+func BenchmarkScreen(b *testing.B) {
+	for _, tc := range []struct{ name, wire string }{
+		{"wrk", "GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"},
+		{"browserGET", browserGET},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			var s Screen
+			wire := []byte(tc.wire)
+			src := bytes.NewReader(wire)
+			buf := make([]byte, 4096)
+			b.SetBytes(int64(len(wire)))
+			b.ReportAllocs()
+			for b.Loop() {
+				src.Reset(wire)
+				if n, err := s.Read(src, buf); err != nil || n != len(wire) {
+					b.Fatal(n, err)
+				}
+			}
+		})
+	}
 }

@@ -134,6 +134,13 @@ type Config struct {
 	// ForwarderHeaders (forwarder_headers) are names containing "_" that a
 	// trusted peer may send regardless of HeaderMap. "*" allows all.
 	ForwarderHeaders []string
+
+	// permitNoHost accepts HTTP/1.1 requests without Host, which RFC 9112
+	// section 3.2 answers with 400 and Gunicorn serves. It is a test seam,
+	// not a setting: Gunicorn's corpus omits Host in most of its HTTP/1.1
+	// cases, and corpus_test.go runs those once strictly (they must fail
+	// for want of Host) and once with this set, to check everything else.
+	permitNoHost bool
 }
 
 // DefaultConfig returns a new Config with Gunicorn's defaults.

@@ -68,6 +68,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nX: y\r\n\r\n"), uint8(1))
 	f.Add([]byte("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nGET / HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc"), uint8(2))
 	f.Add([]byte("GET / HTTP/1.1\r\nX: a\r\n b\r\nY_Z: 1\r\n\r\n"), uint8(0x1c))
+	f.Add([]byte("\r\n\nGET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n\r\nPOST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n"), uint8(0))
+	f.Add([]byte("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n"), uint8(2))
 
 	f.Fuzz(func(t *testing.T, data []byte, opts uint8) {
 		if len(data) > 2048 {

@@ -2,17 +2,20 @@ package http1
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net/netip"
+	"slices"
 )
 
 // Byte classes, as lookup tables because they run on every byte of every
 // header.
 var (
-	tokenTab  [256]bool // RFC 9110 tchar
-	valueTab  [256]bool // field-vchar, SP, HTAB (RFC 9110 section 5.5)
-	targetTab [256]bool // bytes allowed anywhere in a request-target
-	hexTab    [256]bool
-	regTab    [256]bool // reg-name and userinfo: unreserved / sub-delims / "%"
+	tokenTab   [256]bool // RFC 9110 tchar
+	valueTab   [256]bool // field-vchar, SP, HTAB (RFC 9110 section 5.5)
+	targetTab  [256]bool // bytes allowed anywhere in a request-target
+	hexTab     [256]bool
+	regTab     [256]bool // reg-name and userinfo: unreserved / sub-delims / "%"
+	regNameTab [256]bool // unreserved / sub-delims
 )
 
 func init() {
@@ -28,6 +31,7 @@ func init() {
 		targetTab[c] = b > 0x20 && b != 0x7f
 		hexTab[c] = '0' <= b && b <= '9' || 'a' <= b && b <= 'f' || 'A' <= b && b <= 'F'
 		regTab[c] = alnum || bytes.IndexByte([]byte("-._~!$&'()*+,;=%"), b) >= 0
+		regNameTab[c] = regTab[c] && b != '%'
 	}
 }
 
@@ -43,13 +47,45 @@ func isToken(b []byte) bool {
 	return true
 }
 
-func validValue(b []byte) bool {
+// validValue reports whether b is all field-vchar, SP and HTAB.
+func validValue(b []byte) bool { return allIn(b, &valueTab, 0x20) }
+
+// allIn reports whether every byte of b is in tab, a table that holds every
+// byte from below up, except DEL (0x7f), and may hold some bytes under
+// below. It looks at eight bytes at a time, and byte by byte only at a word
+// with a byte under below or a DEL: this runs over every byte of every
+// field value and request-target.
+func allIn(b []byte, tab *[256]bool, below uint64) bool {
+	for len(b) >= 8 {
+		if !plain8(binary.LittleEndian.Uint64(b), below) {
+			for _, c := range b[:8] {
+				if !tab[c] {
+					return false
+				}
+			}
+		}
+		b = b[8:]
+	}
 	for _, c := range b {
-		if !valueTab[c] {
+		if !tab[c] {
 			return false
 		}
 	}
 	return true
+}
+
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// plain8 reports whether no byte of x is under below (at most 0x80) or DEL.
+// It never reports true wrongly: the lowest such byte always sets its high
+// bit in x-lsb*below and not in x. It may report false wrongly, as a borrow
+// from one such byte can mark the next one.
+func plain8(x, below uint64) bool {
+	del := x ^ lsb*0x7f
+	return ((x-lsb*below)&^x|(del-lsb)&^del)&msb == 0
 }
 
 func isOWS(c byte) bool { return c == ' ' || c == '\t' }
@@ -93,10 +129,9 @@ func checkTarget(method string, t []byte) error {
 	if len(t) == 0 {
 		return errorf(ErrInvalidRequestLine, "empty request-target")
 	}
-	for _, c := range t {
-		if !targetTab[c] {
-			return errorf(ErrInvalidRequestLine, "invalid byte %q in request-target", c)
-		}
+	if !allIn(t, &targetTab, 0x21) {
+		i := slices.IndexFunc(t, func(c byte) bool { return !targetTab[c] })
+		return errorf(ErrInvalidRequestLine, "invalid byte %q in request-target", t[i])
 	}
 	switch {
 	case method == "CONNECT":
@@ -163,50 +198,68 @@ func validAuthority(a []byte, userinfo bool) bool {
 			a = a[at+1:]
 		}
 	}
-	var host, port []byte
-	hasPort := false
+	host, port, hasPort, ok := splitHostPort(a)
+	if !ok || len(host) == 0 {
+		return false
+	}
+	return userinfo || hasPort && len(port) > 0
+}
+
+// validHost checks a Host field value: uri-host [":" port] (RFC 9110
+// section 7.2). The host may be empty, as RFC 9110 allows for a target URI
+// without an authority.
+func validHost(v []byte) bool {
+	_, _, _, ok := splitHostPort(v)
+	return ok
+}
+
+// splitHostPort splits host [":" port], where host is an IP-literal (an
+// IPv6 address in brackets, no zone: IPvFuture is not accepted), or a
+// reg-name, which covers IPv4address too, and port is at most 5 digits.
+func splitHostPort(a []byte) (host, port []byte, hasPort, ok bool) {
+	n := scanRegName(a) // one pass, as this runs on every request's Host
 	if len(a) > 0 && a[0] == '[' {
 		end := bytes.IndexByte(a, ']')
 		if end < 0 {
-			return false
+			return nil, nil, false, false
 		}
 		ip, err := netip.ParseAddr(string(a[1:end]))
 		if err != nil || !ip.Is6() || ip.Zone() != "" {
-			return false
+			return nil, nil, false, false
 		}
-		host, a = a[:end+1], a[end+1:]
-		if len(a) > 0 {
-			if a[0] != ':' {
-				return false
-			}
-			hasPort, port = true, a[1:]
-		}
-	} else {
-		host = a
-		if c := bytes.LastIndexByte(a, ':'); c >= 0 {
-			host, port, hasPort = a[:c], a[c+1:], true
-		}
-		for _, c := range host {
-			if !regTab[c] {
-				return false
-			}
-		}
-		if !validPct(host) {
-			return false
-		}
+		n = end + 1
 	}
-	if len(host) == 0 {
-		return false
-	}
-	if !userinfo && (!hasPort || len(port) == 0) {
-		return false
+	host, a = a[:n], a[n:]
+	if len(a) > 0 {
+		if a[0] != ':' {
+			return nil, nil, false, false
+		}
+		hasPort, port = true, a[1:]
 	}
 	for _, c := range port {
 		if c < '0' || c > '9' {
-			return false
+			return nil, nil, false, false
 		}
 	}
-	return len(port) <= 5
+	return host, port, hasPort, len(port) <= 5
+}
+
+// scanRegName returns the length of the reg-name at the start of b:
+// *( unreserved / pct-encoded / sub-delims ), which an IPv4address is too.
+func scanRegName(b []byte) int {
+	i := 0
+	for i < len(b) {
+		c := b[i]
+		switch {
+		case regNameTab[c]:
+			i++
+		case c == '%' && i+2 < len(b) && hexTab[b[i+1]] && hexTab[b[i+2]]:
+			i += 3
+		default:
+			return i
+		}
+	}
+	return i
 }
 
 func validPct(b []byte) bool {

@@ -80,15 +80,22 @@ type Parser struct {
 	// Config.SecureSchemeHeaders and Config.ForwarderHeaders honoured.
 	TrustedPeer bool
 
+	// DiscardBody checks a body's framing and size without keeping its
+	// bytes: Request.Body stays empty. For a Screen, which passes the
+	// bytes on to another parser instead.
+	DiscardBody bool
+
 	cfg   *Config
 	lim   limits
 	s     *scratch
 	state state
 	err   error // sticky: after an error the connection is unusable
 
-	begun   bool // a request has begun on this connection; no PROXY preamble any more
-	tail    int  // bytes left unconsumed by the last Parse
-	scanned int  // bytes of the pending line already searched for CRLF
+	begun   bool  // a request has begun on this connection; no PROXY preamble any more
+	blank   uint8 // empty lines skipped before this request's request-line
+	blankN  uint8 // their bytes
+	tail    int   // bytes left unconsumed by the last Parse
+	scanned int   // bytes of the pending line already searched for CRLF
 
 	// The header or trailer section being parsed.
 	open       bool // the last field may still be continued by obs-fold
@@ -99,6 +106,7 @@ type Parser struct {
 	schemeSeen bool
 
 	remaining    int64 // bytes left in the Content-Length body or current chunk
+	bodyLen      int64 // bytes of the body so far, kept or not
 	bodyStarted  bool  // a byte of the body has arrived
 	continueSent bool
 
@@ -152,12 +160,37 @@ func (p *Parser) Parse(buf []byte) (n int, req *Request, err error) {
 			if len(rest) == 0 {
 				return p.more(buf, n)
 			}
+			if !p.begun {
+				p.begun = true
+				if p.config().ProxyProtocol == ProxyAuto {
+					p.begin()
+					p.state = stProxy
+					continue
+				}
+			}
+			if c := rest[0]; c == '\r' || c == '\n' {
+				// RFC 9112 section 2.2: ignore an empty line before the
+				// request-line, which old clients send after a POST body.
+				// A CR not followed by LF is a bare CR, which the
+				// request-line rejects.
+				adv := 1
+				if c == '\r' {
+					if len(rest) < 2 {
+						return p.more(buf, n)
+					}
+					adv = 2
+				}
+				if c == '\n' || rest[1] == '\n' {
+					if p.blank++; p.blank > maxBlankLines {
+						return p.fail(n, errorf(ErrInvalidRequestLine, "more than %d empty lines before the request line", maxBlankLines))
+					}
+					p.blankN += uint8(adv)
+					n += adv
+					continue
+				}
+			}
 			p.begin()
 			p.state = stRequestLine
-			if !p.begun && p.cfg.ProxyProtocol == ProxyAuto {
-				p.state = stProxy
-			}
-			p.begun = true
 
 		case stProxy:
 			// The preamble is optional: only a signature commits to one.
@@ -176,7 +209,9 @@ func (p *Parser) Parse(buf []byte) (n int, req *Request, err error) {
 				p.proxy, p.hasProxy = info, true
 				n += adv
 			}
-			p.state = stRequestLine
+			// Empty lines may follow the preamble, as they may begin
+			// any connection.
+			p.state = stStart
 
 		case stRequestLine:
 			line, adv, ok := p.readLine(rest)
@@ -255,7 +290,10 @@ func (p *Parser) Parse(buf []byte) (n int, req *Request, err error) {
 			if int64(take) > p.remaining {
 				take = int(p.remaining)
 			}
-			p.s.body = append(p.s.body, rest[:take]...)
+			if !p.DiscardBody {
+				p.s.body = append(p.s.body, rest[:take]...)
+			}
+			p.bodyLen += int64(take)
 			n += take
 			p.remaining -= int64(take)
 			if p.remaining > 0 {
@@ -303,7 +341,7 @@ func (p *Parser) Parse(buf []byte) (n int, req *Request, err error) {
 				p.startSection()
 				continue
 			}
-			if m := p.lim.maxBody; m > 0 && int64(len(p.s.body))+size > m {
+			if m := p.lim.maxBody; m > 0 && p.bodyLen+size > m {
 				return p.fail(n, errorf(ErrBodyTooLarge, "chunked body exceeds %d bytes", m))
 			}
 			p.remaining = size
@@ -329,7 +367,7 @@ func (p *Parser) EOF() error {
 	case stChunkEnd, stTrailers:
 		p.err = fmt.Errorf("%w: %w: input ended before the end of the chunked body", ErrChunkMissingTerminator, ErrNoMoreData)
 	case stBody, stChunkSize, stChunkData:
-		p.err = errorf(ErrNoMoreData, "input ended in the body after %d bytes", len(p.s.body))
+		p.err = errorf(ErrNoMoreData, "input ended in the body after %d bytes", p.bodyLen)
 	default:
 		p.err = errorf(ErrNoMoreData, "input ended in the request head")
 	}
@@ -375,7 +413,7 @@ func (p *Parser) Proxy() (ProxyInfo, bool) { return p.proxy, p.hasProxy }
 // Reset prepares the Parser for a new connection, keeping Config,
 // TrustedPeer and its storage.
 func (p *Parser) Reset() {
-	*p = Parser{Config: p.Config, TrustedPeer: p.TrustedPeer, s: p.s, lastTarget: p.lastTarget, strs: p.strs}
+	*p = Parser{Config: p.Config, TrustedPeer: p.TrustedPeer, DiscardBody: p.DiscardBody, s: p.s, lastTarget: p.lastTarget, strs: p.strs}
 }
 
 // Release returns the Parser's storage to a pool shared by all Parsers, so
@@ -416,12 +454,17 @@ func (p *Parser) fail(n int, err error) (int, *Request, error) {
 	return n, nil, err
 }
 
+// config returns the settings in force: Config, or the defaults.
+func (p *Parser) config() *Config {
+	if p.Config == nil {
+		return defaultConfig
+	}
+	return p.Config
+}
+
 // begin resets the per-request state at the first byte of a request.
 func (p *Parser) begin() {
-	p.cfg = p.Config
-	if p.cfg == nil {
-		p.cfg = defaultConfig
-	}
+	p.cfg = p.config()
 	p.lim = p.cfg.Limits.normalize()
 	if p.s == nil {
 		p.s = scratchPool.Get().(*scratch)
@@ -436,9 +479,10 @@ func (p *Parser) begin() {
 	s.buf = s.buf[:0]
 	s.fields = s.fields[:0]
 	s.body = s.body[:0]
-	s.req = Request{ContentLength: -1}
+	s.req = Request{ContentLength: -1, Blank: int(p.blankN)}
 	p.scanned = 0
 	p.remaining = 0
+	p.bodyLen = 0
 	p.bodyStarted = false
 	p.continueSent = false
 	p.schemeSeen = false
@@ -461,6 +505,7 @@ func (p *Parser) complete(n int) (int, *Request, error) {
 	if r.Close {
 		p.state = stClosed
 	}
+	p.blank, p.blankN = 0, 0
 	p.tail = 0
 	return n, r, nil
 }
@@ -508,7 +553,7 @@ func (p *Parser) requestLine(line []byte) error {
 
 	if !p.cfg.PermitUnconventionalMethod {
 		// Gunicorn: 3 to 20 characters, no lower case, no "#".
-		if len(method) < 3 || len(method) > 20 || bytes.ContainsAny(method, "abcdefghijklmnopqrstuvwxyz#") {
+		if len(method) < 3 || len(method) > 20 || !conventional(method) {
 			return errorf(ErrInvalidRequestMethod, "unconventional method %s", quote(method))
 		}
 	}
@@ -532,6 +577,13 @@ func (p *Parser) requestLine(line []byte) error {
 	}
 	return nil
 }
+
+// maxBlankLines is how many empty lines (CRLF or a bare LF) may precede a
+// request-line. RFC 9112 section 2.2 asks a server to ignore at least one;
+// two is what net/http's server tolerates after a POST (four CR or LF
+// bytes), and more is not a client's robustness but someone probing for a
+// parser that counts differently.
+const maxBlankLines = 2
 
 // strBlock is the size of the blocks short targets are carved from.
 const strBlock = 4096
@@ -569,6 +621,18 @@ func (p *Parser) internTarget(b []byte) string {
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// conventional reports whether a method has no lower-case letter and no
+// "#", Gunicorn's rule; a loop, not bytes.ContainsAny, as it runs on every
+// request.
+func conventional(m []byte) bool {
+	for _, c := range m {
+		if 'a' <= c && c <= 'z' || c == '#' {
+			return false
+		}
+	}
+	return true
+}
 
 // internMethod avoids allocating a string for the common methods.
 func internMethod(m []byte, upper bool) string {
@@ -750,8 +814,9 @@ func (p *Parser) finishHead() (done bool, err error) {
 
 	http11 := r.Major > 1 || r.Major == 1 && r.Minor >= 1
 	var (
-		chunked, coded    bool
+		te                codings
 		clSeen, typeSeen  bool
+		hostSeen          bool
 		closeTok, keepTok bool
 	)
 	for _, h := range r.Headers {
@@ -770,14 +835,13 @@ func (p *Parser) finishHead() (done bool, err error) {
 			}
 			r.ContentLength = n
 		case equalFold(h.Name, "transfer-encoding"):
-			if err := transferCodings(h.Value, &chunked, &coded); err != nil {
-				return false, err
-			}
+			te.add(h.Value)
 		case equalFold(h.Name, "host"):
 			// RFC 9112 section 3.2: more than one Host is a 400.
-			if r.Host != nil {
+			if hostSeen {
 				return false, errorf(ErrInvalidHeader, "more than one Host")
 			}
+			hostSeen = true
 			r.Host = h.Value
 		case equalFold(h.Name, "content-type"):
 			if typeSeen {
@@ -790,6 +854,8 @@ func (p *Parser) finishHead() (done bool, err error) {
 				closeTok = closeTok || equalFold(tok, "close")
 				keepTok = keepTok || equalFold(tok, "keep-alive")
 			}
+		case equalFold(h.Name, "upgrade"):
+			r.Upgrade = true
 		case equalFold(h.Name, "expect"):
 			// RFC 9110 section 10.1.1: an HTTP/1.0 client cannot mean it.
 			if !http11 {
@@ -801,27 +867,31 @@ func (p *Parser) finishHead() (done bool, err error) {
 			r.Expect100 = true
 		}
 	}
-	// A compressed body is handed to the application still compressed, and
-	// Gunicorn closes such connections rather than trust what follows.
-	r.Close = coded || closeTok || (!http11 && !keepTok)
+	if te.present {
+		if err := te.check(http11, clSeen); err != nil {
+			return false, err
+		}
+	}
+	// RFC 9112 section 3.2: every HTTP/1.1 request names its host, even
+	// one whose absolute-form target names it too (the target then wins,
+	// see ToHTTP), and the name is an RFC 3986 host with an optional port.
+	// Checked after framing, so that a request with both problems gets the
+	// framing error, the one that decides where the next request starts.
+	if hostSeen {
+		if !validHost(r.Host) {
+			return false, errorf(ErrInvalidHeader, "Host %s is not host [\":\" port]", quote(r.Host))
+		}
+	} else if http11 && !p.cfg.permitNoHost {
+		return false, errorf(ErrInvalidHeader, "HTTP/%d.%d request without Host", r.Major, r.Minor)
+	}
+	r.Close = closeTok || (!http11 && !keepTok)
 
 	switch {
-	case chunked:
-		if !http11 {
-			return false, errorf(ErrInvalidHeader, "chunked Transfer-Encoding in HTTP/%d.%d", r.Major, r.Minor)
-		}
-		if clSeen {
-			return false, errorf(ErrInvalidHeader, "both Content-Length and Transfer-Encoding")
-		}
+	case te.present:
 		r.Chunked = true
 		r.ContentLength = -1
 		p.state = stChunkSize
 		return false, nil
-	case coded:
-		// RFC 9112 section 6.3: without a final chunked the length cannot
-		// be known. Gunicorn reads such a body as empty, which leaves the
-		// body bytes to be parsed as the next request; we refuse instead.
-		return false, errorf(ErrInvalidHeader, "Transfer-Encoding without a final chunked")
 	case r.ContentLength > 0:
 		if m := p.lim.maxBody; m > 0 && r.ContentLength > m {
 			return false, errorf(ErrBodyTooLarge, "Content-Length %d exceeds %d", r.ContentLength, m)
@@ -848,39 +918,61 @@ func parseContentLength(b []byte) (int64, bool) {
 	return n, true
 }
 
-// transferCodings applies one Transfer-Encoding field value. Codings stack
-// left to right across fields, and chunked must come last, exactly once.
-func transferCodings(v []byte, chunked, coded *bool) error {
-	seen := false
-	for c := range bytes.SplitSeq(v, []byte(",")) {
-		c = trimOWS(c)
-		if len(c) == 0 {
+// codings accumulates the Transfer-Encoding fields of a request. Codings
+// stack left to right across fields (RFC 9110 section 5.3), so only the list
+// as a whole can be judged, by check.
+type codings struct {
+	present bool   // a Transfer-Encoding field was sent
+	n       int    // codings listed
+	chunked int    // how many of them are chunked
+	last    int    // index of the last chunked, -1 if none
+	other   []byte // the first coding that is not chunked
+}
+
+// add applies one Transfer-Encoding field value.
+func (c *codings) add(v []byte) {
+	if !c.present {
+		c.present, c.last = true, -1
+	}
+	for e := range bytes.SplitSeq(v, []byte(",")) {
+		e = trimOWS(e)
+		if len(e) == 0 {
 			continue // RFC 9110 section 5.6.1: empty list elements are ignored
 		}
-		seen = true
-		switch {
-		case equalFold(c, "chunked"):
-			if *chunked {
-				return errorf(ErrInvalidHeader, "chunked applied twice")
-			}
-			*chunked = true
-		case equalFold(c, "identity"):
-			// A no-op that proxies have disagreed about; harmless only
-			// before chunked.
-			if *chunked {
-				return errorf(ErrInvalidHeader, "identity after chunked")
-			}
-		case equalFold(c, "gzip"), equalFold(c, "deflate"), equalFold(c, "compress"):
-			if *chunked {
-				return errorf(ErrInvalidHeader, "%s after chunked", quote(c))
-			}
-			*coded = true
-		default:
-			return errorf(ErrUnsupportedTransferCoding, "%s", quote(c))
+		if equalFold(e, "chunked") {
+			c.chunked++
+			c.last = c.n
+		} else if c.other == nil {
+			c.other = e
 		}
+		c.n++
 	}
-	if !seen {
+}
+
+// check decides a request with Transfer-Encoding. The final coding must be
+// chunked, applied once (RFC 9112 sections 6.1 and 6.3: otherwise the body
+// length cannot be known and the answer is 400); HTTP/1.0 cannot use it
+// (section 6.1), nor can it be combined with Content-Length, the shape of
+// request smuggling (section 6.3). Any other coding before the final
+// chunked is one this server does not implement (section 6.1: 501):
+// identity is no coding since RFC 7230, chunked takes no parameters, and
+// gzip, deflate or compress would reach the handler undecoded, with
+// nothing in net/http's Request to say so. That is also where net/http's
+// server and nginx stand.
+func (c *codings) check(http11, clSeen bool) error {
+	switch {
+	case c.n == 0:
 		return errorf(ErrInvalidHeader, "empty Transfer-Encoding")
+	case !http11:
+		return errorf(ErrInvalidHeader, "Transfer-Encoding before HTTP/1.1")
+	case clSeen:
+		return errorf(ErrInvalidHeader, "both Content-Length and Transfer-Encoding")
+	case c.chunked > 1:
+		return errorf(ErrInvalidHeader, "chunked applied twice")
+	case c.last != c.n-1:
+		return errorf(ErrInvalidHeader, "Transfer-Encoding without a final chunked")
+	case c.other != nil:
+		return errorf(ErrUnsupportedTransferCoding, "%s", quote(c.other))
 	}
 	return nil
 }

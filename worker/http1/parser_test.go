@@ -84,8 +84,24 @@ func TestSmuggling(t *testing.T) {
 		{"TE chunked twice across fields", post + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", ErrInvalidHeader, 400},
 		{"TE gzip only", post + "Transfer-Encoding: gzip\r\n\r\nhello", ErrInvalidHeader, 400},
 		{"TE unknown", post + "Transfer-Encoding: br, chunked\r\n\r\n0\r\n\r\n", ErrUnsupportedTransferCoding, 501},
-		{"TE chunked with params", post + "Transfer-Encoding: chunked;x=1\r\n\r\n0\r\n\r\n", ErrUnsupportedTransferCoding, 501},
-		{"TE xchunked", post + "Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", ErrUnsupportedTransferCoding, 501},
+		// chunked takes no parameters: "chunked;x=1" is no final chunked.
+		{"TE chunked with params", post + "Transfer-Encoding: chunked;x=1\r\n\r\n0\r\n\r\n", ErrInvalidHeader, 400},
+		// RFC 9112 section 6.3: a final coding other than chunked leaves
+		// the length unknown, which is a 400 even for a coding this
+		// server does not know; before a final chunked it is a 501.
+		{"TE xchunked", post + "Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", ErrInvalidHeader, 400},
+		{"TE identity", post + "Transfer-Encoding: identity\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n", ErrInvalidHeader, 400},
+		{"TE identity with CL", post + "Transfer-Encoding: identity\r\nContent-Length: 5\r\n\r\nhello", ErrInvalidHeader, 400},
+		{"TE chunked, identity", post + "Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n", ErrInvalidHeader, 400},
+		{"TE chunked then identity field", post + "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n", ErrInvalidHeader, 400},
+		{"TE br", post + "Transfer-Encoding: br\r\n\r\nhello", ErrInvalidHeader, 400},
+		{"TE chunked, br", post + "Transfer-Encoding: chunked, br\r\n\r\n0\r\n\r\n", ErrInvalidHeader, 400},
+		{"TE gzip;q=1, chunked", post + "Transfer-Encoding: gzip;q=1, chunked\r\n\r\n0\r\n\r\n", ErrUnsupportedTransferCoding, 501},
+		{"TE gzip, chunked", post + "Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", ErrUnsupportedTransferCoding, 501},
+		{"TE identity, chunked", post + "Transfer-Encoding: identity, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", ErrUnsupportedTransferCoding, 501},
+		{"TE identity then chunked fields", post + "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", ErrUnsupportedTransferCoding, 501},
+		{"TE unknown and CL", post + "Transfer-Encoding: br, chunked\r\nContent-Length: 1\r\n\r\n0\r\n\r\n", ErrInvalidHeader, 400},
+		{"TE identity in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\nhello", ErrInvalidHeader, 400},
 		{"TE empty", post + "Transfer-Encoding: \r\n\r\n", ErrInvalidHeader, 400},
 		{"TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", ErrInvalidHeader, 400},
 		{"chunk size plus", post + "Transfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n", ErrInvalidChunkSize, 400},
@@ -116,20 +132,20 @@ func TestSmuggling(t *testing.T) {
 		{"bare LF line end", post + "X: a\nY: b\r\n\r\n", ErrInvalidHeader, 400},
 		{"ESC in value", post + "X: a\x1bb\r\n\r\n", ErrInvalidHeader, 400},
 		{"bare LF request line", "GET / HTTP/1.1\nHost: a\r\n\r\n", ErrInvalidHTTPVersion, 400},
-		{"NUL in target", "GET /a\x00b HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
-		{"tab in target", "GET /a\tb HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
-		{"DEL in target", "GET /a\x7fb HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
-		{"double space", "GET  / HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"NUL in target", "GET /a\x00b HTTP/1.1\r\nHost: a\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"tab in target", "GET /a\tb HTTP/1.1\r\nHost: a\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"DEL in target", "GET /a\x7fb HTTP/1.1\r\nHost: a\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"double space", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n", ErrInvalidRequestLine, 400},
 		{"trailing space", "GET / HTTP/1.1 \r\n\r\n", ErrInvalidHTTPVersion, 400},
-		{"lowercase method", "get / HTTP/1.1\r\n\r\n", ErrInvalidRequestMethod, 400},
-		{"relative target", "GET a/b HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
-		{"asterisk GET", "GET * HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
-		{"authority GET", "GET a.example:80 HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
-		{"CONNECT origin-form", "CONNECT / HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
-		{"CONNECT no port", "CONNECT a.example HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
-		{"absolute empty host", "GET http:///x HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
-		{"absolute bad host", "GET http://a b/ HTTP/1.1\r\n\r\n", ErrInvalidHTTPVersion, 400},
-		{"absolute bracket", "GET http://]a/ HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"lowercase method", "get / HTTP/1.1\r\nHost: a\r\n\r\n", ErrInvalidRequestMethod, 400},
+		{"relative target", "GET a/b HTTP/1.1\r\nHost: a\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"asterisk GET", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"authority GET", "GET a.example:80 HTTP/1.1\r\nHost: a\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"CONNECT origin-form", "CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"CONNECT no port", "CONNECT a.example HTTP/1.1\r\nHost: a\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"absolute empty host", "GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", ErrInvalidRequestLine, 400},
+		{"absolute bad host", "GET http://a b/ HTTP/1.1\r\nHost: a\r\n\r\n", ErrInvalidHTTPVersion, 400},
+		{"absolute bracket", "GET http://]a/ HTTP/1.1\r\nHost: a\r\n\r\n", ErrInvalidRequestLine, 400},
 		{"duplicate Host", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", ErrInvalidHeader, 400},
 		{"HTTP/2.0", "GET / HTTP/2.0\r\n\r\n", ErrHTTPVersionNotSupported, 505},
 		{"HTTP/0.9", "GET / HTTP/0.9\r\n\r\n", ErrInvalidHTTPVersion, 505},
@@ -137,7 +153,6 @@ func TestSmuggling(t *testing.T) {
 		{"http/1.1", "GET / http/1.1\r\n\r\n", ErrInvalidHTTPVersion, 400},
 		{"forbidden trailer", post + "Transfer-Encoding: chunked\r\n\r\n0\r\nTrailer: x\r\n\r\n", ErrInvalidHeaderName, 400},
 		{"bad Expect", post + "Expect: 200-ok\r\nContent-Length: 0\r\n\r\n", ErrExpectationFailed, 417},
-		{"leading CRLF", "\r\nGET / HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) { wantErr(t, nil, tc.wire, tc.err, tc.status) })
@@ -152,15 +167,13 @@ func TestSmugglingLookalikes(t *testing.T) {
 		{"CL", post + "Content-Length: 5\r\n\r\nhello", "hello"},
 		{"CL leading zeros", post + "Content-Length: 005\r\n\r\nhello", "hello"},
 		{"CL padded", post + "Content-Length:  5\t\r\n\r\nhello", "hello"},
-		{"gzip, chunked", post + "Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "hello"},
-		{"identity then chunked", post + "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "hello"},
 		{"TE empty elements", post + "Transfer-Encoding: ,chunked,\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "hello"},
 		{"TE case", post + "Transfer-Encoding: CHUNKED\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "hello"},
 		{"chunk ext", post + "Transfer-Encoding: chunked\r\n\r\n5 ; a = \"b \\\" c\" ;d\r\nhello\r\n0;e=f\r\n\r\n", "hello"},
 		{"chunk size leading zeros", post + "Transfer-Encoding: chunked\r\n\r\n00000000000000000000005\r\nhello\r\n0\r\n\r\n", "hello"},
 		{"chunk hex", post + "Transfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n00\r\n\r\n", "0123456789"},
-		{"HTTP/1.2 as 1.1", "POST / HTTP/1.2\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", "x"},
-		{"obs-text value", "GET / HTTP/1.1\r\nX: caf\xc3\xa9\r\n\r\n", ""},
+		{"HTTP/1.2 as 1.1", "POST / HTTP/1.2\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", "x"},
+		{"obs-text value", "GET / HTTP/1.1\r\nHost: a\r\nX: caf\xc3\xa9\r\n\r\n", ""},
 	}
 	for _, tc := range good {
 		t.Run(tc.name, func(t *testing.T) {
@@ -172,12 +185,94 @@ func TestSmugglingLookalikes(t *testing.T) {
 	}
 }
 
+// TestEmptyLines: RFC 9112 section 2.2 asks a server to ignore at least one
+// empty line before a request-line; up to maxBlankLines of them, CRLF or a
+// bare LF, are skipped at the start of a connection and between requests.
+func TestEmptyLines(t *testing.T) {
+	const get = "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+	const post = "POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi"
+	for _, wire := range []string{
+		"\r\n" + get,
+		"\n" + get,
+		"\r\n\n" + get,
+		"\r\n\r\n" + get + "\r\n\r\n" + get,
+		post + "\r\n" + get, // an old client's CRLF after a body
+		post + "\n" + post + "\r\n",
+	} {
+		wantOK(t, nil, wire, strings.Count(wire, "HTTP/1.1"))
+	}
+	// A connection that sends nothing but empty lines ends quietly.
+	wantOK(t, nil, "\r\n\r\n", 0)
+	wantOK(t, nil, get+"\r\n", 1)
+	for _, wire := range []string{
+		"\r\n\r\n\r\n" + get,
+		"\n\n\n" + get,
+		get + "\r\n\r\n\r\n" + get,
+		post + "\r\n\n\r\n" + get,
+	} {
+		out := parseWire(t, nil, wire)
+		if !errors.Is(out.err, ErrInvalidRequestLine) || Status(out.err) != 400 {
+			t.Errorf("%q: error %v, want ErrInvalidRequestLine", wire, out.err)
+		}
+	}
+	// A CR that does not end a line is a bare CR, not an empty line.
+	wantErr(t, nil, "\rGET / HTTP/1.1\r\nHost: a\r\n\r\n", ErrInvalidRequestMethod, 400)
+	wantErr(t, nil, " \r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", ErrInvalidRequestLine, 400)
+}
+
+// TestHost: RFC 9112 section 3.2 and RFC 3986's host [":" port].
+func TestHost(t *testing.T) {
+	for _, tc := range []struct{ name, wire string }{
+		{"HTTP/1.1 without Host", "GET / HTTP/1.1\r\n\r\n"},
+		{"HTTP/1.1 absolute-form without Host", "GET http://a/ HTTP/1.1\r\n\r\n"},
+		{"CONNECT without Host", "CONNECT a:443 HTTP/1.1\r\n\r\n"},
+		{"two Host", "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"},
+		{"two Host in HTTP/1.0", "GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n"},
+		{"Host list", "GET / HTTP/1.1\r\nHost: a, b\r\n\r\n"},
+		{"Host with space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n"},
+		{"Host with userinfo", "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n"},
+		{"Host with path", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"},
+		{"Host with query", "GET / HTTP/1.1\r\nHost: a?b\r\n\r\n"},
+		{"Host with two colons", "GET / HTTP/1.1\r\nHost: a:1:2\r\n\r\n"},
+		{"Host port not digits", "GET / HTTP/1.1\r\nHost: a:http\r\n\r\n"},
+		{"Host port too long", "GET / HTTP/1.1\r\nHost: a:123456\r\n\r\n"},
+		{"Host bad escape", "GET / HTTP/1.1\r\nHost: a%zz\r\n\r\n"},
+		{"Host unbracketed IPv6", "GET / HTTP/1.1\r\nHost: ::1\r\n\r\n"},
+		{"Host bracketed IPv4", "GET / HTTP/1.1\r\nHost: [127.0.0.1]\r\n\r\n"},
+		{"Host IPv6 zone", "GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]\r\n\r\n"},
+		{"Host unclosed bracket", "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n"},
+		{"Host after bracket", "GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n"},
+		{"Host UTF-8", "GET / HTTP/1.1\r\nHost: caf\xc3\xa9\r\n\r\n"},
+		{"Host invalid with absolute-form", "GET http://a/ HTTP/1.1\r\nHost: a b\r\n\r\n"},
+		{"Host invalid in HTTP/1.0", "GET / HTTP/1.0\r\nHost: a/b\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { wantErr(t, nil, tc.wire, ErrInvalidHeader, 400) })
+	}
+	for _, host := range []string{
+		"a", "example.com", "example.com:8080", "EXAMPLE.com.", "127.0.0.1", "127.0.0.1:80",
+		"[::1]", "[::1]:443", "[2001:db8::ffff:1.2.3.4]", "a-b_c~d", "%41b", "0.0.0.0=5000",
+		"a!$&'()*+,;=", "a:", "",
+	} {
+		r := wantOK(t, nil, "GET / HTTP/1.1\r\nHost: "+host+"\r\n\r\n", 1)[0]
+		if r.Host != host {
+			t.Errorf("Host %q parsed as %q", host, r.Host)
+		}
+	}
+	// HTTP/1.0 needs no Host.
+	wantOK(t, nil, "GET / HTTP/1.0\r\n\r\n", 1)
+	// An absolute-form target wins over Host (RFC 9112 section 3.2.2).
+	hr, err := ToHTTP(context.Background(), mustParse(t, "GET http://b.example:81/p HTTP/1.1\r\nHost: a.example\r\n\r\n"), "")
+	if err != nil || hr.Host != "b.example:81" || hr.URL.Host != "b.example:81" {
+		t.Fatalf("absolute-form: %v, Host %q, URL.Host %q", err, hr.Host, hr.URL.Host)
+	}
+}
+
 func TestPipelining(t *testing.T) {
 	wire := "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n" +
 		"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc" +
 		"POST /3 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\ndef\r\n0\r\nX-T: 1\r\n\r\n" +
 		"GET /4 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" +
-		"GET /ignored HTTP/1.1\r\n\r\n"
+		"GET /ignored HTTP/1.1\r\nHost: a\r\n\r\n"
 	reqs := wantOK(t, nil, wire, 4)
 	for i, want := range []string{"/1", "/2", "/3", "/4"} {
 		if reqs[i].Target != want {
@@ -225,8 +320,8 @@ func TestPipelining(t *testing.T) {
 
 func TestPartialLinesNotConsumed(t *testing.T) {
 	p := &Parser{}
-	n, req, err := p.Parse([]byte("GET /x HTTP/1.1\r\nHo"))
-	if err != nil || req != nil || n != len("GET /x HTTP/1.1\r\n") {
+	n, req, err := p.Parse([]byte("GET /x HTTP/1.1\r\nX: 1\r\nHo"))
+	if err != nil || req != nil || n != len("GET /x HTTP/1.1\r\nX: 1\r\n") {
 		t.Fatalf("Parse = %d, %v, %v", n, req, err)
 	}
 	n, req, err = p.Parse([]byte("Host: a\r\n\r\n"))
@@ -242,12 +337,12 @@ func TestEOF(t *testing.T) {
 	}{
 		{"", nil},
 		{"G", ErrNoMoreData},
-		{"GET / HTTP/1.1\r\n", ErrNoMoreData},
-		{"GET / HTTP/1.1\r\n\r\n", nil},
-		{"GET / HTTP/1.1\r\n\r\nGET", ErrNoMoreData},
-		{"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nab", ErrNoMoreData},
-		{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab", ErrNoMoreData},
-		{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n", ErrChunkMissingTerminator},
+		{"GET / HTTP/1.1\r\nHost: a\r\n", ErrNoMoreData},
+		{"GET / HTTP/1.1\r\nHost: a\r\n\r\n", nil},
+		{"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET", ErrNoMoreData},
+		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nab", ErrNoMoreData},
+		{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab", ErrNoMoreData},
+		{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n", ErrChunkMissingTerminator},
 		{"GET / HTTP/1.0\r\n\r\nGARBAGE", nil},
 	} {
 		out := parseWire(t, nil, tc.wire)
@@ -287,14 +382,14 @@ func TestExpectContinue(t *testing.T) {
 
 	// A body byte already sent means the client did not wait.
 	p = &Parser{}
-	p.Parse([]byte("PUT / HTTP/1.1\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n5"))
+	p.Parse([]byte("PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n5"))
 	if p.NeedContinue() {
 		t.Fatal("NeedContinue() with body bytes pending")
 	}
 
 	// No body, nothing to wait for.
 	p = &Parser{}
-	if _, req, _ := p.Parse([]byte("PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n")); req == nil || p.NeedContinue() {
+	if _, req, _ := p.Parse([]byte("PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n")); req == nil || p.NeedContinue() {
 		t.Errorf("empty body: request %v, NeedContinue %v", req, p.NeedContinue())
 	}
 	// HTTP/1.0 ignores the expectation (RFC 9110 section 10.1.1).
@@ -318,40 +413,40 @@ func TestLimits(t *testing.T) {
 
 	// Request line: the limit excludes CRLF.
 	line := "GET /" + long + " HTTP/1.1" // 114 bytes
-	wantOK(t, cfg(Limits{RequestLine: len(line)}), line+"\r\n\r\n", 1)
+	wantOK(t, cfg(Limits{RequestLine: len(line)}), line+"\r\nHost: a\r\n\r\n", 1)
 	wantErr(t, cfg(Limits{RequestLine: len(line) - 1}), line+"\r\n\r\n", ErrLimitRequestLine, 414)
 	wantErr(t, cfg(Limits{RequestLine: 20}), line, ErrLimitRequestLine, 414) // no CRLF yet
-	wantOK(t, cfg(Limits{RequestLine: 0}), "GET /"+strings.Repeat("a", 9000)+" HTTP/1.1\r\n\r\n", 1)
-	wantErr(t, cfg(Limits{RequestLine: 100000}), "GET /"+strings.Repeat("a", 8200)+" HTTP/1.1\r\n\r\n", ErrLimitRequestLine, 414)
+	wantOK(t, cfg(Limits{RequestLine: 0}), "GET /"+strings.Repeat("a", 9000)+" HTTP/1.1\r\nHost: a\r\n\r\n", 1)
+	wantErr(t, cfg(Limits{RequestLine: 100000}), "GET /"+strings.Repeat("a", 8200)+" HTTP/1.1\r\nHost: a\r\n\r\n", ErrLimitRequestLine, 414)
 
 	// Field size counts name, colon, value and CRLF.
 	f := "X: " + long // 103 bytes + CRLF
-	wantOK(t, cfg(Limits{FieldSize: 105}), "GET / HTTP/1.1\r\n"+f+"\r\n\r\n", 1)
-	wantErr(t, cfg(Limits{FieldSize: 104}), "GET / HTTP/1.1\r\n"+f+"\r\n\r\n", ErrLimitRequestHeaders, 431)
-	wantErr(t, cfg(Limits{FieldSize: 50}), "GET / HTTP/1.1\r\n"+f, ErrLimitRequestHeaders, 431)
+	wantOK(t, cfg(Limits{FieldSize: 105}), "GET / HTTP/1.1\r\nHost: a\r\n"+f+"\r\n\r\n", 1)
+	wantErr(t, cfg(Limits{FieldSize: 104}), "GET / HTTP/1.1\r\nHost: a\r\n"+f+"\r\n\r\n", ErrLimitRequestHeaders, 431)
+	wantErr(t, cfg(Limits{FieldSize: 50}), "GET / HTTP/1.1\r\nHost: a\r\n"+f, ErrLimitRequestHeaders, 431)
 
 	// Field count: dropped fields do not count, kept ones do.
-	three := "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"
+	three := "GET / HTTP/1.1\r\nHost: a\r\nB: 2\r\nC: 3\r\n\r\n"
 	wantOK(t, cfg(Limits{Fields: 3}), three, 1)
 	wantErr(t, cfg(Limits{Fields: 2}), three, ErrLimitRequestHeaders, 431)
-	wantOK(t, cfg(Limits{Fields: 2}), "GET / HTTP/1.1\r\nA: 1\r\nX_Y: 2\r\nC: 3\r\n\r\n", 1)
+	wantOK(t, cfg(Limits{Fields: 2}), "GET / HTTP/1.1\r\nHost: a\r\nX_Y: 2\r\nC: 3\r\n\r\n", 1)
 
 	// ... but their bytes count towards the section.
 	var many strings.Builder
-	many.WriteString("GET / HTTP/1.1\r\n")
+	many.WriteString("GET / HTTP/1.1\r\nHost: a\r\n")
 	for range 200 {
 		many.WriteString("X_Y: " + long + "\r\n")
 	}
 	wantErr(t, cfg(Limits{Fields: 2, FieldSize: 200}), many.String()+"\r\n", ErrLimitRequestHeaders, 431)
 
 	// Body, declared and chunked.
-	wantOK(t, cfg(Limits{MaxBody: 5}), "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", 1)
-	wantErr(t, cfg(Limits{MaxBody: 4}), "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", ErrBodyTooLarge, 413)
-	wantOK(t, cfg(Limits{MaxBody: 5}), "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n", 1)
-	wantErr(t, cfg(Limits{MaxBody: 4}), "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n", ErrBodyTooLarge, 413)
+	wantOK(t, cfg(Limits{MaxBody: 5}), "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", 1)
+	wantErr(t, cfg(Limits{MaxBody: 4}), "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", ErrBodyTooLarge, 413)
+	wantOK(t, cfg(Limits{MaxBody: 5}), "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n", 1)
+	wantErr(t, cfg(Limits{MaxBody: 4}), "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n", ErrBodyTooLarge, 413)
 
 	// Chunk-size lines are bounded by FieldSize.
-	wantErr(t, cfg(Limits{FieldSize: 40}), "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;"+long, ErrInvalidChunkSize, 400)
+	wantErr(t, cfg(Limits{FieldSize: 40}), "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;"+long, ErrInvalidChunkSize, 400)
 
 	// Normalisation.
 	if n := (Limits{RequestLine: 9000, Fields: -1, FieldSize: 0}).normalize(); n.requestLine != 8190 || n.fields != 32768 || n.fieldSize != 8190 {
@@ -363,7 +458,7 @@ func TestLimits(t *testing.T) {
 }
 
 func TestChunkedTrailers(t *testing.T) {
-	wire := "POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n" +
+	wire := "POST /t HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n" +
 		"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: abc \r\nX_Dropped: 1\r\nVary: *\r\n\r\n"
 	r := wantOK(t, nil, wire, 1)[0]
 	if r.Body != "hello world" || !r.Chunked || r.ContentLength != -1 {
@@ -400,14 +495,13 @@ func TestKeepAlive(t *testing.T) {
 		wire  string
 		close bool
 	}{
-		{"GET / HTTP/1.1\r\n\r\n", false},
-		{"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", true},
-		{"GET / HTTP/1.1\r\nConnection: keep-alive, CLOSE\r\n\r\n", true},
-		{"GET / HTTP/1.1\r\nConnection: Upgrade\r\nConnection: close\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nHost: a\r\n\r\n", false},
+		{"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, CLOSE\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nConnection: close\r\n\r\n", true},
 		{"GET / HTTP/1.0\r\n\r\n", true},
 		{"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", false},
 		{"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", true},
-		{"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", true},
 	} {
 		if r := wantOK(t, nil, tc.wire, 1)[0]; r.Close != tc.close {
 			t.Errorf("%q: Close = %v, want %v", tc.wire, r.Close, tc.close)
@@ -420,29 +514,29 @@ func TestKeepAlive(t *testing.T) {
 func TestConfigSwitches(t *testing.T) {
 	c := DefaultConfig()
 	c.PermitObsoleteFolding = true
-	r := wantOK(t, c, "GET / HTTP/1.1\r\nX: a\r\n  b \r\n\tc\r\n\r\n", 1)[0]
+	r := wantOK(t, c, "GET / HTTP/1.1\r\nX: a\r\n  b \r\n\tc\r\nHost: a\r\n\r\n", 1)[0]
 	if r.Headers[0][1] != "a b c" {
 		t.Errorf("folded value %q", r.Headers[0][1])
 	}
 
 	c = DefaultConfig()
 	c.HeaderMap = HeaderMapDangerous
-	if r := wantOK(t, c, "GET / HTTP/1.1\r\nX_Y: 1\r\n\r\n", 1)[0]; len(r.Headers) != 1 {
+	if r := wantOK(t, c, "GET / HTTP/1.1\r\nHost: a\r\nX_Y: 1\r\n\r\n", 1)[0]; len(r.Headers) != 2 {
 		t.Errorf("dangerous: headers %q", r.Headers)
 	}
 	c.HeaderMap = HeaderMapRefuse
-	wantErr(t, c, "GET / HTTP/1.1\r\nX_Y: 1\r\n\r\n", ErrInvalidHeaderName, 400)
+	wantErr(t, c, "GET / HTTP/1.1\r\nHost: a\r\nX_Y: 1\r\n\r\n", ErrInvalidHeaderName, 400)
 
 	c = DefaultConfig()
 	c.PermitUnconventionalVersion = true
-	if r := wantOK(t, c, "GET / HTTP/2.0\r\n\r\n", 1)[0]; r.Major != 2 {
+	if r := wantOK(t, c, "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 1)[0]; r.Major != 2 {
 		t.Errorf("version %d.%d", r.Major, r.Minor)
 	}
 
 	c = DefaultConfig()
 	c.PermitUnconventionalMethod = true
 	c.CasefoldMethod = true
-	if r := wantOK(t, c, "get / HTTP/1.1\r\n\r\n", 1)[0]; r.Method != "GET" {
+	if r := wantOK(t, c, "get / HTTP/1.1\r\nHost: a\r\n\r\n", 1)[0]; r.Method != "GET" {
 		t.Errorf("method %q", r.Method)
 	}
 }
@@ -453,20 +547,20 @@ func TestSchemeHeaders(t *testing.T) {
 		_, req, err := p.Parse([]byte(wire))
 		return req, err
 	}
-	r, err := run(true, "GET / HTTP/1.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Ssl: on\r\n\r\n")
+	r, err := run(true, "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Ssl: on\r\n\r\n")
 	if err != nil || r.Scheme != "https" {
 		t.Fatalf("agreeing headers: %v, scheme %q", err, r.Scheme)
 	}
-	_, err = run(true, "GET / HTTP/1.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: http\r\n\r\n")
+	_, err = run(true, "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: http\r\n\r\n")
 	if !errors.Is(err, ErrInvalidSchemeHeaders) {
 		t.Fatalf("conflict: %v", err)
 	}
-	r, err = run(false, "GET / HTTP/1.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Ssl: off\r\n\r\n")
+	r, err = run(false, "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Ssl: off\r\n\r\n")
 	if err != nil || r.Scheme != "" {
 		t.Fatalf("untrusted peer: %v, scheme %q", err, r.Scheme)
 	}
-	r, err = run(true, "GET / HTTP/1.1\r\nSCRIPT_NAME: /app\r\nX_Other: 1\r\n\r\n")
-	if err != nil || len(r.Headers) != 1 || string(r.Headers[0].Name) != "SCRIPT_NAME" {
+	r, err = run(true, "GET / HTTP/1.1\r\nSCRIPT_NAME: /app\r\nX_Other: 1\r\nHost: a\r\n\r\n")
+	if err != nil || len(r.Headers) != 2 || string(r.Headers[0].Name) != "SCRIPT_NAME" {
 		t.Fatalf("forwarder headers: %v, %q", err, r.Headers)
 	}
 
@@ -494,13 +588,16 @@ func TestProxyProtocol(t *testing.T) {
 	c := DefaultConfig()
 	c.ProxyProtocol = ProxyAuto
 	// The preamble is optional, even when the request starts like one.
-	for _, wire := range []string{"GET / HTTP/1.1\r\n\r\n", "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "PROXYX / HTTP/1.1\r\n\r\n"} {
+	for _, wire := range []string{"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", "PROXYX / HTTP/1.1\r\nHost: a\r\n\r\n"} {
 		wantOK(t, c, wire, 1)
 	}
-	wantErr(t, c, "\r\nGET / HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400)
+	// Empty lines may follow a preamble, not precede one.
+	wantOK(t, c, "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 1)
+	wantOK(t, c, "PROXY TCP4 1.2.3.4 1.2.3.4 1 1\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 1)
+	wantErr(t, c, "\r\nPROXY TCP4 1.2.3.4 1.2.3.4 1 1\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", ErrInvalidRequestLine, 400)
 	// Only before the first request, and not at all when off.
-	wantErr(t, c, "GET / HTTP/1.1\r\n\r\nPROXY TCP4 1.2.3.4 1.2.3.4 1 1\r\n", ErrInvalidRequestLine, 400)
-	wantErr(t, nil, "PROXY TCP4 1.2.3.4 1.2.3.4 1 1\r\nGET / HTTP/1.1\r\n\r\n", ErrInvalidRequestLine, 400)
+	wantErr(t, c, "GET / HTTP/1.1\r\nHost: a\r\n\r\nPROXY TCP4 1.2.3.4 1.2.3.4 1 1\r\n", ErrInvalidRequestLine, 400)
+	wantErr(t, nil, "PROXY TCP4 1.2.3.4 1.2.3.4 1 1\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", ErrInvalidRequestLine, 400)
 	if p := (&Parser{}); func() bool { _, ok := p.Proxy(); return ok }() {
 		t.Error("Proxy() reports a preamble on a fresh Parser")
 	}
@@ -532,11 +629,11 @@ func TestToHTTP(t *testing.T) {
 	if err != nil || hr.Host != "h.example" || !hr.Close || hr.Body != nil && hr.ContentLength != 0 {
 		t.Errorf("origin-form: %v %+v", err, hr)
 	}
-	hr, err = ToHTTP(context.Background(), mustParse(t, "CONNECT [::1]:443 HTTP/1.1\r\n\r\n"), "")
+	hr, err = ToHTTP(context.Background(), mustParse(t, "CONNECT [::1]:443 HTTP/1.1\r\nHost: a\r\n\r\n"), "")
 	if err != nil || hr.Host != "[::1]:443" || hr.URL.Host != "[::1]:443" {
 		t.Errorf("CONNECT: %v %+v", err, hr)
 	}
-	if _, err := ToHTTP(context.Background(), mustParse(t, "GET /%zz HTTP/1.1\r\n\r\n"), ""); !errors.Is(err, ErrInvalidRequestLine) {
+	if _, err := ToHTTP(context.Background(), mustParse(t, "GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n"), ""); !errors.Is(err, ErrInvalidRequestLine) {
 		t.Errorf("bad escape: %v", err)
 	}
 }
@@ -560,7 +657,7 @@ func TestReuseAndRelease(t *testing.T) {
 	}
 
 	// Release mid-request keeps the state.
-	p.Parse([]byte("POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nab"))
+	p.Parse([]byte("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab"))
 	p.Release()
 	if _, r, err := p.Parse([]byte("cd")); err != nil || r == nil || string(r.Body) != "abcd" {
 		t.Fatalf("Parse after mid-request Release: %v %v", r, err)
@@ -568,7 +665,7 @@ func TestReuseAndRelease(t *testing.T) {
 
 	// Errors are sticky until Reset.
 	_, _, err = p.Parse([]byte("BAD\r\n"))
-	if _, _, err2 := p.Parse([]byte("GET / HTTP/1.1\r\n\r\n")); err == nil || err2 != err {
+	if _, _, err2 := p.Parse([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n")); err == nil || err2 != err {
 		t.Fatalf("errors not sticky: %v, %v", err, err2)
 	}
 	p.Reset()
@@ -578,7 +675,7 @@ func TestReuseAndRelease(t *testing.T) {
 }
 
 func TestRequestOwnsNoCallerMemory(t *testing.T) {
-	buf := []byte("POST /p HTTP/1.1\r\nName: value\r\nContent-Length: 3\r\n\r\nabc")
+	buf := []byte("POST /p HTTP/1.1\r\nName: value\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
 	p := &Parser{}
 	_, r, err := p.Parse(buf)
 	if err != nil || r == nil {

@@ -97,7 +97,7 @@ var proxyBad = []struct{ name, in string }{
 // caller that re-parses what it has received so far would, and to a Parser
 // in front of a request.
 func TestParseProxy(t *testing.T) {
-	const req = "GET / HTTP/1.1\r\n\r\n"
+	const req = "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 	auto := DefaultConfig()
 	auto.ProxyProtocol = ProxyAuto
 	for _, tc := range proxyGood {

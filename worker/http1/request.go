@@ -27,9 +27,15 @@ type Request struct {
 
 	Major, Minor int
 
+	// Blank is how many bytes of empty lines before the request-line the
+	// Parser skipped (RFC 9112 section 2.2): a Screen drops them.
+	Blank int
+
 	Headers []Header // in wire order, duplicates kept; see Config.HeaderMap
 
-	// Host is the value of the Host field, nil if there was none.
+	// Host is the value of the Host field, nil if there was none (only
+	// possible before HTTP/1.1). An absolute-form Target names the host
+	// too, and wins: ToHTTP takes it from there (RFC 9112 section 3.2.2).
 	Host []byte
 
 	// ContentLength is the declared Content-Length, -1 if there was none
@@ -39,10 +45,14 @@ type Request struct {
 	Chunked bool // the body arrived with the chunked transfer coding
 
 	// Close is set when the connection must be closed after the response:
-	// "Connection: close", HTTP/1.0 without "Connection: keep-alive", or a
-	// transfer coding other than chunked. The Parser discards whatever
-	// follows such a request.
+	// "Connection: close", or HTTP/1.0 without "Connection: keep-alive".
+	// The Parser discards whatever follows such a request.
 	Close bool
+
+	// Upgrade is set when the request has an Upgrade field: it asks to
+	// switch protocols, and if the handler agrees, what follows on the
+	// connection is no longer HTTP/1.1.
+	Upgrade bool
 
 	// Expect100 is set for "Expect: 100-continue" in an HTTP/1.1 request.
 	// See Parser.NeedContinue.

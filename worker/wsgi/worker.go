@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/corral-server/corral/worker"
-	"github.com/corral-server/corral/worker/frontend"
 )
 
 // Class is the worker type's name: -k wsgi.
@@ -19,8 +18,7 @@ const Class = "wsgi"
 func init() { worker.Register(Class, func() worker.Worker { return new(wsgiWorker) }) }
 
 // wsgiWorker is -k wsgi: the worker's Go side serves every front end
-// through an event worker (or, for front ends the event loops do not
-// speak, FastCGI and PROXY, a goroutine worker), and its handler, the App,
+// through an event worker, and its handler, the App,
 // runs each request in the worker's Python process. --threads is Python's
 // (requests the app runs at once); the Go side has one event loop.
 type wsgiWorker struct {
@@ -35,7 +33,7 @@ func (w *wsgiWorker) LoadApp(p *worker.Process) (http.Handler, error) {
 	if err := worker.CloseOnExec(); err != nil {
 		return nil, err
 	}
-	w.front = frontWorker(cfg)
+	w.front = frontWorker()
 	threads := max(cfg.Threads, 1)
 	// The event loops: one, with handlers on the pool, since each one
 	// waits for Python. GOMAXPROCS 2: one P for the loop, which blocks in
@@ -69,23 +67,10 @@ func (w *wsgiWorker) CheckApp(cfg *worker.Config) error {
 	return app.Close(5 * time.Second)
 }
 
-// frontWorker is the worker type that serves the listeners: event when it
-// speaks every one's protocol, else goroutine.
-func frontWorker(cfg *worker.Config) worker.Worker {
-	class := "event"
-	for _, l := range cfg.Listeners {
-		proto := l.Protocol
-		if proto == "" {
-			proto = cfg.Protocol
-		}
-		if proto == "" {
-			proto = frontend.ProtocolHTTP
-		}
-		if worker.Serves("event", proto, cfg.ProxyProtocol) != nil {
-			class = "goroutine"
-		}
-	}
-	c, _ := worker.Lookup(class)
+// frontWorker is the worker type that serves the listeners: event, which
+// speaks every front end.
+func frontWorker() worker.Worker {
+	c, _ := worker.Lookup("event")
 	return c()
 }
 

@@ -1,0 +1,129 @@
+package worker
+
+import (
+	"bufio"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/corral-server/corral/worker/frontend"
+	"github.com/corral-server/corral/worker/http1"
+)
+
+// TestGoroutineLimits: the goroutine worker refuses what the sync and event
+// workers refuse, with the same answers, and closes.
+func TestGoroutineLimits(t *testing.T) {
+	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second, LimitRequestLine: 100,
+		LimitRequestFields: 5, LimitRequestFieldSize: 200, MaxBody: 10})
+	addr, _ := serveTest(t, p, new(goroutineWorker))
+	checkRefusals(t, addr)
+}
+
+// TestGoroutineRefusalAfterResponse: a refused request behind one whose
+// handler is still running is answered after that handler's response, and
+// the handler's request is not cancelled for it.
+func TestGoroutineRefusalAfterResponse(t *testing.T) {
+	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second})
+	addr, _ := serveTest(t, p, new(goroutineWorker))
+	c := dialTest(t, addr, 10*time.Second)
+	io.WriteString(c, "GET /sleep?d=300ms HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n")
+	br := bufio.NewReader(c)
+	if res, body := readResponse(t, br); res.StatusCode != 200 || body != "slept" {
+		t.Fatalf("first response: %d %q", res.StatusCode, body)
+	}
+	if res, _ := readResponse(t, br); res.StatusCode != 400 || !res.Close {
+		t.Fatalf("second response: %d close=%v, want 400 and a close", res.StatusCode, res.Close)
+	}
+	if ok, got := closedAfter(br, c, 2*time.Second); !ok {
+		t.Fatalf("not closed: %q", got)
+	}
+}
+
+// TestGoroutinePipelinedDuringHandler: a request that arrives while the
+// handler of the one before runs is read by net/http's background read,
+// which hands it to the Screen: served after, or refused after, that
+// handler's response.
+func TestGoroutinePipelinedDuringHandler(t *testing.T) {
+	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second})
+	addr, _ := serveTest(t, p, new(goroutineWorker))
+	for next, want := range map[string]int{
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n":               200,
+		"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n": 400,
+	} {
+		c := dialTest(t, addr, 10*time.Second)
+		io.WriteString(c, "GET /sleep?d=300ms HTTP/1.1\r\nHost: x\r\n\r\n")
+		time.Sleep(100 * time.Millisecond)
+		io.WriteString(c, next)
+		br := bufio.NewReader(c)
+		if res, body := readResponse(t, br); res.StatusCode != 200 || body != "slept" {
+			t.Fatalf("%q: first response %d %q", next, res.StatusCode, body)
+		}
+		if res, _ := readResponse(t, br); res.StatusCode != want {
+			t.Fatalf("%q: second response %d, want %d", next, res.StatusCode, want)
+		}
+	}
+}
+
+// TestGoroutineEmptyLines: an empty line before a request-line is skipped,
+// on a fresh connection and between kept requests (net/http alone would
+// answer 400 to the first).
+func TestGoroutineEmptyLines(t *testing.T) {
+	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second})
+	addr, _ := serveTest(t, p, new(goroutineWorker))
+	c := dialTest(t, addr, 10*time.Second)
+	io.WriteString(c, "\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	for _, want := range []string{"hi", "hello"} {
+		if res, body := readResponse(t, br); res.StatusCode != 200 || body != want {
+			t.Fatalf("%d %q, want 200 %q", res.StatusCode, body, want)
+		}
+	}
+}
+
+// BenchmarkGoroutineKeepAlive is the cost of the Screen: net/http serving
+// keep-alive requests on one connection over loopback, read plainly and
+// through a Screen, as the goroutine worker reads them.
+func BenchmarkGoroutineKeepAlive(b *testing.B) {
+	for _, screened := range []bool{false, true} {
+		name := "plain"
+		if screened {
+			name = "screened"
+		}
+		b.Run(name, func(b *testing.B) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			cfg := parserConfig(&Process{Config: &Config{}})
+			srv := &http.Server{Handler: testHandler(), ConnState: func(c net.Conn, s http.ConnState) {
+				c.(*trackedConn).inState(s)
+			}}
+			go srv.Serve(benchListener{l, cfg, screened})
+			defer srv.Close()
+			benchKeepAlive(b, l.Addr().String())
+		})
+	}
+}
+
+// benchListener wraps connections as the goroutine worker's drainListener.
+type benchListener struct {
+	net.Listener
+	cfg      *http1.Config
+	screened bool
+}
+
+func (l benchListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{BaseConn: frontend.BaseConn{Conn: c}}
+	if l.screened {
+		tc.screen = &screenedConn{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		tc.screen.s.Parser.Config = l.cfg
+	}
+	return tc, nil
+}
