@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -54,4 +55,28 @@ func TestScaleUpAndDownUnderLoad(t *testing.T) {
 	s.signal(syscall.SIGTTIN)
 	s.waitWorkers(2, 10*time.Second)
 	s.waitLog(`Scaling: 2 -> 1 workers`, 20*time.Second)
+}
+
+// A Python herd that knows nothing of corral scales from the accept queue
+// of corral's own listener, and shrinks once the load stops.
+func TestScaleExecPythonFromTheAcceptQueue(t *testing.T) {
+	s, _ := startExec(t, []string{"-w", "1:3", "--scale-down-delay", "1", "-b", "127.0.0.1:0", "--ready", "notify",
+		"--", python(t), "examples/python/app.py"},
+		func(c *exec.Cmd) {
+			c.Dir = repoRoot
+			c.Env = append(c.Env, "APP_SERIAL=1", "APP_SLEEP=0.05")
+		})
+	s.waitLog(`Ready: 1 workers serving`, 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	done := make(chan *loadResult, 1)
+	go func() { done <- closeLoad(ctx, "tcp", s.Addr, 6, 3000, "/") }()
+	s.waitLog(`Scaling: 2 -> 3 workers: \d+ connections waiting in the accept queue`, 25*time.Second)
+	s.waitWorkers(3, 10*time.Second)
+	cancel()
+	if r := <-done; r.failed() != 0 || r.ok < 20 {
+		t.Fatalf("load: %s", r)
+	}
+	s.waitLog(`Scaling: 2 -> 1 workers: busy share under 30% for 1s`, 20*time.Second)
+	s.waitWorkers(1, 10*time.Second)
 }

@@ -12,6 +12,8 @@ keep-alive connection with "Connection: close", and closes connections idle for 
 GET / answers with the worker's pid. For corral's tests:
   APP_NO_READY=1               never send READY=1
   APP_WATCHDOG_STOP_AFTER=SEC  stop sending WATCHDOG=1 after SEC seconds
+  APP_SERIAL=1                 one connection at a time, as a sync worker (connections wait in the backlog)
+  APP_SLEEP=SEC                every request takes SEC seconds more
 """
 import os
 import select
@@ -64,6 +66,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
+        time.sleep(float(os.environ.get("APP_SLEEP", "0")))
         body = str(os.getpid()).encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
@@ -96,7 +99,11 @@ class Handler(BaseHTTPRequestHandler):
         pass  # no access log
 
 
-class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+# A thread per connection, or with APP_SERIAL one connection at a time.
+ServerBase = socketserver.TCPServer if os.environ.get("APP_SERIAL") else socketserver.ThreadingTCPServer
+
+
+class Server(ServerBase):
     """A TCPServer over an inherited listening socket (TCP or unix)."""
 
     def __init__(self, sock):
