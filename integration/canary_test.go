@@ -105,3 +105,27 @@ func TestCanaryRollsBackAFailingGeneration(t *testing.T) {
 		t.Errorf("%d workers after the rollback, want 3", n)
 	}
 }
+
+// A canary reload of a good generation: one canary for the window, then
+// the rest, with every request answered 200.
+func TestCanaryPromotesAGoodGeneration(t *testing.T) {
+	s := start(t, corralBin, []string{"-w", "3", "-k", "sync", "-b", "127.0.0.1:0",
+		"--reload-canary", "1", "--canary-window", "2", "demo"})
+	s.waitLog(`Ready: 3 workers serving`, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan map[int]int, 1)
+	go func() { done <- statusLoad(ctx, s.Addr, "/fail", 4, 20000) }()
+	time.Sleep(300 * time.Millisecond)
+	s.signal(syscall.SIGHUP)
+	s.waitLog(`Canary: 1 workers of generation 2 ready; watching them for 2s`, 10*time.Second)
+	if strings.Contains(s.log.String(), "Reload complete") {
+		t.Fatal("the reload completed before the canary's window")
+	}
+	s.waitLog(`Canary: generation 2 passed 2s; replacing the rest`, 10*time.Second)
+	s.waitLog(`Reload complete: generation 2, 3 workers serving`, 15*time.Second)
+	cancel()
+	if counts := <-done; counts[200] < 50 || len(counts) != 1 {
+		t.Fatalf("answers by status: %v; want 200 only", counts)
+	}
+}
