@@ -1,6 +1,9 @@
 package arbiter
 
 import (
+	"github.com/corral-server/corral/internal/control"
+
+	"syscall"
 	"testing"
 	"time"
 )
@@ -147,5 +150,26 @@ func TestBoundedTarget(t *testing.T) {
 	a.cfg = &Config{Workers: 2}
 	if got := a.bounded(7); got != 7 {
 		t.Errorf("a fixed count: bounded(7) = %d, want 7", got)
+	}
+}
+
+func TestScaleSignalsAndControlStayWithinBounds(t *testing.T) {
+	cfg := testConfig(2)
+	cfg.MaxWorkers = 3
+	h := newDecisionTest(t, cfg)
+	withControl(h)
+	h.boot() // 101, 102
+	h.signal(syscall.SIGTTOU)
+	if h.a.target != 2 {
+		t.Fatalf("TTOU at the minimum: target %d, want 2", h.a.target)
+	}
+	h.signal(syscall.SIGTTIN, syscall.SIGTTIN)
+	if h.a.target != 3 || h.a.scale.cause != "ttin" {
+		t.Fatalf("two TTINs under a maximum of 3: target %d (cause %q), want 3 for ttin", h.a.target, h.a.scale.cause)
+	}
+	ch := h.send(control.Request{Cmd: control.CmdWorkers, N: 9})
+	h.a.handleCommands()
+	if r := h.answer(ch); !r.OK || r.Message != "workers: 3 -> 3 (-w 2:3 bounds it)" {
+		t.Fatalf("workers 9: %+v", r)
 	}
 }
