@@ -1,11 +1,11 @@
 package arbiter
 
 import (
-	"github.com/corral-server/corral/internal/control"
-
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corral-server/corral/internal/control"
 )
 
 // scaleRun feeds scale one sample every scaleEvery on a fake clock, and
