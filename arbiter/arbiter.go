@@ -166,6 +166,7 @@ type Arbiter struct {
 	lastRecycle  time.Time
 	scale        scaler       // -w MIN:MAX: the load-driven target's state (autoscale.go)
 	canary       *canaryState // --reload-canary: the reload on trial (canary.go); nil for none
+	canaryAsked  int          // corral ctl reload --canary N: the next reload's count, over the configuration's
 
 	upgrade    *upgradeChild  // a new arbiter started by USR2
 	parent     *upgradeParent // the arbiter this one takes over from
@@ -515,7 +516,11 @@ func (a *Arbiter) reload(reason string) error {
 	a.reloadAt = a.sys.now()
 	a.reloadReason = reason
 	a.canary = nil
-	if n := cfg.ReloadCanary; n > 0 && n < a.target {
+	n := cfg.ReloadCanary
+	if a.canaryAsked > 0 {
+		n, a.canaryAsked = a.canaryAsked, 0
+	}
+	if n > 0 && n < a.target {
 		a.canary = &canaryState{gen: a.generation, n: n}
 		a.log.Info(fmt.Sprintf("Canary: generation %d starts with %d of %d workers", a.generation, n, a.target))
 	}

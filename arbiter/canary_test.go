@@ -5,6 +5,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corral-server/corral/internal/control"
 )
 
 // canaryTurn is a turn of the loop with the canary's watch, as the loop
@@ -92,4 +94,27 @@ func TestCanaryBootFailureAbortsTheReload(t *testing.T) {
 	if !strings.Contains(h.log.String(), "Reload failed") {
 		t.Fatalf("log:\n%s", h.log.String())
 	}
+}
+
+func TestCanaryAskedByControl(t *testing.T) {
+	cfg := testConfig(3)
+	cfg.CanaryWindow = 10 * time.Second
+	h := newDecisionTest(t, cfg)
+	withControl(h)
+	h.boot()
+	ch := h.send(control.Request{Cmd: control.CmdReload, Canary: 1, Wait: 60})
+	h.a.handleCommands()
+	h.noAnswer(ch)
+	h.want(h.canaryTurn(), "spawn") // one canary, though the configuration asks for none
+	h.ready(104)
+	h.want(h.canaryTurn(), "stop 101 TERM")
+	h.a.canary.failure = "a test says so"
+	h.want(h.canaryTurn(), "roll back", "spawn")
+	if r := h.answer(ch); r.Result != control.ResultFailed || !strings.Contains(r.Error, "rolled back: a test says so") {
+		t.Fatalf("answer %+v", r)
+	}
+	// The next reload is a whole one again (105, still booting, is
+	// superseded).
+	h.signal(syscall.SIGHUP)
+	h.want(h.canaryTurn(), "stop 105 TERM", "spawn", "spawn", "spawn")
 }

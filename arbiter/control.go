@@ -372,7 +372,10 @@ func (a *Arbiter) command(cmd *command) (resp control.Response, ok bool) {
 	switch r.Cmd {
 	case control.CmdReload:
 		a.log.Info("Reload asked by corral ctl")
-		if err := a.reload("corral ctl"); err != nil {
+		a.canaryAsked = r.Canary
+		err := a.reload("corral ctl")
+		a.canaryAsked = 0 // taken by the reload, or refused with it
+		if err != nil {
 			resp = a.refuse(err)
 			resp.Result = control.ResultFailed
 			return resp, true

@@ -55,6 +55,9 @@ type Request struct {
 	Wait float64 `json:"wait,omitempty"`
 	// Quick is stop's quick stop (QUIT) rather than the graceful one.
 	Quick bool `json:"quick,omitempty"`
+	// Canary, for reload, is how many workers it replaces first and
+	// watches (--reload-canary for this reload); 0: the configuration's.
+	Canary int `json:"canary,omitempty"`
 }
 
 // The results of a reload or an upgrade.
@@ -147,7 +150,9 @@ const Usage = `commands:
   status                  the arbiter and a table of its workers
   listeners               the listening sockets and their accept queues
   top                     the status table, refreshed every second, until q or Ctrl-C
-  reload [--wait[=D]]     a new generation of workers (HUP); --wait: answer once it completed or failed
+  reload [--wait[=D]] [--canary N]
+                          a new generation of workers (HUP); --wait: answer once it completed or failed;
+                          --canary: replace N workers first and watch them (--reload-canary)
   upgrade [--wait[=D]]    a new arbiter from the binary on disk (USR2); --wait: once it serves or failed
   workers N | +N | -N     set the number of workers, or add or remove some
   worker stop PID         replace that worker: its replacement starts first, as a recycle
@@ -173,7 +178,20 @@ func Parse(args []string) (Request, error) {
 		}
 		return r, noMore(cmd, rest)
 	case CmdReload, CmdUpgrade:
-		for _, a := range rest {
+		for i := 0; i < len(rest); i++ {
+			a := rest[i]
+			if name, v, has := strings.Cut(a, "="); cmd == CmdReload && (name == "--canary" || name == "-canary") {
+				if !has && i+1 < len(rest) {
+					i++
+					v = rest[i]
+				}
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 1 {
+					return r, fmt.Errorf("reload: --canary wants a count of workers, 1 or more, got %q", v)
+				}
+				r.Canary = n
+				continue
+			}
 			d, err := parseWait(a)
 			if err != nil {
 				return r, fmt.Errorf("%s: %v", cmd, err)
@@ -274,6 +292,9 @@ func (r *Request) Check() error {
 	}
 	if r.Wait < 0 {
 		return fmt.Errorf("wait must be 0 or more seconds, got %v", r.Wait)
+	}
+	if r.Canary < 0 || (r.Canary > 0 && r.Cmd != CmdReload) {
+		return fmt.Errorf("canary is a reload's count of workers, 0 or more; got %d for %s", r.Canary, r.Cmd)
 	}
 	return nil
 }

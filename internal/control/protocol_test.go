@@ -23,6 +23,8 @@ func TestParse(t *testing.T) {
 		{"reload", Request{V: 1, Cmd: CmdReload}},
 		{"reload --wait", Request{V: 1, Cmd: CmdReload, Wait: DefaultWait.Seconds()}},
 		{"reload --wait=30s", Request{V: 1, Cmd: CmdReload, Wait: 30}},
+		{"reload --canary 2", Request{V: 1, Cmd: CmdReload, Canary: 2}},
+		{"reload --wait --canary=1", Request{V: 1, Cmd: CmdReload, Wait: DefaultWait.Seconds(), Canary: 1}},
 		{"upgrade --wait=2.5", Request{V: 1, Cmd: CmdUpgrade, Wait: 2.5}},
 		{"workers 4", Request{V: 1, Cmd: CmdWorkers, N: 4}},
 		{"workers +2", Request{V: 1, Cmd: CmdWorkers, N: 2, Delta: true}},
@@ -81,6 +83,8 @@ func TestCheck(t *testing.T) {
 		{Request{V: 1, Cmd: CmdWorkers, N: 0}, "1 or more"},
 		{Request{V: 1, Cmd: CmdWorkerStop}, "wants a pid"},
 		{Request{V: 1, Cmd: CmdReload, Wait: -1}, "0 or more"},
+		{Request{V: 1, Cmd: CmdReload, Canary: -1}, "canary"},
+		{Request{V: 1, Cmd: CmdUpgrade, Canary: 1}, "canary"},
 	} {
 		if err := c.r.Check(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Check(%+v): %v, want an error with %q", c.r, err, c.want)
