@@ -28,6 +28,9 @@ type loadSample struct {
 	queued  int     // connections waiting in the listeners' accept queues
 	share   float64 // sync: the share of ready workers with a request in flight; goroutine, event: the share of --worker-connections open
 	booting int     // workers of the target's count not ready yet
+	// The herd's PSS, and what one worker more would add (the mean of
+	// theirs), when --max-memory sets a budget; 0 without one.
+	memory, perWorker uint64
 }
 
 // scaler is the rule's state between samples, owned by the loop.
@@ -36,6 +39,7 @@ type scaler struct {
 	mean     float64   // the busy share's moving mean
 	high     int       // samples in a row that wanted a worker more
 	lowSince time.Time // since when every sample was under the low mark; zero: the last was not
+	held     bool      // a step up is held back by --max-memory (and the log said so)
 	stepped  time.Time // the last step, or the start
 	cause    string    // why the target last changed, in a word: queue, busy, idle, bounds, ttin, ttou, ctl, winch, reload; "" for never
 	why      string    // the same, as the log says it
@@ -55,9 +59,10 @@ type scaleStep struct {
 // worker when work waits (a non-empty accept queue, or a busy share above
 // highMark) scaleUpTicks samples in a row and no worker is still booting;
 // it removes one when every sample for delay was under lowMark with an
-// empty queue. Between two steps, scaleCooldown at least; after a step
+// empty queue. It adds none that would take the herd's memory over budget
+// (--max-memory; 0 for none): a held step has a why and no delta. Between two steps, scaleCooldown at least; after a step
 // the low period counts anew, so a herd shrinks by one per delay.
-func scale(st scaler, s loadSample, now time.Time, n, lo, hi int, delay time.Duration) (scaler, scaleStep) {
+func scale(st scaler, s loadSample, now time.Time, n, lo, hi int, delay time.Duration, budget int64) (scaler, scaleStep) {
 	if st.sampled.IsZero() {
 		st.mean = s.share
 	} else {
@@ -68,7 +73,7 @@ func scale(st scaler, s loadSample, now time.Time, n, lo, hi int, delay time.Dur
 	if waits {
 		st.high++
 	} else {
-		st.high = 0
+		st.high, st.held = 0, false
 	}
 	if !waits && s.queued == 0 && st.mean < lowMark {
 		if st.lowSince.IsZero() {
@@ -84,6 +89,13 @@ func scale(st scaler, s loadSample, now time.Time, n, lo, hi int, delay time.Dur
 		step = scaleStep{1, "bounds", fmt.Sprintf("under the minimum %d", lo)}
 	case n > hi:
 		step = scaleStep{-1, "bounds", fmt.Sprintf("over the maximum %d", hi)}
+	case n < hi && st.high >= scaleUpTicks && s.booting == 0 && cooled && budget > 0 && s.memory+s.perWorker > uint64(budget):
+		// Held: one worker more would cross --max-memory. Said once per hold.
+		if !st.held {
+			step.why = fmt.Sprintf("held at %d workers: one more (%s) would take the herd's %s over --max-memory %s",
+				n, mib(s.perWorker), mib(s.memory), mib(uint64(budget)))
+		}
+		st.held = true
 	case n < hi && st.high >= scaleUpTicks && s.booting == 0 && cooled:
 		if s.queued > 0 {
 			step = scaleStep{1, "queue", fmt.Sprintf("%d connections waiting in the accept queue", s.queued)}
@@ -128,6 +140,7 @@ func (a *Arbiter) sampleLoad() loadSample {
 			continue
 		}
 		ready++
+		s.memory += w.proc.PSS
 		b := w.heartbeat.Board()
 		if b == nil {
 			continue // an exec worker: the queue tells
@@ -145,6 +158,10 @@ func (a *Arbiter) sampleLoad() loadSample {
 	}
 	if ready > 0 {
 		s.share = used / (float64(ready) * perWorker)
+		s.perWorker = s.memory / uint64(ready)
+	}
+	if a.cfg.MaxMemory <= 0 {
+		s.memory, s.perWorker = 0, 0
 	}
 	return s
 }
@@ -156,9 +173,12 @@ func (a *Arbiter) autoscale() {
 	if !a.cfg.scaling() || a.stopping || a.target == 0 || now.Sub(a.scale.sampled) < scaleEvery {
 		return
 	}
-	st, step := scale(a.scale, a.sampleLoad(), now, a.target, a.cfg.Workers, a.cfg.MaxWorkers, a.cfg.ScaleDownDelay)
+	st, step := scale(a.scale, a.sampleLoad(), now, a.target, a.cfg.Workers, a.cfg.MaxWorkers, a.cfg.ScaleDownDelay, a.cfg.MaxMemory)
 	a.scale = st
 	if step.delta == 0 {
+		if step.why != "" {
+			a.log.Warn("Scaling: " + step.why)
+		}
 		return
 	}
 	old := a.target

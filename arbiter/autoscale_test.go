@@ -17,6 +17,8 @@ type scaleRun struct {
 	n      int
 	lo, hi int
 	delay  time.Duration
+	budget int64
+	held   bool // a step was held by the budget
 	steps  []scaleStep
 }
 
@@ -28,7 +30,8 @@ func newScaleRun(t *testing.T, n, lo, hi int, delay time.Duration) *scaleRun {
 func (r *scaleRun) feed(s loadSample, d time.Duration) int {
 	for end := r.now.Add(d); r.now.Before(end); r.now = r.now.Add(scaleEvery) {
 		var step scaleStep
-		r.st, step = scale(r.st, s, r.now, r.n, r.lo, r.hi, r.delay)
+		r.st, step = scale(r.st, s, r.now, r.n, r.lo, r.hi, r.delay, r.budget)
+		r.held = r.held || step.why != "" && step.delta == 0
 		if step.delta != 0 {
 			if step.delta != 1 && step.delta != -1 {
 				r.t.Fatalf("a step of %d: %+v", step.delta, step)
@@ -171,5 +174,19 @@ func TestScaleSignalsAndControlStayWithinBounds(t *testing.T) {
 	h.a.handleCommands()
 	if r := h.answer(ch); !r.OK || r.Message != "workers: 3 -> 3 (-w 2:3 bounds it)" {
 		t.Fatalf("workers 9: %+v", r)
+	}
+}
+
+func TestScaleKeepsToTheMemoryBudget(t *testing.T) {
+	r := newScaleRun(t, 2, 1, 8, time.Minute)
+	r.budget = 250 << 20
+	// 2 workers of 100 MiB: a third would take the herd to 300 MiB.
+	heavy := loadSample{queued: 4, share: 1, memory: 200 << 20, perWorker: 100 << 20}
+	if n := r.feed(heavy, 10*time.Second); n != 2 || !r.held {
+		t.Fatalf("over the budget: %d workers (held %v), want 2, held", n, r.held)
+	}
+	light := loadSample{queued: 4, share: 1, memory: 100 << 20, perWorker: 50 << 20}
+	if n := r.feed(light, scaleEvery); n != 3 {
+		t.Fatalf("within the budget: %d workers, want 3", n)
 	}
 }

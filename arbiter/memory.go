@@ -21,11 +21,12 @@ const (
 )
 
 // measureMemory reads the PSS of the workers that serve, at most every
-// procEvery each, and notes since when each one is above the limit.
+// procEvery each (for --max-worker-memory, and for the autoscaler's
+// --max-memory budget), and notes since when each one is above the limit.
 func (a *Arbiter) measureMemory() {
 	limit := a.cfg.MaxWorkerMemory
-	if limit <= 0 || a.stopping {
-		return
+	if (limit <= 0 && !(a.cfg.scaling() && a.cfg.MaxMemory > 0)) || a.stopping {
+		return // neither a worker's limit nor a budget the autoscaler keeps to
 	}
 	now := a.sys.now()
 	for _, w := range a.workers {
@@ -38,7 +39,9 @@ func (a *Arbiter) measureMemory() {
 			}
 			w.procAt = now
 		}
-		w.noteMemory(now, limit)
+		if limit > 0 {
+			w.noteMemory(now, limit)
+		}
 	}
 }
 
