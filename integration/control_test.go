@@ -151,6 +151,28 @@ func TestControlCommands(t *testing.T) {
 		t.Errorf("ping: %q", out)
 	}
 
+	checkCtlStatus(t, s, sock)
+	st := checkCtlWorkers(t, s, sock)
+	checkCtlWorkerStop(t, s, sock, st.Workers[0].Pid)
+	checkCtlMisc(t, s, sock)
+	checkCtlScript(t, sock)
+	// stop: answered, then the arbiter exits 0 and removes the socket.
+	if out := mustCtl(t, sock, "stop"); !strings.Contains(out, "stopping (graceful)") {
+		t.Errorf("stop: %q", out)
+	}
+	if code := s.wait(15 * time.Second); code != 0 {
+		t.Errorf("exit code %d after ctl stop", code)
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("control socket left behind: %v", err)
+	}
+	if code, _, errOut := ctl(t, sock, "ping"); code != 2 || !strings.Contains(errOut, "cannot connect") {
+		t.Errorf("ping with no arbiter: exit %d, %q; want 2", code, errOut)
+	}
+}
+
+// checkCtlStatus: status, with a request in flight, and listeners.
+func checkCtlStatus(t *testing.T, s *server, sock string) {
 	// status: the arbiter's line and a row per worker.
 	out := mustCtl(t, sock, "status")
 	if !strings.Contains(out, fmt.Sprintf("arbiter pid %d, version ", s.Pid)) || !strings.Contains(out, "generation 1, target 2 workers, running") {
@@ -201,11 +223,15 @@ func TestControlCommands(t *testing.T) {
 		t.Errorf("listeners:\n%s", out)
 	}
 
+}
+
+// checkCtlWorkers: workers N, +N, -N; status lists what pgrep finds.
+func checkCtlWorkers(t *testing.T, s *server, sock string) *control.Status {
 	// workers 4, then status lists exactly the processes pgrep finds.
 	if out := mustCtl(t, sock, "workers", "4"); !strings.Contains(out, "workers: 2 -> 4") {
 		t.Errorf("workers 4: %q", out)
 	}
-	st = waitStatus(t, sock, 10*time.Second, "4 ready workers", allReady(4))
+	st := waitStatus(t, sock, 10*time.Second, "4 ready workers", allReady(4))
 	if got, want := workerPids(st), pgrepChildren(t, s.Pid); !slices.Equal(got, want) || len(got) != 4 {
 		t.Errorf("status lists %v, pgrep -P %d finds %v", got, s.Pid, want)
 	}
@@ -223,11 +249,15 @@ func TestControlCommands(t *testing.T) {
 		t.Errorf("workers 0: exit %d, %q; want 2 and the reason", code, errOut)
 	}
 
+	return st
+}
+
+// checkCtlWorkerStop: worker stop PID replaces the worker, replacement first.
+func checkCtlWorkerStop(t *testing.T, s *server, sock string, victim int) {
 	// worker stop PID: a replacement first, then the worker goes.
-	victim := st.Workers[0].Pid
 	mustCtl(t, sock, "worker", "stop", strconv.Itoa(victim))
 	s.waitLog(fmt.Sprintf(`Worker \(pid:%d\) exited with code 0`, victim), 10*time.Second)
-	st = waitStatus(t, sock, 10*time.Second, "4 workers again", allReady(4))
+	st := waitStatus(t, sock, 10*time.Second, "4 workers again", allReady(4))
 	if slices.Contains(workerPids(st), victim) {
 		t.Errorf("worker %d still listed after worker stop", victim)
 	}
@@ -239,10 +269,14 @@ func TestControlCommands(t *testing.T) {
 		t.Errorf("worker stop of a gone pid: exit %d, %q", code, errOut)
 	}
 
+}
+
+// checkCtlMisc: reopen-logs, config, reload with and without --wait, --json.
+func checkCtlMisc(t *testing.T, s *server, sock string) {
 	// reopen-logs, config
 	mustCtl(t, sock, "reopen-logs")
 	s.waitLog(`Reopening log files`, 5*time.Second)
-	out = mustCtl(t, sock, "config")
+	out := mustCtl(t, sock, "config")
 	if !strings.Contains(out, `control-socket = "`+sock+`"`) || !strings.Contains(out, `workers = 2`) || !strings.Contains(out, `# app: "demo"`) {
 		t.Errorf("config:\n%s", out)
 	}
@@ -264,6 +298,10 @@ func TestControlCommands(t *testing.T) {
 		t.Errorf("ping --json: exit %d, %q", code, out)
 	}
 
+}
+
+// checkCtlScript: hand-written requests, as socat sends them.
+func checkCtlScript(t *testing.T, sock string) {
 	// A script's request: no "v", by socat's way of a line.
 	rc, err := dialControl(sock)
 	if err != nil {
@@ -283,19 +321,6 @@ func TestControlCommands(t *testing.T) {
 	}
 	rc.c.Close()
 
-	// stop: answered, then the arbiter exits 0 and removes the socket.
-	if out := mustCtl(t, sock, "stop"); !strings.Contains(out, "stopping (graceful)") {
-		t.Errorf("stop: %q", out)
-	}
-	if code := s.wait(15 * time.Second); code != 0 {
-		t.Errorf("exit code %d after ctl stop", code)
-	}
-	if _, err := os.Stat(sock); !os.IsNotExist(err) {
-		t.Errorf("control socket left behind: %v", err)
-	}
-	if code, _, errOut := ctl(t, sock, "ping"); code != 2 || !strings.Contains(errOut, "cannot connect") {
-		t.Errorf("ping with no arbiter: exit %d, %q; want 2", code, errOut)
-	}
 }
 
 // TestControlStopQuick: stop --quick is a quick stop.

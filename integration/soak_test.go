@@ -40,6 +40,14 @@ func (s *server) stats(t *testing.T) arbiterStats {
 // TestSoak sends 1,000 HUPs and 1,000 TTIN/TTOU under light load, then
 // checks that the arbiter holds what it held before, and that no worker
 // is left as a zombie or an orphan. make soak runs it (about 5 minutes).
+// warmUp sends 20 HUPs, so first-use allocations do not count as growth.
+func warmUp(s *server) {
+	for i := 0; i < 20; i++ {
+		s.signal(syscall.SIGHUP)
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func TestSoak(t *testing.T) {
 	hups, scales := 1000, 1000
 	if n, err := strconv.Atoi(os.Getenv("SOAK_SIGNALS")); err == nil {
@@ -50,11 +58,7 @@ func TestSoak(t *testing.T) {
 	copyFile(t, corralBin, bin)
 	s := start(t, bin, []string{"-w", "2", "-b", "127.0.0.1:0", "demo"})
 	s.waitLog(`Ready: 2 workers`, 10*time.Second)
-	// Warm up, so first-use allocations do not count as growth.
-	for i := 0; i < 20; i++ {
-		s.signal(syscall.SIGHUP)
-		time.Sleep(100 * time.Millisecond)
-	}
+	warmUp(s)
 	s.waitLogN(`Reload complete: generation \d+,`, 1, 15*time.Second)
 	time.Sleep(2 * time.Second)
 	before := s.stats(t)

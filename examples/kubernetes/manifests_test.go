@@ -130,15 +130,16 @@ func seconds(t *testing.T, flags map[string]string, name string, def float64) fl
 	return f
 }
 
-func TestManifestsAgreeWithCorralsFlags(t *testing.T) {
-	objs := decodeAll(t)
+// corralDeployment is the Deployment corral, its container corral and
+// that container's corral flags.
+func corralDeployment(t *testing.T, objs map[string]any) (*appsv1.Deployment, corev1.Container, map[string]string) {
+	t.Helper()
 	d, ok := objs["Deployment/corral"].(*appsv1.Deployment)
 	if !ok {
 		t.Fatal("no Deployment corral")
 	}
-	pod := d.Spec.Template.Spec
 	var c corev1.Container
-	for _, x := range pod.Containers {
+	for _, x := range d.Spec.Template.Spec.Containers {
 		if x.Name == "corral" {
 			c = x
 		}
@@ -146,7 +147,15 @@ func TestManifestsAgreeWithCorralsFlags(t *testing.T) {
 	if c.Name == "" {
 		t.Fatal("no container corral")
 	}
-	flags := corralFlags(c.Args)
+	return d, c, corralFlags(c.Args)
+}
+
+// TestManifestsAgreeWithCorralsFlags: the probes, the grace period and the
+// resources fit the corral flags in the Deployment.
+func TestManifestsAgreeWithCorralsFlags(t *testing.T) {
+	objs := decodeAll(t)
+	d, c, flags := corralDeployment(t, objs)
+	pod := d.Spec.Template.Spec
 	metricsBind, bind := flags["metrics-bind"], flags["bind"]
 	if metricsBind == "" || bind == "" {
 		t.Fatalf("args %q: want --bind and --metrics-bind", c.Args)
@@ -182,6 +191,15 @@ func TestManifestsAgreeWithCorralsFlags(t *testing.T) {
 		t.Error("no CPU or memory limit: -w auto and --max-memory auto read them")
 	}
 
+	t.Log(fmt.Sprintf("%d objects; grace %ds for a %gs delay and a %gs graceful timeout", len(objs), *pod.TerminationGracePeriodSeconds, delay, graceful))
+}
+
+// TestManifestServiceAndBudget: the Service reaches --bind, and it and the
+// PodDisruptionBudget select the Deployment's pods.
+func TestManifestServiceAndBudget(t *testing.T) {
+	objs := decodeAll(t)
+	d, c, flags := corralDeployment(t, objs)
+	bind := flags["bind"]
 	svc, ok := objs["Service/corral"].(*corev1.Service)
 	if !ok {
 		t.Fatal("no Service corral")
@@ -209,6 +227,13 @@ func TestManifestsAgreeWithCorralsFlags(t *testing.T) {
 	}
 	matches("the PodDisruptionBudget", pdb.Spec.Selector.MatchLabels)
 
+}
+
+// TestManifestAutoscaler: the HPA scales the Deployment on a metric the
+// Prometheus adapter serves from corral's series.
+func TestManifestAutoscaler(t *testing.T) {
+	objs := decodeAll(t)
+	d, _, _ := corralDeployment(t, objs)
 	hpa, ok := objs["HorizontalPodAutoscaler/corral"].(*autoscalingv2.HorizontalPodAutoscaler)
 	if !ok {
 		t.Fatal("no HorizontalPodAutoscaler corral")
@@ -253,5 +278,4 @@ func TestManifestsAgreeWithCorralsFlags(t *testing.T) {
 			}
 		}
 	}
-	t.Log(fmt.Sprintf("%d objects; grace %ds for a %gs delay and a %gs graceful timeout", len(objs), *pod.TerminationGracePeriodSeconds, delay, graceful))
 }
