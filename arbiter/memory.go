@@ -2,6 +2,9 @@ package arbiter
 
 import (
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -72,3 +75,23 @@ func (a *Arbiter) recycleWhy(w *Worker, now time.Time) string {
 
 // mib writes bytes in MiB.
 func mib(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// memoryLimitEnv is GOMEMLIMIT for a Go worker under --max-memory: its
+// share of the budget (over the most workers the herd may have), so the
+// Go runtime collects before the herd crosses it. Nothing for an exec
+// worker, or when the user set GOMEMLIMIT (in the environment or -e).
+func (a *Arbiter) memoryLimitEnv() []string {
+	if a.cfg.MaxMemory <= 0 || a.cfg.Command != nil {
+		return nil
+	}
+	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
+		return nil
+	}
+	for _, kv := range a.cfg.Env {
+		if strings.HasPrefix(kv, "GOMEMLIMIT=") {
+			return nil
+		}
+	}
+	n := max(a.target, a.cfg.MaxWorkers, 1)
+	return []string{"GOMEMLIMIT=" + strconv.FormatInt(a.cfg.MaxMemory/int64(n), 10)}
+}

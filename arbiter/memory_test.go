@@ -1,6 +1,8 @@
 package arbiter
 
 import (
+	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -71,4 +73,30 @@ func TestMemoryOffReadsNothing(t *testing.T) {
 	h.want(h.memoryTurn())
 	h.advance(time.Hour)
 	h.want(h.memoryTurn())
+}
+
+func TestMemoryLimitEnvSharesTheBudget(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "")
+	os.Unsetenv("GOMEMLIMIT")
+	cfg := testConfig(2)
+	cfg.MaxMemory, cfg.MaxWorkers = 800<<20, 4
+	h := newDecisionTest(t, cfg)
+	h.boot()
+	for _, spec := range h.sys.specs {
+		if !slices.Equal(spec.env, []string{"GOMEMLIMIT=209715200"}) {
+			t.Fatalf("env %q, want a quarter of 800 MiB (-w 2:4)", spec.env)
+		}
+	}
+	cfg.Env = []string{"GOMEMLIMIT=1GiB"}
+	if env := h.a.memoryLimitEnv(); env != nil {
+		t.Errorf("with -e GOMEMLIMIT: %q, want none", env)
+	}
+	cfg.Env, cfg.Command = nil, []string{"python3"}
+	if env := h.a.memoryLimitEnv(); env != nil {
+		t.Errorf("an exec worker: %q, want none", env)
+	}
+	cfg.Command, cfg.MaxMemory = nil, 0
+	if env := h.a.memoryLimitEnv(); env != nil {
+		t.Errorf("no budget: %q, want none", env)
+	}
 }

@@ -45,6 +45,7 @@ type spawnSpec struct {
 	wc        worker.Config      // its own config; age, generation and arbiter pid are set
 	log       *slog.Logger       // for exec mode's captured output
 	tickets   int                // the session-ticket keys' memfd, -1 for none (tickets.go)
+	env       []string           // KEY=VALUE pairs for this worker alone, after cfg.Env (GOMEMLIMIT)
 }
 
 // spawned is what the arbiter holds of a worker it started.

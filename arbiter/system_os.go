@@ -3,6 +3,7 @@ package arbiter
 import (
 	"fmt"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 	"unsafe"
@@ -72,7 +73,7 @@ func (osSystem) spawnWorker(s spawnSpec) (spawned, error) {
 		hb.Close()
 		return spawned{}, fmt.Errorf("spawn worker: %w", err)
 	}
-	env := workerEnv(append(s.cfg.Env, worker.EnvConfig+"="+wc.Encode())...)
+	env := workerEnv(append(append(slices.Clip(s.cfg.Env), s.env...), worker.EnvConfig+"="+wc.Encode())...)
 	argv := []string{workerTitle(s.cfg, s.wc)} // what ps shows
 	if len(s.cfg.Args) > 1 {
 		argv = append(argv, s.cfg.Args[1:]...)
