@@ -24,10 +24,12 @@
 #                  slow clients (slow.sh)
 #   metrics.sh     throughput with the metrics off and on (--metrics-bind), same run, each worker
 #                  type; the time of a /metrics scrape with 16 workers
+#   burst.sh       a bursty load (idle, 64 connections of /work?ms=20, idle): -w MAX against
+#                  -w 1:MAX, p99 and worker-seconds
 # and writes the tables, the machine and the date to docs/benchmarks.md, and a chart to
 # docs/benchmarks.png. Knobs: those of peers.sh, reload.sh, term.sh and lib.sh (WRK_DURATION,
 # RELOAD_SERVERS, ...), and BENCH_STEPS (default: all of "peers close pipeline pinned nginx tls reload
-# term idle_conns idle wsgi metrics") with BENCH_OUT (a folder of an earlier run's TSV files) to redo some steps
+# term idle_conns idle wsgi metrics burst") with BENCH_OUT (a folder of an earlier run's TSV files) to redo some steps
 # and write the page again (a section whose TSV file is not in BENCH_OUT is left out: point
 # BENCH_OUT at an earlier full run's folder to keep them all).
 set -euo pipefail
@@ -44,7 +46,7 @@ if [ -n "$missing" ]; then
 fi
 go build -o bin/corral ./cmd/corral
 out=${BENCH_OUT:-$(mktemp -d /tmp/corral-bench.XXXXXX)}
-steps=" ${BENCH_STEPS:-peers close pipeline pinned nginx tls reload term idle_conns idle wsgi metrics} "
+steps=" ${BENCH_STEPS:-peers close pipeline pinned nginx tls reload term idle_conns idle wsgi metrics burst} "
 step() { [[ $steps == *" $1 "* ]]; }
 if step peers; then EXTRA_PEERS=bench/corral_peers.sh bash bench/peers.sh >"$out/peers.tsv"; fi
 if step close; then
@@ -76,6 +78,7 @@ if step metrics; then
 	bash bench/metrics.sh throughput >"$out/metrics.tsv"
 	bash bench/metrics.sh scrape >"$out/scrape.tsv"
 fi
+if step burst; then bash bench/burst.sh >"$out/burst.tsv"; fi
 
 table() { # TSV on stdin -> markdown table
 	awk -F'\t' 'NR == 1 {h = "|"; s = "|"; for (i = 1; i <= NF; i++) {h = h " " $i " |"; s = s " --- |"}; print h; print s; next}
@@ -316,6 +319,16 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		echo "first; slow_done: the slow clients' requests answered."
 		echo
 		table <"$out/wsgi_slow.tsv"
+	fi
+	if have burst.tsv; then
+		echo
+		echo "## A bursty load: -w MAX against -w 1:MAX"
+		echo
+		echo "sync workers of the demo app; ${BURST_IDLE:-10} s idle, ${BURST_SECONDS:-10} s of wrk -c${BURST_CONNS:-64} GET /work?ms=20, idle"
+		echo "again (bench/burst.sh). worker_seconds: the workers alive, counted every 100 ms, over the run. The goal"
+		echo "of -w 1:MAX: a p99 within 20% of fixed MAX's at half the worker-seconds or less."
+		echo
+		table <"$out/burst.tsv"
 	fi
 } >docs/benchmarks.md
 if have peers.tsv; then
