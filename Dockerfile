@@ -17,16 +17,21 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/corral ./cmd/corral
+# An empty folder the workers' user owns: scratch has none to put the
+# control socket in.
+RUN mkdir -p /out/run
 
 # The tests (integration/docker_test.go) build this stage, from here to the
 # end, with the binary they built instead of the build stage's.
 FROM scratch
 COPY --from=build /out/corral /corral
+COPY --from=build --chown=65534:65534 /out/run /run/corral
 # Settings by environment (CORRAL_<FLAG>), so that the health check below,
 # which runs in the container with the same environment, finds /readyz.
 # -w auto: the CPUs of the container's cgroup (docker run --cpus); the
 # herd's memory budget (--max-memory auto) is 90% of docker run --memory.
 ENV CORRAL_BIND=0.0.0.0:8000 \
+    CORRAL_CONTROL_SOCKET=/run/corral/corral.ctl \
     CORRAL_METRICS_BIND=0.0.0.0:9100 \
     CORRAL_WORKERS=auto \
     CORRAL_SHUTDOWN_DELAY=5 \
@@ -34,9 +39,10 @@ ENV CORRAL_BIND=0.0.0.0:8000 \
 EXPOSE 8000 9100
 USER 65534:65534
 STOPSIGNAL SIGTERM
-# scratch has no curl: corral probe GETs http://$CORRAL_METRICS_BIND/readyz
-# and exits 0 on a 2xx. (corral ctl ping, the control socket's, will do
-# once it lands.)
-HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["/corral", "probe"]
+# corral ctl ping asks the arbiter over its control socket
+# ($CORRAL_CONTROL_SOCKET, the same environment) and exits 0 once the
+# workers are ready; `corral probe` (GET /readyz at $CORRAL_METRICS_BIND)
+# is the alternative for an image without a writable folder.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["/corral", "ctl", "ping"]
 ENTRYPOINT ["/corral"]
 CMD ["demo"]

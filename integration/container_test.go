@@ -159,12 +159,12 @@ func TestContainerCgroupLimits(t *testing.T) {
 	c.waitLog(`Stop: at most 35s \(shutdown-delay 5s \+ graceful-timeout 30s\); the container's stop timeout \(terminationGracePeriodSeconds, docker stop -t\) should be 40 or more`, time.Second)
 }
 
-// TestContainerHealthcheck: the image's HEALTHCHECK (corral probe, /readyz
-// at $CORRAL_METRICS_BIND) turns the container healthy.
+// TestContainerHealthcheck: the image's HEALTHCHECK (corral ctl ping, over
+// the control socket at $CORRAL_CONTROL_SOCKET) turns the container healthy.
 func TestContainerHealthcheck(t *testing.T) {
 	needDocker(t)
-	if hc := dockerT(t, "image", "inspect", "--format", "{{json .Config.Healthcheck.Test}}", dockerImage); hc != `["CMD","/corral","probe"]` {
-		t.Fatalf("the image's health check is %s, want corral probe", hc)
+	if hc := dockerT(t, "image", "inspect", "--format", "{{json .Config.Healthcheck.Test}}", dockerImage); hc != `["CMD","/corral","ctl","ping"]` {
+		t.Fatalf("the image's health check is %s, want corral ctl ping", hc)
 	}
 	// The image's check, run every second instead of every 10 s.
 	c, _, _ := serving(t, []string{"--health-interval", "1s", "--health-start-period", "1s"})
@@ -179,7 +179,7 @@ func TestContainerHealthcheck(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	if log := c.inspect("{{range .State.Health.Log}}{{.ExitCode}} {{.Output}}{{end}}"); !strings.Contains(log, "200 OK: ok:") {
+	if log := c.inspect("{{range .State.Health.Log}}{{.ExitCode}} {{.Output}}{{end}}"); !strings.HasPrefix(log, "0 ") || !strings.Contains(log, "workers ready") {
 		t.Errorf("the health check's output: %q", log)
 	}
 }

@@ -232,6 +232,15 @@ func buildStage(t *testing.T, dockerfile, copyLine, tag string, binaries [][2]st
 		fmt.Fprintf(&copies, "COPY %s /%s\n", b[0], b[0])
 	}
 	stage = strings.Replace(stage, copyLine, copies.String(), 1)
+	// The stage's other copies from the build stage are empty folders
+	// (mkdir in the build stage): make them here.
+	folders := regexp.MustCompile(`(?m)^COPY --from=build( --chown=\S+)? /out/(\S+) (\S+)$`)
+	for _, m := range folders.FindAllStringSubmatch(stage, -1) {
+		if err := os.MkdirAll(filepath.Join(dir, m[2]), 0o755); err != nil {
+			return err
+		}
+	}
+	stage = folders.ReplaceAllString(stage, "COPY$1 $2 $3")
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(stage), 0o644); err != nil {
 		return err
 	}
