@@ -97,7 +97,7 @@ func BenchmarkGoroutineKeepAlive(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			cfg := parserConfig(&Process{Config: &Config{}})
+			cfg := ParserConfig(&Process{Config: &Config{}})
 			srv := &http.Server{Handler: testHandler(), ConnState: func(c net.Conn, s http.ConnState) {
 				c.(*trackedConn).inState(s)
 			}}

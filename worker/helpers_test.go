@@ -32,12 +32,11 @@ func newTestProcess(t testing.TB, h http.Handler, cfg *Config) *Process {
 		t.Fatal(err)
 	}
 	t.Cleanup(hb.Close)
-	p := &Process{Config: cfg, Pid: 1, Listeners: []net.Listener{l}, handler: h, heartbeat: hb,
-		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-		inFlight: map[*http.Request]time.Time{}}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
-		p.Log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	p, _, _ := NewProcess(cfg, h, []net.Listener{l}, log, hb)
 	return p
 }
 

@@ -1,4 +1,4 @@
-package worker
+package event
 
 import (
 	"bufio"
@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/corral-server/corral/worker"
 )
 
 // eventModes are the event worker's configurations every test runs with.
@@ -25,10 +27,10 @@ var eventModes = []struct {
 	{"pool-2-loops", false, 2},
 }
 
-func forEventModes(t *testing.T, cfg func() *Config, f func(t *testing.T, p *Process, addr string, stop func(bool) error)) {
+func forEventModes(t *testing.T, cfg func() *worker.Config, f func(t *testing.T, p *testProcess, addr string, stop func(bool) error)) {
 	for _, m := range eventModes {
 		t.Run(m.name, func(t *testing.T) {
-			c := &Config{KeepAlive: 5 * time.Second}
+			c := &worker.Config{KeepAlive: 5 * time.Second}
 			if cfg != nil {
 				c = cfg()
 			}
@@ -41,7 +43,7 @@ func forEventModes(t *testing.T, cfg func() *Config, f func(t *testing.T, p *Pro
 }
 
 func TestEventKeepAlive(t *testing.T) {
-	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
+	forEventModes(t, nil, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
 		c := dialTest(t, addr, 10*time.Second)
 		br := bufio.NewReader(c)
 		for i := range 5 {
@@ -86,7 +88,7 @@ func TestEventKeepAlive(t *testing.T) {
 }
 
 func TestEventPipelining(t *testing.T) {
-	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
+	forEventModes(t, nil, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
 		c := dialTest(t, addr, 10*time.Second)
 		var b strings.Builder
 		for i := range 16 {
@@ -110,7 +112,7 @@ func TestEventPipelining(t *testing.T) {
 // new bytes (hence no new edge) from the client, and answer every
 // request in order.
 func TestEventPipelinedBackpressure(t *testing.T) {
-	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
+	forEventModes(t, nil, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
 		c := dialTest(t, addr, 20*time.Second)
 		const n = 200 // 200 × 64 KiB of output; about 30 KiB of input
 		pad := strings.Repeat("p", 100)
@@ -141,7 +143,7 @@ func TestEventPipelinedBackpressure(t *testing.T) {
 // go: the FIN is reported with the bytes, so the loop must read on past
 // them to see it and close at once, not at the keep-alive timeout.
 func TestEventRequestThenFIN(t *testing.T) {
-	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
+	forEventModes(t, nil, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
 		c := dialTest(t, addr, 0)
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		c.(*net.TCPConn).CloseWrite()
@@ -159,7 +161,7 @@ func TestEventRequestThenFIN(t *testing.T) {
 }
 
 func TestEventExpectContinue(t *testing.T) {
-	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
+	forEventModes(t, nil, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
 		c := dialTest(t, addr, 5*time.Second)
 		io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
 		br := bufio.NewReader(c)
@@ -175,7 +177,7 @@ func TestEventExpectContinue(t *testing.T) {
 }
 
 func TestEventHTTP10(t *testing.T) {
-	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
+	forEventModes(t, nil, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
 		res, _, br, c := rawDo(t, addr, "GET / HTTP/1.0\r\n\r\n")
 		if !res.Close || res.Proto != "HTTP/1.0" {
 			t.Fatalf("HTTP/1.0: close=%v %s", res.Close, res.Proto)
@@ -195,15 +197,15 @@ func TestEventHTTP10(t *testing.T) {
 }
 
 func TestEventLimits(t *testing.T) {
-	forEventModes(t, func() *Config {
-		return &Config{KeepAlive: 5 * time.Second, LimitRequestLine: 100, LimitRequestFields: 5, LimitRequestFieldSize: 200, MaxBody: 10}
-	}, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
+	forEventModes(t, func() *worker.Config {
+		return &worker.Config{KeepAlive: 5 * time.Second, LimitRequestLine: 100, LimitRequestFields: 5, LimitRequestFieldSize: 200, MaxBody: 10}
+	}, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
 		checkRefusals(t, addr)
 	})
 }
 
 func TestEventKeepAliveTimeout(t *testing.T) {
-	forEventModes(t, func() *Config { return &Config{KeepAlive: 300 * time.Millisecond} }, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
+	forEventModes(t, func() *worker.Config { return &worker.Config{KeepAlive: 300 * time.Millisecond} }, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
 		_, _, br, c := rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		start := time.Now()
 		if ok, got := closedAfter(br, c, 3*time.Second); !ok {
@@ -217,7 +219,7 @@ func TestEventKeepAliveTimeout(t *testing.T) {
 }
 
 func TestEventWorkerConnectionsCap(t *testing.T) {
-	forEventModes(t, func() *Config { return &Config{KeepAlive: 5 * time.Second, WorkerConnections: 2} }, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
+	forEventModes(t, func() *worker.Config { return &worker.Config{KeepAlive: 5 * time.Second, WorkerConnections: 2} }, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
 		_, _, _, c1 := rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		c3 := dialTest(t, addr, 0) // waits in the backlog
@@ -243,7 +245,7 @@ func TestEventGracefulStop(t *testing.T) {
 			continue // /sleep would block the loop
 		}
 		t.Run(m.name, func(t *testing.T) {
-			p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second, Threads: m.threads, DrainIdle: 300 * time.Millisecond})
+			p := newTestProcess(t, testHandler(), &worker.Config{KeepAlive: 5 * time.Second, Threads: m.threads, DrainIdle: 300 * time.Millisecond})
 			addr, stop := serveTest(t, p, new(eventWorker))
 			// An idle keep-alive connection, and one that sends during the drain.
 			_, _, idleBR, idle := rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -278,7 +280,7 @@ func TestEventGracefulStop(t *testing.T) {
 
 // Connections already in the backlog at a graceful stop are served.
 func TestEventGracefulDrainsBacklog(t *testing.T) {
-	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second, WorkerConnections: 1})
+	p := newTestProcess(t, testHandler(), &worker.Config{KeepAlive: 5 * time.Second, WorkerConnections: 1})
 	addr, stop := serveTest(t, p, new(eventWorker))
 	busy := dialTest(t, addr, 0)
 	io.WriteString(busy, "GET /sleep?d=300ms HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -312,7 +314,7 @@ func TestEventGracefulDrainsBacklog(t *testing.T) {
 }
 
 func TestEventQuickStop(t *testing.T) {
-	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second})
+	p := newTestProcess(t, testHandler(), &worker.Config{KeepAlive: 5 * time.Second})
 	addr, stop := serveTest(t, p, new(eventWorker))
 	c := dialTest(t, addr, 0)
 	io.WriteString(c, "GET /sleep?d=30s HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -330,7 +332,7 @@ func TestEventQuickStop(t *testing.T) {
 // The loop beats while it runs; an inline handler that blocks it stops
 // the heartbeat, so --timeout catches a wedged loop.
 func TestEventBeatsFromTheLoop(t *testing.T) {
-	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second, Timeout: 200 * time.Millisecond, EventInline: true})
+	p := newTestProcess(t, testHandler(), &worker.Config{KeepAlive: 5 * time.Second, Timeout: 200 * time.Millisecond, EventInline: true})
 	checkBeatsAroundBlockingRequest(t, p, new(eventWorker))
 }
 
@@ -375,9 +377,20 @@ func BenchmarkEventKeepAlive(b *testing.B) {
 			b.Setenv("GOMAXPROCS", strconv.Itoa(runtime.GOMAXPROCS(0)))
 			p := newTestProcess(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				io.WriteString(w, "Hello, World!")
-			}), &Config{KeepAlive: 5 * time.Second, EventInline: inline})
+			}), &worker.Config{KeepAlive: 5 * time.Second, EventInline: inline})
 			addr, _ := serveTest(b, p, new(eventWorker))
 			benchKeepAlive(b, addr)
 		})
+	}
+}
+
+// The event worker is refused TLS listeners, which it does not serve
+// (the command line says so before anything starts), and takes plain ones.
+func TestEventRefusesTLS(t *testing.T) {
+	if err := worker.CanServe(Class, true, worker.HTTP2On); err == nil {
+		t.Error("event took TLS")
+	}
+	if err := worker.CanServe(Class, false, worker.HTTP2On); err != nil {
+		t.Errorf("event without TLS: %v", err)
 	}
 }
