@@ -15,6 +15,7 @@ import (
 
 	"github.com/corral-server/corral/arbiter"
 	"github.com/corral-server/corral/worker"
+	_ "github.com/corral-server/corral/worker/event" // -k event registers itself, as -k wsgi does (wsgi.go)
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 )

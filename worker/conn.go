@@ -15,9 +15,10 @@ import (
 	"github.com/corral-server/corral/worker/frontend"
 )
 
-// The listener and connection calls the worker types share. They reach
-// the sockets through syscall.Conn, never os.File.Fd, which would make
-// the shared sockets blocking.
+// The listener and connection calls the worker types share, this
+// package's and those registered from their own (worker/event). They
+// reach the sockets through syscall.Conn, never os.File.Fd, which would
+// make the shared sockets blocking.
 
 // listenerAddr returns a printable local address for l.
 func listenerAddr(l net.Listener) string { return l.Addr().String() }
@@ -27,8 +28,10 @@ func errNoFD(l net.Listener) error {
 	return fmt.Errorf("listener %s: %w", listenerAddr(l), frontend.ErrNoFD)
 }
 
-// listenerFD returns l's descriptor.
-func listenerFD(l net.Listener) (int, error) {
+// ListenerFD returns l's descriptor, still owned by l: a type that polls
+// it itself duplicates it. It fails, wrapping frontend.ErrNoFD, for a
+// listener that is not a socket of this process.
+func ListenerFD(l net.Listener) (int, error) {
 	sc, ok := l.(syscall.Conn)
 	if !ok {
 		return -1, errNoFD(l)
@@ -72,7 +75,7 @@ func acceptNow(l net.Listener) (net.Conn, error) {
 	}
 	f := os.NewFile(uintptr(nfd), "accepted")
 	c, err := net.FileConn(f)
-	if err != nil && isResourceError(err) && spare.free() {
+	if err != nil && IsResourceError(err) && spare.free() {
 		c, err = net.FileConn(f)
 	}
 	f.Close()
@@ -120,28 +123,30 @@ func (s *spareFD) hold() {
 // accept retried at once would fail again, on a core spinning at 100%.
 const acceptPause = 100 * time.Millisecond
 
-// isResourceError reports whether an accept failed for want of fds or
+// IsResourceError reports whether an accept failed for want of fds or
 // kernel memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): the worker pauses its
 // accepts for acceptPause, and the connection waits in the backlog.
-func isResourceError(err error) bool {
+func IsResourceError(err error) bool {
 	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) ||
 		errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM)
 }
 
-// acceptFailed logs an accept error on p's error log, at most a line a
+// AcceptFailed logs an accept error on p's error log, at most a line a
 // minute however often it recurs (see rateLog): at the fd limit every
-// wake-up of every loop fails to accept.
-func (p *Process) acceptFailed(err error) {
+// wake-up of every loop fails to accept. A type calls it for every
+// accept error but EINTR, ECONNABORTED and EAGAIN, and after one that
+// IsResourceError reports stops accepting for about acceptPause.
+func (p *Process) AcceptFailed(err error) {
 	msg := fmt.Sprintf("accept: %v", err)
-	if isResourceError(err) {
+	if IsResourceError(err) {
 		msg += fmt.Sprintf("; pausing accepts for %s each time", acceptPause)
 	}
 	p.acceptLog.print(p.Log, slog.LevelError, msg)
 }
 
-// hasUnread reports whether the kernel holds bytes the server has not read:
+// HasUnread reports whether the kernel holds bytes the server has not read:
 // a request on its way, which closing now would lose.
-func hasUnread(c net.Conn) bool {
+func HasUnread(c net.Conn) bool {
 	sc, ok := netConn(c).(syscall.Conn)
 	if !ok {
 		return false
@@ -151,12 +156,13 @@ func hasUnread(c net.Conn) bool {
 		return false
 	}
 	unread := false
-	rc.Control(func(fd uintptr) { unread = fdHasUnread(int(fd)) })
+	rc.Control(func(fd uintptr) { unread = FDHasUnread(int(fd)) })
 	return unread
 }
 
-// fdHasUnread is hasUnread for a socket the caller holds by its fd.
-func fdHasUnread(fd int) bool {
+// FDHasUnread is HasUnread for a socket the caller holds by its fd; a
+// type closes an idle connection only when it reports false.
+func FDHasUnread(fd int) bool {
 	n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
 	return err == nil && n > 0
 }

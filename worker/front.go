@@ -38,9 +38,9 @@ func (p *Process) initFront() error {
 func (f *frontConfig) parse(cfg *Config, p *Process) error {
 	var errs []error
 	def := &frontend.FrontEnd{Protocol: cfg.Protocol, Proxy: cfg.ProxyProtocol, Log: p.Log,
-		ReadTimeout: headerReadTimeout, IdleTimeout: cfg.KeepAlive, Draining: p.Draining}
+		ReadTimeout: HeaderReadTimeout, IdleTimeout: cfg.KeepAlive, Draining: p.Draining}
 	if cfg.Metrics {
-		def.Count, def.ParseError = p.countConn, p.parseError
+		def.Count, def.ParseError = p.countConn, p.ParseError
 	}
 	if def.Protocol == "" {
 		def.Protocol = frontend.ProtocolHTTP

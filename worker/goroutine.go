@@ -62,11 +62,11 @@ func (g *goroutineWorker) Serve(p *Process) error {
 		g.slots = make(chan struct{}, cfg.WorkerConnections)
 	}
 	// --max-body is guardBody's: this type streams a body to the handler.
-	pcfg := parserConfig(p)
+	pcfg := ParserConfig(p)
 	pcfg.Limits.MaxBody = 0
 	g.srv = &http.Server{
 		Handler:           guardBody(cfg, p),
-		ReadHeaderTimeout: headerReadTimeout,
+		ReadHeaderTimeout: HeaderReadTimeout,
 		// The Screen applies --limit-request-*; this only keeps net/http's
 		// own limit from coming first.
 		MaxHeaderBytes: cfg.maxHeaderBytes(),
@@ -156,7 +156,7 @@ func (g *goroutineWorker) closeIdle() {
 			if tc, ok := netConn(c).(*trackedConn); ok {
 				since = tc.idleSince(since)
 			}
-			if idle && now.Sub(since) >= g.p.Config.DrainIdle && !hasUnread(c) {
+			if idle && now.Sub(since) >= g.p.Config.DrainIdle && !HasUnread(c) {
 				c.Close()
 			}
 		}
@@ -244,10 +244,10 @@ func (l *drainListener) Accept() (net.Conn, error) {
 		}
 	}
 	c, err := l.accept()
-	for err != nil && isResourceError(err) && !l.draining.Load() {
+	for err != nil && IsResourceError(err) && !l.draining.Load() {
 		// Handled here rather than by net/http's retry, which logs each
 		// attempt: the same pause and rate-limited log as the other types.
-		l.g.p.acceptFailed(err)
+		l.g.p.AcceptFailed(err)
 		select {
 		case <-time.After(acceptPause):
 		case <-l.g.stopped:
@@ -285,7 +285,7 @@ func (l *drainListener) Accept() (net.Conn, error) {
 // net/http's buffer; a drain must not close it then.
 //
 // Its BaseConn lets net/http half-close after an error response and
-// hasUnread reach the socket.
+// HasUnread reach the socket.
 //
 // It also answers a request head that does not arrive within the header
 // timeout with 408, as the other types do, where net/http closes without
@@ -372,7 +372,7 @@ func (c *trackedConn) Write(b []byte) (int, error) {
 	}
 	if c.p != nil {
 		if code := netHTTPErrorStatus(b); code != 0 {
-			c.p.parseError(code)
+			c.p.ParseError(code)
 		}
 	}
 	return c.Conn.Write(b)
@@ -404,7 +404,7 @@ func (c *trackedConn) headTimedOut() {
 	c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 	c.Conn.Write(http1.AppendError(nil, http.StatusRequestTimeout))
 	if c.p != nil {
-		c.p.parseError(http.StatusRequestTimeout)
+		c.p.ParseError(http.StatusRequestTimeout)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 // serves. net/http streams a body to the handler as it arrives, where the
 // sync and event types read it whole first; the limits and the answers
 // are theirs: a body over --max-body gets 413, one that does not arrive in
-// time (see bodyTimedOut) 408, and the connection closes after either. A
+// time (see BodyTimedOut) 408, and the connection closes after either. A
 // Content-Length over the limit is refused before the handler runs, a
 // chunked body once the handler has read past the limit. The answer goes
 // out only if the handler has not begun a response of its own, and

@@ -11,33 +11,34 @@ import (
 
 	"github.com/corral-server/corral/worker/frontend"
 	"github.com/corral-server/corral/worker/http1"
+	"github.com/corral-server/corral/worker/internal/workertest"
 )
 
 // TestGoroutineLimits: the goroutine worker refuses what the sync and event
 // workers refuse, with the same answers, and closes.
 func TestGoroutineLimits(t *testing.T) {
-	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second, LimitRequestLine: 100,
+	p := newTestProcess(t, workertest.Handler(), &Config{KeepAlive: 5 * time.Second, LimitRequestLine: 100,
 		LimitRequestFields: 5, LimitRequestFieldSize: 200, MaxBody: 10})
 	addr, _ := serveTest(t, p, new(goroutineWorker))
-	checkRefusals(t, addr)
+	workertest.CheckRefusals(t, addr)
 }
 
 // TestGoroutineRefusalAfterResponse: a refused request behind one whose
 // handler is still running is answered after that handler's response, and
 // the handler's request is not cancelled for it.
 func TestGoroutineRefusalAfterResponse(t *testing.T) {
-	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second})
+	p := newTestProcess(t, workertest.Handler(), &Config{KeepAlive: 5 * time.Second})
 	addr, _ := serveTest(t, p, new(goroutineWorker))
-	c := dialTest(t, addr, 10*time.Second)
+	c := workertest.Dial(t, addr, 10*time.Second)
 	io.WriteString(c, "GET /sleep?d=300ms HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n")
 	br := bufio.NewReader(c)
-	if res, body := readResponse(t, br); res.StatusCode != 200 || body != "slept" {
+	if res, body := workertest.ReadResponse(t, br); res.StatusCode != 200 || body != "slept" {
 		t.Fatalf("first response: %d %q", res.StatusCode, body)
 	}
-	if res, _ := readResponse(t, br); res.StatusCode != 400 || !res.Close {
+	if res, _ := workertest.ReadResponse(t, br); res.StatusCode != 400 || !res.Close {
 		t.Fatalf("second response: %d close=%v, want 400 and a close", res.StatusCode, res.Close)
 	}
-	if ok, got := closedAfter(br, c, 2*time.Second); !ok {
+	if ok, got := workertest.ClosedAfter(br, c, 2*time.Second); !ok {
 		t.Fatalf("not closed: %q", got)
 	}
 }
@@ -47,21 +48,21 @@ func TestGoroutineRefusalAfterResponse(t *testing.T) {
 // which hands it to the Screen: served after, or refused after, that
 // handler's response.
 func TestGoroutinePipelinedDuringHandler(t *testing.T) {
-	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second})
+	p := newTestProcess(t, workertest.Handler(), &Config{KeepAlive: 5 * time.Second})
 	addr, _ := serveTest(t, p, new(goroutineWorker))
 	for next, want := range map[string]int{
 		"GET / HTTP/1.1\r\nHost: x\r\n\r\n":               200,
 		"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n": 400,
 	} {
-		c := dialTest(t, addr, 10*time.Second)
+		c := workertest.Dial(t, addr, 10*time.Second)
 		io.WriteString(c, "GET /sleep?d=300ms HTTP/1.1\r\nHost: x\r\n\r\n")
 		time.Sleep(100 * time.Millisecond)
 		io.WriteString(c, next)
 		br := bufio.NewReader(c)
-		if res, body := readResponse(t, br); res.StatusCode != 200 || body != "slept" {
+		if res, body := workertest.ReadResponse(t, br); res.StatusCode != 200 || body != "slept" {
 			t.Fatalf("%q: first response %d %q", next, res.StatusCode, body)
 		}
-		if res, _ := readResponse(t, br); res.StatusCode != want {
+		if res, _ := workertest.ReadResponse(t, br); res.StatusCode != want {
 			t.Fatalf("%q: second response %d, want %d", next, res.StatusCode, want)
 		}
 	}
@@ -71,13 +72,13 @@ func TestGoroutinePipelinedDuringHandler(t *testing.T) {
 // on a fresh connection and between kept requests (net/http alone would
 // answer 400 to the first).
 func TestGoroutineEmptyLines(t *testing.T) {
-	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second})
+	p := newTestProcess(t, workertest.Handler(), &Config{KeepAlive: 5 * time.Second})
 	addr, _ := serveTest(t, p, new(goroutineWorker))
-	c := dialTest(t, addr, 10*time.Second)
+	c := workertest.Dial(t, addr, 10*time.Second)
 	io.WriteString(c, "\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	br := bufio.NewReader(c)
 	for _, want := range []string{"hi", "hello"} {
-		if res, body := readResponse(t, br); res.StatusCode != 200 || body != want {
+		if res, body := workertest.ReadResponse(t, br); res.StatusCode != 200 || body != want {
 			t.Fatalf("%d %q, want 200 %q", res.StatusCode, body, want)
 		}
 	}
@@ -97,13 +98,13 @@ func BenchmarkGoroutineKeepAlive(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			cfg := parserConfig(&Process{Config: &Config{}})
-			srv := &http.Server{Handler: testHandler(), ConnState: func(c net.Conn, s http.ConnState) {
+			cfg := ParserConfig(&Process{Config: &Config{}})
+			srv := &http.Server{Handler: workertest.Handler(), ConnState: func(c net.Conn, s http.ConnState) {
 				c.(*trackedConn).inState(s)
 			}}
 			go srv.Serve(benchListener{l, cfg, screened})
 			defer srv.Close()
-			benchKeepAlive(b, l.Addr().String())
+			workertest.BenchKeepAlive(b, l.Addr().String())
 		})
 	}
 }

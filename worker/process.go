@@ -42,10 +42,21 @@ type Process struct {
 	heartbeat   *heartbeat.Slot
 	board       *scoreboard.Board // nil unless Config.Metrics; see scoreboard.go
 	tls         tlsState          // TLS listeners and config, see tls.go
-	acceptLog   rateLog           // accept errors, see acceptFailed
+	acceptLog   rateLog           // accept errors, see AcceptFailed
 
 	inFlightMu sync.Mutex
 	inFlight   map[*http.Request]time.Time // for the abort log
+}
+
+// NewProcess returns a Process that serves h on listeners, with heartbeat
+// hb (nil for none), as Run boots one but with no status pipe, access log
+// or scoreboard: for testing a worker type outside Run, in its own
+// package. Ready closes the channel ready; drain marks the start of a stop,
+// as the runtime does before it calls the type's Stop.
+func NewProcess(cfg *Config, h http.Handler, listeners []net.Listener, log *slog.Logger, hb *heartbeat.Slot) (p *Process, ready <-chan struct{}, drain func()) {
+	p = &Process{Config: cfg, Pid: os.Getpid(), Listeners: listeners, Log: log, handler: h, heartbeat: hb,
+		ready: make(chan struct{}), inFlight: map[*http.Request]time.Time{}}
+	return p, p.ready, p.drain
 }
 
 // Beat tells the arbiter this worker is alive. A worker silent for longer

@@ -13,9 +13,9 @@ import (
 // How the worker types read and serve a request alike: the limits they
 // read it within, and the recovery from a handler's panic.
 
-// headerReadTimeout bounds how long a client may take to send a request's
+// HeaderReadTimeout bounds how long a client may take to send a request's
 // headers, so a slowloris cannot hold connections open forever.
-const headerReadTimeout = 10 * time.Second
+const HeaderReadTimeout = 10 * time.Second
 
 // bodyMinRate is the slowest a request may arrive, in bytes a second on
 // average, once its first --body-timeout has passed (Apache's
@@ -23,12 +23,12 @@ const headerReadTimeout = 10 * time.Second
 // passes a timeout between reads, but not this.
 const bodyMinRate = 500
 
-// bodyTimedOut reports whether a request whose body is arriving has run
+// BodyTimedOut reports whether a request whose body is arriving has run
 // out of time, by --body-timeout (timeout): more than timeout since the
 // last read (nginx's client_body_timeout), or, counted from the start of
 // the request (start) with received bytes so far, slower than bodyMinRate
 // after the first timeout. Times are nanoseconds on any one clock.
-func bodyTimedOut(now, start, last, received int64, timeout time.Duration) bool {
+func BodyTimedOut(now, start, last, received int64, timeout time.Duration) bool {
 	if timeout <= 0 {
 		return false
 	}
@@ -36,7 +36,7 @@ func bodyTimedOut(now, start, last, received int64, timeout time.Duration) bool 
 }
 
 // bodyDeadline is the latest time the next read of a request body may
-// complete, by the rule of bodyTimedOut, for types that read with
+// complete, by the rule of BodyTimedOut, for types that read with
 // deadlines; the zero time when timeout is 0.
 func bodyDeadline(now, start time.Time, received int64, timeout time.Duration) time.Time {
 	if timeout <= 0 {
@@ -90,8 +90,10 @@ func (c *Config) maxHeaderBytes() int {
 	return line + 2 + fields*(size+2) + 2
 }
 
-// parserConfig is the http1 configuration for p's requests.
-func parserConfig(p *Process) *http1.Config {
+// ParserConfig is the http1 configuration for p's requests: the limits
+// of p.Config (see RequestLimits). A type that parses with worker/http1
+// takes it once, in Serve, and shares it among its parsers.
+func ParserConfig(p *Process) *http1.Config {
 	c := http1.DefaultConfig()
 	if p.Config != nil {
 		c.Limits = p.Config.RequestLimits()
@@ -99,10 +101,13 @@ func parserConfig(p *Process) *http1.Config {
 	return c
 }
 
-// serveRecover runs the handler through p and reports whether it
+// ServeRecover runs the handler through p and reports whether it
 // returned; a panic is logged (unless it is http.ErrAbortHandler) and
-// answered with 500 if nothing was sent yet.
-func serveRecover(p *Process, w *http1.ResponseWriter, r *http.Request) (ok bool) {
+// answered with 500 if nothing was sent yet. A type that serves
+// through worker/http1's ResponseWriter calls the app only through it, so
+// that the access log, the scoreboard and --max-requests see the request;
+// on false it closes the connection after what was written.
+func ServeRecover(p *Process, w *http1.ResponseWriter, r *http.Request) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil {
 			if v != http.ErrAbortHandler {

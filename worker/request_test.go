@@ -21,8 +21,8 @@ func TestBodyTimedOut(t *testing.T) {
 		{"500 bytes a second keeps going", 600 * s, 0, 600 * s, 600 * 500, 60 * time.Second, false},
 		{"400 bytes a second ends", 600 * s, 0, 600 * s, 600 * 400, 60 * time.Second, true},
 	} {
-		if got := bodyTimedOut(c.now, c.start, c.last, c.got, c.timeout); got != c.want {
-			t.Errorf("%s: bodyTimedOut = %v", c.name, got)
+		if got := BodyTimedOut(c.now, c.start, c.last, c.got, c.timeout); got != c.want {
+			t.Errorf("%s: BodyTimedOut = %v", c.name, got)
 		}
 	}
 }

@@ -16,6 +16,12 @@ import (
 // ParseError) for the types that serve net.Conns, the sync type's and
 // net/http's parse errors in their types, the event loop by itself.
 
+// Board is p's scoreboard, nil unless the metrics are on. A type that
+// serves sockets itself, not net.Conns the front ends count, counts its
+// connections there (ConnOpened, ConnClosed) and the bytes it reads and
+// writes (AddRead, AddWritten); the requests are ServeHTTP's to count.
+func (p *Process) Board() *scoreboard.Board { return p.board }
+
 // setState records the worker's state on its scoreboard.
 func (p *Process) setState(s scoreboard.State) {
 	if p.board != nil {
@@ -23,9 +29,10 @@ func (p *Process) setState(s scoreboard.State) {
 	}
 }
 
-// parseError counts a request refused before it reached the app, answered
+// ParseError counts a request refused before it reached the app, answered
 // with code (0: closed without an answer, as a malformed uwsgi packet is).
-func (p *Process) parseError(code int) {
+// A type that parses requests itself calls it for each one it refuses.
+func (p *Process) ParseError(code int) {
 	if p.board != nil {
 		p.board.ParseError(code)
 	}

@@ -86,7 +86,7 @@ func (c *screenedConn) read(src io.Reader, conn net.Conn, b []byte) (int, error)
 			conn.SetWriteDeadline(time.Now().Add(time.Second))
 			conn.Write(http1.AppendError(nil, code))
 			if c.counts != nil {
-				c.counts.parseError(code)
+				c.counts.ParseError(code)
 			}
 		}
 		lingerRead(conn)

@@ -47,13 +47,13 @@ type syncWorker struct {
 
 // syncReadTimeout bounds the wait for a request on an accepted connection
 // when --timeout does not bound it tighter.
-const syncReadTimeout = headerReadTimeout
+const syncReadTimeout = HeaderReadTimeout
 
 func (s *syncWorker) BeatsItself() bool { return true }
 
 func (s *syncWorker) Serve(p *Process) error {
 	s.p = p
-	s.cfg = parserConfig(p)
+	s.cfg = ParserConfig(p)
 	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return fmt.Errorf("eventfd: %w", err)
@@ -74,7 +74,7 @@ func (s *syncWorker) Serve(p *Process) error {
 	}()
 	fds := make([]unix.PollFd, 0, len(p.Listeners)+1)
 	for _, l := range p.Listeners {
-		lfd, err := listenerFD(l)
+		lfd, err := ListenerFD(l)
 		if err != nil {
 			return err
 		}
@@ -113,8 +113,8 @@ func (s *syncWorker) Serve(p *Process) error {
 			c, err := acceptNow(l)
 			if err != nil {
 				if !errors.Is(err, unix.EAGAIN) {
-					p.acceptFailed(err)
-					paused = paused || isResourceError(err)
+					p.AcceptFailed(err)
+					paused = paused || IsResourceError(err)
 				}
 				continue
 			}
@@ -277,7 +277,7 @@ func (s *syncWorker) serveHTTP(c net.Conn) {
 	c.SetWriteDeadline(time.Now().Add(max(s.ioTimeout(), time.Second)))
 	s.rw.Send = func(b []byte) error { _, err := c.Write(b); return err }
 	s.rw.Reset(s.out[:0], req.Method, req.Major, req.Minor, true)
-	if !serveRecover(s.p, &s.rw, hr) {
+	if !ServeRecover(s.p, &s.rw, hr) {
 		if !s.rw.Started() {
 			s.answerError(c, errHandlerPanic)
 		}
@@ -289,7 +289,7 @@ func (s *syncWorker) serveHTTP(c net.Conn) {
 		c.Write(out)
 	}
 	s.rw.Send = nil
-	linger = hasUnread(c)
+	linger = HasUnread(c)
 }
 
 // errHandlerPanic stands for a handler's panic in answerError.
@@ -302,7 +302,7 @@ func (s *syncWorker) answerError(c net.Conn, err error) {
 		if code = http1.Status(err); code == 0 {
 			return
 		}
-		s.p.parseError(code)
+		s.p.ParseError(code)
 		s.p.Log.Debug(fmt.Sprintf("bad request from %s: %v", frontend.RemoteAddr(c), err))
 	}
 	c.SetWriteDeadline(time.Now().Add(time.Second))

@@ -8,31 +8,33 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/corral-server/corral/worker/internal/workertest"
 )
 
 func TestSyncServesAndCloses(t *testing.T) {
-	p := newTestProcess(t, testHandler(), nil)
+	p := newTestProcess(t, workertest.Handler(), nil)
 	addr, stop := serveTest(t, p, new(syncWorker))
-	res, body, br, c := rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	res, body, br, c := workertest.RawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	if res.StatusCode != 200 || body != "hello" || !res.Close || res.ContentLength != 5 {
 		t.Fatalf("GET /: %d %q close=%v", res.StatusCode, body, res.Close)
 	}
-	if ok, got := closedAfter(br, c, 2*time.Second); !ok {
+	if ok, got := workertest.ClosedAfter(br, c, 2*time.Second); !ok {
 		t.Fatalf("connection not closed after the response: %s", got)
 	}
-	res, body, _, _ = rawDo(t, addr, "POST /echo?x=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd")
+	res, body, _, _ = workertest.RawDo(t, addr, "POST /echo?x=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd")
 	if body != "abcd" || res.Header.Get("X-Target") != "/echo?x=1" || res.Header.Get("X-Method") != "POST" {
 		t.Fatalf("POST /echo: %q %v", body, res.Header)
 	}
-	res, body, _, _ = rawDo(t, addr, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+	res, body, _, _ = workertest.RawDo(t, addr, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
 	if body != "abcde" {
 		t.Fatalf("chunked POST: %q", body)
 	}
-	res, body, _, _ = rawDo(t, addr, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+	res, body, _, _ = workertest.RawDo(t, addr, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
 	if len(body) != 15000 || res.TransferEncoding[0] != "chunked" {
 		t.Fatalf("stream: %d bytes, TE %v", len(body), res.TransferEncoding)
 	}
-	res, _, _, _ = rawDo(t, addr, "GET /panic HTTP/1.1\r\nHost: x\r\n\r\n")
+	res, _, _, _ = workertest.RawDo(t, addr, "GET /panic HTTP/1.1\r\nHost: x\r\n\r\n")
 	if got := p.Requests(); got != 5 {
 		t.Errorf("Requests() = %d, want 5", got)
 	}
@@ -42,9 +44,9 @@ func TestSyncServesAndCloses(t *testing.T) {
 }
 
 func TestSyncExpectContinue(t *testing.T) {
-	p := newTestProcess(t, testHandler(), nil)
+	p := newTestProcess(t, workertest.Handler(), nil)
 	addr, _ := serveTest(t, p, new(syncWorker))
-	c := dialTest(t, addr, 5*time.Second)
+	c := workertest.Dial(t, addr, 5*time.Second)
 	io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
 	br := bufio.NewReader(c)
 	line, _ := br.ReadString('\n')
@@ -53,14 +55,14 @@ func TestSyncExpectContinue(t *testing.T) {
 	}
 	br.ReadString('\n')
 	io.WriteString(c, "xyz")
-	if _, body := readResponse(t, br); body != "xyz" {
+	if _, body := workertest.ReadResponse(t, br); body != "xyz" {
 		t.Fatalf("body %q", body)
 	}
 }
 
 // The request limits answer 414, 431 and 413, and close.
 func TestSyncLimits(t *testing.T) {
-	p := newTestProcess(t, testHandler(), &Config{LimitRequestLine: 100, LimitRequestFields: 5, LimitRequestFieldSize: 200, MaxBody: 10})
+	p := newTestProcess(t, workertest.Handler(), &Config{LimitRequestLine: 100, LimitRequestFields: 5, LimitRequestFieldSize: 200, MaxBody: 10})
 	addr, _ := serveTest(t, p, new(syncWorker))
 	many := strings.Repeat("X-A: b\r\n", 6)
 	for req, want := range map[string]int{
@@ -73,11 +75,11 @@ func TestSyncLimits(t *testing.T) {
 		"GET / HTTP/2.0\r\nHost: x\r\n\r\n":                                                            505,
 		"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET / HTTP/1.1\r\n\r\n": 400,
 	} {
-		res, _, br, c := rawDo(t, addr, req)
+		res, _, br, c := workertest.RawDo(t, addr, req)
 		if res.StatusCode != want || !res.Close {
 			t.Errorf("%.40q: %d close=%v, want %d", req, res.StatusCode, res.Close, want)
 		}
-		if ok, got := closedAfter(br, c, 2*time.Second); !ok {
+		if ok, got := workertest.ClosedAfter(br, c, 2*time.Second); !ok {
 			t.Errorf("%.40q: not closed: %q", req, got)
 		}
 	}
@@ -90,10 +92,10 @@ func TestSyncLimits(t *testing.T) {
 // A graceful stop finishes the request in flight and serves every
 // connection already in the backlog.
 func TestSyncGracefulDrainsBacklog(t *testing.T) {
-	p := newTestProcess(t, testHandler(), &Config{Timeout: 5 * time.Second})
+	p := newTestProcess(t, workertest.Handler(), &Config{Timeout: 5 * time.Second})
 	addr, stop := serveTest(t, p, new(syncWorker))
 	slow := make(chan string, 1)
-	sc := dialTest(t, addr, 0)
+	sc := workertest.Dial(t, addr, 0)
 	io.WriteString(sc, "GET /sleep?d=500ms HTTP/1.1\r\nHost: x\r\n\r\n")
 	go func() {
 		sc.SetDeadline(time.Now().Add(5 * time.Second))
@@ -106,7 +108,7 @@ func TestSyncGracefulDrainsBacklog(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan string, n)
 	for range n {
-		c := dialTest(t, addr, 0)
+		c := workertest.Dial(t, addr, 0)
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		wg.Add(1)
 		go func() {
@@ -137,9 +139,9 @@ func TestSyncGracefulDrainsBacklog(t *testing.T) {
 
 // A quick stop ends the request in flight at once.
 func TestSyncQuickStop(t *testing.T) {
-	p := newTestProcess(t, testHandler(), nil)
+	p := newTestProcess(t, workertest.Handler(), nil)
 	addr, stop := serveTest(t, p, new(syncWorker))
-	c := dialTest(t, addr, 0)
+	c := workertest.Dial(t, addr, 0)
 	io.WriteString(c, "GET /sleep?d=30s HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(200 * time.Millisecond)
 	start := time.Now()
@@ -151,8 +153,9 @@ func TestSyncQuickStop(t *testing.T) {
 
 // The worker beats while idle and not while a request runs.
 func TestSyncBeatsBetweenRequestsOnly(t *testing.T) {
-	p := newTestProcess(t, testHandler(), &Config{Timeout: 200 * time.Millisecond})
-	checkBeatsAroundBlockingRequest(t, p, new(syncWorker))
+	p := newTestProcess(t, workertest.Handler(), &Config{Timeout: 200 * time.Millisecond})
+	addr, _ := serveTest(t, p, new(syncWorker))
+	workertest.CheckBeatsAroundBlockingRequest(t, addr, p.heartbeat.Since)
 }
 
 func TestMaxHeaderBytesMapping(t *testing.T) {

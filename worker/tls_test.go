@@ -46,12 +46,6 @@ func TestCanServe(t *testing.T) {
 	if err := CanServe("sync", false, HTTP2H2C); err == nil {
 		t.Error("sync took --http2 h2c")
 	}
-	if err := CanServe("event", true, HTTP2On); err == nil {
-		t.Error("event took TLS")
-	}
-	if err := CanServe("event", false, HTTP2On); err != nil {
-		t.Errorf("event without TLS: %v", err)
-	}
 }
 
 // TestHTTP2Settings: the versions follow --http2, and one connection's

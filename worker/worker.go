@@ -2,7 +2,9 @@
 // the arbiter (the Config it passes, the status pipe a worker reports on),
 // the runtime that turns inherited fds into listeners and signals into
 // stops, the access log, and the pluggable worker types (-k NAME) that
-// serve an http.Handler on those listeners. The protocols spoken with a
+// serve an http.Handler on those listeners: sync and goroutine here, the
+// others in packages of their own (worker/event, worker/wsgi) that
+// register themselves. The protocols spoken with a
 // front end (uwsgi, FastCGI, PROXY, forwarding headers) are package
 // worker/frontend's; the HTTP/1.x wire format is package worker/http1's.
 package worker
@@ -74,7 +76,7 @@ type Config struct {
 	// type streams it to the handler). 0 is no limit.
 	MaxBody int64 `json:"max_body,omitempty"`
 	// BodyTimeout (--body-timeout) bounds the wait for a request body:
-	// see bodyTimedOut. 0 is no limit.
+	// see BodyTimedOut. 0 is no limit.
 	BodyTimeout time.Duration `json:"body_timeout,omitempty"`
 	// Threads (--threads) is the number of event loops per event worker;
 	// EventInline (--event-inline) runs handlers on the loop itself.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corral-server/corral/worker"
+	"github.com/corral-server/corral/worker/event"
 )
 
 // Class is the worker type's name: -k wsgi.
@@ -33,7 +34,7 @@ func (w *wsgiWorker) LoadApp(p *worker.Process) (http.Handler, error) {
 	if err := worker.CloseOnExec(); err != nil {
 		return nil, err
 	}
-	w.front = frontWorker()
+	w.front = event.New() // it speaks every front end
 	threads := max(cfg.Threads, 1)
 	// The event loops: one, with handlers on the pool, since each one
 	// waits for Python. GOMAXPROCS 2: one P for the loop, which blocks in
@@ -65,13 +66,6 @@ func (w *wsgiWorker) CheckApp(cfg *worker.Config) error {
 		return err
 	}
 	return app.Close(5 * time.Second)
-}
-
-// frontWorker is the worker type that serves the listeners: event, which
-// speaks every front end.
-func frontWorker() worker.Worker {
-	c, _ := worker.Lookup("event")
-	return c()
 }
 
 // Serve serves until a stop, then lets Python finish and exit. Should

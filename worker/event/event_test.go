@@ -1,4 +1,4 @@
-package worker
+package event
 
 import (
 	"bufio"
@@ -12,6 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/corral-server/corral/worker"
+	"github.com/corral-server/corral/worker/internal/workertest"
 )
 
 // eventModes are the event worker's configurations every test runs with.
@@ -25,15 +28,15 @@ var eventModes = []struct {
 	{"pool-2-loops", false, 2},
 }
 
-func forEventModes(t *testing.T, cfg func() *Config, f func(t *testing.T, p *Process, addr string, stop func(bool) error)) {
+func forEventModes(t *testing.T, cfg func() *worker.Config, f func(t *testing.T, p *testProcess, addr string, stop func(bool) error)) {
 	for _, m := range eventModes {
 		t.Run(m.name, func(t *testing.T) {
-			c := &Config{KeepAlive: 5 * time.Second}
+			c := &worker.Config{KeepAlive: 5 * time.Second}
 			if cfg != nil {
 				c = cfg()
 			}
 			c.EventInline, c.Threads = m.inline, m.threads
-			p := newTestProcess(t, testHandler(), c)
+			p := newTestProcess(t, workertest.Handler(), c)
 			addr, stop := serveTest(t, p, new(eventWorker))
 			f(t, p, addr, stop)
 		})
@@ -41,22 +44,22 @@ func forEventModes(t *testing.T, cfg func() *Config, f func(t *testing.T, p *Pro
 }
 
 func TestEventKeepAlive(t *testing.T) {
-	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
-		c := dialTest(t, addr, 10*time.Second)
+	forEventModes(t, nil, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
+		c := workertest.Dial(t, addr, 10*time.Second)
 		br := bufio.NewReader(c)
 		for i := range 5 {
 			fmt.Fprintf(c, "POST /echo?i=%d HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nab%d", i, i)
-			res, body := readResponse(t, br)
+			res, body := workertest.ReadResponse(t, br)
 			if res.StatusCode != 200 || body != fmt.Sprintf("ab%d", i) || res.Close {
 				t.Fatalf("request %d: %d %q close=%v", i, res.StatusCode, body, res.Close)
 			}
 		}
 		io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
-		if _, body := readResponse(t, br); body != "abcde" {
+		if _, body := workertest.ReadResponse(t, br); body != "abcde" {
 			t.Fatalf("chunked: %q", body)
 		}
 		io.WriteString(c, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
-		if res, body := readResponse(t, br); len(body) != 15000 || body[14999] != 'e' {
+		if res, body := workertest.ReadResponse(t, br); len(body) != 15000 || body[14999] != 'e' {
 			t.Fatalf("stream: %d bytes, %v", len(body), res.TransferEncoding)
 		}
 		io.WriteString(c, "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -65,18 +68,18 @@ func TestEventKeepAlive(t *testing.T) {
 			t.Fatalf("HEAD: %v %v", res, err)
 		}
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-		if res, body := readResponse(t, br); body != "hello" || !res.Close {
+		if res, body := workertest.ReadResponse(t, br); body != "hello" || !res.Close {
 			t.Fatalf("close: %q %v", body, res.Close)
 		}
-		if ok, got := closedAfter(br, c, 2*time.Second); !ok {
+		if ok, got := workertest.ClosedAfter(br, c, 2*time.Second); !ok {
 			t.Fatalf("not closed after Connection: close: %s", got)
 		}
 		if n := p.Requests(); n != 9 {
 			t.Errorf("Requests() = %d, want 9", n)
 		}
 		// A panic after the head closes the connection.
-		res, _, br, c = rawDo(t, addr, "GET /panic HTTP/1.1\r\nHost: x\r\n\r\n")
-		if ok, got := closedAfter(br, c, 2*time.Second); !ok {
+		res, _, br, c = workertest.RawDo(t, addr, "GET /panic HTTP/1.1\r\nHost: x\r\n\r\n")
+		if ok, got := workertest.ClosedAfter(br, c, 2*time.Second); !ok {
 			t.Fatalf("not closed after a panic: %s", got)
 		}
 		if err := stop(true); err != nil {
@@ -86,8 +89,8 @@ func TestEventKeepAlive(t *testing.T) {
 }
 
 func TestEventPipelining(t *testing.T) {
-	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
-		c := dialTest(t, addr, 10*time.Second)
+	forEventModes(t, nil, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
+		c := workertest.Dial(t, addr, 10*time.Second)
 		var b strings.Builder
 		for i := range 16 {
 			fmt.Fprintf(&b, "POST /echo?i=%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%d", i, len(fmt.Sprint(i)), i)
@@ -95,7 +98,7 @@ func TestEventPipelining(t *testing.T) {
 		io.WriteString(c, b.String())
 		br := bufio.NewReader(c)
 		for i := range 16 {
-			res, body := readResponse(t, br)
+			res, body := workertest.ReadResponse(t, br)
 			if body != fmt.Sprint(i) || res.Header.Get("X-Target") != fmt.Sprintf("/echo?i=%d", i) {
 				t.Fatalf("response %d: %q for %s", i, body, res.Header.Get("X-Target"))
 			}
@@ -110,8 +113,8 @@ func TestEventPipelining(t *testing.T) {
 // new bytes (hence no new edge) from the client, and answer every
 // request in order.
 func TestEventPipelinedBackpressure(t *testing.T) {
-	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
-		c := dialTest(t, addr, 20*time.Second)
+	forEventModes(t, nil, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
+		c := workertest.Dial(t, addr, 20*time.Second)
 		const n = 200 // 200 × 64 KiB of output; about 30 KiB of input
 		pad := strings.Repeat("p", 100)
 		var b strings.Builder
@@ -126,7 +129,7 @@ func TestEventPipelinedBackpressure(t *testing.T) {
 		time.Sleep(300 * time.Millisecond) // let the output back up
 		br := bufio.NewReader(c)
 		for i := range n {
-			res, body := readResponse(t, br)
+			res, body := workertest.ReadResponse(t, br)
 			if want := fmt.Sprintf("/big?i=%d", i); res.Header.Get("X-Target") != want || len(body) != 64<<10 {
 				t.Fatalf("response %d: %d bytes for %q, want 65536 for %q", i, len(body), res.Header.Get("X-Target"), want)
 			}
@@ -141,17 +144,17 @@ func TestEventPipelinedBackpressure(t *testing.T) {
 // go: the FIN is reported with the bytes, so the loop must read on past
 // them to see it and close at once, not at the keep-alive timeout.
 func TestEventRequestThenFIN(t *testing.T) {
-	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
-		c := dialTest(t, addr, 0)
+	forEventModes(t, nil, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
+		c := workertest.Dial(t, addr, 0)
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		c.(*net.TCPConn).CloseWrite()
 		br := bufio.NewReader(c)
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, body := readResponse(t, br); body != "hello" {
+		if _, body := workertest.ReadResponse(t, br); body != "hello" {
 			t.Fatalf("body %q", body)
 		}
 		start := time.Now()
-		if closed, got := closedAfter(br, c, 2*time.Second); !closed {
+		if closed, got := workertest.ClosedAfter(br, c, 2*time.Second); !closed {
 			t.Fatalf("connection not closed 2 s after the client's FIN (keep-alive is 5 s): %s", got)
 		}
 		t.Logf("closed %s after the response", time.Since(start))
@@ -159,8 +162,8 @@ func TestEventRequestThenFIN(t *testing.T) {
 }
 
 func TestEventExpectContinue(t *testing.T) {
-	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
-		c := dialTest(t, addr, 5*time.Second)
+	forEventModes(t, nil, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
+		c := workertest.Dial(t, addr, 5*time.Second)
 		io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
 		br := bufio.NewReader(c)
 		if line, _ := br.ReadString('\n'); line != "HTTP/1.1 100 Continue\r\n" {
@@ -168,45 +171,45 @@ func TestEventExpectContinue(t *testing.T) {
 		}
 		br.ReadString('\n')
 		io.WriteString(c, "xyz")
-		if _, body := readResponse(t, br); body != "xyz" {
+		if _, body := workertest.ReadResponse(t, br); body != "xyz" {
 			t.Fatalf("body %q", body)
 		}
 	})
 }
 
 func TestEventHTTP10(t *testing.T) {
-	forEventModes(t, nil, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
-		res, _, br, c := rawDo(t, addr, "GET / HTTP/1.0\r\n\r\n")
+	forEventModes(t, nil, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
+		res, _, br, c := workertest.RawDo(t, addr, "GET / HTTP/1.0\r\n\r\n")
 		if !res.Close || res.Proto != "HTTP/1.0" {
 			t.Fatalf("HTTP/1.0: close=%v %s", res.Close, res.Proto)
 		}
-		if ok, got := closedAfter(br, c, 2*time.Second); !ok {
+		if ok, got := workertest.ClosedAfter(br, c, 2*time.Second); !ok {
 			t.Fatalf("HTTP/1.0 not closed: %s", got)
 		}
-		res, _, br, c = rawDo(t, addr, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+		res, _, br, c = workertest.RawDo(t, addr, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
 		if res.Close || res.Header.Get("Connection") != "keep-alive" {
 			t.Fatalf("HTTP/1.0 keep-alive: close=%v %v", res.Close, res.Header)
 		}
 		io.WriteString(c, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-		if _, body := readResponse(t, br); body != "hello" {
+		if _, body := workertest.ReadResponse(t, br); body != "hello" {
 			t.Fatalf("second HTTP/1.0 request: %q", body)
 		}
 	})
 }
 
 func TestEventLimits(t *testing.T) {
-	forEventModes(t, func() *Config {
-		return &Config{KeepAlive: 5 * time.Second, LimitRequestLine: 100, LimitRequestFields: 5, LimitRequestFieldSize: 200, MaxBody: 10}
-	}, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
-		checkRefusals(t, addr)
+	forEventModes(t, func() *worker.Config {
+		return &worker.Config{KeepAlive: 5 * time.Second, LimitRequestLine: 100, LimitRequestFields: 5, LimitRequestFieldSize: 200, MaxBody: 10}
+	}, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
+		workertest.CheckRefusals(t, addr)
 	})
 }
 
 func TestEventKeepAliveTimeout(t *testing.T) {
-	forEventModes(t, func() *Config { return &Config{KeepAlive: 300 * time.Millisecond} }, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
-		_, _, br, c := rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	forEventModes(t, func() *worker.Config { return &worker.Config{KeepAlive: 300 * time.Millisecond} }, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
+		_, _, br, c := workertest.RawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		start := time.Now()
-		if ok, got := closedAfter(br, c, 3*time.Second); !ok {
+		if ok, got := workertest.ClosedAfter(br, c, 3*time.Second); !ok {
 			t.Fatalf("idle connection not closed: %s", got)
 		}
 		if d := time.Since(start); d < 250*time.Millisecond || d > 1500*time.Millisecond {
@@ -217,10 +220,10 @@ func TestEventKeepAliveTimeout(t *testing.T) {
 }
 
 func TestEventWorkerConnectionsCap(t *testing.T) {
-	forEventModes(t, func() *Config { return &Config{KeepAlive: 5 * time.Second, WorkerConnections: 2} }, func(t *testing.T, p *Process, addr string, stop func(bool) error) {
-		_, _, _, c1 := rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-		rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-		c3 := dialTest(t, addr, 0) // waits in the backlog
+	forEventModes(t, func() *worker.Config { return &worker.Config{KeepAlive: 5 * time.Second, WorkerConnections: 2} }, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
+		_, _, _, c1 := workertest.RawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		workertest.RawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		c3 := workertest.Dial(t, addr, 0) // waits in the backlog
 		io.WriteString(c3, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		c3.SetReadDeadline(time.Now().Add(400 * time.Millisecond))
 		if _, err := c3.Read(make([]byte, 1)); err == nil {
@@ -228,7 +231,7 @@ func TestEventWorkerConnectionsCap(t *testing.T) {
 		}
 		c1.Close()
 		c3.SetReadDeadline(time.Now().Add(3 * time.Second))
-		if res, body := readResponse(t, bufio.NewReader(c3)); body != "hello" {
+		if res, body := workertest.ReadResponse(t, bufio.NewReader(c3)); body != "hello" {
 			t.Fatalf("third connection after the first closed: %v %q", res, body)
 		}
 	})
@@ -243,12 +246,12 @@ func TestEventGracefulStop(t *testing.T) {
 			continue // /sleep would block the loop
 		}
 		t.Run(m.name, func(t *testing.T) {
-			p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second, Threads: m.threads, DrainIdle: 300 * time.Millisecond})
+			p := newTestProcess(t, workertest.Handler(), &worker.Config{KeepAlive: 5 * time.Second, Threads: m.threads, DrainIdle: 300 * time.Millisecond})
 			addr, stop := serveTest(t, p, new(eventWorker))
 			// An idle keep-alive connection, and one that sends during the drain.
-			_, _, idleBR, idle := rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-			_, _, lateBR, late := rawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-			slow := dialTest(t, addr, 5*time.Second)
+			_, _, idleBR, idle := workertest.RawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			_, _, lateBR, late := workertest.RawDo(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			slow := workertest.Dial(t, addr, 5*time.Second)
 			io.WriteString(slow, "GET /sleep?d=600ms HTTP/1.1\r\nHost: x\r\n\r\n")
 			time.Sleep(100 * time.Millisecond)
 			stopped := make(chan error, 1)
@@ -256,13 +259,13 @@ func TestEventGracefulStop(t *testing.T) {
 			go func() { stopped <- stop(true) }()
 			time.Sleep(100 * time.Millisecond)
 			io.WriteString(late, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-			if res, body := readResponse(t, lateBR); body != "hello" || !res.Close {
+			if res, body := workertest.ReadResponse(t, lateBR); body != "hello" || !res.Close {
 				t.Errorf("request during the drain: %q close=%v", body, res.Close)
 			}
-			if res, body := readResponse(t, bufio.NewReader(slow)); body != "slept" || !res.Close {
+			if res, body := workertest.ReadResponse(t, bufio.NewReader(slow)); body != "slept" || !res.Close {
 				t.Errorf("in-flight request: %q close=%v", body, res.Close)
 			}
-			if ok, got := closedAfter(idleBR, idle, 2*time.Second); !ok {
+			if ok, got := workertest.ClosedAfter(idleBR, idle, 2*time.Second); !ok {
 				t.Errorf("idle connection not closed by the drain: %s", got)
 			}
 			if err := <-stopped; err != nil {
@@ -278,16 +281,16 @@ func TestEventGracefulStop(t *testing.T) {
 
 // Connections already in the backlog at a graceful stop are served.
 func TestEventGracefulDrainsBacklog(t *testing.T) {
-	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second, WorkerConnections: 1})
+	p := newTestProcess(t, workertest.Handler(), &worker.Config{KeepAlive: 5 * time.Second, WorkerConnections: 1})
 	addr, stop := serveTest(t, p, new(eventWorker))
-	busy := dialTest(t, addr, 0)
+	busy := workertest.Dial(t, addr, 0)
 	io.WriteString(busy, "GET /sleep?d=300ms HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(100 * time.Millisecond)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	served := 0
 	for range 8 {
-		c := dialTest(t, addr, 0)
+		c := workertest.Dial(t, addr, 0)
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		wg.Add(1)
 		go func() {
@@ -312,9 +315,9 @@ func TestEventGracefulDrainsBacklog(t *testing.T) {
 }
 
 func TestEventQuickStop(t *testing.T) {
-	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second})
+	p := newTestProcess(t, workertest.Handler(), &worker.Config{KeepAlive: 5 * time.Second})
 	addr, stop := serveTest(t, p, new(eventWorker))
-	c := dialTest(t, addr, 0)
+	c := workertest.Dial(t, addr, 0)
 	io.WriteString(c, "GET /sleep?d=30s HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(100 * time.Millisecond)
 	begin := time.Now()
@@ -322,7 +325,7 @@ func TestEventQuickStop(t *testing.T) {
 	if d := time.Since(begin); d > time.Second {
 		t.Errorf("quick stop took %s", d)
 	}
-	if ok, got := closedAfter(bufio.NewReader(c), c, time.Second); !ok {
+	if ok, got := workertest.ClosedAfter(bufio.NewReader(c), c, time.Second); !ok {
 		t.Errorf("connection open after a quick stop: %s", got)
 	}
 }
@@ -330,8 +333,9 @@ func TestEventQuickStop(t *testing.T) {
 // The loop beats while it runs; an inline handler that blocks it stops
 // the heartbeat, so --timeout catches a wedged loop.
 func TestEventBeatsFromTheLoop(t *testing.T) {
-	p := newTestProcess(t, testHandler(), &Config{KeepAlive: 5 * time.Second, Timeout: 200 * time.Millisecond, EventInline: true})
-	checkBeatsAroundBlockingRequest(t, p, new(eventWorker))
+	p := newTestProcess(t, workertest.Handler(), &worker.Config{KeepAlive: 5 * time.Second, Timeout: 200 * time.Millisecond, EventInline: true})
+	addr, _ := serveTest(t, p, new(eventWorker))
+	workertest.CheckBeatsAroundBlockingRequest(t, addr, p.hb.Since)
 }
 
 type jobFunc func()
@@ -375,9 +379,20 @@ func BenchmarkEventKeepAlive(b *testing.B) {
 			b.Setenv("GOMAXPROCS", strconv.Itoa(runtime.GOMAXPROCS(0)))
 			p := newTestProcess(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				io.WriteString(w, "Hello, World!")
-			}), &Config{KeepAlive: 5 * time.Second, EventInline: inline})
+			}), &worker.Config{KeepAlive: 5 * time.Second, EventInline: inline})
 			addr, _ := serveTest(b, p, new(eventWorker))
-			benchKeepAlive(b, addr)
+			workertest.BenchKeepAlive(b, addr)
 		})
+	}
+}
+
+// The event worker is refused TLS listeners, which it does not serve
+// (the command line says so before anything starts), and takes plain ones.
+func TestEventRefusesTLS(t *testing.T) {
+	if err := worker.CanServe(Class, true, worker.HTTP2On); err == nil {
+		t.Error("event took TLS")
+	}
+	if err := worker.CanServe(Class, false, worker.HTTP2On); err != nil {
+		t.Errorf("event without TLS: %v", err)
 	}
 }

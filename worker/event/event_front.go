@@ -1,4 +1,4 @@
-package worker
+package event
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/corral-server/corral/worker"
 	"github.com/corral-server/corral/worker/frontend"
 	"github.com/corral-server/corral/worker/http1"
 )
@@ -86,8 +87,14 @@ func (c *eventConn) refuseProxy(err error) {
 // closes a kept connection after its request while the worker drains).
 type eventGoConns struct {
 	mu    sync.Mutex
-	conns map[net.Conn]*connState
+	conns map[net.Conn]*goConnState
 	wg    sync.WaitGroup
+}
+
+// goConnState is a FastCGI connection's last http.ConnState, and since when.
+type goConnState struct {
+	state http.ConnState
+	since time.Time
 }
 
 // serveGo serves the FastCGI connection nfd, accepted by a loop, on a
@@ -105,9 +112,9 @@ func (e *eventWorker) serveGo(fe *frontend.FrontEnd, nfd int) {
 	g := &e.gos
 	g.mu.Lock()
 	if g.conns == nil {
-		g.conns = map[net.Conn]*connState{}
+		g.conns = map[net.Conn]*goConnState{}
 	}
-	g.conns[c] = &connState{state: http.StateNew, since: time.Now()}
+	g.conns[c] = &goConnState{state: http.StateNew, since: time.Now()}
 	g.mu.Unlock()
 	g.wg.Add(1)
 	go func() {
@@ -141,7 +148,7 @@ func (g *eventGoConns) closeIdle(d time.Duration) {
 	defer g.mu.Unlock()
 	for c, st := range g.conns {
 		idle := st.state == http.StateIdle || st.state == http.StateNew
-		if idle && time.Since(st.since) >= d && !hasUnread(c) {
+		if idle && time.Since(st.since) >= d && !worker.HasUnread(c) {
 			c.Close()
 		}
 	}

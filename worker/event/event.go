@@ -1,4 +1,9 @@
-package worker
+// Package event is the event worker type (-k event): HTTP/1.1 and uwsgi
+// served from epoll loops on non-blocking sockets, with no goroutine per
+// connection, and FastCGI on goroutines. It registers itself with
+// worker.Register; a program gets it by importing this package (cmd does),
+// and the wsgi type serves its front ends through it (New).
+package event
 
 import (
 	"context"
@@ -13,11 +18,19 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corral-server/corral/internal/heartbeat"
+	"github.com/corral-server/corral/worker"
 	"github.com/corral-server/corral/worker/frontend"
 	"github.com/corral-server/corral/worker/http1"
 )
 
-func init() { Register("event", func() Worker { return new(eventWorker) }) }
+// Class is the worker type's name: -k event.
+const Class = "event"
+
+func init() { worker.Register(Class, New) }
+
+// New returns an event worker: what -k event runs, and what the wsgi type
+// serves its front ends through.
+func New() worker.Worker { return new(eventWorker) }
 
 // eventWorker serves HTTP/1.1 from epoll loops (--threads of them, one
 // goroutine each) on non-blocking sockets, with no goroutine per
@@ -51,7 +64,7 @@ func init() { Register("event", func() Worker { return new(eventWorker) }) }
 // blocks), otherwise on a bounded goroutine pool. Responses are written
 // back by the loop, in request order.
 type eventWorker struct {
-	p      *Process
+	p      *worker.Process
 	cfg    *http1.Config
 	loops  []*eventLoop
 	lfds   []int                // our duplicates of the listeners
@@ -73,21 +86,21 @@ type eventWorker struct {
 
 // Timing of the event loops.
 const (
-	eventTick       = 100 * time.Millisecond // most time between two timer scans
-	eventReadBuf    = 16 << 10               // a read buffer, from the pool
-	eventOutHigh    = 64 << 10               // unsent output that stops reading
-	eventKeepBuf    = 64 << 10               // larger buffers are not pooled
-	eventAccepts    = 64                     // accepts per listener per wake-up
-	eventLinger     = 500 * time.Millisecond // a closing connection's wait for the client's FIN
-	eventPoolMax    = 256                    // handler goroutines per worker process
-	eventWriteStall = headerReadTimeout      // most time a client may read nothing of its response
+	eventTick       = 100 * time.Millisecond   // most time between two timer scans
+	eventReadBuf    = 16 << 10                 // a read buffer, from the pool
+	eventOutHigh    = 64 << 10                 // unsent output that stops reading
+	eventKeepBuf    = 64 << 10                 // larger buffers are not pooled
+	eventAccepts    = 64                       // accepts per listener per wake-up
+	eventLinger     = 500 * time.Millisecond   // a closing connection's wait for the client's FIN
+	eventPoolMax    = 256                      // handler goroutines per worker process
+	eventWriteStall = worker.HeaderReadTimeout // most time a client may read nothing of its response
 )
 
 func (e *eventWorker) BeatsItself() bool { return true }
 
-func (e *eventWorker) Serve(p *Process) error {
+func (e *eventWorker) Serve(p *worker.Process) error {
 	e.p = p
-	e.cfg = parserConfig(p)
+	e.cfg = worker.ParserConfig(p)
 	cfg := p.Config
 	for i := range p.Listeners {
 		e.fronts = append(e.fronts, p.FrontEnd(i))
@@ -118,13 +131,13 @@ func (e *eventWorker) Serve(p *Process) error {
 	// takes them out of Go's netpoller, which would otherwise be woken by
 	// every new connection in every worker.
 	for _, l := range p.Listeners {
-		fd, err := listenerFD(l)
+		fd, err := worker.ListenerFD(l)
 		if err == nil {
 			fd, err = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 		}
 		if err != nil {
 			e.closeListeners()
-			return fmt.Errorf("listener %s: %w", listenerAddr(l), err)
+			return fmt.Errorf("listener %s: %w", l.Addr(), err)
 		}
 		e.lfds = append(e.lfds, fd)
 	}
@@ -195,9 +208,6 @@ func (e *eventWorker) closeListeners() {
 // beat beats the heartbeat only if every loop went round recently, so
 // that one wedged loop stops the heartbeat even while the others run.
 func (e *eventWorker) beat(now int64) {
-	if e.p.heartbeat == nil {
-		return
-	}
 	limit := int64(time.Second)
 	if t := e.p.Config.Timeout; t > 0 {
 		limit = int64(t / 2)

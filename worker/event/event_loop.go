@@ -1,4 +1,4 @@
-package worker
+package event
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/corral-server/corral/worker"
 	"github.com/corral-server/corral/worker/frontend"
 	"github.com/corral-server/corral/worker/http1"
 )
@@ -21,7 +22,7 @@ import (
 // inbox and alive belongs to the loop's goroutine.
 type eventLoop struct {
 	e      *eventWorker
-	p      *Process
+	p      *worker.Process
 	epfd   int
 	wakefd int
 	alive  atomic.Int64 // nanotime of the last iteration
@@ -326,8 +327,8 @@ func (l *eventLoop) accept(lfd int) bool {
 			case unix.EAGAIN:
 				return false
 			}
-			l.p.acceptFailed(err)
-			if isResourceError(err) {
+			l.p.AcceptFailed(err)
+			if worker.IsResourceError(err) {
 				l.unregister() // back at the next scan, within eventTick
 			}
 			return false
@@ -367,7 +368,7 @@ func (l *eventLoop) accept(lfd int) bool {
 			continue
 		}
 		l.conns[c.fd] = c
-		if b := l.p.board; b != nil {
+		if b := l.p.Board(); b != nil {
 			b.ConnOpened()
 		}
 	}
@@ -468,19 +469,19 @@ func (l *eventLoop) scan(now int64) {
 			// A request is arriving: its head within the header timeout,
 			// its body by --body-timeout's rule. It did not: 408.
 			inHead := c.uwsgi == nil && c.parser.Head() == nil
-			if (inHead && now-c.reqStart > int64(headerReadTimeout)) || (!inHead && bodyTimedOut(now, c.reqStart, c.last, c.got, cfg.BodyTimeout)) {
+			if (inHead && now-c.reqStart > int64(worker.HeaderReadTimeout)) || (!inHead && worker.BodyTimedOut(now, c.reqStart, c.last, c.got, cfg.BodyTimeout)) {
 				c.fail(http1.ErrRequestTimeout)
 				c.flush()
 			}
 		default: // idle between requests
 			limit := cfg.KeepAlive
 			if c.served == 0 || limit <= 0 {
-				limit = headerReadTimeout
+				limit = worker.HeaderReadTimeout
 			}
 			if draining && cfg.DrainIdle < limit {
 				limit = cfg.DrainIdle
 			}
-			if now-c.last >= int64(limit) && !fdHasUnread(int(c.fd)) {
+			if now-c.last >= int64(limit) && !worker.FDHasUnread(int(c.fd)) {
 				c.close()
 			}
 		}
@@ -588,7 +589,7 @@ func (c *eventConn) ready(ev uint32) {
 	}
 	if ev&unix.EPOLLRDHUP != 0 {
 		c.peerShut = true
-		if c.busy && !fdHasUnread(int(c.fd)) {
+		if c.busy && !worker.FDHasUnread(int(c.fd)) {
 			// The client went away while its handler runs (and sent no
 			// further request): the handler may stop.
 			c.ctx.cancel(context.Canceled)
@@ -745,7 +746,7 @@ func (c *eventConn) processUwsgi() {
 		}
 		// Anything else is closed without an answer, as by the other
 		// worker types: nginx answers its client 502.
-		c.l.p.parseError(0)
+		c.l.p.ParseError(0)
 		c.in = c.in[:0]
 		c.closeAfter, c.lingerOn = true, true
 		return
@@ -770,7 +771,7 @@ func (a addrString) String() string  { return string(a) }
 // counted counts bytes read from and written to the connection on the
 // scoreboard.
 func (c *eventConn) counted(read, written int) {
-	if b := c.l.p.board; b != nil {
+	if b := c.l.p.Board(); b != nil {
 		b.AddRead(read)
 		b.AddWritten(written)
 	}
@@ -779,7 +780,7 @@ func (c *eventConn) counted(read, written int) {
 // fail answers a request that cannot be parsed, then closes.
 func (c *eventConn) fail(err error) {
 	if code := http1.Status(err); code != 0 {
-		c.l.p.parseError(code)
+		c.l.p.ParseError(code)
 		c.out = http1.AppendError(c.getOut(), code)
 		c.l.p.Log.Debug(fmt.Sprintf("bad request from %s: %v", c.remote, err))
 	}
@@ -809,7 +810,7 @@ func (c *eventConn) serve(hr *http.Request, method string, major, minor int, clo
 		rw.Send = nil
 		start := len(c.getOut())
 		rw.Reset(c.out, method, major, minor, closeConn)
-		if !serveRecover(p, rw, hr) {
+		if !worker.ServeRecover(p, rw, hr) {
 			c.out = http1.AppendError(c.out[:start], http.StatusInternalServerError)
 			c.closeAfter = true
 			return
@@ -870,7 +871,7 @@ func (c *eventConn) flush() {
 func (c *eventConn) shut() {
 	// A uwsgi peer sends one packet, read whole; nothing can wait unread
 	// behind it unless epoll said so since.
-	quiet := (c.uwsgi != nil && !c.canRead) || !fdHasUnread(int(c.fd))
+	quiet := (c.uwsgi != nil && !c.canRead) || !worker.FDHasUnread(int(c.fd))
 	if (!c.lingerOn && len(c.in) == 0 && quiet) || c.eof {
 		c.close()
 		return
@@ -910,7 +911,7 @@ func (c *eventConn) close() {
 	unix.Close(int(c.fd)) // also leaves the epoll set
 	delete(l.conns, c.fd)
 	l.e.conns.Add(-1)
-	if b := l.p.board; b != nil {
+	if b := l.p.Board(); b != nil {
 		b.ConnClosed()
 	}
 	if c.ack != nil {
@@ -948,7 +949,7 @@ func (j *eventJob) serve() {
 	l := c.l
 	j.rw.Reset(j.out[:0], j.method, j.major, j.minor, j.closeConn)
 	m := eventMsg{c: c, final: true, job: j}
-	if !serveRecover(l.p, &j.rw, r) {
+	if !worker.ServeRecover(l.p, &j.rw, r) {
 		m.closeAfter = true
 		if !j.rw.Started() {
 			j.out = http1.AppendError(j.out[:0], http.StatusInternalServerError)
