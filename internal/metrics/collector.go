@@ -111,54 +111,69 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	if s == nil {
 		return
 	}
-	counter := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
-	}
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
+	e := emit(ch)
+	e.totals(s)
+	e.herd(s)
+	e.workers(s, c.now())
+}
 
+// emit sends const metrics to a Collect's channel.
+type emit chan<- prometheus.Metric
+
+func (e emit) counter(d *prometheus.Desc, v float64, labels ...string) {
+	e <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+}
+
+func (e emit) gauge(d *prometheus.Desc, v float64, labels ...string) {
+	e <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+// totals: the herd's monotonic counters and histograms.
+func (e emit) totals(s *Snapshot) {
 	t := &s.Counters.Requests
 	for i, n := range t.Requests {
-		counter(descRequests, float64(n), strconv.Itoa(i+1)+"xx")
+		e.counter(descRequests, float64(n), strconv.Itoa(i+1)+"xx")
 	}
-	ch <- prometheus.MustNewConstHistogram(descDuration, t.RequestCount(), float64(t.DurationSum)/1e9,
+	e <- prometheus.MustNewConstHistogram(descDuration, t.RequestCount(), float64(t.DurationSum)/1e9,
 		cumulative(scoreboard.Buckets[:], t.Buckets[:]))
 	for i, n := range t.ParseErrors {
 		code := "other"
 		if i < len(scoreboard.ParseErrorCodes) {
 			code = strconv.Itoa(scoreboard.ParseErrorCodes[i])
 		}
-		counter(descParseErrors, float64(n), code)
+		e.counter(descParseErrors, float64(n), code)
 	}
-	counter(descConnections, float64(t.Connections))
-	counter(descReadBytes, float64(t.BytesRead))
-	counter(descWrittenBytes, float64(t.BytesWritten))
+	e.counter(descConnections, float64(t.Connections))
+	e.counter(descReadBytes, float64(t.BytesRead))
+	e.counter(descWrittenBytes, float64(t.BytesWritten))
 	for i, n := range s.Counters.Reloads {
-		counter(descReloads, float64(n), ReloadResult(i).String())
+		e.counter(descReloads, float64(n), ReloadResult(i).String())
 	}
 	for i, n := range s.Counters.Exits {
-		counter(descExits, float64(n), ExitCause(i).String())
+		e.counter(descExits, float64(n), ExitCause(i).String())
 	}
 	h := &s.Counters.SpawnToReady
 	var spawned uint64
 	for _, n := range h.Counts {
 		spawned += n
 	}
-	ch <- prometheus.MustNewConstHistogram(descSpawnToReady, spawned, h.Sum, cumulative(SpawnBuckets[:], h.Counts[:]))
+	e <- prometheus.MustNewConstHistogram(descSpawnToReady, spawned, h.Sum, cumulative(SpawnBuckets[:], h.Counts[:]))
+}
 
-	gauge(descWorkersTarget, float64(s.Target))
+// herd: the worker count, its states and the listeners' queues.
+func (e emit) herd(s *Snapshot) {
+	e.gauge(descWorkersTarget, float64(s.Target))
 	if s.MaxWorkers > 0 {
-		gauge(descWorkersBounds, float64(s.MinWorkers), "min")
-		gauge(descWorkersBounds, float64(s.MaxWorkers), "max")
+		e.gauge(descWorkersBounds, float64(s.MinWorkers), "min")
+		e.gauge(descWorkersBounds, float64(s.MaxWorkers), "max")
 	}
 	if s.TargetCause != "" {
-		gauge(descTargetChanged, float64(s.TargetChanged.UnixNano())/1e9, s.TargetCause)
+		e.gauge(descTargetChanged, float64(s.TargetChanged.UnixNano())/1e9, s.TargetCause)
 	}
-	gauge(descWorkersRunning, float64(len(s.Workers)))
-	gauge(descGeneration, float64(s.Generation))
-	gauge(descStopping, boolValue(s.Stopping))
-	gauge(descWorkersReady, float64(s.ReadyWorkers()))
+	e.gauge(descWorkersRunning, float64(len(s.Workers)))
+	e.gauge(descGeneration, float64(s.Generation))
+	e.gauge(descStopping, boolValue(s.Stopping))
+	e.gauge(descWorkersReady, float64(s.ReadyWorkers()))
 	var byState [4]int
 	var open, inFlight int64
 	for i := range s.Workers {
@@ -168,44 +183,46 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		inFlight += w.Board.InFlight
 	}
 	for _, st := range scoreboard.States() {
-		gauge(descWorkers, float64(byState[st]), st.String())
+		e.gauge(descWorkers, float64(byState[st]), st.String())
 	}
-	gauge(descConnsOpen, float64(open))
-	gauge(descInFlight, float64(inFlight))
+	e.gauge(descConnsOpen, float64(open))
+	e.gauge(descInFlight, float64(inFlight))
 	for _, l := range s.Listeners {
 		if l.Err {
 			continue
 		}
-		gauge(descQueueDepth, float64(l.Depth), l.Name)
-		gauge(descQueueLimit, float64(l.Limit), l.Name)
+		e.gauge(descQueueDepth, float64(l.Depth), l.Name)
+		e.gauge(descQueueLimit, float64(l.Limit), l.Name)
 	}
+}
 
-	now := c.now()
+// workers: the per-slot series.
+func (e emit) workers(s *Snapshot, now int64) {
 	for _, w := range s.ShownWorkers() {
 		slot := strconv.Itoa(w.Slot)
-		gauge(descWorkerPid, float64(w.Pid), slot)
-		gauge(descWorkerGeneration, float64(w.Generation), slot)
-		gauge(descWorkerAge, float64(w.Age), slot)
-		gauge(descWorkerStart, float64(w.Started.UnixNano())/1e9, slot)
+		e.gauge(descWorkerPid, float64(w.Pid), slot)
+		e.gauge(descWorkerGeneration, float64(w.Generation), slot)
+		e.gauge(descWorkerAge, float64(w.Age), slot)
+		e.gauge(descWorkerStart, float64(w.Started.UnixNano())/1e9, slot)
 		if w.Ready {
-			gauge(descWorkerReady, w.ReadyAfter.Seconds(), slot)
+			e.gauge(descWorkerReady, w.ReadyAfter.Seconds(), slot)
 		}
 		state := w.State()
 		for _, st := range scoreboard.States() {
-			gauge(descWorkerState, boolValue(st == state), slot, st.String())
+			e.gauge(descWorkerState, boolValue(st == state), slot, st.String())
 		}
-		counter(descWorkerCPU, w.Proc.CPU.Seconds(), slot)
-		gauge(descWorkerRSS, float64(w.Proc.RSS), slot)
-		gauge(descWorkerPSS, float64(w.Proc.PSS), slot)
-		gauge(descWorkerBeat, w.LastBeat.Seconds(), slot)
+		e.counter(descWorkerCPU, w.Proc.CPU.Seconds(), slot)
+		e.gauge(descWorkerRSS, float64(w.Proc.RSS), slot)
+		e.gauge(descWorkerPSS, float64(w.Proc.PSS), slot)
+		e.gauge(descWorkerBeat, w.LastBeat.Seconds(), slot)
 		if !w.Board.Valid {
 			continue // an exec worker: what the arbiter knows, no more
 		}
-		counter(descWorkerRequests, float64(w.Board.RequestCount()), slot)
-		gauge(descWorkerInFlight, float64(w.Board.InFlight), slot)
-		gauge(descWorkerConns, float64(w.Board.ConnsOpen), slot)
+		e.counter(descWorkerRequests, float64(w.Board.RequestCount()), slot)
+		e.gauge(descWorkerInFlight, float64(w.Board.InFlight), slot)
+		e.gauge(descWorkerConns, float64(w.Board.ConnsOpen), slot)
 		if w.Board.CurrentStart != 0 {
-			gauge(descWorkerCurrent, max(0, time.Duration(now-w.Board.CurrentStart).Seconds()), slot)
+			e.gauge(descWorkerCurrent, max(0, time.Duration(now-w.Board.CurrentStart).Seconds()), slot)
 		}
 	}
 }
