@@ -135,6 +135,9 @@ var intendedRefusals = []struct {
 		"smuggling shape, and Gunicorn does; net/http drops the Content-Length", msg("both Content-Length and Transfer-Encoding")},
 	{"Transfer-Encoding before HTTP/1.1: RFC 9112 section 6.1 calls the framing faulty; " +
 		"net/http ignores the field", msg("Transfer-Encoding before HTTP/1.1")},
+	{"an empty Transfer-Encoding: a list without its final chunked is no framing a server can " +
+		"trust (RFC 9112 section 6.3: 400); net/http refuses it in HTTP/1.1 and ignores it before",
+		msg("empty Transfer-Encoding")},
 	{"a repeated Content-Type: Gunicorn refuses it, a singleton field that a proxy and an " +
 		"application could each read differently", msg("more than one Content-Type")},
 	{"an Expect other than 100-continue: 417 (RFC 9110 section 10.1.1), which net/http's server " +
@@ -336,6 +339,7 @@ func TestIntendedRefusals(t *testing.T) {
 		"two Content-Length":   "POST / HTTP/1.1\r\n" + h + "Content-Length: 1\r\nContent-Length: 1\r\n\r\na",
 		"CL and TE":            "POST / HTTP/1.1\r\n" + h + "Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 		"TE in HTTP/1.0":       "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\na",
+		"empty TE":             "POST / HTTP/1.0\r\nTransfer-Encoding:\r\n\r\n",
 		"two Content-Type":     "GET / HTTP/1.1\r\n" + h + "Content-Type: a\r\nContent-Type: b\r\n\r\n",
 		"Expect":               "GET / HTTP/1.1\r\n" + h + "Expect: x\r\n\r\n",
 		"chunk-ext":            "POST / HTTP/1.1\r\n" + h + "Transfer-Encoding: chunked\r\n\r\n1;\r\na\r\n0\r\n\r\n",
