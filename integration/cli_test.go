@@ -32,7 +32,7 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 		{[]string{"-c", filepath.Join(dir, "missing.toml"), "demo"}, "missing.toml: no such file"},
 		{[]string{"-c", file("syntax.toml", "workers = = 2\n"), "demo"}, "syntax.toml: line 1:"},
 		{[]string{"-c", file("unknown.toml", "wrokers = 2\n"), "demo"}, `unknown.toml: unknown setting "wrokers"`},
-		{[]string{"-c", file("type.toml", "workers = \"four\"\n"), "demo"}, `type.toml: workers: want a whole number or "auto", got the string "four"`},
+		{[]string{"-c", file("type.toml", "workers = \"four\"\n"), "demo"}, `type.toml: workers: want a whole number, "auto" or "MIN:MAX", got the string "four"`},
 		{[]string{"-c", file("bind.toml", "bind = [1]\n"), "demo"}, "bind.toml: bind: item 1: want a string"},
 		{[]string{"-c", file("zero.toml", "workers = 0\n"), "demo"}, "--workers must be 1 or more"},
 	}
