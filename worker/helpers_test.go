@@ -45,32 +45,6 @@ func newTestProcess(t testing.TB, h http.Handler, cfg *Config) *Process {
 func serveTest(t testing.TB, p *Process, w Worker) (addr string, stop func(graceful bool) error) {
 	t.Helper()
 	p.ready = make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- w.Serve(p) }()
-	select {
-	case <-p.ready:
-	case err := <-done:
-		t.Fatalf("Serve returned before it was ready: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve not ready after 10 s")
-	}
-	stopped := false
-	stop = func(graceful bool) error {
-		stopped = true
-		p.draining.Store(true)
-		w.Stop(graceful)
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(10 * time.Second):
-			t.Fatal("Serve did not return 10 s after Stop")
-			return nil
-		}
-	}
-	t.Cleanup(func() {
-		if !stopped {
-			stop(false)
-		}
-	})
+	stop = workertest.Serve(t, func() error { return w.Serve(p) }, p.ready, func() { p.draining.Store(true) }, w.Stop)
 	return p.Listeners[0].Addr().String(), stop
 }

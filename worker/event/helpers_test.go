@@ -58,32 +58,6 @@ func newTestProcess(t testing.TB, h http.Handler, cfg *worker.Config) *testProce
 // return. As the runtime, it stops a type only once it is ready.
 func serveTest(t testing.TB, p *testProcess, w worker.Worker) (addr string, stop func(graceful bool) error) {
 	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- w.Serve(p.Process) }()
-	select {
-	case <-p.ready:
-	case err := <-done:
-		t.Fatalf("Serve returned before it was ready: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve not ready after 10 s")
-	}
-	stopped := false
-	stop = func(graceful bool) error {
-		stopped = true
-		p.drain()
-		w.Stop(graceful)
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(10 * time.Second):
-			t.Fatal("Serve did not return 10 s after Stop")
-			return nil
-		}
-	}
-	t.Cleanup(func() {
-		if !stopped {
-			stop(false)
-		}
-	})
+	stop = workertest.Serve(t, func() error { return w.Serve(p.Process) }, p.ready, p.drain, w.Stop)
 	return p.Listeners[0].Addr().String(), stop
 }

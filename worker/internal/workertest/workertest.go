@@ -199,3 +199,39 @@ func Dial(t testing.TB, addr string, d time.Duration) net.Conn {
 	}
 	return c
 }
+
+// Serve runs serve on a goroutine, waits for ready, and returns a function
+// that drains, calls stop (graceful or quick) and waits for serve to
+// return; the test's cleanup stops it if the test did not. As the runtime,
+// it stops a worker type only once the type is ready.
+func Serve(t testing.TB, serve func() error, ready <-chan struct{}, drain func(), stop func(graceful bool)) func(graceful bool) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- serve() }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("Serve returned before it was ready: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve not ready after 10 s")
+	}
+	stopped := false
+	stopFn := func(graceful bool) error {
+		stopped = true
+		drain()
+		stop(graceful)
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatal("Serve did not return 10 s after Stop")
+			return nil
+		}
+	}
+	t.Cleanup(func() {
+		if !stopped {
+			stopFn(false)
+		}
+	})
+	return stopFn
+}
