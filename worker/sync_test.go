@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"bufio"
 	"io"
 	"net"
 	"strings"
@@ -46,18 +45,7 @@ func TestSyncServesAndCloses(t *testing.T) {
 func TestSyncExpectContinue(t *testing.T) {
 	p := newTestProcess(t, workertest.Handler(), nil)
 	addr, _ := serveTest(t, p, new(syncWorker))
-	c := workertest.Dial(t, addr, 5*time.Second)
-	io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
-	br := bufio.NewReader(c)
-	line, _ := br.ReadString('\n')
-	if line != "HTTP/1.1 100 Continue\r\n" {
-		t.Fatalf("interim: %q", line)
-	}
-	br.ReadString('\n')
-	io.WriteString(c, "xyz")
-	if _, body := workertest.ReadResponse(t, br); body != "xyz" {
-		t.Fatalf("body %q", body)
-	}
+	workertest.CheckExpectContinue(t, addr)
 }
 
 // The request limits answer 414, 431 and 413, and close.

@@ -163,17 +163,7 @@ func TestEventRequestThenFIN(t *testing.T) {
 
 func TestEventExpectContinue(t *testing.T) {
 	forEventModes(t, nil, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
-		c := workertest.Dial(t, addr, 5*time.Second)
-		io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
-		br := bufio.NewReader(c)
-		if line, _ := br.ReadString('\n'); line != "HTTP/1.1 100 Continue\r\n" {
-			t.Fatalf("interim: %q", line)
-		}
-		br.ReadString('\n')
-		io.WriteString(c, "xyz")
-		if _, body := workertest.ReadResponse(t, br); body != "xyz" {
-			t.Fatalf("body %q", body)
-		}
+		workertest.CheckExpectContinue(t, addr)
 	})
 }
 

@@ -235,3 +235,20 @@ func Serve(t testing.TB, serve func() error, ready <-chan struct{}, drain func()
 	})
 	return stopFn
 }
+
+// CheckExpectContinue sends a POST with Expect: 100-continue to addr and
+// checks the interim 100 comes before the body is sent, and the echo after.
+func CheckExpectContinue(t *testing.T, addr string) {
+	t.Helper()
+	c := Dial(t, addr, 5*time.Second)
+	io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+	br := bufio.NewReader(c)
+	if line, _ := br.ReadString('\n'); line != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("interim: %q", line)
+	}
+	br.ReadString('\n')
+	io.WriteString(c, "xyz")
+	if _, body := ReadResponse(t, br); body != "xyz" {
+		t.Fatalf("body %q", body)
+	}
+}
