@@ -28,7 +28,7 @@
 #
 # stdout: a TSV table, "what" then one column per server.  Raw data (perf.data, strace
 # output, wrk output) stays in $PROFILE_DIR (a fresh folder under /tmp).
-# Environment (defaults): PROFILE_SERVERS (see above) WRK_DURATION (4) WARMUP (1)
+# Environment (defaults): PROFILE_SERVERS (see above) PROFILE_SECONDS (4: wrk -d) PROFILE_WARMUP (1)
 #   PROFILE_CPUS (1: the server's CPU) PROFILE_WRK_CPUS (0), plus those of peers.sh/nginx.sh.
 set -uo pipefail
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -71,7 +71,7 @@ path=${1:?usage: profile.sh keep-alive|pipeline|close|nginx-uwsgi}
 PROFILE_DIR=${PROFILE_DIR:-$(mktemp -d /tmp/corral-profile.XXXXXX)}
 export PROFILE_DIR
 export SERVER_CPUS=${PROFILE_CPUS:-1} WRK_CPUS=${PROFILE_WRK_CPUS:-0}
-export WRK_DURATION=${WRK_DURATION:-4} WARMUP=${WARMUP:-1}
+export WRK_DURATION=${PROFILE_SECONDS:-4} WARMUP=${PROFILE_WARMUP:-1}
 export CORRAL_WORKERS=1 UWSGI_PROCESSES=1 BACKEND_WORKERS=1 NGINX_WORKERS=1 NGINX_CPUS=$SERVER_CPUS
 export MEASURE_HOOK=$BENCH/profile.sh
 case $path in
@@ -135,7 +135,7 @@ breakdown() {
 
 for s in $servers; do breakdown "$s" >"$PROFILE_DIR/$s.kv"; done
 # Join the servers' key/value lists into one table: the keys in the order first seen.
-# shellcheck disable=SC2086  # one file per server
+# shellcheck disable=SC2046  # one file per server
 awk -F'\t' -v names="$servers" '
 	BEGIN {m = split(names, nm, " ")}
 	FNR == 1 {f++}

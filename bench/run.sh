@@ -5,8 +5,15 @@
 # then runs, one server at a time, all on 127.0.0.1:
 #   peers.sh       hello world under wrk, every peer and every corral worker type: keep-alive,
 #                  then Connection: close (close.lua), then 16-deep pipelining (pipeline.lua)
-#   (pinned)       keep-alive again, the server pinned to CPU 1 and wrk to CPU 0, corral with one
-#                  worker: one server core each, the load generator kept off it (2+ cores only)
+#   (pinned)       every path of issue 21 again on one server core (2+ cores only): the server
+#                  pinned to CPU 1 and wrk to CPU 0, one worker or process each: keep-alive
+#                  (64 connections), 16-deep pipelining, Connection: close (32 connections, uWSGI
+#                  too), and behind nginx over uwsgi and FastCGI (nginx, one worker, shares CPU 1
+#                  with the backend); with the floor row (apps/gohello/floor), each server's
+#                  share of it, and the issue's goal ratios, met or not
+#   (profile)      bench/profile.sh on each path (keep-alive, pipeline, close, nginx-uwsgi):
+#                  where the time per request goes (perf) and system calls per request (strace),
+#                  beside bench/results/before/'s tables (main before issue 21's work)
 #   nginx.sh       hello world through nginx: HTTP, uwsgi and FastCGI to corral, uwsgi to uWSGI,
 #                  HTTP to Gunicorn
 #   tls.sh         HTTP/2 over TLS (h2load), corral goroutine against net/http; TLS handshakes per
@@ -28,8 +35,9 @@
 #                  -w 1:MAX, p99 and worker-seconds
 # and writes the tables, the machine and the date to docs/benchmarks.md, and a chart to
 # docs/benchmarks.png. Knobs: those of peers.sh, reload.sh, term.sh and lib.sh (WRK_DURATION,
-# RELOAD_SERVERS, ...), and BENCH_STEPS (default: all of "peers close pipeline pinned nginx tls reload
-# term idle_conns idle wsgi metrics burst") with BENCH_OUT (a folder of an earlier run's TSV files) to redo some steps
+# RELOAD_SERVERS, ...), and BENCH_STEPS (default: all of "peers close pipeline pinned profile nginx tls
+# reload term idle_conns idle wsgi metrics burst"; PINNED_PATHS, "ka pipeline close nginx", and
+# PROFILE_PATHS, "keep-alive pipeline close nginx-uwsgi", pick parts of those two) with BENCH_OUT (a folder of an earlier run's TSV files) to redo some steps
 # and write the page again (a section whose TSV file is not in BENCH_OUT is left out: point
 # BENCH_OUT at an earlier full run's folder to keep them all).
 set -euo pipefail
@@ -46,7 +54,7 @@ if [ -n "$missing" ]; then
 fi
 go build -o bin/corral ./cmd/corral
 out=${BENCH_OUT:-$(mktemp -d /tmp/corral-bench.XXXXXX)}
-steps=" ${BENCH_STEPS:-peers close pipeline pinned nginx tls reload term idle_conns idle wsgi metrics burst} "
+steps=" ${BENCH_STEPS:-peers close pipeline pinned profile nginx tls reload term idle_conns idle wsgi metrics burst} "
 step() { [[ $steps == *" $1 "* ]]; }
 if step peers; then EXTRA_PEERS=bench/corral_peers.sh bash bench/peers.sh >"$out/peers.tsv"; fi
 if step close; then
@@ -54,12 +62,41 @@ if step close; then
 fi
 # Gunicorn and uWSGI answer pipelined requests one by one; the Go servers are the peers here.
 if step pipeline; then
-	WRK_SCRIPT=$PWD/bench/pipeline.lua PEERS="go-nethttp go-fasthttp" EXTRA_PEERS=bench/corral_peers.sh \
+	WRK_SCRIPT=$PWD/bench/pipeline.lua PEERS="go-nethttp go-fasthttp floor" EXTRA_PEERS=bench/corral_peers.sh \
 		bash bench/peers.sh >"$out/pipeline.tsv"
 fi
+BEFORE=bench/results/before # main's tables before issue 21's work (see its README)
+pinned_paths=" ${PINNED_PATHS:-ka pipeline close nginx} "
+pinned() { [[ $pinned_paths == *" $1 "* ]]; }
+PINNED_NGINX_CASES="nginx-uwsgi-corral-goroutine nginx-uwsgi-corral-sync nginx-uwsgi-corral-event nginx-uwsgi-uwsgi
+	nginx-uwsgi-floor nginx-fastcgi-corral-goroutine nginx-fastcgi-corral-sync nginx-fastcgi-corral-event
+	nginx-fastcgi-uwsgi nginx-fastcgi-floor"
 if step pinned && (($(nproc) >= 2)); then
-	SERVER_CPUS=1 WRK_CPUS=0 CORRAL_WORKERS=1 PEERS="go-nethttp go-fasthttp" EXTRA_PEERS=bench/corral_peers.sh \
-		bash bench/peers.sh >"$out/pinned.tsv"
+	# One server core: the server on CPU 1, wrk on CPU 0, one worker (process) each.
+	export SERVER_CPUS=1 WRK_CPUS=0 CORRAL_WORKERS=1 UWSGI_PROCESSES=1
+	if pinned ka; then
+		PEERS="go-nethttp go-fasthttp floor" EXTRA_PEERS=bench/corral_peers.sh bash bench/peers.sh >"$out/pinned.tsv"
+	fi
+	if pinned pipeline; then
+		WRK_SCRIPT=$PWD/bench/pipeline.lua PEERS="go-nethttp go-fasthttp floor" EXTRA_PEERS=bench/corral_peers.sh \
+			bash bench/peers.sh >"$out/pinned_pipeline.tsv"
+	fi
+	if pinned close; then
+		WRK_CONNS=32 WRK_SCRIPT=$PWD/bench/close.lua PEERS="go-nethttp go-fasthttp uwsgi floor" \
+			EXTRA_PEERS=bench/corral_peers.sh bash bench/peers.sh >"$out/pinned_close.tsv"
+	fi
+	# Behind nginx, nginx (one worker) shares CPU 1 with the backend: with a connection per
+	# request nginx spends more CPU per request than any backend, so on wrk's core it would be
+	# the bottleneck and every backend would score the same.
+	if pinned nginx; then
+		NGINX_WORKERS=1 BACKEND_WORKERS=1 CASES=$PINNED_NGINX_CASES bash bench/nginx.sh >"$out/pinned_nginx.tsv"
+	fi
+	unset SERVER_CPUS WRK_CPUS CORRAL_WORKERS UWSGI_PROCESSES
+fi
+if step profile && (($(nproc) >= 2)); then
+	for p in ${PROFILE_PATHS:-keep-alive pipeline close nginx-uwsgi}; do
+		bash bench/profile.sh "$p" >"$out/profile_$p.tsv"
+	done
 fi
 if step nginx; then bash bench/nginx.sh >"$out/nginx.tsv"; fi
 if step tls; then bash bench/tls.sh >"$out/tls.tsv"; fi
@@ -119,6 +156,58 @@ ratios() {
 			}
 		}' "$f"
 }
+# floor_share FILE: a peers.sh or nginx.sh TSV with each server's share of its table's floor row
+# ("floor"; behind nginx, the floor over the same protocol): x_floor_rps, its requests per second
+# over the floor's; x_floor_cpu, its CPU time per request over the floor's.
+floor_share() {
+	awk -F'\t' '
+		function fl(x) {return match(x, /^nginx-[a-z]+-/) ? substr(x, 1, RLENGTH) "floor" : "floor"}
+		function ratio(a, b) {return (a + 0 > 0 && b + 0 > 0) ? sprintf("%.2f", a / b) : "NA"}
+		NR == 1 {for (i = 1; i <= NF; i++) c[$i] = i; nginx = ("nginx_cpu_us_per_req" in c); next}
+		{
+			x = $1; name[++n] = x; rps[x] = $c["rps"]; p99[x] = $c["p99_ms"]; err[x] = $c["errors"]
+			cpu[x] = ("cpu_us_per_req" in c) ? $c["cpu_us_per_req"] : "NA"
+			if (nginx) ncpu[x] = $c["nginx_cpu_us_per_req"]
+		}
+		END {
+			printf "name\trps\tp99_ms\terrors\tcpu_us_per_req%s\tx_floor_rps\tx_floor_cpu\n", nginx ? "\tnginx_cpu_us_per_req" : ""
+			for (i = 1; i <= n; i++) {
+				x = name[i]; f = fl(x)
+				printf "%s\t%s\t%s\t%s\t%s%s\t%s\t%s\n", x, rps[x], p99[x], err[x], cpu[x], nginx ? "\t" ncpu[x] : "",
+					ratio(rps[x], rps[f]), ratio(cpu[x], cpu[f])
+			}
+		}' "$1"
+}
+# goal LABEL FILE A B TARGET: a row of the goals table: A's requests per second over B's in
+# FILE, the goal, whether this run meets it, and A's share of the floor row (as floor_share).
+goal() {
+	[[ -s $2 ]] || return 0
+	awk -F'\t' -v label="$1" -v a="$3" -v b="$4" -v t="$5" '
+		NR > 1 {r[$1] = $2}
+		END {
+			v = (r[a] + 0 > 0 && r[b] + 0 > 0) ? r[a] / r[b] : -1
+			f = match(a, /^nginx-[a-z]+-/) ? substr(a, 1, RLENGTH) "floor" : "floor"
+			printf "%s\t%s / %s\t%s\t>= %.2f\t%s\t%s\n", label, a, b, (v < 0 ? "NA" : sprintf("%.2f", v)), t,
+				(v < 0 ? "NA" : v >= t ? "met" : "**not met**"), (r[a] + 0 > 0 && r[f] + 0 > 0) ? sprintf("%.2f", r[a] / r[f]) : "NA"
+		}' "$2"
+}
+# goals DIR: issue 21's goals, as ratios of the pinned step's TSVs in DIR (and of the 2-worker
+# unpinned nginx step's, if DIR has it).
+goals() {
+	local d=$1
+	printf 'path\tratio (requests per second)\tvalue\tgoal\tverdict\tx_floor_rps\n'
+	goal "keep-alive, 64 conns" "$d/pinned.tsv" corral-event go-fasthttp 1.1
+	goal "keep-alive, 64 conns" "$d/pinned.tsv" corral-goroutine go-nethttp 1.0
+	goal "16-deep pipelining" "$d/pinned_pipeline.tsv" corral-event go-fasthttp 1.0
+	goal "Connection: close" "$d/pinned_close.tsv" corral-event uwsgi 1.1
+	goal "Connection: close" "$d/pinned_close.tsv" corral-event go-fasthttp 1.1
+	goal "nginx, uwsgi" "$d/pinned_nginx.tsv" nginx-uwsgi-corral-event nginx-uwsgi-uwsgi 1.1
+	goal "nginx, FastCGI (uWSGI over uwsgi)" "$d/pinned_nginx.tsv" nginx-fastcgi-corral-event nginx-uwsgi-uwsgi 1.1
+	goal "nginx, FastCGI (uWSGI over FastCGI)" "$d/pinned_nginx.tsv" nginx-fastcgi-corral-event nginx-fastcgi-uwsgi 1.1
+	goal "nginx 2-worker unpinned, uwsgi" "$d/nginx.tsv" nginx-uwsgi-corral-event nginx-uwsgi-uwsgi 1.1
+	goal "nginx 2-worker unpinned, FastCGI (uWSGI over uwsgi)" "$d/nginx.tsv" nginx-fastcgi-corral-event nginx-uwsgi-uwsgi 1.1
+	goal "nginx 2-worker unpinned, FastCGI (uWSGI over FastCGI)" "$d/nginx.tsv" nginx-fastcgi-corral-event nginx-fastcgi-uwsgi 1.1
+}
 R=$out/reload.tsv
 RCOLS="name signals sent interval_ms duration_s requests rps connect read write timeout non2xx errors pids_seen"
 LOADCOLS="duration_s requests rps connect read write timeout non2xx errors pids_seen"
@@ -167,20 +256,89 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		table <"$out/pipeline.tsv"
 		echo
 	fi
-	if have pinned.tsv; then
-		echo "## One server core: keep-alive, the server on CPU 1, wrk on CPU 0"
+	if have pinned.tsv || have pinned_pipeline.tsv || have pinned_close.tsv || have pinned_nginx.tsv; then
+		echo "## One server core: every path of issue 21, the server on CPU 1, wrk on CPU 0"
 		echo
 		echo "On a machine this small the load generator takes a core, and two worker processes share the"
 		echo "other with it. Here every server is pinned to CPU 1 (Go sets GOMAXPROCS to 1 from the affinity)"
-		echo "and wrk to CPU 0; corral runs one worker. Ratios of corral's rows over the Go servers':"
+		echo "and wrk to CPU 0; corral runs one worker, uWSGI one process. Behind nginx, nginx (one worker)"
+		echo "shares CPU 1 with the backend: with a connection per request it spends more CPU per request"
+		echo "than any backend (nginx_cpu_us_per_req), so on wrk's core it would cap every backend at the"
+		echo "same rate. The floor (bench/apps/gohello/floor: one thread, raw epoll, a fixed response for"
+		echo "every request it finds, no parsing, no handler; over uwsgi and FastCGI behind nginx) is the"
+		echo "most this kernel and loopback allow: x_floor_rps is each server's requests per second over the"
+		echo "floor's, x_floor_cpu its CPU time per request over the floor's (it moves less than rps on a"
+		echo "shared machine). cpu_us_per_req: the server's (the backend's) tree, user+system, per request."
 		echo
-		ratios "$out/pinned.tsv" go-nethttp go-fasthttp | table
+		echo "### Issue 21's goals, this run"
 		echo
-		table <"$out/pinned.tsv"
+		echo "Computed by bench/run.sh from the tables below (and the 2-worker unpinned nginx step's, further"
+		echo "down), same run; x_floor_rps: the first server's requests per second over the floor's:"
 		echo
+		goals "$out" | table
+		echo
+		if [[ -s $BEFORE/pinned.tsv ]]; then
+			echo "Before (main, $(cat "$BEFORE/WHEN" 2>/dev/null || echo "see $BEFORE/README")):"
+			echo
+			goals "$BEFORE" | table
+			echo
+		fi
+		for f in pinned:"Keep-alive, 64 connections" pinned_pipeline:"16 requests pipelined per connection (pipeline.lua), 64 connections" \
+			pinned_close:"Connection: close, 32 connections (close.lua): a new connection per request" \
+			pinned_nginx:"Behind nginx: uwsgi_pass and fastcgi_pass (keepalive, fastcgi_keep_conn on), wrk -c 64"; do
+			have "${f%%:*}.tsv" || continue
+			echo "### ${f#*:}"
+			echo
+			floor_share "$out/${f%%:*}.tsv" | table
+			echo
+			if [[ -s $BEFORE/${f%%:*}.tsv ]]; then
+				echo "Before (main, $BEFORE; see its README: wrk -c 64 on every path, no floor row then):"
+				echo
+				floor_share "$BEFORE/${f%%:*}.tsv" | table
+				echo
+			fi
+		done
+	fi
+	profiles=""
+	for f in "$out"/profile_*.tsv; do [[ -s $f ]] && profiles+=" $(basename "$f" .tsv)"; done
+	if [[ -n $profiles ]]; then
+		echo "## Where the time per request goes (bench/profile.sh)"
+		echo
+		echo "Each path on one server core as in the pinned step, a bounded wrk run (${PROFILE_SECONDS:-4} s) under"
+		echo "\`perf record -g\` of the server's tree, then one under \`strace -c -f\`. Each perf sample goes to"
+		echo "one category: syscalls (kernel) if taken in the kernel (split below by system call), else the"
+		echo "innermost Go frame that names one: syscall entry/exit on the Go side, parser (worker/http1 and"
+		echo "its uwsgi parser; fasthttp's header parsing; the floor's counting), response writing, handler,"
+		echo "Go runtime (GC, malloc), scheduler (schedule, findRunnable, netpoll, park/ready, channels,"
+		echo "timers, sync), server loop (the server's other code: corral's event loop and conn state, net,"
+		echo "internal/poll). Microseconds per request = the share of samples times the tree's CPU time per"
+		echo "request in the perf run (perf's own overhead included). System calls per request: strace's"
+		echo "counts over the requests wrk completed while it was attached (rows below 0.005 left out)."
+		echo "The corral rows include the arbiter's few calls."
+		echo
+		for p in $profiles; do
+			echo "### ${p#profile_}: this run"
+			echo
+			table <"$out/$p.tsv"
+			echo
+			if [[ -s $BEFORE/$p.tsv ]]; then
+				echo "### ${p#profile_}: before (main, bench/results/before/$p.tsv)"
+				echo
+				table <"$BEFORE/$p.tsv"
+				echo
+			fi
+		done
 	fi
 	if have nginx.tsv; then
 		echo "## Behind nginx (wrk -c 64 through nginx to each server)"
+		echo
+		echo "2 nginx workers, 2 backend workers (processes), unpinned. cpu_us_per_req: the backend's"
+		echo "tree; nginx_cpu_us_per_req: nginx's. Issue 21's goal here, same run:"
+		echo
+		{
+			printf 'path\tratio (requests per second)\tvalue\tgoal\tverdict\tx_floor_rps\n'
+			goals "$out" | grep "unpinned"
+		} | table
 		echo
 		table <"$out/nginx.tsv"
 		echo
