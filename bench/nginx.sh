@@ -315,7 +315,7 @@ selected() {
 	[[ $CASES == all ]] && return 0
 	local -a pats
 	local pat
-	read -ra pats <<<"$CASES" # read does not expand globs against the current folder
+	read -ra pats <<<"${CASES//[$'\n\t']/ }" # read does not expand globs against the current folder
 	for pat in "${pats[@]}"; do
 		# shellcheck disable=SC2053  # $pat is a glob on purpose
 		[[ $1 == $pat ]] && return 0
@@ -335,8 +335,8 @@ need wrk curl ss setsid timeout awk "$NGINX"
 [[ -x $CORRAL ]] || die "$CORRAL not found; build it: go build -o bin/corral ./cmd/corral"
 
 log "wrk -t$WRK_THREADS -c$WRK_CONNS -d${WRK_DURATION}s (warm-up ${WARMUP}s) through nginx" \
-	"(2 workers, upstream keepalive $NGINX_KEEPALIVE), server cpus: ${SERVER_CPUS:-any}," \
-	"wrk cpus: ${WRK_CPUS:-any}, logs: $LOG_DIR"
+	"($NGINX_WORKERS workers, upstream keepalive $NGINX_KEEPALIVE; $BACKEND_WORKERS backend workers)," \
+	"server cpus: ${SERVER_CPUS:-any}, nginx cpus: ${NGINX_CPUS:-any}, wrk cpus: ${WRK_CPUS:-any}, logs: $LOG_DIR"
 printf 'name\trps\tp50_ms\tp99_ms\terrors\trss_mb\tcpu_us_per_req\tnginx_cpu_us_per_req\n'
 if command -v go >/dev/null; then
 	mkdir -p "$BENCHBIN"

@@ -68,9 +68,9 @@ fi
 BEFORE=bench/results/before # main's tables before issue 21's work (see its README)
 pinned_paths=" ${PINNED_PATHS:-ka pipeline close nginx} "
 pinned() { [[ $pinned_paths == *" $1 "* ]]; }
-PINNED_NGINX_CASES="nginx-uwsgi-corral-goroutine nginx-uwsgi-corral-sync nginx-uwsgi-corral-event nginx-uwsgi-uwsgi
-	nginx-uwsgi-floor nginx-fastcgi-corral-goroutine nginx-fastcgi-corral-sync nginx-fastcgi-corral-event
-	nginx-fastcgi-uwsgi nginx-fastcgi-floor"
+PINNED_NGINX_CASES="nginx-uwsgi-corral-goroutine nginx-uwsgi-corral-sync nginx-uwsgi-corral-event nginx-uwsgi-uwsgi"
+PINNED_NGINX_CASES+=" nginx-uwsgi-floor nginx-fastcgi-corral-goroutine nginx-fastcgi-corral-sync nginx-fastcgi-corral-event"
+PINNED_NGINX_CASES+=" nginx-fastcgi-uwsgi nginx-fastcgi-floor"
 if step pinned && (($(nproc) >= 2)); then
 	# One server core: the server on CPU 1, wrk on CPU 0, one worker (process) each.
 	export SERVER_CPUS=1 WRK_CPUS=0 CORRAL_WORKERS=1 UWSGI_PROCESSES=1
@@ -316,6 +316,12 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		echo "counts over the requests wrk completed while it was attached (rows below 0.005 left out)."
 		echo "The corral rows include the arbiter's few calls."
 		echo
+		if [[ -s $BEFORE/ANALYSIS.md ]]; then
+			echo "### What the before tables say"
+			echo
+			cat "$BEFORE/ANALYSIS.md"
+			echo
+		fi
 		for p in $profiles; do
 			echo "### ${p#profile_}: this run"
 			echo
