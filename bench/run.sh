@@ -299,8 +299,10 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 			fi
 		done
 	fi
-	profiles=""
-	for f in "$out"/profile_*.tsv; do [[ -s $f ]] && profiles+=" $(basename "$f" .tsv)"; done
+	profiles="" # the paths in the issue's order, then any other
+	for f in "$out"/profile_{keep-alive,pipeline,close,nginx-uwsgi}.tsv "$out"/profile_*.tsv; do
+		[[ -s $f && " $profiles " != *" $(basename "$f" .tsv) "* ]] && profiles+=" $(basename "$f" .tsv)"
+	done
 	if [[ -n $profiles ]]; then
 		echo "## Where the time per request goes (bench/profile.sh)"
 		echo
