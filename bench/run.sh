@@ -179,23 +179,27 @@ floor_share() {
 		}' "$1"
 }
 # goal LABEL FILE A B TARGET: a row of the goals table: A's requests per second over B's in
-# FILE, the goal, whether this run meets it, and A's share of the floor row (as floor_share).
+# FILE, the goal, whether this run meets it, A's share of the floor row (as floor_share), and
+# the same ratio in CPU time per request (B's over A's: above 1, A costs less a request), which a
+# shared machine moves less.
 goal() {
 	[[ -s $2 ]] || return 0
 	awk -F'\t' -v label="$1" -v a="$3" -v b="$4" -v t="$5" '
-		NR > 1 {r[$1] = $2}
+		NR == 1 {for (i = 1; i <= NF; i++) c[$i] = i; next}
+		{r[$1] = $2; if ("cpu_us_per_req" in c) u[$1] = $c["cpu_us_per_req"]}
 		END {
 			v = (r[a] + 0 > 0 && r[b] + 0 > 0) ? r[a] / r[b] : -1
 			f = match(a, /^nginx-[a-z]+-/) ? substr(a, 1, RLENGTH) "floor" : "floor"
-			printf "%s\t%s / %s\t%s\t>= %.2f\t%s\t%s\n", label, a, b, (v < 0 ? "NA" : sprintf("%.2f", v)), t,
-				(v < 0 ? "NA" : v >= t ? "met" : "**not met**"), (r[a] + 0 > 0 && r[f] + 0 > 0) ? sprintf("%.2f", r[a] / r[f]) : "NA"
+			printf "%s\t%s / %s\t%s\t>= %.2f\t%s\t%s\t%s\n", label, a, b, (v < 0 ? "NA" : sprintf("%.2f", v)), t,
+				(v < 0 ? "NA" : v >= t ? "met" : "**not met**"), (r[a] + 0 > 0 && r[f] + 0 > 0) ? sprintf("%.2f", r[a] / r[f]) : "NA",
+				(u[a] + 0 > 0 && u[b] + 0 > 0) ? sprintf("%.2f", u[b] / u[a]) : "NA"
 		}' "$2"
 }
 # goals DIR: issue 21's goals, as ratios of the pinned step's TSVs in DIR (and of the 2-worker
 # unpinned nginx step's, if DIR has it).
 goals() {
 	local d=$1
-	printf 'path\tratio (requests per second)\tvalue\tgoal\tverdict\tx_floor_rps\n'
+	printf 'path\tratio (requests per second)\tvalue\tgoal\tverdict\tx_floor_rps\tcpu_ratio\n'
 	goal "keep-alive, 64 conns" "$d/pinned.tsv" corral-event go-fasthttp 1.1
 	goal "keep-alive, 64 conns" "$d/pinned.tsv" corral-goroutine go-nethttp 1.0
 	goal "16-deep pipelining" "$d/pinned_pipeline.tsv" corral-event go-fasthttp 1.0
@@ -273,7 +277,9 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		echo "### Issue 21's goals, this run"
 		echo
 		echo "Computed by bench/run.sh from the tables below (and the 2-worker unpinned nginx step's, further"
-		echo "down), same run; x_floor_rps: the first server's requests per second over the floor's:"
+		echo "down), same run; x_floor_rps: the first server's requests per second over the floor's;"
+		echo "cpu_ratio: the same comparison in CPU time per request (the second server's over the first's:"
+		echo "above 1, the first costs less a request), which a shared machine moves less than rps:"
 		echo
 		goals "$out" | table
 		echo
@@ -344,7 +350,7 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		echo "tree; nginx_cpu_us_per_req: nginx's. Issue 21's goal here, same run:"
 		echo
 		{
-			printf 'path\tratio (requests per second)\tvalue\tgoal\tverdict\tx_floor_rps\n'
+			printf 'path\tratio (requests per second)\tvalue\tgoal\tverdict\tx_floor_rps\tcpu_ratio\n'
 			goals "$out" | grep "unpinned"
 		} | table
 		echo
