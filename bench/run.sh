@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh -- make bench: corral against its peers on this machine, written to docs/benchmarks.md.
 #
-# Installs what it needs (wrk, gunicorn, gevent, uwsgi, gnuplot, h2load, openssl, nginx), builds corral and the Go peers,
-# then runs, one server at a time, all on 127.0.0.1:
+# Installs what it needs (wrk, gunicorn, gevent, uwsgi, gnuplot, h2load, openssl, nginx, strace,
+# perf), builds corral and the Go peers, then runs, one server at a time, all on 127.0.0.1:
 #   peers.sh       hello world under wrk, every peer and every corral worker type: keep-alive,
 #                  then Connection: close (close.lua), then 16-deep pipelining (pipeline.lua)
 #   (pinned)       every path of issue 21 again on one server core (2+ cores only): the server
@@ -43,7 +43,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=""
-for tp in wrk:wrk gunicorn:gunicorn uwsgi:uwsgi gnuplot:gnuplot-nox h2load:nghttp2-client openssl:openssl nginx:nginx; do
+for tp in wrk:wrk gunicorn:gunicorn uwsgi:uwsgi gnuplot:gnuplot-nox h2load:nghttp2-client openssl:openssl nginx:nginx \
+	strace:strace perf:linux-perf; do
 	command -v "${tp%%:*}" >/dev/null || missing="$missing ${tp##*:}"
 done
 /usr/bin/python3 -c 'import gevent' 2>/dev/null || missing="$missing python3-gevent"
