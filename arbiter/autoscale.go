@@ -63,13 +63,14 @@ type scaleStep struct {
 //
 // Up: when work waits (a non-empty accept queue, or a busy share above
 // highMark) scaleUpTicks samples in a row, or a queue deepQueue times what
-// the herd serves at once (n × conns) waits in one, no worker is still
-// booting and scaleUpCooldown has passed since the last step. A queue asks for as many
-// workers as it takes to serve what waits at once (queued / conns, rounded
-// up: with sync workers, one per waiting connection), a busy share for one;
-// at most up to hi, and none that would take the herd's memory over budget
-// (--max-memory; 0 for none): a step held for it has a why and no delta.
-// The workers of one step boot together, and the next step waits for them.
+// the herd serves at once (n × conns) waits in one; no worker is still
+// booting, and scaleUpCooldown has passed since the last step. A queue
+// asks for as many workers as it takes to serve what waits at once
+// (queued / conns, rounded up: with sync workers, one per waiting
+// connection), a busy share for one; at most up to hi, and none that
+// would take the herd's memory over budget (--max-memory; 0 for none): a
+// step held for it has a why and no delta. The workers of one step boot
+// together, and the next step waits for them: steps never overlap.
 //
 // Down: one worker, when every sample for delay was under lowMark with an
 // empty queue, and scaleCooldown has passed since the last step; while the
