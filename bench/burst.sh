@@ -11,7 +11,8 @@
 # BURST_IDLE seconds. The goal of -w MIN:MAX: a p99 within 20% of fixed MAX's at half its
 # worker-seconds or less. The pair runs BURST_ROUNDS times, fixed first in odd rounds and
 # scaled first in even ones, so that a machine whose load drifts (other work on it) favours
-# neither; compare the two rows of a round.
+# neither; compare the two rows of a round (bench/run.sh prints each round's ratios and their
+# medians: a p99 on a shared machine moves by tens of percent from one run to the next).
 #
 # worker_seconds is the integral of the arbiter's live children (booting, serving and
 # retiring workers alike) over the run, from the first idle second to the last: a sample
@@ -30,7 +31,7 @@
 # p99_ms is the worst of the bursts' p99s; rps the requests over the bursts' time.
 #
 # Environment (defaults): BURST_MAX (4) BURST_CONNS (64) BURST_SECONDS (10) BURST_IDLE (30)
-#   BURST_COUNT (1) BURST_DELAY (5) BURST_ROUNDS (2), plus those of lib.sh.
+#   BURST_COUNT (1) BURST_DELAY (5) BURST_ROUNDS (3), plus those of lib.sh.
 
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -41,7 +42,7 @@ BURST=${BURST_SECONDS:-10}
 IDLE=${BURST_IDLE:-30}
 COUNT=${BURST_COUNT:-1}
 DELAY=${BURST_DELAY:-5}
-ROUNDS=${BURST_ROUNDS:-2}
+ROUNDS=${BURST_ROUNDS:-3}
 CORRAL=${CORRAL:-$(cd "$BENCH_DIR/.." && pwd)/bin/corral}
 
 trap stop_server EXIT

@@ -344,7 +344,16 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 					if (p[r, "fixed"] + 0 <= 0 || w[r, "fixed"] + 0 <= 0 || p[r, "scaled"] == "NA") { print "| " r " | NA | NA | NA |"; continue }
 					pr = p[r, "scaled"] / p[r, "fixed"]; wr = w[r, "scaled"] / w[r, "fixed"]
 					printf "| %s | %.2f | %.2f | %s |\n", r, pr, wr, (pr <= 1.2 && wr <= 0.5) ? "yes" : "no"
+					ps[++m] = pr; ws[m] = wr
 				}
+				if (m > 1) {
+					pm = median(ps, m); wm = median(ws, m)
+					printf "| median | %.2f | %.2f | %s |\n", pm, wm, (pm <= 1.2 && wm <= 0.5) ? "yes" : "no"
+				}
+			}
+			function median(a, n,   i, j, t) {
+				for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+				return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 			}' "$out/burst.tsv"
 	fi
 } >docs/benchmarks.md
