@@ -2,6 +2,7 @@ package arbiter
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/corral-server/corral/internal/scoreboard"
@@ -9,23 +10,26 @@ import (
 
 // -w MIN:MAX: the arbiter moves its target between the bounds from the
 // load it measures (the accept queues of its own listeners, and the
-// workers' scoreboards), one worker at a time. The rule (scale) is a pure
-// function of a load sample, the scaler's state and the clock; the loop
-// samples every scaleEvery and applies the step it returns.
+// workers' scoreboards). The rule (scale) is a pure function of a load
+// sample, the scaler's state and the clock; the loop samples every
+// scaleEvery and applies the step it returns.
 
 // The rule's constants (docs/architecture.md, "Worker count from load").
 const (
-	scaleEvery    = 250 * time.Millisecond // a sample of the load
-	scaleUpTicks  = 3                      // samples in a row that want a worker more
-	scaleCooldown = 2 * time.Second        // from a step to the next, up or down
-	highMark      = 0.8                    // busy share above which a worker more is wanted
-	lowMark       = 0.3                    // busy share the herd stays under before one less
-	shareWeight   = 0.3                    // the weight of a new sample in the busy share's moving mean
+	scaleEvery      = 100 * time.Millisecond // a sample of the load
+	scaleUpTicks    = 3                      // samples in a row that want a worker more
+	deepQueue       = 2                      // a queue this many times what the herd serves at once wants workers on its first sample
+	scaleUpCooldown = 1 * time.Second        // from a step to a step up
+	scaleCooldown   = 2 * time.Second        // from a step to a step down
+	highMark        = 0.8                    // busy share above which a worker more is wanted
+	lowMark         = 0.3                    // busy share the herd stays under before one less
+	shareWeight     = 0.13                   // the weight of a new sample in the busy share's moving mean (0.3 a quarter second)
 )
 
 // A loadSample is the herd's load at one instant.
 type loadSample struct {
 	queued  int     // connections waiting in the listeners' accept queues
+	conns   int     // the connections one worker serves at once: 1 for sync and exec workers, --worker-connections for goroutine and event; 0 counts as 1
 	share   float64 // sync: the share of ready workers with a request in flight; goroutine, event: the share of --worker-connections open
 	booting int     // workers of the target's count not ready yet
 	// The herd's PSS, and what one worker more would add (the mean of
@@ -46,8 +50,8 @@ type scaler struct {
 	changed  time.Time // when
 }
 
-// A scaleStep is the rule's verdict: move the target by delta (-1, 0, +1)
-// because of why.
+// A scaleStep is the rule's verdict: move the target by delta (-1, 0, or
+// +1 up to the maximum) because of why.
 type scaleStep struct {
 	delta int
 	cause string // as scaler.cause
@@ -55,13 +59,27 @@ type scaleStep struct {
 }
 
 // scale decides, from the sample s taken at now, whether the target n
-// moves within [lo, hi]; it returns the scaler's next state. It adds a
-// worker when work waits (a non-empty accept queue, or a busy share above
-// highMark) scaleUpTicks samples in a row and no worker is still booting;
-// it removes one when every sample for delay was under lowMark with an
-// empty queue. It adds none that would take the herd's memory over budget
-// (--max-memory; 0 for none): a held step has a why and no delta. Between two steps, scaleCooldown at least; after a step
-// the low period counts anew, so a herd shrinks by one per delay.
+// moves within [lo, hi]; it returns the scaler's next state.
+//
+// Up: when work waits (a non-empty accept queue, or a busy share above
+// highMark) scaleUpTicks samples in a row, or a queue deepQueue times what
+// the herd serves at once (n × conns) waits in one; no worker is still
+// booting, and scaleUpCooldown has passed since the last step. A queue
+// asks for as many workers as it takes to serve what waits at once
+// (queued / conns, rounded up: with sync workers, one per waiting
+// connection), a busy share for one; at most up to hi, and none that
+// would take the herd's memory over budget (--max-memory; 0 for none): a
+// step held for it has a why and no delta. The workers of one step boot
+// together, and the next step waits for them: steps never overlap.
+//
+// Down: one worker, when every sample for delay was under lowMark with an
+// empty queue, and scaleCooldown has passed since the last step; while the
+// herd stays that low, one more per scaleCooldown. A step up, or a sample
+// over the mark, starts the delay anew.
+//
+// After a step the busy share's mean is rescaled to the new herd (the
+// same load over n+delta workers), so that the next samples neither
+// inherit the old herd's share nor take seconds to wash it out.
 func scale(st scaler, s loadSample, now time.Time, n, lo, hi int, delay time.Duration, budget int64) (scaler, scaleStep) {
 	if st.sampled.IsZero() {
 		st.mean = s.share
@@ -83,33 +101,64 @@ func scale(st scaler, s loadSample, now time.Time, n, lo, hi int, delay time.Dur
 		st.lowSince = time.Time{}
 	}
 	var step scaleStep
-	cooled := now.Sub(st.stepped) >= scaleCooldown
-	switch {
+	since := now.Sub(st.stepped)
+	deep := s.queued >= deepQueue*max(n, 1)*max(s.conns, 1)
+	up := n < hi && (st.high >= scaleUpTicks || deep) && s.booting == 0 && since >= scaleUpCooldown
+	switch want := min(wanted(s), hi-n, fitting(s, budget)); {
 	case n < lo:
 		step = scaleStep{1, "bounds", fmt.Sprintf("under the minimum %d", lo)}
 	case n > hi:
 		step = scaleStep{-1, "bounds", fmt.Sprintf("over the maximum %d", hi)}
-	case n < hi && st.high >= scaleUpTicks && s.booting == 0 && cooled && budget > 0 && s.memory+s.perWorker > uint64(budget):
+	case up && want <= 0:
 		// Held: one worker more would cross --max-memory. Said once per hold.
 		if !st.held {
 			step.why = fmt.Sprintf("held at %d workers: one more (%s) would take the herd's %s over --max-memory %s",
 				n, mib(s.perWorker), mib(s.memory), mib(uint64(budget)))
 		}
 		st.held = true
-	case n < hi && st.high >= scaleUpTicks && s.booting == 0 && cooled:
-		if s.queued > 0 {
-			step = scaleStep{1, "queue", fmt.Sprintf("%d connections waiting in the accept queue", s.queued)}
-		} else {
-			step = scaleStep{1, "busy", fmt.Sprintf("busy share %.0f%% above %.0f%%", 100*st.mean, 100*highMark)}
-		}
-	case n > lo && !st.lowSince.IsZero() && now.Sub(st.lowSince) >= delay && cooled:
+	case up && s.queued > 0:
+		step = scaleStep{want, "queue", fmt.Sprintf("%d connections waiting in the accept queue", s.queued)}
+	case up:
+		step = scaleStep{1, "busy", fmt.Sprintf("busy share %.0f%% above %.0f%%", 100*st.mean, 100*highMark)}
+	case n > lo && !st.lowSince.IsZero() && now.Sub(st.lowSince) >= delay && since >= scaleCooldown:
 		step = scaleStep{-1, "idle", fmt.Sprintf("busy share under %.0f%% for %s", 100*lowMark, delay)}
 	}
+	if step.delta > 0 {
+		st.lowSince = time.Time{}
+	}
 	if step.delta != 0 {
-		st.high, st.lowSince, st.stepped = 0, time.Time{}, now
+		// The same load over the new herd: the mean so far, rescaled,
+		// rather than samples of the old one that would take seconds to
+		// wash out (and could let a step down follow the step that
+		// already took the share over the low mark).
+		if n+step.delta > 0 {
+			st.mean = min(1, st.mean*float64(n)/float64(n+step.delta))
+		}
+		st.high, st.stepped = 0, now
 		st.cause, st.why, st.changed = step.cause, step.why, now
 	}
 	return st, step
+}
+
+// wanted is how many workers more the sample s asks for when work waits:
+// enough to serve the accept queue at once, at least one.
+func wanted(s loadSample) int {
+	conns := max(s.conns, 1)
+	return max((s.queued+conns-1)/conns, 1)
+}
+
+// fitting is how many workers more the herd's memory budget (0: none)
+// leaves room for, counting each as the herd's mean.
+func fitting(s loadSample, budget int64) int {
+	switch {
+	case budget <= 0:
+		return math.MaxInt
+	case s.memory > uint64(budget):
+		return 0
+	case s.perWorker == 0:
+		return math.MaxInt
+	}
+	return int((uint64(budget) - s.memory) / s.perWorker)
 }
 
 // scaling reports whether the configuration asks for a worker count from
@@ -125,11 +174,11 @@ func (a *Arbiter) sampleLoad() loadSample {
 			s.queued += q.Depth
 		}
 	}
-	conns := a.cfg.Worker.WorkerConnections
-	perWorker := 1.0 // sync: one request at a time
-	if a.cfg.Worker.Class != "sync" && a.cfg.Command == nil && conns > 0 {
-		perWorker = float64(conns)
+	s.conns = 1 // sync and exec: one request at a time
+	if conns := a.cfg.Worker.WorkerConnections; a.cfg.Worker.Class != "sync" && a.cfg.Command == nil && conns > 0 {
+		s.conns = conns
 	}
+	perWorker := float64(s.conns)
 	ready, used := 0, 0.0
 	for _, w := range a.workers {
 		if !a.counts(w) {

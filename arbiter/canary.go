@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/corral-server/corral/internal/metrics"
 	"github.com/corral-server/corral/internal/scoreboard"
 )
 
@@ -34,6 +35,7 @@ type canaryState struct {
 	n       int                       // how many canaries
 	since   time.Time                 // the window's start, once all n are ready; zero before
 	failure string                    // a canary crashed or timed out: why; "" for none
+	cause   metrics.CanaryOutcome     // with a failure: crashed or timed out
 	base    map[int]scoreboard.Totals // each canary's counts at the window's start, by pid
 }
 
@@ -139,10 +141,11 @@ func (a *Arbiter) canaryExited(w *Worker) {
 	if c == nil || w.Generation != c.gen || !w.Ready || (w.stopping && !w.timedOut) || c.failure != "" {
 		return
 	}
-	what := "crashed: " + exitReason(w.Status)
+	what, cause := "crashed: "+exitReason(w.Status), metrics.CanaryCrashed
 	if w.timedOut {
-		what = "missed its timeout"
+		what, cause = "missed its timeout", metrics.CanaryTimedOut
 	}
+	c.cause = cause
 	c.failure = fmt.Sprintf("canary worker (pid:%d) %s", w.Pid, what)
 }
 
@@ -151,6 +154,11 @@ func (a *Arbiter) canaryExited(w *Worker) {
 // canaries, now of an older one, are replaced by workers of it.
 func (a *Arbiter) rollBack(why string) {
 	gen := a.canary.gen
+	if a.canary.failure != "" {
+		a.canaryEnded(a.canary.cause)
+	} else {
+		a.canaryEnded(metrics.CanaryErrors)
+	}
 	why += "; the old workers keep serving, the canaries are replaced"
 	a.log.Error(fmt.Sprintf("Reload rolled back (after %s): %s", a.reloadReason, why), "generation", gen, "reason", why)
 	a.fallBack("rolled back: "+why, func(w *Worker) bool { return w.Generation != gen })
@@ -159,5 +167,6 @@ func (a *Arbiter) rollBack(why string) {
 // promote ends a canary reload that passed: the rest of the herd rolls.
 func (a *Arbiter) promote() {
 	a.log.Info(fmt.Sprintf("Canary: generation %d passed %s; replacing the rest", a.canary.gen, a.cfg.CanaryWindow))
+	a.canaryEnded(metrics.CanaryPromoted)
 	a.canary = nil
 }

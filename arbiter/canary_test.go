@@ -1,12 +1,14 @@
 package arbiter
 
 import (
+	"log/slog"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/corral-server/corral/internal/control"
+	"github.com/corral-server/corral/internal/metrics"
 )
 
 // canaryTurn is a turn of the loop with the canary's watch, as the loop
@@ -117,4 +119,64 @@ func TestCanaryAskedByControl(t *testing.T) {
 	// superseded).
 	h.signal(syscall.SIGHUP)
 	h.want(h.canaryTurn(), "stop 105 TERM", "spawn", "spawn", "spawn")
+}
+
+// withMetrics turns the metrics' counting on (not serving).
+func withMetrics(h *decisionTest) {
+	h.a.metrics.server = metrics.NewServer(slog.New(slog.DiscardHandler))
+}
+
+func TestCanaryStateAndOutcomesCounted(t *testing.T) {
+	h := newDecisionTest(t, canaryConfig())
+	withMetrics(h)
+	h.boot()
+	if s := h.a.canaryNow(); s != metrics.CanaryNone {
+		t.Fatalf("before a reload: %v, want none", s)
+	}
+	h.signal(syscall.SIGHUP)
+	h.want(h.canaryTurn(), "spawn") // 104
+	if s := h.a.canaryNow(); s != metrics.CanaryBooting {
+		t.Fatalf("the canary booting: %v, want booting", s)
+	}
+	h.ready(104)
+	h.want(h.canaryTurn(), "stop 101 TERM")
+	if s := h.a.snapshot(h.sys.clock).Canary; s != metrics.CanaryWatching {
+		t.Fatalf("the canary ready: the snapshot says %v, want watching", s)
+	}
+	h.exit(101, exitCode(0))
+	h.exit(104, exitCode(1))
+	h.want(h.canaryTurn(), "roll back", "spawn")
+	c := h.a.metrics.counters
+	if c.Canaries != [len(c.Canaries)]uint64{metrics.CanaryCrashed: 1} || c.Reloads[metrics.ReloadFailed] != 1 {
+		t.Fatalf("after a crash: canaries %v, reloads %v; want one crashed, one failed", c.Canaries, c.Reloads)
+	}
+	if s := h.a.canaryNow(); s != metrics.CanaryNone {
+		t.Fatalf("after the rollback: %v, want none", s)
+	}
+
+	// The 5xx share, a boot failure and a promotion.
+	h = canaryWatched(t)
+	withMetrics(h)
+	h.a.canary.since = h.sys.clock
+	h.a.rollBack("the canaries' 5xx") // as watchCanary decides it from canaryBad: no crash, no timeout
+	if c := h.a.metrics.counters.Canaries; c != [len(c)]uint64{metrics.CanaryErrors: 1} {
+		t.Fatalf("a 5xx share: %v, want one 5xx", c)
+	}
+	h = newDecisionTest(t, canaryConfig())
+	withMetrics(h)
+	h.boot()
+	h.signal(syscall.SIGHUP)
+	h.want(h.canaryTurn(), "spawn")
+	h.exit(104, exitCode(3))
+	h.canaryTurn()
+	if c := h.a.metrics.counters.Canaries; c[metrics.CanaryBootFailure] != 1 {
+		t.Fatalf("a canary that cannot boot: %v, want one boot_failure", c)
+	}
+	h = canaryWatched(t)
+	withMetrics(h)
+	h.advance(10 * time.Second)
+	h.canaryTurn()
+	if c := h.a.metrics.counters.Canaries; c != [len(c)]uint64{metrics.CanaryPromoted: 1} {
+		t.Fatalf("a window passed: %v, want one promoted", c)
+	}
 }

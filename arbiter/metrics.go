@@ -186,6 +186,24 @@ func (a *Arbiter) reloadEnded(r metrics.ReloadResult) {
 	}
 }
 
+// canaryEnded counts a canary reload by how it ended.
+func (a *Arbiter) canaryEnded(o metrics.CanaryOutcome) {
+	if a.metrics.server != nil {
+		a.metrics.counters.Canaries[o]++
+	}
+}
+
+// canaryNow is where the canary reload under way is.
+func (a *Arbiter) canaryNow() metrics.CanaryState {
+	switch {
+	case a.canary == nil:
+		return metrics.CanaryNone
+	case a.canary.since.IsZero():
+		return metrics.CanaryBooting
+	}
+	return metrics.CanaryWatching
+}
+
 // publish tells the server that the loop turned and, at most every
 // publishEvery (or now, when force), publishes a new snapshot.
 func (a *Arbiter) publish(force bool) {
@@ -206,7 +224,8 @@ func (a *Arbiter) publish(force bool) {
 func (a *Arbiter) snapshot(now time.Time) *metrics.Snapshot {
 	m := &a.metrics
 	s := &metrics.Snapshot{Taken: now, Generation: a.generation, Target: a.target, ReadyMin: a.cfg.ReadyMin,
-		Stopping: a.stopping || a.delaying(), TargetCause: a.scale.cause, TargetWhy: a.scale.why, TargetChanged: a.scale.changed}
+		Stopping: a.stopping || a.delaying(), TargetCause: a.scale.cause, TargetWhy: a.scale.why, TargetChanged: a.scale.changed,
+		Canary: a.canaryNow()}
 	if a.cfg.scaling() {
 		s.MinWorkers, s.MaxWorkers = a.cfg.Workers, a.cfg.MaxWorkers
 	}

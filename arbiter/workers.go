@@ -182,6 +182,9 @@ func (a *Arbiter) bootFailed(w *Worker, reason string) {
 // the current generation, under the last configuration that booted. The
 // new workers still booting are stopped by decisions of their own.
 func (a *Arbiter) abortReload(failed *Worker, why string) {
+	if a.canary != nil {
+		a.canaryEnded(metrics.CanaryBootFailure)
+	}
 	a.log.Error(fmt.Sprintf("Reload failed (after %s): new worker (pid:%d) could not boot: %s; the old workers keep serving",
 		a.reloadReason, failed.Pid, why), "worker", failed.Pid, "generation", a.generation, "reason", why)
 	a.fallBack(fmt.Sprintf("new worker (pid:%d) could not boot: %s; the old workers keep serving", failed.Pid, why),

@@ -497,11 +497,37 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		echo
 		echo "## A bursty load: -w MAX against -w 1:MAX"
 		echo
-		echo "sync workers of the demo app; ${BURST_IDLE:-10} s idle, ${BURST_SECONDS:-10} s of wrk -c${BURST_CONNS:-64} GET /work?ms=20, idle"
-		echo "again (bench/burst.sh). worker_seconds: the workers alive, counted every 100 ms, over the run. The goal"
-		echo "of -w 1:MAX: a p99 within 20% of fixed MAX's at half the worker-seconds or less."
+		echo "sync workers of the demo app (bench/burst.sh): ${BURST_IDLE:-30} s idle, then ${BURST_COUNT:-1} time(s) ${BURST_SECONDS:-10} s of"
+		echo "wrk -c${BURST_CONNS:-64} GET /work?ms=20 followed by ${BURST_IDLE:-30} s idle; -w 1:MAX with --scale-down-delay ${BURST_DELAY:-5}. p99_ms:"
+		echo "the worst burst's. worker_seconds: the integral of the live workers (booting, serving, retiring)"
+		echo "over the run, sampled about every 100 ms. Each round runs both herds (fixed first in odd rounds)."
+		echo "**The goal of -w 1:MAX: a p99 within 20% of fixed MAX's (p99 ratio <= 1.20) at half its"
+		echo "worker-seconds or less (worker-seconds ratio <= 0.50).**"
 		echo
 		table <"$out/burst.tsv"
+		echo
+		echo "This run, scaled over fixed, round by round:"
+		echo
+		awk -F'\t' 'NR == 1 {for (i = 1; i <= NF; i++) idx[$i] = i; next}
+			{r = $idx["round"]; p[r, $idx["name"]] = $idx["p99_ms"]; w[r, $idx["name"]] = $idx["worker_seconds"]; if (!(r in seen)) {seen[r]; order[++n] = r}}
+			END {
+				print "| round | p99 ratio | worker-seconds ratio | goal met |"; print "| --- | --- | --- | --- |"
+				for (k = 1; k <= n; k++) {
+					r = order[k]
+					if (p[r, "fixed"] + 0 <= 0 || w[r, "fixed"] + 0 <= 0 || p[r, "scaled"] == "NA") { print "| " r " | NA | NA | NA |"; continue }
+					pr = p[r, "scaled"] / p[r, "fixed"]; wr = w[r, "scaled"] / w[r, "fixed"]
+					printf "| %s | %.2f | %.2f | %s |\n", r, pr, wr, (pr <= 1.2 && wr <= 0.5) ? "yes" : "no"
+					ps[++m] = pr; ws[m] = wr
+				}
+				if (m > 1) {
+					pm = median(ps, m); wm = median(ws, m)
+					printf "| median | %.2f | %.2f | %s |\n", pm, wm, (pm <= 1.2 && wm <= 0.5) ? "yes" : "no"
+				}
+			}
+			function median(a, n,   i, j, t) {
+				for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+				return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+			}' "$out/burst.tsv"
 	fi
 } >docs/benchmarks.md
 if have peers.tsv; then

@@ -45,6 +45,10 @@ var (
 		"1 once the arbiter is stopping (TERM, INT, QUIT, or handing over after USR2).", nil, nil)
 	descReloads = prometheus.NewDesc("corral_reloads_total",
 		"Reloads (HUP, --reload) by how they ended.", []string{"result"}, nil)
+	descCanaryState = prometheus.NewDesc("corral_canary_state",
+		"Where a canary reload (--reload-canary) is: 1 for the current state, none, booting (the canaries start) or watching (for --canary-window).", []string{"state"}, nil)
+	descCanaryReloads = prometheus.NewDesc("corral_canary_reloads_total",
+		"Canary reloads by how they ended: promoted once the window passed, or rolled back, with the reason.", []string{"outcome", "reason"}, nil)
 	descExits = prometheus.NewDesc("corral_worker_exits_total",
 		"Worker processes that exited, by cause.", []string{"cause"}, nil)
 	descSpawnToReady = prometheus.NewDesc("corral_worker_spawn_to_ready_seconds",
@@ -88,7 +92,7 @@ var (
 var allDescs = []*prometheus.Desc{
 	descRequests, descDuration, descParseErrors, descConnections, descReadBytes, descWrittenBytes,
 	descConnsOpen, descInFlight, descWorkers, descWorkersTarget, descWorkersBounds, descTargetChanged, descWorkersRunning, descWorkersReady,
-	descGeneration, descStopping, descReloads, descExits, descSpawnToReady, descQueueDepth, descQueueLimit,
+	descGeneration, descStopping, descReloads, descCanaryState, descCanaryReloads, descExits, descSpawnToReady, descQueueDepth, descQueueLimit,
 	descWorkerPid, descWorkerGeneration, descWorkerAge, descWorkerStart, descWorkerReady, descWorkerState,
 	descWorkerCPU, descWorkerRSS, descWorkerPSS, descWorkerBeat, descWorkerRequests, descWorkerInFlight,
 	descWorkerConns, descWorkerCurrent,
@@ -149,6 +153,10 @@ func (e emit) totals(s *Snapshot) {
 	for i, n := range s.Counters.Reloads {
 		e.counter(descReloads, float64(n), ReloadResult(i).String())
 	}
+	for i, n := range s.Counters.Canaries {
+		outcome, reason := CanaryOutcome(i).Labels()
+		e.counter(descCanaryReloads, float64(n), outcome, reason)
+	}
 	for i, n := range s.Counters.Exits {
 		e.counter(descExits, float64(n), ExitCause(i).String())
 	}
@@ -173,6 +181,9 @@ func (e emit) herd(s *Snapshot) {
 	e.gauge(descWorkersRunning, float64(len(s.Workers)))
 	e.gauge(descGeneration, float64(s.Generation))
 	e.gauge(descStopping, boolValue(s.Stopping))
+	for st := range numCanaryStates {
+		e.gauge(descCanaryState, boolValue(s.Canary == st), st.String())
+	}
 	e.gauge(descWorkersReady, float64(s.ReadyWorkers()))
 	var byState [4]int
 	var open, inFlight int64

@@ -81,8 +81,9 @@ func TestCountersAdd(t *testing.T) {
 	a.SpawnToReady.Observe(30 * time.Millisecond)
 	b := a
 	b.Reloads[ReloadFailed] = 1
+	b.Canaries[CanaryTimedOut] = 1
 	a.Add(b)
-	if a.Requests.RequestCount() != 2 || a.Exits[ExitRecycle] != 4 || a.Reloads[ReloadFailed] != 1 ||
+	if a.Requests.RequestCount() != 2 || a.Exits[ExitRecycle] != 4 || a.Reloads[ReloadFailed] != 1 || a.Canaries[CanaryTimedOut] != 1 ||
 		a.SpawnToReady.Counts[2] != 2 || a.SpawnToReady.Sum < 0.059 {
 		t.Fatalf("Add: %+v", a)
 	}
@@ -122,6 +123,8 @@ func sample() *Snapshot {
 	s.Counters.Requests.ParseErrors[0] = 3
 	s.Counters.Exits[ExitTimeout] = 1
 	s.Counters.Reloads[ReloadComplete] = 1
+	s.Counters.Canaries[CanaryErrors] = 1
+	s.Canary = CanaryWatching
 	s.Counters.SpawnToReady.Observe(80 * time.Millisecond)
 	return s
 }
@@ -162,6 +165,10 @@ func TestCollectorSeries(t *testing.T) {
 		`corral_generation 2`,
 		`corral_worker_exits_total{cause="timeout"} 1`,
 		`corral_reloads_total{result="complete"} 1`,
+		`corral_canary_state{state="watching"} 1`,
+		`corral_canary_state{state="none"} 0`,
+		`corral_canary_reloads_total{outcome="rolled_back",reason="5xx"} 1`,
+		`corral_canary_reloads_total{outcome="promoted",reason="window_passed"} 0`,
 		`corral_worker_spawn_to_ready_seconds_count 1`,
 		`corral_listener_queue_depth{listener="http://127.0.0.1:8000"} 4`,
 		`corral_listener_queue_limit{listener="http://127.0.0.1:8000"} 2048`,

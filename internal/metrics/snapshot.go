@@ -27,8 +27,9 @@ type Snapshot struct {
 	TargetCause   string
 	TargetWhy     string
 	TargetChanged time.Time
-	ReadyMin      int  // --ready-min: /readyz wants at least this many ready
-	Stopping      bool // a stop (TERM, INT, QUIT, a handover) has begun
+	Canary        CanaryState // --reload-canary: where a canary reload is
+	ReadyMin      int         // --ready-min: /readyz wants at least this many ready
+	Stopping      bool        // a stop (TERM, INT, QUIT, a handover) has begun
 	Workers       []Worker
 	Listeners     []Listener
 	// Counters are the herd's totals, monotonic across recycles,
@@ -112,6 +113,46 @@ var reloadResultNames = [numReloadResults]string{"complete", "failed", "refused"
 
 func (r ReloadResult) String() string { return reloadResultNames[r] }
 
+// CanaryState is where a canary reload (--reload-canary) is, as
+// corral_canary_state labels it.
+type CanaryState int
+
+// The states.
+const (
+	CanaryNone     CanaryState = iota // no canary reload under way
+	CanaryBooting                     // the canaries are starting
+	CanaryWatching                    // all of them ready: watched for --canary-window
+	numCanaryStates
+)
+
+var canaryStateNames = [numCanaryStates]string{"none", "booting", "watching"}
+
+func (s CanaryState) String() string { return canaryStateNames[s] }
+
+// CanaryOutcome is how a canary reload ended, as
+// corral_canary_reloads_total labels it: an outcome and its reason.
+type CanaryOutcome int
+
+// The outcomes.
+const (
+	CanaryPromoted    CanaryOutcome = iota // the window passed: the rest of the generation rolled
+	CanaryCrashed                          // rolled back: a canary crashed while watched
+	CanaryTimedOut                         // rolled back: a canary missed its --timeout while watched
+	CanaryErrors                           // rolled back: the canaries' 5xx share passed the threshold
+	CanaryBootFailure                      // rolled back: a canary could not boot (the reload failed)
+	numCanaryOutcomes
+)
+
+var canaryOutcomeLabels = [numCanaryOutcomes][2]string{
+	{"promoted", "window_passed"}, {"rolled_back", "crash"}, {"rolled_back", "timeout"},
+	{"rolled_back", "5xx"}, {"rolled_back", "boot_failure"},
+}
+
+// Labels are the outcome's labels: outcome, then reason.
+func (o CanaryOutcome) Labels() (outcome, reason string) {
+	return canaryOutcomeLabels[o][0], canaryOutcomeLabels[o][1]
+}
+
 // SpawnBuckets are the upper bounds, in seconds, of the spawn-to-ready
 // histogram: from a Go worker's tens of milliseconds to an app that loads
 // for a minute.
@@ -138,10 +179,11 @@ func (h *SpawnHistogram) Observe(d time.Duration) {
 // arbiter inherits over the upgrade socket (USR2) so that none of them
 // goes down.
 type Counters struct {
-	Requests     scoreboard.Totals        `json:"requests"` // the herd's scoreboards, summed
-	Exits        [numExitCauses]uint64    `json:"exits"`
-	Reloads      [numReloadResults]uint64 `json:"reloads"`
-	SpawnToReady SpawnHistogram           `json:"spawn_to_ready"`
+	Requests     scoreboard.Totals         `json:"requests"` // the herd's scoreboards, summed
+	Exits        [numExitCauses]uint64     `json:"exits"`
+	Reloads      [numReloadResults]uint64  `json:"reloads"`
+	Canaries     [numCanaryOutcomes]uint64 `json:"canaries"` // canary reloads by outcome
+	SpawnToReady SpawnHistogram            `json:"spawn_to_ready"`
 }
 
 // Add adds o to c.
@@ -152,6 +194,9 @@ func (c *Counters) Add(o Counters) {
 	}
 	for i := range c.Reloads {
 		c.Reloads[i] += o.Reloads[i]
+	}
+	for i := range c.Canaries {
+		c.Canaries[i] += o.Canaries[i]
 	}
 	for i := range c.SpawnToReady.Counts {
 		c.SpawnToReady.Counts[i] += o.SpawnToReady.Counts[i]
