@@ -40,7 +40,7 @@ _OUT = struct.Struct("<IIB")
 _WHOLE = struct.Struct("<IIBI")
 _FILE = struct.Struct("<IIBqq")
 _REQ_SIZE = _REQ.size
-_RECV = 256 << 10
+_RECV = 64 << 10
 
 KIND_READY, KIND_ERROR, KIND_WHOLE = ord("R"), ord("X"), ord("W")
 KIND_HEAD, KIND_DATA, KIND_FILE, KIND_END = ord("H"), ord("D"), ord("F"), ord("E")

@@ -48,7 +48,7 @@ func (w *wsgiWorker) LoadApp(p *worker.Process) (http.Handler, error) {
 		Threads: threads, Processes: 2, // more workers may come (TTIN): wsgi.multiprocess
 		ScriptName: os.Getenv("SCRIPT_NAME"), MaxBody: cfg.MaxBody, // the goroutine front end does not bound it
 		Timeout: cfg.Timeout, AbortGrace: cfg.AbortGrace,
-		Output: pythonOutput(p.Log), Log: p.Log,
+		Output: pythonOutput(p.Log), Log: p.Log, Loop: true,
 	})
 	if err != nil {
 		return nil, err
