@@ -107,7 +107,7 @@ def stream(request):
 }
 
 const flaskApp = `import hashlib, os
-from flask import Flask, Response, request, stream_with_context
+from flask import Flask, Response, request, stream_with_context, url_for
 from wsgiref.validate import validator
 
 flask_app = Flask(__name__)
@@ -128,6 +128,10 @@ def stream():
         for i in range(5):
             yield "line %d\n" % i
     return Response(stream_with_context(lines()), mimetype="text/plain")
+
+@flask_app.route("/where/")
+def where():
+    return Response(url_for("where") + " " + request.environ["SCRIPT_NAME"] + " " + request.environ["PATH_INFO"], mimetype="text/plain")
 
 application = validator(flask_app.wsgi_app)
 `
@@ -217,6 +221,25 @@ func TestWSGIFlask(t *testing.T) {
 	checkApp(t, "http://"+s.Addr, "Hello from Flask")
 	ng := startNginx(t, "uwsgi_pass.conf", "127.0.0.1:3031", s.listening("uwsgi://"))
 	checkApp(t, "http://"+ng.Addr, "Hello from Flask")
+	// Mounted under a prefix: nginx's SCRIPT_NAME over uwsgi (the
+	// example's location /mount); url_for builds URLs under it.
+	checkBody(t, "http://"+ng.Addr+"/mount/where/", "/mount/where/ /mount /where/")
+	checkBody(t, "http://"+ng.Addr+"/where/", "/where/  /where/")
+	checkBody(t, "http://"+s.Addr+"/where/", "/where/  /where/")
+}
+
+// checkBody checks that GET url answers 200 and want.
+func checkBody(t *testing.T, url, want string) {
+	t.Helper()
+	res, err := (&http.Client{Timeout: 10 * time.Second}).Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || string(b) != want {
+		t.Errorf("GET %s: %d %q, want 200 %q", url, res.StatusCode, b, want)
+	}
 }
 
 // pidApp answers with the pid of its worker: the Go process, Python's parent.
