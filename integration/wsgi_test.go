@@ -147,19 +147,11 @@ type upload struct {
 func checkApp(t *testing.T, base, greeting string) {
 	t.Helper()
 	client := &http.Client{Timeout: 10 * time.Second}
-	res, err := client.Get(base + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if res.StatusCode != 200 || string(b) != greeting {
-		t.Errorf("GET %s/: %d %q, want %q", base, res.StatusCode, b, greeting)
-	}
+	checkBody(t, base+"/", greeting)
 	body := make([]byte, 300_000)
 	rand.Read(body)
 	sum := sha256.Sum256(body)
-	res, err = client.Post(base+"/upload/", "application/octet-stream", bytes.NewReader(body))
+	res, err := client.Post(base+"/upload/", "application/octet-stream", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +165,7 @@ func checkApp(t *testing.T, base, greeting string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ = io.ReadAll(res.Body)
+	b, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	if want := "line 0\nline 1\nline 2\nline 3\nline 4\n"; string(b) != want {
 		t.Errorf("GET %s/stream/: %q, want %q", base, b, want)
