@@ -219,7 +219,7 @@ func (l *eventLoop) run() error {
 				return nil
 			}
 		}
-		n, err := unix.EpollWait(l.epfd, l.events[:], l.sleep(wait))
+		n, err := l.epollWait(l.sleep(wait))
 		l.awake()
 		if err != nil {
 			if err == unix.EINTR {
