@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -448,5 +449,62 @@ func TestWSGIFrontEnds(t *testing.T) {
 	json.NewDecoder(res.Body).Decode(&env)
 	if env["REMOTE_ADDR"] != "203.0.113.7" || env["PATH_INFO"] != "/p" {
 		t.Errorf("PROXY v1: environ %v", env)
+	}
+}
+
+
+// TestWSGIFileWrapper serves a wsgi.file_wrapper response from the event
+// loop, which sends it by sendfile(2) as far as the socket takes it and
+// the rest through its buffer: a client that reads at once and one that
+// waits first (its socket buffer fills: the rest goes the other way) get
+// every byte, in order; HEAD gets the length and no body.
+func TestWSGIFileWrapper(t *testing.T) {
+	needPython(t)
+	dir := t.TempDir()
+	data := make([]byte, 12<<20) // more than a loopback socket's buffers hold
+	rand.Read(data)
+	app, err := os.ReadFile(filepath.Join(repoRoot, "worker", "wsgi", "testdata", "fileapp.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, dir, map[string]string{"fileapp.py": string(app), "data.bin": string(data)})
+	s := startWSGI(t, dir, "-w", "1", "-b", "127.0.0.1:0", "fileapp")
+	s.waitLog(`Ready: 1 workers serving`, 30*time.Second)
+	for q, want := range map[string][]byte{"": data, "offset": data[10:], "length": data[:5]} {
+		res, err := http.Get("http://" + s.Addr + "/?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil || res.StatusCode != 200 || res.ContentLength != int64(len(want)) || !bytes.Equal(b, want) {
+			t.Errorf("?%s: %d, Content-Length %d, %d bytes (%v), want %d", q, res.StatusCode, res.ContentLength, len(b), err, len(want))
+		}
+	}
+	c, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(c, "GET /?offset HTTP/1.1\r\nHost: t\r\n\r\nHEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+	time.Sleep(300 * time.Millisecond) // the server meets a full socket
+	br := bufio.NewReader(c)
+	for _, method := range []string{"GET", "HEAD"} {
+		res, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("%s after a wait: %v", method, err)
+		}
+		b, err := io.ReadAll(res.Body)
+		want := data[10:]
+		if method == "HEAD" {
+			want = nil
+		}
+		if err != nil || res.StatusCode != 200 || !bytes.Equal(b, want) {
+			t.Errorf("%s after a wait: %d, %d bytes (%v), want %d", method, res.StatusCode, len(b), err, len(want))
+		}
+		if method == "HEAD" && res.ContentLength != int64(len(data)) {
+			t.Errorf("HEAD: Content-Length %d, want %d", res.ContentLength, len(data))
+		}
 	}
 }

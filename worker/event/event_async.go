@@ -2,7 +2,9 @@ package event
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -157,6 +159,7 @@ func (e *eventWorker) attachAsync() error {
 type Answer struct {
 	c     *eventConn
 	rw    http1.ResponseWriter
+	fw    answerWriter // rw, with ReadFrom
 	out   []byte
 	q     *worker.InFlight
 	begun bool // in ServeAsync: Finish leaves the connection to serve
@@ -166,6 +169,7 @@ type Answer struct {
 var answers = sync.Pool{New: func() any {
 	a := new(Answer)
 	a.rw.Send = a.send
+	a.fw = answerWriter{&a.rw, a}
 	return a
 }}
 
@@ -184,6 +188,63 @@ func (a *Answer) send(b []byte) error {
 	c.out = append(c.getOut(), b...)
 	c.markDirty()
 	return nil
+}
+
+// answerWriter is an Answer's response writer. Its ReadFrom sends a
+// file's bytes (an *os.File under an io.LimitedReader, what io.Copy of a
+// file gives, as net/http's does) by sendfile(2): what the socket takes at
+// once, the rest through the buffer.
+type answerWriter struct {
+	*http1.ResponseWriter
+	a *Answer
+}
+
+func (w *answerWriter) ReadFrom(src io.Reader) (int64, error) {
+	var sent int64
+	if lr, ok := src.(*io.LimitedReader); ok {
+		if f, ok := lr.R.(*os.File); ok {
+			k, err := w.WriteOutside(lr.N, func(n int64) (int64, error) { return w.a.c.sendFile(f, n) })
+			sent, lr.N = k, lr.N-k
+			if err != nil {
+				return sent, err
+			}
+		}
+	}
+	n, err := io.Copy(struct{ io.Writer }{w.ResponseWriter}, src)
+	return sent + n, err
+}
+
+// sendFile writes up to n bytes of f, from its offset on, by sendfile(2),
+// once the output before them is out: what the socket takes now.
+func (c *eventConn) sendFile(f *os.File, n int64) (int64, error) {
+	if !c.closed {
+		c.flush()
+	}
+	if c.closed {
+		return 0, errConnClosed
+	}
+	var sent int64
+	for c.canWrite && c.pending() == 0 && sent < n {
+		k, err := unix.Sendfile(int(c.fd), int(f.Fd()), nil, int(min(n-sent, 1<<30)))
+		if k > 0 {
+			sent += int64(k)
+			c.counted(0, k)
+			c.last = nanotime()
+		}
+		switch {
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			c.canWrite = false // the rest through the buffer
+		case err == unix.EINVAL || err == unix.ENOSYS:
+			return sent, nil // no sendfile for this file: the buffer
+		case err != nil:
+			c.close()
+			return sent, err
+		case k == 0:
+			return sent, nil // the file is shorter
+		}
+	}
+	return sent, nil
 }
 
 // Finish completes the response; ok false cuts it (a 500 if nothing was
@@ -234,7 +295,7 @@ func (c *eventConn) serveAsync(hr *http.Request, method string, major, minor int
 	a := answers.Get().(*Answer)
 	a.c, a.done, a.begun = c, false, true
 	a.rw.Reset(a.out[:0], method, major, minor, closeConn)
-	a.q = l.p.Begin(&a.rw, hr)
+	a.q = l.p.Begin(&a.fw, hr)
 	c.busy = true
 	func() {
 		defer func() {

@@ -89,7 +89,9 @@ func (a *App) ready(events uint32) {
 }
 
 // readFrames reads what Python wrote and hands each frame to its call,
-// until the socket is drained; at its end of file, Python is gone.
+// until the socket is drained (EAGAIN: a short read is not enough, as a
+// read stops short of and after a message with descriptors, an F frame's);
+// at its end of file, Python is gone.
 func (a *App) readFrames() {
 	fb := a.rbuf
 	for {
@@ -115,8 +117,6 @@ func (a *App) readFrames() {
 			a.loop.Unwatch(a.fd)
 			go a.gone(err) // it waits for the process's exit
 			return
-		case n < len(room):
-			return // drained: an edge reports the next bytes
 		}
 	}
 }
