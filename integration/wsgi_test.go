@@ -452,7 +452,6 @@ func TestWSGIFrontEnds(t *testing.T) {
 	}
 }
 
-
 // TestWSGIFileWrapper serves a wsgi.file_wrapper response from the event
 // loop, which sends it by sendfile(2) as far as the socket takes it and
 // the rest through its buffer: a client that reads at once and one that
