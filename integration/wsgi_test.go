@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -107,7 +108,7 @@ def stream(request):
 }
 
 const flaskApp = `import hashlib, os
-from flask import Flask, Response, request, stream_with_context
+from flask import Flask, Response, request, stream_with_context, url_for
 from wsgiref.validate import validator
 
 flask_app = Flask(__name__)
@@ -129,6 +130,10 @@ def stream():
             yield "line %d\n" % i
     return Response(stream_with_context(lines()), mimetype="text/plain")
 
+@flask_app.route("/where/")
+def where():
+    return Response(url_for("where") + " " + request.environ["SCRIPT_NAME"] + " " + request.environ["PATH_INFO"], mimetype="text/plain")
+
 application = validator(flask_app.wsgi_app)
 `
 
@@ -143,19 +148,11 @@ type upload struct {
 func checkApp(t *testing.T, base, greeting string) {
 	t.Helper()
 	client := &http.Client{Timeout: 10 * time.Second}
-	res, err := client.Get(base + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if res.StatusCode != 200 || string(b) != greeting {
-		t.Errorf("GET %s/: %d %q, want %q", base, res.StatusCode, b, greeting)
-	}
+	checkBody(t, base+"/", greeting)
 	body := make([]byte, 300_000)
 	rand.Read(body)
 	sum := sha256.Sum256(body)
-	res, err = client.Post(base+"/upload/", "application/octet-stream", bytes.NewReader(body))
+	res, err := client.Post(base+"/upload/", "application/octet-stream", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +166,7 @@ func checkApp(t *testing.T, base, greeting string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ = io.ReadAll(res.Body)
+	b, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	if want := "line 0\nline 1\nline 2\nline 3\nline 4\n"; string(b) != want {
 		t.Errorf("GET %s/stream/: %q, want %q", base, b, want)
@@ -217,6 +214,25 @@ func TestWSGIFlask(t *testing.T) {
 	checkApp(t, "http://"+s.Addr, "Hello from Flask")
 	ng := startNginx(t, "uwsgi_pass.conf", "127.0.0.1:3031", s.listening("uwsgi://"))
 	checkApp(t, "http://"+ng.Addr, "Hello from Flask")
+	// Mounted under a prefix: nginx's SCRIPT_NAME over uwsgi (the
+	// example's location /mount); url_for builds URLs under it.
+	checkBody(t, "http://"+ng.Addr+"/mount/where/", "/mount/where/ /mount /where/")
+	checkBody(t, "http://"+ng.Addr+"/where/", "/where/  /where/")
+	checkBody(t, "http://"+s.Addr+"/where/", "/where/  /where/")
+}
+
+// checkBody checks that GET url answers 200 and want.
+func checkBody(t *testing.T, url, want string) {
+	t.Helper()
+	res, err := (&http.Client{Timeout: 10 * time.Second}).Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || string(b) != want {
+		t.Errorf("GET %s: %d %q, want 200 %q", url, res.StatusCode, b, want)
+	}
 }
 
 // pidApp answers with the pid of its worker: the Go process, Python's parent.
@@ -433,5 +449,61 @@ func TestWSGIFrontEnds(t *testing.T) {
 	json.NewDecoder(res.Body).Decode(&env)
 	if env["REMOTE_ADDR"] != "203.0.113.7" || env["PATH_INFO"] != "/p" {
 		t.Errorf("PROXY v1: environ %v", env)
+	}
+}
+
+// TestWSGIFileWrapper serves a wsgi.file_wrapper response from the event
+// loop, which sends it by sendfile(2) as far as the socket takes it and
+// the rest through its buffer: a client that reads at once and one that
+// waits first (its socket buffer fills: the rest goes the other way) get
+// every byte, in order; HEAD gets the length and no body.
+func TestWSGIFileWrapper(t *testing.T) {
+	needPython(t)
+	dir := t.TempDir()
+	data := make([]byte, 12<<20) // more than a loopback socket's buffers hold
+	rand.Read(data)
+	app, err := os.ReadFile(filepath.Join(repoRoot, "worker", "wsgi", "testdata", "fileapp.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, dir, map[string]string{"fileapp.py": string(app), "data.bin": string(data)})
+	s := startWSGI(t, dir, "-w", "1", "-b", "127.0.0.1:0", "fileapp")
+	s.waitLog(`Ready: 1 workers serving`, 30*time.Second)
+	for q, want := range map[string][]byte{"": data, "offset": data[10:], "length": data[:5]} {
+		res, err := http.Get("http://" + s.Addr + "/?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil || res.StatusCode != 200 || res.ContentLength != int64(len(want)) || !bytes.Equal(b, want) {
+			t.Errorf("?%s: %d, Content-Length %d, %d bytes (%v), want %d", q, res.StatusCode, res.ContentLength, len(b), err, len(want))
+		}
+	}
+	c, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(c, "GET /?offset HTTP/1.1\r\nHost: t\r\n\r\nHEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+	time.Sleep(300 * time.Millisecond) // the server meets a full socket
+	br := bufio.NewReader(c)
+	for _, method := range []string{"GET", "HEAD"} {
+		res, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("%s after a wait: %v", method, err)
+		}
+		b, err := io.ReadAll(res.Body)
+		want := data[10:]
+		if method == "HEAD" {
+			want = nil
+		}
+		if err != nil || res.StatusCode != 200 || !bytes.Equal(b, want) {
+			t.Errorf("%s after a wait: %d, %d bytes (%v), want %d", method, res.StatusCode, len(b), err, len(want))
+		}
+		if method == "HEAD" && res.ContentLength != int64(len(data)) {
+			t.Errorf("HEAD: Content-Length %d, want %d", res.ContentLength, len(data))
+		}
 	}
 }

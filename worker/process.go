@@ -150,52 +150,86 @@ func chooseMaxRequests(n, jitter int) int64 {
 // ServeHTTP serves one request through the app's handler, logs it to the
 // access log, counts it on the scoreboard and against --max-requests.
 func (p *Process) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	p.trustForwarded(r)
-	rec := &recorder{ResponseWriter: w, p: p}
-	var current bool // the scoreboard shows this request
-	if p.board != nil {
-		current = p.board.Begin(heartbeat.MonoOf(start), r.Method, r.RequestURI)
-	}
-	p.inFlightMu.Lock()
-	p.inFlight[r] = start
-	p.inFlightMu.Unlock()
+	q := p.Begin(w, r)
 	defer func() {
-		p.inFlightMu.Lock()
-		delete(p.inFlight, r)
-		p.inFlightMu.Unlock()
 		// A panic goes on to the worker type, which logs it and closes
 		// the connection; the access log still gets its line.
 		panicked := recover()
 		if panicked != nil {
 			defer panic(panicked)
-			if !rec.wroteHeader {
-				rec.status = http.StatusInternalServerError
-			}
-		} else if !rec.wroteHeader {
-			rec.WriteHeader(http.StatusOK)
 		}
-		elapsed := time.Since(start)
-		status := rec.status
-		if g, ok := w.(interface{ refusedStatus() int }); ok && g.refusedStatus() != 0 {
-			status = g.refusedStatus() // the goroutine type answered instead, see guardBody
-		}
-		if p.board != nil {
-			p.board.Done(current, status, elapsed)
-		}
-		if p.access != nil {
-			p.access.Log(r, status, rec.bytes, rec.Header(), start, elapsed)
-		}
-		if n := p.requests.Add(1); p.maxRequests > 0 && n >= p.maxRequests {
-			// The arbiter replaces this worker and then stops it
-			// gracefully, so the herd never runs one short.
-			p.recycleOnce.Do(func() {
-				p.Log.Info(fmt.Sprintf("Max requests reached (%d), asking to be replaced", n))
-				p.report(StatusRecycle)
-			})
-		}
+		q.End(panicked != nil)
 	}()
-	p.handler.ServeHTTP(rec, r)
+	p.handler.ServeHTTP(q.Writer(), r)
+}
+
+// Handler is the app's handler, as the worker was given it (a worker type
+// asks it for more than http.Handler: see event.AsyncHandler).
+func (p *Process) Handler() http.Handler { return p.handler }
+
+// InFlight is a request begun by Begin, for a worker type whose handler
+// answers after it returns (event.AsyncHandler): End, once the response is
+// complete, does what ServeHTTP does after the handler.
+type InFlight struct {
+	p       *Process
+	w       http.ResponseWriter
+	r       *http.Request
+	rec     recorder
+	start   time.Time
+	current bool // the scoreboard shows this request
+}
+
+// Begin starts serving r as ServeHTTP does before it calls the handler;
+// the handler writes to the returned InFlight's Writer.
+func (p *Process) Begin(w http.ResponseWriter, r *http.Request) *InFlight {
+	q := &InFlight{p: p, w: w, r: r, start: time.Now()}
+	q.rec = recorder{ResponseWriter: w, p: p}
+	p.trustForwarded(r)
+	if p.board != nil {
+		q.current = p.board.Begin(heartbeat.MonoOf(q.start), r.Method, r.RequestURI)
+	}
+	p.inFlightMu.Lock()
+	p.inFlight[r] = q.start
+	p.inFlightMu.Unlock()
+	return q
+}
+
+// Writer is what the handler writes the response to.
+func (q *InFlight) Writer() http.ResponseWriter { return &q.rec }
+
+// End logs and counts the request once its response is complete; failed
+// says the handler failed (panicked) rather than answered.
+func (q *InFlight) End(failed bool) {
+	p, rec := q.p, &q.rec
+	p.inFlightMu.Lock()
+	delete(p.inFlight, q.r)
+	p.inFlightMu.Unlock()
+	if failed {
+		if !rec.wroteHeader {
+			rec.status = http.StatusInternalServerError
+		}
+	} else if !rec.wroteHeader {
+		rec.WriteHeader(http.StatusOK)
+	}
+	elapsed := time.Since(q.start)
+	status := rec.status
+	if g, ok := q.w.(interface{ refusedStatus() int }); ok && g.refusedStatus() != 0 {
+		status = g.refusedStatus() // the goroutine type answered instead, see guardBody
+	}
+	if p.board != nil {
+		p.board.Done(q.current, status, elapsed)
+	}
+	if p.access != nil {
+		p.access.Log(q.r, status, rec.bytes, rec.Header(), q.start, elapsed)
+	}
+	if n := p.requests.Add(1); p.maxRequests > 0 && n >= p.maxRequests {
+		// The arbiter replaces this worker and then stops it
+		// gracefully, so the herd never runs one short.
+		p.recycleOnce.Do(func() {
+			p.Log.Info(fmt.Sprintf("Max requests reached (%d), asking to be replaced", n))
+			p.report(StatusRecycle)
+		})
+	}
 }
 
 // recorder notes the status and size of a response for the access log,

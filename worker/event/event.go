@@ -157,6 +157,13 @@ func (e *eventWorker) Serve(p *worker.Process) error {
 		}
 		e.loops = append(e.loops, l)
 	}
+	if err := e.attachAsync(); err != nil {
+		for _, l := range e.loops {
+			l.close()
+		}
+		e.closeListeners()
+		return err
+	}
 	e.drainLeft.Store(int32(len(e.loops)))
 	var wg sync.WaitGroup
 	errs := make(chan error, len(e.loops))

@@ -38,6 +38,7 @@ type eventLoop struct {
 	again2   []*eventConn         // the other half of again's double buffer
 	jobs     int                  // requests on the pool, not yet answered
 	dirty    []*eventConn         // connections with new output, written at the end of a turn
+	async    *Loop                // the AsyncHandler's view of the loop, if the handler is one
 
 	mu       sync.Mutex
 	inbox    []eventMsg
@@ -218,7 +219,7 @@ func (l *eventLoop) run() error {
 				return nil
 			}
 		}
-		n, err := unix.EpollWait(l.epfd, l.events[:], l.sleep(wait))
+		n, err := l.epollWait(l.sleep(wait))
 		l.awake()
 		if err != nil {
 			if err == unix.EINTR {
@@ -245,6 +246,8 @@ func (l *eventLoop) run() error {
 			default:
 				if c := l.conns[fd]; c != nil {
 					c.ready(ev.Events)
+				} else if l.async != nil {
+					l.async.ready(fd, ev.Events)
 				}
 			}
 		}
@@ -268,6 +271,9 @@ const eventYields = 16
 // epoll_wait. Then it writes each connection's output of the turn in one
 // write: for pipelined requests, one write answers them all.
 func (l *eventLoop) serve() {
+	if l.async != nil {
+		l.async.runPosted()
+	}
 	for range eventYields {
 		l.handleInbox()
 		l.readAgain()
@@ -281,6 +287,9 @@ func (l *eventLoop) serve() {
 		if !answered {
 			break // the handlers block; their answers wake the loop
 		}
+	}
+	if l.async != nil {
+		l.async.endTurn()
 	}
 	for i, c := range l.dirty {
 		l.dirty[i] = nil
@@ -805,6 +814,10 @@ func (c *eventConn) dispatch(req *http1.Request) {
 func (c *eventConn) serve(hr *http.Request, method string, major, minor int, closeConn bool) {
 	l := c.l
 	p := l.p
+	if l.async != nil {
+		c.serveAsync(hr, method, major, minor, closeConn)
+		return
+	}
 	if l.e.pool == nil {
 		rw := &l.rw
 		rw.Send = nil

@@ -48,12 +48,25 @@ func RequestFromUwsgi(u *http1.UwsgiRequest, peer net.Addr) (*http.Request, erro
 	if len(u.Body) > 0 {
 		body = bytes.NewReader(bytes.Clone(u.Body))
 	}
-	r, err := RequestFromVars(uwsgiVarMap(u.Vars), body, peer)
+	vars := uwsgiVarMap(u.Vars)
+	r, err := RequestFromVars(vars, body, peer)
 	if err != nil {
 		return nil, uwsgiErr("%v", err)
 	}
+	if s := vars["SCRIPT_NAME"]; s != "" {
+		// The mount point, as a trusted HTTP forwarder passes it
+		// (Gunicorn's forwarder_headers): a WSGI app gets it as its
+		// SCRIPT_NAME, and the rest of r.URL.Path as PATH_INFO.
+		r.Header.Set(ScriptNameHeader, s)
+	}
 	return r, nil
 }
+
+// ScriptNameHeader carries the prefix a front end mounts the app at: the
+// uwsgi front end's SCRIPT_NAME (and a trusted forwarder's SCRIPT_NAME
+// header, once the HTTP parser is told which peers are trusted: it keeps
+// names with "_" from those only).
+const ScriptNameHeader = "Script_name"
 
 // ReadUwsgiVars reads one packet's header and variables block from r. A
 // stream that ends before the first byte returns io.EOF; any other short

@@ -258,6 +258,34 @@ func (w *ResponseWriter) FlushError() error {
 	return w.err
 }
 
+// WriteOutside lets the server write up to n body bytes to the
+// connection itself, with write (a sendfile(2) of a file body), once Flush
+// has sent the head and all before them through Send; write returns how
+// many it wrote, which count as written. It is for a body under a declared
+// Content-Length (never chunked), to other than HEAD, with Send set;
+// otherwise, and for whatever write did not write, it returns less than n
+// and the caller writes the rest through Write.
+func (w *ResponseWriter) WriteOutside(n int64, write func(n int64) (int64, error)) (int64, error) {
+	if w.finished {
+		return 0, ErrResponseFinished
+	}
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.Send == nil || w.err != nil || w.method == http.MethodHead || !w.bodyAllowed() || w.declared < 0 {
+		return 0, w.err
+	}
+	if n = min(n, w.declared-w.written); n <= 0 {
+		return 0, nil
+	}
+	if err := w.FlushError(); err != nil || w.chunked {
+		return 0, err
+	}
+	k, err := write(n)
+	w.written += k
+	return k, err
+}
+
 // send hands out to Send and empties it.
 func (w *ResponseWriter) send() {
 	if w.Send == nil || len(w.out) == 0 {

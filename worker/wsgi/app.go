@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/corral-server/corral/worker/event"
 )
 
 //go:embed runner.py
@@ -70,6 +72,11 @@ type Options struct {
 	// Log gets the App's own events (timeouts, an early exit); nil is
 	// slog.Default().
 	Log *slog.Logger
+	// Loop leaves the socket to an event loop (AttachLoop), which reads
+	// and writes it on its own goroutine, instead of the App's goroutines:
+	// what -k wsgi does, so that a request costs no hand-off between
+	// goroutines. Requests wait until a loop is attached.
+	Loop bool
 }
 
 // An App is one Python process serving a WSGI app. Its ServeHTTP sends a
@@ -78,7 +85,9 @@ type Options struct {
 type App struct {
 	opts    Options
 	cmd     *exec.Cmd
-	conn    *net.UnixConn
+	conn    *net.UnixConn // the socket, without Options.Loop
+	fd      int           // the socket, with Options.Loop; else -1
+	closed  sync.Once     // the socket
 	threads int
 	version string // Python's, from its ready frame
 	log     *slog.Logger
@@ -90,6 +99,16 @@ type App struct {
 	wkick   chan struct{} // kicks the write loop; one slot
 	wclosed bool          // Close was called: no more requests
 	wbroken bool          // a write failed: Python is gone
+	// With Options.Loop: wbuf[woff:] is unsent; the socket takes writes
+	// until one meets EAGAIN, and again once epoll says so; its write side
+	// is shut once Close was called and wbuf is out.
+	woff     int
+	canWrite bool
+	shut     bool
+
+	loop       *event.Loop // with Options.Loop, once attached
+	turnQueued bool        // the loop's: a write is queued for the end of its turn
+	rbuf       *frameBuf   // the loop's
 
 	mu       sync.Mutex
 	calls    map[uint32]*call
@@ -123,7 +142,7 @@ func Start(opts Options) (*App, error) {
 	if opts.App == "" {
 		return nil, errors.New("wsgi: no app named (module:callable)")
 	}
-	a := &App{opts: opts, threads: max(opts.Threads, 1), calls: map[uint32]*call{},
+	a := &App{opts: opts, threads: max(opts.Threads, 1), calls: map[uint32]*call{}, fd: -1, canWrite: true,
 		done: make(chan struct{}), exited: make(chan struct{}), log: opts.Log, wkick: make(chan struct{}, 1)}
 	if a.log == nil {
 		a.log = slog.Default()
@@ -135,17 +154,23 @@ func Start(opts Options) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wsgi: socketpair: %w", err)
 	}
-	ours, theirs := os.NewFile(uintptr(fds[0]), "wsgi"), os.NewFile(uintptr(fds[1]), "wsgi-python")
-	fc, err := net.FileConn(ours)
-	ours.Close()
-	if err != nil {
-		theirs.Close()
-		return nil, fmt.Errorf("wsgi: socketpair: %w", err)
+	theirs := os.NewFile(uintptr(fds[1]), "wsgi-python")
+	if opts.Loop {
+		a.fd = fds[0] // blocking until AttachLoop: the handshake reads it
+	} else {
+		ours := os.NewFile(uintptr(fds[0]), "wsgi")
+		fc, err := net.FileConn(ours)
+		ours.Close()
+		if err != nil {
+			theirs.Close()
+			return nil, fmt.Errorf("wsgi: socketpair: %w", err)
+		}
+		a.conn = fc.(*net.UnixConn)
 	}
-	a.conn = fc.(*net.UnixConn)
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		a.conn.Close()
+		a.closeSocket()
+		theirs.Close()
 		return nil, fmt.Errorf("wsgi: pipe: %w", err)
 	}
 	args := []string{"-u", "-c", boot, opts.App, strconv.Itoa(a.threads), strconv.Itoa(max(opts.Processes, 1))}
@@ -167,7 +192,7 @@ func Start(opts Options) (*App, error) {
 	theirs.Close() // Python's now: its exit is our end of file
 	if err != nil {
 		outR.Close()
-		a.conn.Close()
+		a.closeSocket()
 		return nil, fmt.Errorf("wsgi: start %s: %w", path, err)
 	}
 	a.cmd = cmd
@@ -182,11 +207,13 @@ func Start(opts Options) (*App, error) {
 	if err := a.handshake(); err != nil {
 		a.kill()
 		<-a.exited
-		a.conn.Close()
+		a.closeSocket()
 		return nil, err
 	}
-	go a.readLoop()
-	go a.writeLoop()
+	if !opts.Loop {
+		go a.readLoop()
+		go a.writeLoop()
+	}
 	if opts.Timeout > 0 {
 		go a.watch()
 	}
@@ -196,7 +223,11 @@ func Start(opts Options) (*App, error) {
 // handshake waits for the runner's first frame: ready, or why not.
 func (a *App) handshake() error {
 	var hdr [responseHeaderSize]byte
-	if _, err := io.ReadFull(a.conn, hdr[:]); err != nil {
+	var conn io.Reader = a.conn
+	if a.conn == nil {
+		conn = fdReader(a.fd)
+	}
+	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
 		<-a.exited // the process is gone: say why, from its last words
 		return fmt.Errorf("wsgi: python exited before the app %q loaded (%s)%s", a.opts.App, a.state, a.outTail.suffix())
 	}
@@ -205,7 +236,7 @@ func (a *App) handshake() error {
 		return fmt.Errorf("wsgi: the runner's first frame is malformed (size %d)", size)
 	}
 	payload := make([]byte, size-responseHeaderSize)
-	if _, err := io.ReadFull(a.conn, payload); err != nil {
+	if _, err := io.ReadFull(conn, payload); err != nil {
 		return fmt.Errorf("wsgi: the runner's first frame: %w", err)
 	}
 	switch hdr[8] {
@@ -255,8 +286,11 @@ var ErrClosed = errors.New("wsgi: closed")
 // then kills it. Requests sent after Close are answered 503.
 func (a *App) Close(grace time.Duration) error {
 	a.wmu.Lock()
-	kick := !a.wclosed && !a.writing
+	kick := !a.wclosed && !a.writing && a.fd < 0
 	a.wclosed, a.writing = true, true
+	if a.fd >= 0 {
+		a.writeOut() // shuts the write side once the buffer is out
+	}
 	a.wmu.Unlock()
 	if kick { // else the write loop is kicked already; it shuts the socket once its buffer is out
 		a.wkick <- struct{}{}
@@ -269,6 +303,9 @@ func (a *App) Close(grace time.Duration) error {
 		<-a.exited
 	}
 	a.fail(ErrClosed)
+	if a.fd >= 0 {
+		a.closeSocket() // the loops are done with it: none reads it to its end
+	}
 	return nil
 }
 
@@ -302,8 +339,16 @@ func (a *App) fail(err error) {
 	fds := a.fds
 	a.fds = nil
 	a.mu.Unlock()
+	var answered []*call
 	for _, c := range calls {
-		c.fail(err)
+		if c.ans != nil {
+			answered = append(answered, c)
+		} else {
+			c.fail(err)
+		}
+	}
+	if len(answered) > 0 {
+		a.loop.Post(func() { a.failAnswers(answered, err) })
 	}
 	for _, fd := range fds {
 		unix.Close(fd)

@@ -515,20 +515,14 @@ func TestPythonExit(t *testing.T) {
 	}
 }
 
-const fileApp = `
-import io, os
-PATH = os.path.join(os.path.dirname(__file__), "data.bin")
-def app(environ, start_response):
-    q = environ["QUERY_STRING"]
-    f = open(PATH, "rb") if q != "bytesio" else io.BytesIO(b"from memory")
-    headers = [("Content-Type", "application/octet-stream")]
-    if q == "offset":
-        f.seek(10)
-    if q == "length":
-        headers.append(("Content-Length", "5"))
-    start_response("200 OK", headers)
-    return environ["wsgi.file_wrapper"](f, 4096)
-` + validated
+// fileApp is testdata/fileapp.py, which the integration tests serve too.
+var fileApp = func() string {
+	b, err := os.ReadFile("testdata/fileapp.py")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
 
 func TestFileWrapper(t *testing.T) {
 	data := strings.Repeat("0123456789", 100_000) // 1 MB

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/corral-server/corral/worker/frontend"
 )
 
 // The framing between the Go worker and its Python runner, on a unix
@@ -89,6 +91,9 @@ func appendRequest(b []byte, q request, r *http.Request) ([]byte, error) {
 		path = "*"
 	}
 	script := q.scriptName
+	if s := r.Header.Get(frontend.ScriptNameHeader); s != "" {
+		script = s // the front end's mount point, over $SCRIPT_NAME
+	}
 	if script != "" {
 		if rest, ok := strings.CutPrefix(path, script); ok && (rest == "" || rest[0] == '/') {
 			path = rest
@@ -133,7 +138,7 @@ func appendRequest(b []byte, q request, r *http.Request) ([]byte, error) {
 		b = append(b, 0)
 	}
 	for k, vs := range r.Header {
-		if len(vs) == 0 || k == "Content-Length" || k == "Transfer-Encoding" { // the body is whole
+		if len(vs) == 0 || k == "Content-Length" || k == "Transfer-Encoding" || k == frontend.ScriptNameHeader { // the body is whole; SCRIPT_NAME is set
 			continue
 		}
 		if k == "Content-Type" {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/corral-server/corral/worker/event"
 )
 
 // call is one request on its way through Python: registered by ServeHTTP,
@@ -27,6 +29,12 @@ type call struct {
 	done  bool
 	err   error         // Python went away before the end
 	wake  chan struct{} // a token: parts or done changed
+
+	// A call the event loop serves (App.ServeAsync): its frames are
+	// written to w as they come, on the loop, and ans is finished.
+	ans *event.Answer
+	w   http.ResponseWriter
+	st  responder
 }
 
 // part is one response frame, its payload copied out of the read buffer.
@@ -86,23 +94,29 @@ func putFrameBuf(bp *[]byte, b []byte) {
 
 // ServeHTTP runs the request in Python and writes its response.
 func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	bp := frameBufs.Get().(*[]byte)
+	c := getCall(r)
+	defer putCall(c)
+	if err := a.send(c, r, false); err != nil {
+		a.refuse(w, r, err)
+		return
+	}
+	a.respond(w, c)
+}
+
+func getCall(r *http.Request) *call {
 	c := calls.Get().(*call)
 	c.method, c.uri = r.Method, r.RequestURI
 	select { // a token left by a late wake of the call's last use
 	case <-c.wake:
 	default:
 	}
-	defer func() {
-		c.parts, c.done, c.err, c.began = nil, false, nil, time.Time{}
-		calls.Put(c)
-	}()
-	err := a.send(c, bp, r)
-	if err != nil {
-		a.refuse(w, r, err)
-		return
-	}
-	a.respond(w, c)
+	return c
+}
+
+func putCall(c *call) {
+	c.parts, c.done, c.err, c.began = nil, false, nil, time.Time{}
+	c.ans, c.w, c.st = nil, nil, responder{}
+	calls.Put(c)
 }
 
 // refuse answers a request that never reached Python.
@@ -127,8 +141,10 @@ var errGone = errors.New("wsgi: python is gone")
 
 // send encodes r into a frame and queues it for Python, registering c
 // under a fresh id. Frames go out in the order calls are registered, which
-// is the order Python begins them in.
-func (a *App) send(c *call, bp *[]byte, r *http.Request) error {
+// is the order Python begins them in. onLoop: the caller is the event
+// loop, which writes the frames of its turn at the turn's end.
+func (a *App) send(c *call, r *http.Request, onLoop bool) error {
+	bp := frameBufs.Get().(*[]byte)
 	a.mu.Lock()
 	a.nextID++
 	if a.nextID == 0 {
@@ -159,10 +175,21 @@ func (a *App) send(c *call, bp *[]byte, r *http.Request) error {
 	a.admit(time.Now())
 	a.mu.Unlock()
 	a.wbuf = append(a.wbuf, b...)
+	putFrameBuf(bp, b)
+	if a.loop != nil {
+		if !onLoop {
+			a.writeOut()
+		}
+		a.wmu.Unlock()
+		if onLoop && !a.turnQueued {
+			a.turnQueued = true
+			a.loop.AtTurnEnd(a.turnWrite)
+		}
+		return nil
+	}
 	kick := !a.writing
 	a.writing = true
 	a.wmu.Unlock()
-	putFrameBuf(bp, b)
 	if kick {
 		a.wkick <- struct{}{} // a buffered slot: the write loop is between writes
 	}
@@ -254,84 +281,111 @@ func (a *App) finished(c *call) {
 // panics with http.ErrAbortHandler to cut the response, only once c is
 // done: the read loop no longer touches it then.
 func (a *App) respond(w http.ResponseWriter, c *call) {
-	wrote := false // the head is written
-	drain := false // the rest of the frames are not written
-	cut := false   // the response is cut: the client must see it broken off
-	// The app's Content-Length, which the body may not pass (PEP 3333:
-	// the server sends no more); -1 for none.
-	body := bodyLimit{left: -1}
+	st := responder{body: bodyLimit{left: -1}}
 	for {
 		parts, done, err := c.take()
 		streamed := false
 		for i := range parts {
-			p := &parts[i]
-			if drain {
-				a.discard(p)
-				continue
-			}
-			switch p.kind {
-			case frameWhole, frameHead:
-				h, herr := parseHead(p.head)
-				if herr != nil {
-					a.log.Error(fmt.Sprintf("wsgi: %s %s: the app's response: %v", c.method, c.uri, herr))
-					if !wrote {
-						wrote = true
-						http.Error(w, "Internal Server Error", http.StatusInternalServerError)
-					} else {
-						cut = true
-					}
-					drain = true
-					continue
-				}
-				h.apply(w)
-				if cl := w.Header().Get("Content-Length"); cl != "" {
-					if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
-						body.left = n
-					}
-				} else if p.kind == frameWhole && h.status != http.StatusNoContent && h.status != http.StatusNotModified {
-					w.Header().Set("Content-Length", strconv.Itoa(len(p.body)))
-				}
-				w.WriteHeader(h.status)
-				wrote = true
-				body.write(w, p.body)
-			case frameData:
-				body.write(w, p.body)
-				streamed = true
-			case frameFile:
-				if body.left >= 0 {
-					p.n = min(p.n, body.left)
-					body.left -= p.n
-				}
-				if err := a.sendFile(w, p); err != nil {
-					a.log.Error(fmt.Sprintf("wsgi: %s %s: file_wrapper: %v", c.method, c.uri, err))
-					drain, cut = true, true
-				}
-			case frameEnd:
-				// A reason: the app failed mid-response (its traceback is
-				// in the log), and the client must see a cut response.
-				cut = cut || p.reason != ""
-			}
+			streamed = st.part(a, w, c, &parts[i]) || streamed
 		}
 		if !done {
-			if streamed && !drain {
-				if f, ok := w.(http.Flusher); ok {
-					f.Flush()
-				}
+			if streamed {
+				st.flush(w)
 			}
 			continue
 		}
-		switch {
-		case err != nil && !wrote:
-			a.answerFailure(w, c, err)
-		case err != nil || cut:
-			// What was written goes out, so the client sees where it broke.
-			if f, ok := w.(http.Flusher); ok {
-				f.Flush()
-			}
+		if st.end(a, w, c, err) {
 			panic(http.ErrAbortHandler)
 		}
 		return
 	}
+}
+
+// responder is the state of a response being written from its frames.
+type responder struct {
+	wrote bool // the head is written
+	drain bool // the rest of the frames are not written
+	cut   bool // the response is cut: the client must see it broken off
+	// The app's Content-Length, which the body may not pass (PEP 3333:
+	// the server sends no more); -1 for none.
+	body bodyLimit
+}
+
+// part writes one frame of c's response to w; it reports whether the
+// frame streams body bytes, which are then to be flushed.
+func (st *responder) part(a *App, w http.ResponseWriter, c *call, p *part) (streamed bool) {
+	if st.drain {
+		a.discard(p)
+		return false
+	}
+	switch p.kind {
+	case frameWhole, frameHead:
+		h, herr := parseHead(p.head)
+		if herr != nil {
+			a.log.Error(fmt.Sprintf("wsgi: %s %s: the app's response: %v", c.method, c.uri, herr))
+			if !st.wrote {
+				st.wrote = true
+				http.Error(w, "Internal Server Error", http.StatusInternalServerError)
+			} else {
+				st.cut = true
+			}
+			st.drain = true
+			return false
+		}
+		h.apply(w)
+		if cl := w.Header().Get("Content-Length"); cl != "" {
+			if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+				st.body.left = n
+			}
+		} else if p.kind == frameWhole && h.status != http.StatusNoContent && h.status != http.StatusNotModified {
+			w.Header().Set("Content-Length", strconv.Itoa(len(p.body)))
+		}
+		w.WriteHeader(h.status)
+		st.wrote = true
+		st.body.write(w, p.body)
+	case frameData:
+		st.body.write(w, p.body)
+		return true
+	case frameFile:
+		if st.body.left >= 0 {
+			p.n = min(p.n, st.body.left)
+			st.body.left -= p.n
+		}
+		if err := a.sendFile(w, p); err != nil {
+			a.log.Error(fmt.Sprintf("wsgi: %s %s: file_wrapper: %v", c.method, c.uri, err))
+			st.drain, st.cut = true, true
+		}
+	case frameEnd:
+		// A reason: the app failed mid-response (its traceback is
+		// in the log), and the client must see a cut response.
+		st.cut = st.cut || p.reason != ""
+	}
+	return false
+}
+
+// flush sends what w holds, unless the frames are being drained.
+func (st *responder) flush(w http.ResponseWriter) {
+	if !st.drain {
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+	}
+}
+
+// end completes the response once its last frame came, or err (Python
+// went away). It reports whether the response must be cut: what was
+// written is flushed, so the client sees where it broke.
+func (st *responder) end(a *App, w http.ResponseWriter, c *call, err error) (cut bool) {
+	switch {
+	case err != nil && !st.wrote:
+		a.answerFailure(w, c, err)
+	case err != nil || st.cut:
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		return true
+	}
+	return false
 }
 
 // bodyLimit cuts a body at the app's Content-Length.
@@ -392,47 +446,68 @@ func (a *App) sendFile(w http.ResponseWriter, p *part) error {
 // readLoop reads Python's frames until it closes its end, and hands each
 // to its call.
 func (a *App) readLoop() {
-	buf := make([]byte, 256<<10)
-	oob := make([]byte, unix.CmsgSpace(16*4))
-	start, end := 0, 0
+	fb := newFrameBuf()
 	for {
-		for end-start >= responseHeaderSize {
-			size := int(binary.LittleEndian.Uint32(buf[start:]))
-			if size < responseHeaderSize || size > maxFrame {
-				a.protocolError(fmt.Errorf("frame size %d", size))
-				return
-			}
-			if end-start < size {
-				if size > len(buf) {
-					nb := make([]byte, size+64<<10)
-					end = copy(nb, buf[start:end])
-					buf, start = nb, 0
-				}
-				break
-			}
-			if err := a.frame(buf[start : start+size]); err != nil {
-				a.protocolError(err)
-				return
-			}
-			start += size
+		if err := fb.each(a.frame); err != nil {
+			a.protocolError(err)
+			return
 		}
-		if start == end {
-			start, end = 0, 0
-		} else if len(buf)-end < 16<<10 {
-			end = copy(buf, buf[start:end])
-			start = 0
-		}
-		n, oobn, _, _, err := a.conn.ReadMsgUnix(buf[end:], oob)
+		n, oobn, _, _, err := a.conn.ReadMsgUnix(fb.room(), fb.oob)
 		if oobn > 0 {
-			a.takeRights(oob[:oobn])
+			a.takeRights(fb.oob[:oobn])
 		}
-		end += n
+		fb.end += n
 		if err != nil {
 			a.gone(err)
 			return
 		}
 	}
 }
+
+// frameBuf holds the bytes read from Python until they make whole frames.
+type frameBuf struct {
+	buf        []byte
+	oob        []byte // for the descriptors of F frames
+	start, end int    // buf[start:end] is unparsed
+}
+
+func newFrameBuf() *frameBuf {
+	return &frameBuf{buf: make([]byte, 256<<10), oob: make([]byte, unix.CmsgSpace(16*4))}
+}
+
+// each hands each whole frame in the buffer to f, in order, then makes
+// room for the next read: a frame that does not fit gets a buffer that
+// holds it.
+func (b *frameBuf) each(f func([]byte) error) error {
+	for b.end-b.start >= responseHeaderSize {
+		size := int(binary.LittleEndian.Uint32(b.buf[b.start:]))
+		if size < responseHeaderSize || size > maxFrame {
+			return fmt.Errorf("frame size %d", size)
+		}
+		if b.end-b.start < size {
+			if size > len(b.buf) {
+				nb := make([]byte, size+64<<10)
+				b.end = copy(nb, b.buf[b.start:b.end])
+				b.buf, b.start = nb, 0
+			}
+			break
+		}
+		if err := f(b.buf[b.start : b.start+size]); err != nil {
+			return err
+		}
+		b.start += size
+	}
+	if b.start == b.end {
+		b.start, b.end = 0, 0
+	} else if len(b.buf)-b.end < 16<<10 {
+		b.end = copy(b.buf, b.buf[b.start:b.end])
+		b.start = 0
+	}
+	return nil
+}
+
+// room is where the next read goes.
+func (b *frameBuf) room() []byte { return b.buf[b.end:] }
 
 // takeRights queues the descriptors passed with a read, for the F frames
 // that name them (one each, in order).
@@ -481,31 +556,59 @@ func (a *App) frame(f []byte) error {
 		}
 		return nil // a call failed meanwhile
 	}
+	pt, err := decodePart(kind, p, fd)
+	if err != nil {
+		return err
+	}
+	if c.ans != nil {
+		a.answerPart(c, &pt)
+		return nil
+	}
+	// The payload is the read buffer's: the call's goroutine gets a copy.
+	switch kind {
+	case frameWhole:
+		d := append([]byte(nil), pt.head...)
+		d = append(d, pt.body...)
+		pt.head, pt.body = d[:len(pt.head):len(pt.head)], d[len(pt.head):]
+	case frameHead:
+		pt.head = append([]byte(nil), pt.head...)
+	case frameData:
+		pt.body = append([]byte(nil), pt.body...)
+	}
+	c.add(pt, kind == frameWhole || kind == frameEnd)
+	return nil
+}
+
+// decodePart reads a response frame's payload p into a part, whose slices
+// are p's; fd is an F frame's descriptor, -1 for the others.
+func decodePart(kind byte, p []byte, fd int) (part, error) {
+	pt := part{kind: kind}
 	switch kind {
 	case frameWhole:
 		if len(p) < 4 || int(binary.LittleEndian.Uint32(p)) > len(p)-4 {
-			return errors.New("a malformed whole-response frame")
+			return pt, errors.New("a malformed whole-response frame")
 		}
 		hl := int(binary.LittleEndian.Uint32(p))
-		d := append([]byte(nil), p[4:]...)
-		c.add(part{kind: frameWhole, head: d[:hl:hl], body: d[hl:]}, true)
+		pt.head, pt.body = p[4:4+hl:4+hl], p[4+hl:]
 	case frameHead:
-		c.add(part{kind: frameHead, head: append([]byte(nil), p...)}, false)
+		pt.head = p
 	case frameData:
-		c.add(part{kind: frameData, body: append([]byte(nil), p...)}, false)
+		pt.body = p
 	case frameFile:
 		if len(p) < 16 {
 			unix.Close(fd)
-			return errors.New("a malformed file frame")
+			return pt, errors.New("a malformed file frame")
 		}
-		off, n := int64(binary.LittleEndian.Uint64(p)), int64(binary.LittleEndian.Uint64(p[8:]))
-		c.add(part{kind: frameFile, file: os.NewFile(uintptr(fd), "wsgi.file_wrapper"), off: off, n: n}, false)
+		pt.off, pt.n = int64(binary.LittleEndian.Uint64(p)), int64(binary.LittleEndian.Uint64(p[8:]))
+		pt.file = os.NewFile(uintptr(fd), "wsgi.file_wrapper")
 	case frameEnd:
-		c.add(part{kind: frameEnd, reason: string(p)}, true)
+		if len(p) > 0 {
+			pt.reason = string(p)
+		}
 	default:
-		return fmt.Errorf("a frame of unknown kind %q", kind)
+		return pt, fmt.Errorf("a frame of unknown kind %q", kind)
 	}
-	return nil
+	return pt, nil
 }
 
 // protocolError ends a Python that broke the framing.
@@ -518,7 +621,7 @@ func (a *App) protocolError(err error) {
 // gone fails every call once Python's end closed, with the reason.
 func (a *App) gone(readErr error) {
 	<-a.exited
-	a.conn.Close()
+	a.closeSocket()
 	a.mu.Lock()
 	err := a.timedOut
 	a.mu.Unlock()

@@ -19,9 +19,9 @@ const Class = "wsgi"
 func init() { worker.Register(Class, func() worker.Worker { return new(wsgiWorker) }) }
 
 // wsgiWorker is -k wsgi: the worker's Go side serves every front end
-// through an event worker, and its handler, the App,
-// runs each request in the worker's Python process. --threads is Python's
-// (requests the app runs at once); the Go side has one event loop.
+// through an event worker, and its handler, the App, runs each request in
+// the worker's Python process, from the event loop itself. --threads is
+// Python's (requests the app runs at once); the Go side has one event loop.
 type wsgiWorker struct {
 	app   *App
 	front worker.Worker
@@ -36,19 +36,18 @@ func (w *wsgiWorker) LoadApp(p *worker.Process) (http.Handler, error) {
 	}
 	w.front = event.New() // it speaks every front end
 	threads := max(cfg.Threads, 1)
-	// The event loops: one, with handlers on the pool, since each one
-	// waits for Python. GOMAXPROCS 2: one P for the loop, which blocks in
-	// epoll_wait, one for the handlers and the socketpair's reader and
-	// writer, which then need no P handed over to them; measured on hello
-	// world, that halves the Go side's CPU per request and doubles the
-	// throughput of GOMAXPROCS 1 (two loops do worse than either).
+	// One event loop, which serves every request itself (App.ServeAsync:
+	// the Python socket is in its epoll set, Options.Loop). GOMAXPROCS 2:
+	// one P for the loop, which blocks in a raw epoll_wait (see
+	// worker/event's epollWait), one for the rest (Python's output, --timeout's
+	// watch, FastCGI connections, which are served on goroutines).
 	cfg.Threads, cfg.EventInline, cfg.EventProcs = 1, false, 2
 	app, err := Start(Options{
 		App: cfg.App, Python: cfg.Python, PythonPath: cfg.PythonPath,
 		Threads: threads, Processes: 2, // more workers may come (TTIN): wsgi.multiprocess
 		ScriptName: os.Getenv("SCRIPT_NAME"), MaxBody: cfg.MaxBody, // the goroutine front end does not bound it
 		Timeout: cfg.Timeout, AbortGrace: cfg.AbortGrace,
-		Output: pythonOutput(p.Log), Log: p.Log,
+		Output: pythonOutput(p.Log), Log: p.Log, Loop: true,
 	})
 	if err != nil {
 		return nil, err
