@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/corral-server/corral/internal/heartbeat"
 	"github.com/corral-server/corral/worker/frontend"
 	"github.com/corral-server/corral/worker/http1"
 )
@@ -39,7 +40,7 @@ type goroutineWorker struct {
 	stopped chan struct{} // closed by a quick stop
 
 	mu        sync.Mutex
-	conns     map[net.Conn]*connState
+	conns     map[net.Conn]*trackedConn // keyed as net/http reports them (a TLS connection by its tls.Conn)
 	listeners []*drainListener
 	open      int // listeners still accepting
 	draining  bool
@@ -47,15 +48,10 @@ type goroutineWorker struct {
 	doneOnce  sync.Once
 }
 
-type connState struct {
-	state http.ConnState
-	since time.Time
-}
-
 func (g *goroutineWorker) Serve(p *Process) error {
 	cfg := p.Config
 	g.p = p
-	g.conns = map[net.Conn]*connState{}
+	g.conns = map[net.Conn]*trackedConn{}
 	g.done = make(chan struct{})
 	g.stopped = make(chan struct{})
 	if cfg.WorkerConnections > 0 {
@@ -148,15 +144,12 @@ func (g *goroutineWorker) closeIdle() {
 		case <-g.done:
 			return
 		}
-		now := time.Now()
+		now := heartbeat.Now()
 		g.mu.Lock()
-		for c, st := range g.conns {
-			idle := (st.state == http.StateIdle || st.state == http.StateNew) && closesWhenIdle(c, st.state)
-			since := st.since
-			if tc, ok := netConn(c).(*trackedConn); ok {
-				since = tc.idleSince(since)
-			}
-			if idle && now.Sub(since) >= g.p.Config.DrainIdle && !HasUnread(c) {
+		for c, tc := range g.conns {
+			s := tc.connState()
+			idle := (s == http.StateIdle || s == http.StateNew) && closesWhenIdle(c, s)
+			if idle && now-tc.idleSince(now) >= int64(g.p.Config.DrainIdle) && !HasUnread(c) {
 				c.Close()
 			}
 		}
@@ -165,31 +158,26 @@ func (g *goroutineWorker) closeIdle() {
 	}
 }
 
+// track is net/http's ConnState hook. A request's two changes (Active,
+// Idle) touch only the connection's own fields: no lock, and one clock
+// read, when it turns idle. Only the end of a connection takes the
+// worker's lock, to take it out of conns.
 func (g *goroutineWorker) track(c net.Conn, s http.ConnState) {
-	g.mu.Lock()
-	switch s {
-	case http.StateClosed, http.StateHijacked:
-		if _, ok := g.conns[c]; ok {
-			delete(g.conns, c)
-			if g.slots != nil {
-				<-g.slots
-			}
-		}
-	default:
-		st := g.conns[c]
-		if st == nil {
-			st = &connState{}
-			g.conns[c] = st
-		}
-		st.state, st.since = s, time.Now()
-	}
-	g.mu.Unlock()
-	if tc, ok := c.(*trackedConn); ok {
+	if tc, ok := netConn(c).(*trackedConn); ok {
 		tc.inState(s)
 	}
-	if s == http.StateClosed || s == http.StateHijacked {
-		g.maybeDone()
+	if s != http.StateClosed && s != http.StateHijacked {
+		return
 	}
+	g.mu.Lock()
+	if _, ok := g.conns[c]; ok {
+		delete(g.conns, c)
+		if g.slots != nil {
+			<-g.slots
+		}
+	}
+	g.mu.Unlock()
+	g.maybeDone()
 }
 
 // maybeDone ends Serve once draining has closed every listener and every
@@ -271,18 +259,19 @@ func (l *drainListener) Accept() (net.Conn, error) {
 		tc.screen = &screenedConn{log: l.g.p.Log, counts: tc.p}
 		tc.screen.s.Parser.Config = l.screen
 	}
-	tc.lastRead.Store(time.Now().UnixNano())
+	tc.inState(http.StateNew)
 	sc := serverTLS(tc, l.tls) // keyed as net/http will report it
 	l.g.mu.Lock()
-	l.g.conns[sc] = &connState{state: http.StateNew, since: time.Now()}
+	l.g.conns[sc] = tc
 	l.g.mu.Unlock()
 	return sc, nil
 }
 
-// trackedConn notes when the server last read from the connection. net/http
-// marks a connection active only once it has read a whole request head, so
-// a connection can look idle while its next request already sits in
-// net/http's buffer; a drain must not close it then.
+// trackedConn follows net/http's state of the connection (inState) and
+// counts what the server read from it. net/http marks a connection active
+// only once it has read a whole request head, so a connection can look
+// idle while its next request already sits in net/http's buffer; a drain
+// must not close it then (see idleSince).
 //
 // Its BaseConn lets net/http half-close after an error response and
 // HasUnread reach the socket.
@@ -292,7 +281,8 @@ func (l *drainListener) Accept() (net.Conn, error) {
 // a word or answers 400, depending on where the head was cut.
 type trackedConn struct {
 	frontend.BaseConn
-	lastRead atomic.Int64  // UnixNano
+	state    atomic.Int32  // net/http's http.ConnState
+	since    atomic.Int64  // when it turned New or Idle, heartbeat.Now's ns
 	read     atomic.Int64  // bytes read so far
 	headFrom atomic.Int64  // read when the current head began; -1 while a request is served
 	timedOut atomic.Bool   // answered 408: drop net/http's own answer
@@ -300,6 +290,11 @@ type trackedConn struct {
 	tls      bool          // under TLS: no 408 in clear text (headTimedOut)
 	h2c      atomic.Bool   // the first bytes were HTTP/2's preface: see closesWhenIdle
 	screen   *screenedConn // nil but on clear HTTP/1.x listeners
+
+	// closeIdle's own, under the worker's lock: the read count it last
+	// saw grow while the connection was idle, and when.
+	seenRead int64
+	seenAt   int64
 }
 
 // netHTTPErrorHeaders follow the status line of every answer net/http's
@@ -319,6 +314,9 @@ func netHTTPErrorStatus(b []byte) int {
 			return 0
 		}
 		code = code*10 + int(d-'0')
+	}
+	if code < 400 {
+		return 0 // every response a handler sends: no need to look further
 	}
 	i := bytes.Index(b, []byte("\r\n"))
 	if i < 0 || !bytes.HasPrefix(b[i:], []byte(netHTTPErrorHeaders)) {
@@ -355,7 +353,6 @@ func (c *trackedConn) raw() *rawConn { return (*rawConn)(c) }
 func (r *rawConn) Read(b []byte) (int, error) {
 	n, err := r.Conn.Read(b)
 	if n > 0 {
-		r.lastRead.Store(time.Now().UnixNano())
 		if r.read.Add(int64(n)) == int64(n) {
 			r.h2c.Store(isH2CPreface(b[:n]))
 		}
@@ -379,18 +376,24 @@ func (c *trackedConn) Write(b []byte) (int, error) {
 }
 
 // inState follows net/http's view of the connection: a head is read in
-// StateNew and StateIdle, a request served in StateActive.
+// StateNew and StateIdle, a request served in StateActive. The state is
+// stored last, after what goes with it, for closeIdle's reads.
 func (c *trackedConn) inState(s http.ConnState) {
 	switch s {
 	case http.StateNew, http.StateIdle:
 		c.headFrom.Store(c.read.Load())
+		c.since.Store(heartbeat.Now())
 	case http.StateActive:
 		c.headFrom.Store(-1)
 	}
 	if c.screen != nil {
 		c.screen.setState(s)
 	}
+	c.state.Store(int32(s))
 }
+
+// connState is net/http's state of the connection.
+func (c *trackedConn) connState() http.ConnState { return http.ConnState(c.state.Load()) }
 
 // headTimedOut answers 408 when a read for a head timed out with part of
 // the head read; a connection that sent nothing closes silently. Under
@@ -408,12 +411,20 @@ func (c *trackedConn) headTimedOut() {
 	}
 }
 
-// idleSince is when the connection last showed any sign of a request.
-func (c *trackedConn) idleSince(stateSince time.Time) time.Time {
-	if t := time.Unix(0, c.lastRead.Load()); t.After(stateSince) {
-		return t
+// idleSince is when the idle connection last showed any sign of a
+// request, for closeIdle, called at now and under the worker's lock: when
+// it turned idle, or, if bytes of a next head have come since, the first
+// of closeIdle's calls that saw the count of bytes read where it is (so
+// no read costs a clock read; a drain waits at most one call longer).
+func (c *trackedConn) idleSince(now int64) int64 {
+	since := c.since.Load()
+	if r := c.read.Load(); r != c.headFrom.Load() {
+		if r != c.seenRead {
+			c.seenRead, c.seenAt = r, now
+		}
+		since = max(since, c.seenAt)
 	}
-	return stateSince
+	return since
 }
 
 // ReadFrom keeps net/http's sendfile path.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -39,8 +38,7 @@ func Run(apps AppFunc, hooks Hooks) int {
 	// generation).
 	os.Setenv(EnvWorkerAge, strconv.Itoa(cfg.Age))
 	os.Setenv(EnvWorkerGeneration, strconv.Itoa(cfg.Generation))
-	p := &Process{Config: cfg, Pid: os.Getpid(), status: os.NewFile(uintptr(cfg.StatusFD), "status"),
-		inFlight: map[*http.Request]time.Time{}}
+	p := &Process{Config: cfg, Pid: os.Getpid(), status: os.NewFile(uintptr(cfg.StatusFD), "status")}
 	p.Log = logging.New(os.Stderr, slog.LevelInfo)
 	code, err := run(p, apps, hooks)
 	if err != nil {

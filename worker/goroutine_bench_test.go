@@ -1,0 +1,193 @@
+package worker
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/corral-server/corral/internal/heartbeat"
+)
+
+// BenchmarkGoroutinePath serves keep-alive requests on one
+// connection that lives in memory (pingConn), through plain net/http and
+// through the goroutine worker with the same handler, its scoreboard off
+// and on: what corral adds to a request on top of net/http, without the
+// kernel's share, which is the same for both (wrk's run adds it back).
+func BenchmarkGoroutinePath(b *testing.B) {
+	// The nethttp peer's handler (bench/apps/gohello/nethttp), as wrk meets it.
+	body := []byte("Hello, World!")
+	clen := strconv.Itoa(len(body))
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd["Content-Type"] = []string{"text/plain"}
+		hd["Content-Length"] = []string{clen}
+		w.WriteHeader(http.StatusOK)
+		w.Write(body)
+	})
+	b.Run("nethttp", func(b *testing.B) {
+		l := newPingListener(b.N)
+		srv := &http.Server{Handler: h}
+		go srv.Serve(l)
+		measure(b, l)
+		srv.Close()
+	})
+	for _, on := range []bool{false, true} {
+		name := "goroutine"
+		if on {
+			name += "-scoreboard"
+		}
+		b.Run(name, func(b *testing.B) {
+			l := newPingListener(b.N)
+			cfg := &Config{KeepAlive: 5 * time.Second, DrainIdle: time.Second, Metrics: on}
+			hb, err := heartbeat.Create()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer hb.Close()
+			p, ready, _ := NewProcess(cfg, h, []net.Listener{l}, slog.New(slog.NewTextHandler(io.Discard, nil)), hb)
+			if on {
+				withBoard(p)
+			}
+			g := new(goroutineWorker)
+			served := make(chan error, 1)
+			go func() { served <- g.Serve(p) }()
+			<-ready
+			measure(b, l)
+			g.Stop(false)
+			<-served
+		})
+	}
+}
+
+// measure runs l's connection to its end, and reports the process's CPU
+// time per request too: on a shared machine it moves less than ns/op.
+func measure(b *testing.B, l *pingListener) {
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	l.start()
+	<-l.conn.done
+	b.StopTimer()
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// pingListener accepts one pingConn, once start is called, and then
+// waits for Close.
+type pingListener struct {
+	conn    *pingConn
+	started chan struct{}
+	closed  chan struct{}
+	once    sync.Once
+	given   bool
+}
+
+func newPingListener(n int) *pingListener {
+	return &pingListener{conn: newPingConn(n), started: make(chan struct{}), closed: make(chan struct{})}
+}
+
+func (l *pingListener) start() { close(l.started) }
+
+func (l *pingListener) Accept() (net.Conn, error) {
+	if !l.given {
+		select {
+		case <-l.started:
+			l.given = true
+			return l.conn, nil
+		case <-l.closed:
+			return nil, net.ErrClosed
+		}
+	}
+	<-l.closed
+	return nil, net.ErrClosed
+}
+
+func (l *pingListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *pingListener) Addr() net.Addr { return pingAddr }
+
+var pingAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8000}
+
+// pingConn is a client in memory that sends wrk's request, waits for the
+// answer, and sends it again, n times. A read of 16 bytes or less is
+// net/http's background read, which waits, as it does on a socket between
+// a client's requests, until net/http ends it with a read deadline in the
+// past.
+type pingConn struct {
+	req     []byte
+	left    int
+	pending bool // a request to read
+	abort   chan struct{}
+	done    chan struct{}
+	mu      sync.Mutex
+	closed  bool
+}
+
+func newPingConn(n int) *pingConn {
+	return &pingConn{req: []byte("GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"), left: n, pending: true,
+		abort: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+func (c *pingConn) Read(b []byte) (int, error) {
+	if len(b) <= 16 {
+		<-c.abort
+		return 0, os.ErrDeadlineExceeded
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.pending || c.closed {
+		return 0, io.EOF
+	}
+	c.pending = false
+	return copy(b, c.req), nil
+}
+
+func (c *pingConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.left--
+	switch {
+	case c.left == 0:
+		close(c.done)
+	case c.left > 0:
+		c.pending = true
+	}
+	return len(b), nil
+}
+
+func (c *pingConn) SetReadDeadline(t time.Time) error {
+	if !t.IsZero() && t.Before(time.Unix(1<<20, 0)) { // net/http's aLongTimeAgo
+		select {
+		case c.abort <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+func (c *pingConn) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *pingConn) LocalAddr() net.Addr                { return pingAddr }
+func (c *pingConn) RemoteAddr() net.Addr               { return pingAddr }
+func (c *pingConn) SetDeadline(t time.Time) error      { return c.SetReadDeadline(t) }
+func (c *pingConn) SetWriteDeadline(t time.Time) error { return nil }
