@@ -291,6 +291,9 @@ type trackedConn struct {
 	h2c      atomic.Bool   // the first bytes were HTTP/2's preface: see closesWhenIdle
 	screen   *screenedConn // nil but on clear HTTP/1.x listeners
 
+	readDeadline  lazyDeadline // see goroutine_deadline.go
+	writeDeadline atomic.Bool  // one is set
+
 	// closeIdle's own, under the worker's lock: the read count it last
 	// saw grow while the connection was idle, and when.
 	seenRead int64
@@ -352,6 +355,9 @@ func (c *trackedConn) raw() *rawConn { return (*rawConn)(c) }
 
 func (r *rawConn) Read(b []byte) (int, error) {
 	n, err := r.Conn.Read(b)
+	for n == 0 && err != nil && r.readDeadline.rearm(err, r.Conn) {
+		n, err = r.Conn.Read(b)
+	}
 	if n > 0 {
 		if r.read.Add(int64(n)) == int64(n) {
 			r.h2c.Store(isH2CPreface(b[:n]))
