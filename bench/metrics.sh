@@ -10,7 +10,8 @@
 #                                      off and on (the least disturbed by other load), and on/off; the cost
 #                                      in percent from those (on/off - 1), which moves less than rps on a
 #                                      shared machine.
-#                                      With --metrics-bind a worker fills its scoreboard (a few atomic adds
+#                                      "off" is --control-socket none and no --metrics-bind: the workers keep
+#                                      no scoreboard. With --metrics-bind a worker fills its scoreboard (a few atomic adds
 #                                      per request) and the arbiter reads it each tick and serves /metrics;
 #                                      a Prometheus-like scraper fetches /metrics every SCRAPE_EVERY seconds
 #                                      during the "on" runs.
@@ -60,6 +61,9 @@ run_once() {
 		mport=$(free_port) || die "no free port"
 		while [[ $mport == "$port" ]]; do mport=$(free_port); done
 		argv+=(--metrics-bind "$HOST:$mport")
+	else
+		# The control socket (on by default) fills the scoreboard too: off means both off.
+		argv+=(--control-socket none)
 	fi
 	argv+=(demo)
 	start_server "metrics-$class-$mode" "${argv[@]}"
