@@ -262,6 +262,17 @@ func (r *recorder) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// WriteString keeps io.WriteString from copying s to a []byte when the
+// connection's writer takes strings (both http1's and net/http's do).
+func (r *recorder) WriteString(s string) (int, error) {
+	if !r.wroteHeader {
+		r.WriteHeader(http.StatusOK)
+	}
+	n, err := io.WriteString(r.ResponseWriter, s)
+	r.bytes += int64(n)
+	return n, err
+}
+
 // ReadFrom keeps net/http's sendfile path for handlers that io.Copy files.
 func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 	if !r.wroteHeader {
