@@ -713,9 +713,14 @@ func (c *eventConn) process() {
 // found again by the next Parse.
 func (c *eventConn) processHTTP() {
 	served := c.served
+	off := 0 // c.in[:off] is parsed: moved out at the end, not per request
 	for !c.closed && !c.busy && !c.closeAfter && c.pending() <= eventOutHigh {
-		used, req, err := c.parser.Parse(c.in)
-		c.in = c.in[:copy(c.in, c.in[used:])]
+		used, req, err := c.parser.Parse(c.in[off:])
+		off += used
+		if err != nil || req == nil {
+			c.in = c.in[:copy(c.in, c.in[off:])]
+			off = 0
+		}
 		if err != nil {
 			if c.batch == nil {
 				c.fail(err)
@@ -744,6 +749,8 @@ func (c *eventConn) processHTTP() {
 			break
 		}
 	}
+	// (A request that failed emptied c.in.)
+	c.in = c.in[:copy(c.in, c.in[min(off, len(c.in)):])]
 	c.submit()
 	if c.served != served {
 		c.last = nanotime()
