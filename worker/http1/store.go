@@ -165,17 +165,22 @@ func (s *RequestStore) fill(h http.Header, vals []string, fields []Header, dropH
 }
 
 // reserve makes room for n more bytes in the string block: a store that
-// is reused takes a block of strBlock, or more, for the next requests'
+// is reused takes a block of storeBlock, or more, for the next requests'
 // strings too; a store used once, exactly what it needs.
 func (s *RequestStore) reserve(n int) {
 	if cap(s.strs)-len(s.strs) >= n {
 		return
 	}
 	if s.keep {
-		n = max(n, strBlock)
+		n = max(n, storeBlock)
 	}
 	s.strs = make([]byte, 0, n)
 }
+
+// storeBlock is the size of a reused store's string blocks: a server
+// keeps many stores (the event worker, one per request of a pipelined
+// batch), and most requests repeat their Host, which is carved once.
+const storeBlock = 1 << 10
 
 // originURL sets u to what url.ParseRequestURI returns for target when it
 // is an origin-form target ("/path?query") whose path has only characters
