@@ -89,3 +89,33 @@ func TestRequestStore(t *testing.T) {
 		t.Errorf("%v allocations per request", n)
 	}
 }
+
+// BenchmarkToHTTP is the *http.Request of wrk's request and of a
+// browser's: built once (ToHTTP), and into a reused RequestStore as the
+// event worker builds them.
+func BenchmarkToHTTP(b *testing.B) {
+	for _, tc := range []struct{ name, wire string }{
+		{"wrk", "GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"},
+		{"browserGET", browserGET},
+	} {
+		p := &Parser{}
+		_, r, err := p.Parse([]byte(tc.wire))
+		if r == nil || err != nil {
+			b.Fatal(r, err)
+		}
+		ctx := context.Background()
+		b.Run(tc.name+"/once", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				ToHTTP(ctx, r, "192.0.2.1:1")
+			}
+		})
+		b.Run(tc.name+"/store", func(b *testing.B) {
+			var s RequestStore
+			b.ReportAllocs()
+			for b.Loop() {
+				s.ToHTTP(ctx, r, "192.0.2.1:1")
+			}
+		})
+	}
+}
