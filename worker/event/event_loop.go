@@ -31,6 +31,7 @@ type eventLoop struct {
 	lreg     bool // the listeners are in the epoll set
 	drained  bool // graceful stop: the backlog is served, the listeners left
 	lastScan int64
+	now      int64 // the loop's clock, read once a turn (see run)
 	events   [128]unix.EpollEvent
 	bufs     [][]byte             // free buffers
 	rw       http1.ResponseWriter // inline handlers'
@@ -71,7 +72,8 @@ func newEventLoop(e *eventWorker) (*eventLoop, error) {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
 	l := &eventLoop{e: e, p: e.p, epfd: epfd, wakefd: wfd, conns: map[int32]*eventConn{}}
-	l.alive.Store(nanotime())
+	l.now = nanotime()
+	l.alive.Store(l.now)
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wfd)}); err != nil {
 		l.close()
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
@@ -221,6 +223,9 @@ func (l *eventLoop) run() error {
 			}
 		}
 		n, err := l.epollWait(l.sleep(wait))
+		// A connection's progress is timed by the turn's clock: one
+		// clock read a turn, not several a request.
+		l.now = nanotime()
 		l.awake()
 		if err != nil {
 			if err == unix.EINTR {
@@ -282,6 +287,7 @@ func (l *eventLoop) serve() {
 			break
 		}
 		runtime.Gosched()
+		l.now = nanotime() // the handlers that ran took their time
 		l.mu.Lock()
 		answered := len(l.inbox) > 0
 		l.mu.Unlock()
@@ -433,7 +439,7 @@ func (l *eventLoop) handleInbox() {
 				if err := m.job.fail; err != nil && !m.closeAfter {
 					c.fail(err) // the request after the batch
 				}
-				c.last = nanotime()
+				c.last = c.l.now
 				c.process()
 			}
 			m.job.release()
@@ -550,7 +556,7 @@ type eventConn struct {
 	ack    chan error // a pool goroutine's streamed bytes wait for room
 	batch  *eventJob  // requests parsed for the pool, not yet handed to it
 
-	last        int64 // nanotime of the last progress
+	last        int64 // the loop's clock (eventLoop.now) at the last progress
 	reqStart    int64 // nanotime of a partial request's first byte, 0 if none
 	got         int64 // bytes read of the request since reqStart
 	lingerUntil int64
@@ -660,7 +666,7 @@ func (c *eventConn) read() {
 	switch {
 	case n > 0:
 		c.in = c.in[:len(c.in)+n]
-		c.last = nanotime()
+		c.last = c.l.now
 		if c.reqStart == 0 {
 			c.reqStart, c.got = c.last, 0
 		}
@@ -753,7 +759,7 @@ func (c *eventConn) processHTTP() {
 	c.in = c.in[:copy(c.in, c.in[min(off, len(c.in)):])]
 	c.submit()
 	if c.served != served {
-		c.last = nanotime()
+		c.last = c.l.now
 		if len(c.in) > 0 && c.reqStart == 0 {
 			c.reqStart, c.got = c.last, int64(len(c.in)) // a pipelined request has begun
 		}
@@ -800,7 +806,7 @@ func (c *eventConn) processUwsgi() {
 	// HTTP/1.0 framing whatever the client spoke: nginx reads a uwsgi
 	// response to the close and passes chunked coding through undecoded.
 	c.serve(hr.WithContext(&c.ctx), hr.Method, 1, 0, true)
-	c.last = nanotime()
+	c.last = c.l.now
 }
 
 // addrString is a net.Addr known by its string form.
@@ -924,7 +930,7 @@ func (c *eventConn) flush() {
 		if n > 0 {
 			c.counted(0, n)
 			c.outOff += n
-			c.last = nanotime()
+			c.last = c.l.now
 		}
 		if err == unix.EINTR {
 			continue
