@@ -836,15 +836,23 @@ func (c *eventConn) fail(err error) {
 	c.lingerOn = true
 }
 
-// dispatch serves req, or adds it to the connection's batch for the pool;
-// false ends the batch: the connection closes after req, or the batch is
-// full.
+// dispatch serves req (inline, or on the loop's AsyncHandler), or adds it
+// to the connection's batch for the pool; false ends the batch: the
+// connection closes after req, or the batch is full.
 func (c *eventConn) dispatch(req *http1.Request) bool {
 	l := c.l
 	p := l.p
 	closeConn := req.Close || p.Draining() || l.e.draining.Load() || p.Config.KeepAlive <= 0
-	if l.e.pool == nil {
-		hr, err := l.store.ToHTTP(&c.ctx, req, c.remote)
+	if l.async != nil || l.e.pool == nil {
+		var hr *http.Request
+		var err error
+		if l.async != nil {
+			// Answered later, by another process: the request must
+			// outlive the turn, so it is one of its own.
+			hr, err = http1.ToHTTP(&c.ctx, req, c.remote)
+		} else {
+			hr, err = l.store.ToHTTP(&c.ctx, req, c.remote)
+		}
 		if err != nil {
 			c.fail(err)
 			return false
