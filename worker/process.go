@@ -290,19 +290,13 @@ func (r *recorder) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// WriteString keeps net/http's own, which io.WriteString calls without
-// copying the string to bytes first.
+// WriteString keeps io.WriteString from copying s to a []byte when the
+// connection's writer takes strings (both http1's and net/http's do).
 func (r *recorder) WriteString(s string) (int, error) {
 	if !r.wroteHeader {
 		r.WriteHeader(http.StatusOK)
 	}
-	var n int
-	var err error
-	if sw, ok := r.ResponseWriter.(io.StringWriter); ok {
-		n, err = sw.WriteString(s)
-	} else {
-		n, err = r.ResponseWriter.Write([]byte(s))
-	}
+	n, err := io.WriteString(r.ResponseWriter, s)
 	r.bytes += int64(n)
 	return n, err
 }

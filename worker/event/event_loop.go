@@ -31,12 +31,14 @@ type eventLoop struct {
 	lreg     bool // the listeners are in the epoll set
 	drained  bool // graceful stop: the backlog is served, the listeners left
 	lastScan int64
+	now      int64 // the loop's clock, read once a turn (see run)
 	events   [128]unix.EpollEvent
 	bufs     [][]byte             // free buffers
 	rw       http1.ResponseWriter // inline handlers'
+	store    http1.RequestStore   // inline handlers' requests
 	again    []*eventConn         // connections with input left to read
 	again2   []*eventConn         // the other half of again's double buffer
-	jobs     int                  // requests on the pool, not yet answered
+	jobs     int                  // batches on the pool, not yet answered
 	dirty    []*eventConn         // connections with new output, written at the end of a turn
 	async    *Loop                // the AsyncHandler's view of the loop, if the handler is one
 
@@ -70,7 +72,8 @@ func newEventLoop(e *eventWorker) (*eventLoop, error) {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
 	l := &eventLoop{e: e, p: e.p, epfd: epfd, wakefd: wfd, conns: map[int32]*eventConn{}}
-	l.alive.Store(nanotime())
+	l.now = nanotime()
+	l.alive.Store(l.now)
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wfd)}); err != nil {
 		l.close()
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
@@ -220,6 +223,9 @@ func (l *eventLoop) run() error {
 			}
 		}
 		n, err := l.epollWait(l.sleep(wait))
+		// A connection's progress is timed by the turn's clock: one
+		// clock read a turn, not several a request.
+		l.now = nanotime()
 		l.awake()
 		if err != nil {
 			if err == unix.EINTR {
@@ -281,6 +287,7 @@ func (l *eventLoop) serve() {
 			break
 		}
 		runtime.Gosched()
+		l.now = nanotime() // the handlers that ran took their time
 		l.mu.Lock()
 		answered := len(l.inbox) > 0
 		l.mu.Unlock()
@@ -429,7 +436,10 @@ func (l *eventLoop) handleInbox() {
 			if !c.closed {
 				c.out = append(c.getOut(), m.b...)
 				c.closeAfter = c.closeAfter || m.closeAfter
-				c.last = nanotime()
+				if err := m.job.fail; err != nil && !m.closeAfter {
+					c.fail(err) // the request after the batch
+				}
+				c.last = c.l.now
 				c.process()
 			}
 			m.job.release()
@@ -544,8 +554,9 @@ type eventConn struct {
 	out    []byte             // response bytes from outOff on are unsent
 	outOff int
 	ack    chan error // a pool goroutine's streamed bytes wait for room
+	batch  *eventJob  // requests parsed for the pool, not yet handed to it
 
-	last        int64 // nanotime of the last progress
+	last        int64 // the loop's clock (eventLoop.now) at the last progress
 	reqStart    int64 // nanotime of a partial request's first byte, 0 if none
 	got         int64 // bytes read of the request since reqStart
 	lingerUntil int64
@@ -655,7 +666,7 @@ func (c *eventConn) read() {
 	switch {
 	case n > 0:
 		c.in = c.in[:len(c.in)+n]
-		c.last = nanotime()
+		c.last = c.l.now
 		if c.reqStart == 0 {
 			c.reqStart, c.got = c.last, 0
 		}
@@ -699,15 +710,33 @@ func (c *eventConn) process() {
 	}
 }
 
+// processHTTP parses the requests that have arrived and serves them:
+// inline, one by one; on the pool, those that arrived together as one
+// batch, one hand-off for all (a client pipelining gets one write of all
+// their responses, see eventLoop.serve). What a request after a batch
+// needs answered at once (a parse error, 100 Continue, the EOF) waits
+// until the batch is: the Parser's error is sticky, and the others are
+// found again by the next Parse.
 func (c *eventConn) processHTTP() {
+	served := c.served
+	off := 0 // c.in[:off] is parsed: moved out at the end, not per request
 	for !c.closed && !c.busy && !c.closeAfter && c.pending() <= eventOutHigh {
-		used, req, err := c.parser.Parse(c.in)
-		c.in = c.in[:copy(c.in, c.in[used:])]
+		used, req, err := c.parser.Parse(c.in[off:])
+		off += used
+		if err != nil || req == nil {
+			c.in = c.in[:copy(c.in, c.in[off:])]
+			off = 0
+		}
 		if err != nil {
-			c.fail(err)
+			if c.batch == nil {
+				c.fail(err)
+			}
 			break
 		}
 		if req == nil {
+			if c.batch != nil {
+				break
+			}
 			if c.parser.NeedContinue() {
 				c.parser.ContinueSent()
 				c.out = http1.AppendContinue(c.getOut())
@@ -722,10 +751,18 @@ func (c *eventConn) processHTTP() {
 		}
 		c.served++
 		c.reqStart = 0
-		if len(c.in) > 0 {
-			c.reqStart, c.got = nanotime(), int64(len(c.in)) // a pipelined request has begun
+		if !c.dispatch(req) {
+			break
 		}
-		c.dispatch(req)
+	}
+	// (A request that failed emptied c.in.)
+	c.in = c.in[:copy(c.in, c.in[min(off, len(c.in)):])]
+	c.submit()
+	if c.served != served {
+		c.last = c.l.now
+		if len(c.in) > 0 && c.reqStart == 0 {
+			c.reqStart, c.got = c.last, int64(len(c.in)) // a pipelined request has begun
+		}
 	}
 }
 
@@ -769,6 +806,7 @@ func (c *eventConn) processUwsgi() {
 	// HTTP/1.0 framing whatever the client spoke: nginx reads a uwsgi
 	// response to the close and passes chunked coding through undecoded.
 	c.serve(hr.WithContext(&c.ctx), hr.Method, 1, 0, true)
+	c.last = c.l.now
 }
 
 // addrString is a net.Addr known by its string form.
@@ -798,19 +836,62 @@ func (c *eventConn) fail(err error) {
 	c.lingerOn = true
 }
 
-func (c *eventConn) dispatch(req *http1.Request) {
+// dispatch serves req (inline, or on the loop's AsyncHandler), or adds it
+// to the connection's batch for the pool; false ends the batch: the
+// connection closes after req, or the batch is full.
+func (c *eventConn) dispatch(req *http1.Request) bool {
 	l := c.l
 	p := l.p
 	closeConn := req.Close || p.Draining() || l.e.draining.Load() || p.Config.KeepAlive <= 0
-	hr, err := http1.ToHTTP(&c.ctx, req, c.remote)
-	if err != nil {
-		c.fail(err)
-		return
+	if l.async != nil || l.e.pool == nil {
+		var hr *http.Request
+		var err error
+		if l.async != nil {
+			// Answered later, by another process: the request must
+			// outlive the turn, so it is one of its own.
+			hr, err = http1.ToHTTP(&c.ctx, req, c.remote)
+		} else {
+			hr, err = l.store.ToHTTP(&c.ctx, req, c.remote)
+		}
+		if err != nil {
+			c.fail(err)
+			return false
+		}
+		c.serve(hr, req.Method, req.Major, req.Minor, closeConn)
+		return !closeConn
 	}
-	c.serve(hr, req.Method, req.Major, req.Minor, closeConn)
+	j := c.getBatch()
+	r := j.add()
+	hr, err := r.store.ToHTTP(&c.ctx, req, c.remote)
+	if err != nil {
+		j.reqs = j.reqs[:len(j.reqs)-1]
+		if len(j.reqs) == 0 {
+			c.batch = nil
+			j.release()
+			c.fail(err)
+		} else {
+			j.fail = err // answered after the batch
+		}
+		return false
+	}
+	r.hr, r.method, r.major, r.minor, r.closeConn = hr, req.Method, req.Major, req.Minor, closeConn
+	return !closeConn && len(j.reqs) < eventBatch
 }
 
-// serve runs the handler on hr: on the loop, or on the pool.
+// eventBatch is the most requests one hand-off to the pool carries: as
+// many as the pipelining clients (wrk's pipeline.lua) send at once.
+const eventBatch = 16
+
+func (c *eventConn) getBatch() *eventJob {
+	if c.batch == nil {
+		c.batch = eventJobs.Get().(*eventJob)
+		c.batch.c = c
+	}
+	return c.batch
+}
+
+// serve runs the handler on hr: on the loop, or on the pool (in a batch
+// of one, for a front end whose connection carries one request).
 func (c *eventConn) serve(hr *http.Request, method string, major, minor int, closeConn bool) {
 	l := c.l
 	p := l.p
@@ -830,14 +911,23 @@ func (c *eventConn) serve(hr *http.Request, method string, major, minor int, clo
 		}
 		c.out, _ = rw.Finish()
 		c.closeAfter = c.closeAfter || rw.Close()
-		c.last = nanotime()
 		return
 	}
+	r := c.getBatch().add()
+	r.hr, r.method, r.major, r.minor, r.closeConn = hr, method, major, minor, closeConn
+	c.submit()
+}
+
+// submit hands the connection's batch to the pool.
+func (c *eventConn) submit() {
+	j := c.batch
+	if j == nil {
+		return
+	}
+	c.batch = nil
 	c.busy = true
-	l.jobs++
-	j := eventJobs.Get().(*eventJob)
-	j.c, j.r, j.method, j.major, j.minor, j.closeConn = c, hr, method, major, minor, closeConn
-	l.e.pool.submit(j)
+	c.l.jobs++
+	c.l.e.pool.submit(j)
 }
 
 // flush writes what it can of the output; once all is out, a connection
@@ -848,7 +938,7 @@ func (c *eventConn) flush() {
 		if n > 0 {
 			c.counted(0, n)
 			c.outOff += n
-			c.last = nanotime()
+			c.last = c.l.now
 		}
 		if err == unix.EINTR {
 			continue
@@ -937,15 +1027,22 @@ func (c *eventConn) close() {
 	c.parser.Release()
 }
 
-// eventJob serves one request on the pool and streams its response back
-// to the connection's loop.
+// eventJob serves a batch of a connection's requests on the pool, in
+// order, and streams their responses back to the connection's loop.
 type eventJob struct {
-	c   *eventConn
-	rw  http1.ResponseWriter
-	out []byte
-	ack chan error
+	c    *eventConn
+	rw   http1.ResponseWriter
+	out  []byte
+	ack  chan error
+	reqs []eventReq
+	fail error // what the request after the batch is answered with
+}
 
-	r            *http.Request
+// eventReq is one request of a batch, and the memory it is built in,
+// kept for the next batch.
+type eventReq struct {
+	store        http1.RequestStore
+	hr           *http.Request
 	method       string
 	major, minor int
 	closeConn    bool
@@ -957,23 +1054,44 @@ var eventJobs = sync.Pool{New: func() any {
 	return j
 }}
 
-func (j *eventJob) serve() {
-	c, r := j.c, j.r
-	l := c.l
-	j.rw.Reset(j.out[:0], j.method, j.major, j.minor, j.closeConn)
-	m := eventMsg{c: c, final: true, job: j}
-	if !worker.ServeRecover(l.p, &j.rw, r) {
-		m.closeAfter = true
-		if !j.rw.Started() {
-			j.out = http1.AppendError(j.out[:0], http.StatusInternalServerError)
-		} else {
-			j.out = j.out[:0]
-		}
+// add appends a request to the batch and returns it.
+func (j *eventJob) add() *eventReq {
+	if len(j.reqs) < cap(j.reqs) {
+		j.reqs = j.reqs[:len(j.reqs)+1]
 	} else {
-		j.out, _ = j.rw.Finish()
-		m.closeAfter = j.rw.Close()
+		j.reqs = append(j.reqs, eventReq{})
 	}
-	m.b = j.out
+	return &j.reqs[len(j.reqs)-1]
+}
+
+func (j *eventJob) serve() {
+	c := j.c
+	l := c.l
+	m := eventMsg{c: c, final: true, job: j}
+	out := j.out[:0]
+	for i := range j.reqs {
+		r := &j.reqs[i]
+		start := len(out)
+		j.rw.Reset(out, r.method, r.major, r.minor, r.closeConn)
+		if !worker.ServeRecover(l.p, &j.rw, r.hr) {
+			// What was sent went with the earlier responses; what was
+			// not is this response's beginning, or theirs.
+			m.closeAfter = true
+			if !j.rw.Started() {
+				out = http1.AppendError(out[:start], http.StatusInternalServerError)
+			} else {
+				out = out[:0]
+			}
+			break
+		}
+		out, _ = j.rw.Finish()
+		if j.rw.Close() {
+			m.closeAfter = true // the requests after it go unanswered
+			break
+		}
+	}
+	j.out = out
+	m.b = out
 	if !l.post(m) {
 		j.release()
 	}
@@ -989,7 +1107,10 @@ func (j *eventJob) send(b []byte) error {
 }
 
 func (j *eventJob) release() {
-	j.c, j.r = nil, nil
+	for i := range j.reqs {
+		j.reqs[i].hr = nil
+	}
+	j.c, j.reqs, j.fail = nil, j.reqs[:0], nil
 	if cap(j.out) > eventKeepBuf {
 		j.out = nil
 	}

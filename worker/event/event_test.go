@@ -106,6 +106,52 @@ func TestEventPipelining(t *testing.T) {
 	})
 }
 
+// TestEventPipelinedBatch sends requests in one write, which the pool
+// serves as one batch: a response streamed mid-batch keeps its place, and
+// what must be answered after the batch (a handler's panic, a target
+// net/url refuses, a parse error, 100 Continue) comes after the answers
+// before it, in order.
+func TestEventPipelinedBatch(t *testing.T) {
+	const echo = "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"
+	forEventModes(t, nil, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
+		for _, tc := range []struct {
+			name, wire string
+			want       []int // statuses; the connection closes after them
+		}{
+			{"stream, panic", "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n" + echo + "GET /panic HTTP/1.1\r\nHost: x\r\n\r\n" + echo, []int{200, 200, 500}},
+			{"bad escape", echo + echo + "GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n" + echo, []int{200, 200, 400}},
+			{"parse error", echo + "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n" + echo, []int{200, 400}},
+		} {
+			c := workertest.Dial(t, addr, 10*time.Second)
+			io.WriteString(c, tc.wire)
+			br := bufio.NewReader(c)
+			for i, want := range tc.want {
+				res, body := workertest.ReadResponse(t, br)
+				if res.StatusCode != want || (i == 0 && strings.HasPrefix(tc.name, "stream") && len(body) != 15000) {
+					t.Fatalf("%s: response %d: %d (%d bytes), want %d", tc.name, i, res.StatusCode, len(body), want)
+				}
+			}
+			if closed, got := workertest.ClosedAfter(br, c, 2*time.Second); !closed {
+				t.Errorf("%s: not closed after the refusal: %q", tc.name, got)
+			}
+		}
+		c := workertest.Dial(t, addr, 10*time.Second)
+		io.WriteString(c, echo+"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+		br := bufio.NewReader(c)
+		if res, _ := workertest.ReadResponse(t, br); res.StatusCode != 200 {
+			t.Fatalf("before 100 Continue: %d", res.StatusCode)
+		}
+		if line, err := br.ReadString('\n'); err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+			t.Fatalf("want 100 Continue after the batch's response, got %q, %v", line, err)
+		}
+		br.ReadString('\n')
+		io.WriteString(c, "ok")
+		if res, body := workertest.ReadResponse(t, br); res.StatusCode != 200 || body != "ok" {
+			t.Fatalf("after 100 Continue: %d %q", res.StatusCode, body)
+		}
+	})
+}
+
 // TestEventPipelinedBackpressure pipelines more requests than one read
 // buffer holds, asking for more output than the socket and the loop's
 // high-water mark take, from a client that waits before it reads: the

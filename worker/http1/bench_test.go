@@ -104,3 +104,16 @@ func BenchmarkScreen(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkParseWrk is wrk's request, the one the benchmarks pipeline.
+func BenchmarkParseWrk(b *testing.B) {
+	wire := []byte("GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n")
+	p := &Parser{}
+	b.SetBytes(int64(len(wire)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if n, r, err := p.Parse(wire); r == nil || err != nil || n != len(wire) {
+			b.Fatal(n, r, err)
+		}
+	}
+}

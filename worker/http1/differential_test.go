@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -223,10 +224,11 @@ type parsed struct {
 }
 
 // parseOurs runs a default Parser over data and converts each request as the
-// workers do, with ToHTTP.
+// event worker does, into one RequestStore (whose URL must be requestURL's).
 func parseOurs(data []byte) parsed {
 	out := parsed{bypass: math.MaxInt}
 	p := &Parser{}
+	var store RequestStore
 	for {
 		n, r, err := p.Parse(data[out.off:])
 		out.off += n
@@ -237,10 +239,13 @@ func parseOurs(data []byte) parsed {
 		if r == nil {
 			break
 		}
-		hr, err := ToHTTP(context.Background(), r, "")
+		hr, err := store.ToHTTP(context.Background(), r, "")
 		if err != nil {
 			out.err = err
 			return out
+		}
+		if u, err := requestURL(r.Method, r.Target); err != nil || !reflect.DeepEqual(u, hr.URL) {
+			panic(fmt.Sprintf("target %q: RequestStore's URL %#v, requestURL's %#v (%v)", r.Target, hr.URL, u, err))
 		}
 		out.reqs = append(out.reqs, netView(hr, r.Body))
 		if (r.Upgrade || r.Method == "CONNECT") && out.bypass == math.MaxInt {
@@ -316,7 +321,7 @@ func clean(h http.Header) http.Header {
 	out := http.Header{}
 	for k, v := range maps.All(h) {
 		if len(v) > 0 && !strings.Contains(k, "_") {
-			out[k] = v
+			out[k] = slices.Clone(v) // a RequestStore reuses v
 		}
 	}
 	return out

@@ -606,18 +606,27 @@ func (p *Parser) internTarget(b []byte) string {
 			p.strs = make([]byte, 0) // the next one may use a block
 		}
 	} else {
-		if cap(p.strs)-len(p.strs) < len(b) {
-			// The old block stays alive exactly as long as a string
-			// made from it does.
-			p.strs = make([]byte, 0, strBlock)
-		}
-		off := len(p.strs)
-		p.strs = append(p.strs, b...)
-		// Safe: bytes below len(p.strs) are never written again.
-		s = unsafe.String(&p.strs[off], len(b))
+		s = carve(&p.strs, b)
 	}
 	p.lastTarget = s
 	return s
+}
+
+// carve returns b as a string made of bytes appended to *block, a new
+// block of strBlock bytes when b does not fit (len(b) <= strBlock). The
+// bytes of a block below its length are never written again, so the
+// string never changes; the old block stays alive exactly as long as a
+// string made from it does.
+func carve(block *[]byte, b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if cap(*block)-len(*block) < len(b) {
+		*block = make([]byte, 0, strBlock)
+	}
+	off := len(*block)
+	*block = append(*block, b...)
+	return unsafe.String(&(*block)[off], len(b))
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }

@@ -719,8 +719,9 @@ func TestCanonicalKey(t *testing.T) {
 		"x-custom-thing", "a", "-", "a-", "-a", "x_y", "foo.bar", "é", "accept-encoding2",
 		"x-a-very-long-header-name-past-the-buffer", "X-123-abc", "sec-ch-ua-mobile",
 	} {
-		if got, want := canonicalKey([]byte(name)), http.CanonicalHeaderKey(name); got != want {
-			t.Errorf("canonicalKey(%q) = %q, want %q", name, got, want)
+		var block []byte
+		if got, want := canonicalKeyIn([]byte(name), &block), http.CanonicalHeaderKey(name); got != want {
+			t.Errorf("canonicalKeyIn(%q) = %q, want %q", name, got, want)
 		}
 	}
 }

@@ -1,9 +1,6 @@
 package http1
 
 import (
-	"bytes"
-	"context"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -77,55 +74,6 @@ func (r *Request) header(name string) ([]byte, bool) {
 	return nil, false
 }
 
-// ToHTTP converts a parsed request into a *net/http.Request with context
-// ctx, the way net/http's own server would populate it: Host promoted out
-// of Header, URL from the request-target (absolute-form and CONNECT's
-// authority-form included, the fragment split off), Trailer filled, Body
-// readable. Header keys are canonicalised, so field order across names is
-// lost.
-//
-// It does not re-validate anything the Parser accepted; it fails, with
-// ErrInvalidRequestLine, only for a target that net/url cannot represent,
-// such as a malformed percent-escape. Everything is copied, so the result
-// outlives the Parser's next call.
-func ToHTTP(ctx context.Context, r *Request, remoteAddr string) (*http.Request, error) {
-	u, err := requestURL(r.Method, r.Target)
-	if err != nil {
-		return nil, errorf(ErrInvalidRequestLine, "request-target %q: %v", r.Target, err)
-	}
-	hr := http.Request{
-		Method:        r.Method,
-		URL:           u,
-		Proto:         proto(r.Major, r.Minor),
-		ProtoMajor:    r.Major,
-		ProtoMinor:    r.Minor,
-		Header:        toHeader(r.Headers, true),
-		ContentLength: r.ContentLength,
-		Close:         r.Close,
-		Host:          u.Host,
-		RemoteAddr:    remoteAddr,
-		RequestURI:    r.Target,
-		Body:          http.NoBody,
-	}
-	if hr.Host == "" {
-		hr.Host = string(r.Host)
-	}
-	if r.Chunked {
-		hr.TransferEncoding = []string{"chunked"}
-		hr.ContentLength = -1
-	} else if hr.ContentLength < 0 {
-		hr.ContentLength = 0
-	}
-	if len(r.Body) > 0 {
-		hr.Body = io.NopCloser(bytes.NewReader(bytes.Clone(r.Body)))
-	}
-	if len(r.Trailers) > 0 {
-		hr.Trailer = toHeader(r.Trailers, false)
-	}
-	// WithContext copies hr to the heap: the one allocation of the Request.
-	return hr.WithContext(ctx), nil
-}
-
 func proto(major, minor int) string {
 	switch {
 	case major == 1 && minor == 1:
@@ -136,44 +84,9 @@ func proto(major, minor int) string {
 	return "HTTP/" + strconv.Itoa(major) + "." + strconv.Itoa(minor)
 }
 
-// toHeader builds an http.Header from fields, without Host if dropHost (net/http's
-// server promotes it out of the map). Every value is a substring of one
-// string and every first value list a window of one slice, so the fields
-// cost three allocations, not two per field; common keys are interned.
-func toHeader(fields []Header, dropHost bool) http.Header {
-	n := 0
-	for _, f := range fields {
-		n += len(f.Value)
-	}
-	var b strings.Builder
-	b.Grow(n)
-	for _, f := range fields {
-		b.Write(f.Value)
-	}
-	all := b.String()
-	vals := make([]string, len(fields))
-	h := make(http.Header, len(fields))
-	off := 0
-	for i, f := range fields {
-		v := all[off : off+len(f.Value)]
-		off += len(f.Value)
-		k := canonicalKey(f.Name)
-		if dropHost && k == "Host" {
-			continue
-		}
-		if old, ok := h[k]; ok {
-			h[k] = append(old, v)
-			continue
-		}
-		vals[i] = v
-		h[k] = vals[i : i+1 : i+1]
-	}
-	return h
-}
-
-// canonicalKey is http.CanonicalHeaderKey(string(name)), without an
-// allocation for the common field names.
-func canonicalKey(name []byte) string {
+// canonicalKeyIn is http.CanonicalHeaderKey(string(name)), interned for
+// the common field names, and carved out of *block for the others.
+func canonicalKeyIn(name []byte, block *[]byte) string {
 	var buf [32]byte
 	if len(name) > len(buf) {
 		return http.CanonicalHeaderKey(string(name))
@@ -198,10 +111,13 @@ func canonicalKey(name []byte) string {
 		k[i] = c
 		upper = c == '-'
 	}
+	if string(k) == "Host" {
+		return "Host" // in every request: no hashing
+	}
 	if s, ok := commonKeys[string(k)]; ok {
 		return s
 	}
-	return string(k)
+	return carve(block, k)
 }
 
 var commonKeys = func() map[string]string {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -85,6 +86,8 @@ type ResponseWriter struct {
 	written     int64 // body bytes the handler wrote
 	err         error
 	keys        []string // scratch for sorting header keys
+	hasType     bool     // the handler set Content-Type (see fieldKeys)
+	hasDate     bool     // the handler set Date, even to nil
 }
 
 // Reset prepares w for the response to one request: out is the buffer to
@@ -138,11 +141,12 @@ func (w *ResponseWriter) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	w.status = code
-	if cl := w.header.Get("Content-Length"); cl != "" {
-		if n, ok := parseContentLength([]byte(cl)); ok {
+	// The map's keys are canonical, as Header.Get would look them up.
+	if cl := w.header["Content-Length"]; len(cl) > 0 && cl[0] != "" {
+		if n, ok := parseContentLength([]byte(cl[0])); ok {
 			w.declared = n
 		} else {
-			w.header.Del("Content-Length")
+			delete(w.header, "Content-Length")
 		}
 	}
 }
@@ -152,7 +156,7 @@ func (w *ResponseWriter) interim(code int) {
 		return
 	}
 	w.out = appendStatusLine(w.out, 1, 1, code)
-	w.out = w.appendFields(w.out, true)
+	w.out = w.appendFields(w.out, w.fieldKeys(true))
 	w.out = append(w.out, "\r\n"...)
 	w.send()
 }
@@ -342,21 +346,10 @@ func (w *ResponseWriter) Written() int64 { return w.written }
 func (w *ResponseWriter) writeHead(final bool) {
 	w.headSent = true
 	h := w.header
-	if v := h["Connection"]; len(v) > 0 && hasToken(v, "close") {
-		w.closeConn = true
-	}
-	// Framing and hop-by-hop fields are ours to set.
-	delete(h, "Transfer-Encoding")
-	delete(h, "Connection")
-	delete(h, "Keep-Alive")
-	delete(h, "Trailer")
 	body := w.bodyAllowed()
 	setCL := false
 	switch {
 	case !body:
-		if w.status == http.StatusNoContent {
-			delete(h, "Content-Length")
-		}
 	case w.declared >= 0:
 		// The handler's Content-Length stands.
 	case final:
@@ -370,14 +363,14 @@ func (w *ResponseWriter) writeHead(final bool) {
 	default:
 		w.closeConn = true // HTTP/1.0: the close ends the body
 	}
-	if body && w.method != http.MethodHead && len(w.body) > 0 {
-		if _, ok := h["Content-Type"]; !ok {
-			h["Content-Type"] = []string{http.DetectContentType(w.body)}
-		}
+	keys := w.fieldKeys(false)
+	if body && w.method != http.MethodHead && len(w.body) > 0 && !w.hasType {
+		h["Content-Type"] = []string{http.DetectContentType(w.body)}
+		keys = append(keys, "Content-Type")
 	}
 	w.out = appendStatusLine(w.out, w.major, w.minor, w.status)
-	w.out = w.appendFields(w.out, false)
-	if _, ok := h["Date"]; !ok {
+	w.out = w.appendFields(w.out, keys)
+	if !w.hasDate {
 		w.out = append(w.out, "Date: "...)
 		w.out = appendDate(w.out)
 		w.out = append(w.out, "\r\n"...)
@@ -410,20 +403,52 @@ func (w *ResponseWriter) writeHead(final bool) {
 	}
 }
 
-// appendFields appends the handler's header fields, sorted by name so that
-// responses are reproducible. interim leaves out the fields that describe
-// a final response's body.
-func (w *ResponseWriter) appendFields(b []byte, interim bool) []byte {
+// fieldKeys returns the keys of the handler's header fields that go out,
+// in one pass over the map: framing and hop-by-hop fields are ours to set
+// (a "Connection: close" of the handler's closes the connection), a 204
+// has no Content-Length, and an interim response leaves out the fields
+// that describe a final response's body. It notes whether Content-Type
+// and Date are among them.
+func (w *ResponseWriter) fieldKeys(interim bool) []string {
 	keys := w.keys[:0]
-	for k := range w.header {
+	w.hasType, w.hasDate = false, false
+	for k, v := range w.header {
+		switch k {
+		case "Connection":
+			if !interim && len(v) > 0 && hasToken(v, "close") {
+				w.closeConn = true
+			}
+			continue
+		case "Transfer-Encoding", "Keep-Alive", "Trailer":
+			continue
+		case "Content-Length":
+			if interim || w.status == http.StatusNoContent {
+				continue
+			}
+		case "Content-Type":
+			if interim {
+				continue
+			}
+			w.hasType = true
+		case "Date":
+			if interim {
+				continue
+			}
+			w.hasDate = true
+		}
 		keys = append(keys, k)
 	}
-	slices.Sort(keys)
+	return keys
+}
+
+// appendFields appends the handler's fields under keys, sorted by name so
+// that responses are reproducible.
+func (w *ResponseWriter) appendFields(b []byte, keys []string) []byte {
+	if len(keys) > 1 {
+		slices.Sort(keys)
+	}
 	for _, k := range keys {
 		if !isTokenString(k) {
-			continue
-		}
-		if interim && (k == "Content-Length" || k == "Content-Type" || k == "Date") {
 			continue
 		}
 		for _, v := range w.header[k] {
@@ -520,22 +545,40 @@ func AppendError(b []byte, code int) []byte {
 
 // dateCache holds the Date field value for one second.
 type dateCache struct {
-	sec int64
 	val [len(http.TimeFormat)]byte
 }
 
-var date atomic.Pointer[dateCache]
+var (
+	date      atomic.Pointer[dateCache]
+	dateStart sync.Once
+)
 
-// appendDate appends the current time in IMF-fixdate, formatted at most
-// once a second.
+// appendDate appends the current time in IMF-fixdate. The value is
+// formatted once a second, by a goroutine that the first response starts
+// and that wakes at each second's start, so that a response reads no
+// clock (fasthttp does the same).
 func appendDate(b []byte) []byte {
-	now := time.Now()
-	sec := now.Unix()
 	d := date.Load()
-	if d == nil || d.sec != sec {
-		d = &dateCache{sec: sec}
-		now.UTC().AppendFormat(d.val[:0], http.TimeFormat)
-		date.Store(d)
+	if d == nil {
+		dateStart.Do(func() {
+			setDate(time.Now())
+			go updateDate()
+		})
+		d = date.Load()
 	}
 	return append(b, d.val[:]...)
+}
+
+func setDate(now time.Time) {
+	d := new(dateCache)
+	now.UTC().AppendFormat(d.val[:0], http.TimeFormat)
+	date.Store(d)
+}
+
+func updateDate() {
+	for {
+		now := time.Now()
+		time.Sleep(time.Second - time.Duration(now.Nanosecond()))
+		setDate(time.Now())
+	}
 }

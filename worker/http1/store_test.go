@@ -1,0 +1,121 @@
+package http1
+
+import (
+	"context"
+	"io"
+	"net/url"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// TestOriginURL checks the allocation-free URL against url.ParseRequestURI
+// for every byte in a path and in a query, and for targets of each form.
+func TestOriginURL(t *testing.T) {
+	var targets []string
+	for c := range 256 {
+		targets = append(targets, "/a"+string(rune(c))[:1]+"b", "/a?"+string([]byte{byte(c)})+"b", "/"+string([]byte{byte(c)}))
+	}
+	targets = append(targets, "/", "/p?", "/p??", "/p?a?b", "/p?q#f", "//x/y", "/a%20b", "/%zz", "*", "http://h/p",
+		"/p?a=1&b=%zz", "/é", "/a;b=c/d:e@f", "")
+	for _, target := range targets {
+		var u url.URL
+		if !originURL(&u, target) {
+			continue
+		}
+		want, err := url.ParseRequestURI(target)
+		if err != nil || !reflect.DeepEqual(&u, want) {
+			t.Errorf("%q: originURL %#v, url.ParseRequestURI %#v (%v)", target, u, want, err)
+		}
+	}
+	var u url.URL
+	if !originURL(&u, "/plaintext?x=1") || originURL(&u, "/a%20b") || originURL(&u, "*") || originURL(&u, "/p#f") {
+		t.Error("originURL takes the wrong targets")
+	}
+}
+
+// TestRequestStore builds requests one after another into one store, as a
+// connection does: each must be the one ToHTTP builds, strings kept from
+// an earlier one must not change, and the common request allocates nothing.
+func TestRequestStore(t *testing.T) {
+	var s RequestStore
+	ctx := context.Background()
+	wires := []string{
+		"GET /a?x=1 HTTP/1.1\r\nHost: h1\r\nX-Long-Custom-Name: v1\r\nAccept: a\r\naccept: b\r\n\r\n",
+		"POST /b%20c HTTP/1.1\r\nHost: h2\r\nContent-Length: 5\r\n\r\nhello",
+		"POST / HTTP/1.1\r\nHost: h2\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
+		"GET http://abs.example/p HTTP/1.1\r\nHost: ignored\r\n\r\n",
+		"GET / HTTP/1.0\r\n\r\n",
+	}
+	var kept []string
+	for _, w := range wires {
+		r := mustParse(t, w)
+		want, err := ToHTTP(ctx, r, "192.0.2.1:1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.ToHTTP(ctx, r, "192.0.2.1:1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantBody, _ := io.ReadAll(want.Body)
+		gotBody, _ := io.ReadAll(got.Body)
+		want.Body, got.Body = nil, nil
+		if !reflect.DeepEqual(got, want) || string(gotBody) != string(wantBody) {
+			t.Errorf("%q:\nstore   %+v %q\nToHTTP  %+v %q", w, got, gotBody, want, wantBody)
+		}
+		for _, vs := range got.Header {
+			kept = append(kept, vs...)
+		}
+		kept = append(kept, got.Host)
+	}
+	joined := strings.Join(kept, ",") + ","
+	for _, v := range []string{"v1,", "h1,", "h2,", "abs.example,"} {
+		if !strings.Contains(joined, v) {
+			t.Errorf("kept strings %q lack %q: a reuse changed them", joined, v)
+		}
+	}
+	wire := []byte("GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAccept: */*\r\nUser-Agent: wrk\r\n\r\n")
+	p := &Parser{}
+	if n := testing.AllocsPerRun(100, func() {
+		_, r, err := p.Parse(wire)
+		if r == nil || err != nil {
+			t.Fatal(r, err)
+		}
+		if _, err := s.ToHTTP(ctx, r, "192.0.2.1:1"); err != nil {
+			t.Fatal(err)
+		}
+	}); n > 0.1 {
+		t.Errorf("%v allocations per request", n)
+	}
+}
+
+// BenchmarkToHTTP is the *http.Request of wrk's request and of a
+// browser's: built once (ToHTTP), and into a reused RequestStore as the
+// event worker builds them.
+func BenchmarkToHTTP(b *testing.B) {
+	for _, tc := range []struct{ name, wire string }{
+		{"wrk", "GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"},
+		{"browserGET", browserGET},
+	} {
+		p := &Parser{}
+		_, r, err := p.Parse([]byte(tc.wire))
+		if r == nil || err != nil {
+			b.Fatal(r, err)
+		}
+		ctx := context.Background()
+		b.Run(tc.name+"/once", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				ToHTTP(ctx, r, "192.0.2.1:1")
+			}
+		})
+		b.Run(tc.name+"/store", func(b *testing.B) {
+			var s RequestStore
+			b.ReportAllocs()
+			for b.Loop() {
+				s.ToHTTP(ctx, r, "192.0.2.1:1")
+			}
+		})
+	}
+}
