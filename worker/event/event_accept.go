@@ -116,7 +116,7 @@ func (l *eventLoop) registerFresh() {
 			c.in = nil
 		}
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: c.fd}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(c.fd), &ev); err != nil {
+		if err := epollAdd(l.epfd, int(c.fd), &ev); err != nil {
 			c.close()
 		}
 	}

@@ -221,7 +221,7 @@ func (l *eventLoop) run() error {
 			}
 		}
 		l.registerFresh()
-		n, err := unix.EpollWait(l.epfd, l.events[:], l.sleep(wait))
+		n, err := epollWait(l.epfd, l.events[:], l.sleep(wait))
 		l.awake()
 		if err != nil {
 			if err == unix.EINTR {
@@ -897,7 +897,7 @@ func (c *eventConn) close() {
 	c.closed = true
 	c.ctx.cancel(context.Canceled)
 	l := c.l
-	unix.Close(int(c.fd)) // also leaves the epoll set
+	closeSocket(int(c.fd)) // also leaves the epoll set
 	delete(l.conns, c.fd)
 	l.e.conns.Add(-1)
 	if b := l.p.Board(); b != nil {
