@@ -40,6 +40,7 @@ type eventLoop struct {
 	dirty    []*eventConn         // connections with new output, written at the end of a turn
 
 	firstReads firstReads // whether a new connection is read before epoll reports it
+	busy       bool       // the last wait found events: see wait
 
 	mu       sync.Mutex
 	inbox    []eventMsg
@@ -221,7 +222,7 @@ func (l *eventLoop) run() error {
 			}
 		}
 		l.registerFresh()
-		n, err := epollWait(l.epfd, l.events[:], l.sleep(wait))
+		n, err := l.wait(l.sleep(wait))
 		l.awake()
 		if err != nil {
 			if err == unix.EINTR {
