@@ -36,7 +36,8 @@ func New() worker.Worker { return new(eventWorker) }
 // goroutine each) on non-blocking sockets, with no goroutine per
 // connection.
 //
-// Connections are registered once, edge-triggered, for input and output;
+// A connection is read first in the turn that accepted it, and registered
+// once, if it outlives that turn, edge-triggered, for input and output;
 // a connection remembers what epoll reported until a read comes back
 // short or a write meets EAGAIN, and a loop reads it only while it wants
 // its bytes (not while its handler runs, nor while more than eventOutHigh
@@ -74,6 +75,8 @@ type eventWorker struct {
 	pool   *eventPool
 
 	gos eventGoConns // the FastCGI connections, served on goroutines
+
+	nodelay []bool // lfds[i] does not hand TCP_NODELAY down: set it per connection
 
 	conns    atomic.Int64 // open connections, against --worker-connections
 	maxConns int64        // 0: no cap
@@ -140,6 +143,7 @@ func (e *eventWorker) Serve(p *worker.Process) error {
 			return fmt.Errorf("listener %s: %w", l.Addr(), err)
 		}
 		e.lfds = append(e.lfds, fd)
+		e.nodelay = append(e.nodelay, listenerNoDelay(fd))
 	}
 	for _, l := range p.Listeners {
 		l.Close()

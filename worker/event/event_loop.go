@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"runtime"
 	"slices"
 	"sync"
@@ -38,9 +37,13 @@ type eventLoop struct {
 	store    http1.RequestStore   // inline handlers' requests
 	again    []*eventConn         // connections with input left to read
 	again2   []*eventConn         // the other half of again's double buffer
+	fresh    []*eventConn         // accepted in this turn, not yet in the epoll set
 	jobs     int                  // batches on the pool, not yet answered
 	dirty    []*eventConn         // connections with new output, written at the end of a turn
 	async    *Loop                // the AsyncHandler's view of the loop, if the handler is one
+
+	firstReads firstReads // whether a new connection is read before epoll reports it
+	busy       bool       // the last wait found events: see wait
 
 	mu       sync.Mutex
 	inbox    []eventMsg
@@ -222,7 +225,8 @@ func (l *eventLoop) run() error {
 				return nil
 			}
 		}
-		n, err := l.epollWait(l.sleep(wait))
+		l.registerFresh()
+		n, err := l.wait(l.sleep(wait))
 		// A connection's progress is timed by the turn's clock: one
 		// clock read a turn, not several a request.
 		l.now = nanotime()
@@ -335,7 +339,7 @@ func (l *eventLoop) accept(lfd int) bool {
 			l.unregister() // back when a connection closes, see scan
 			return true
 		}
-		nfd, sa, err := unix.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		nfd, remote, err := accept4(lfd)
 		if err != nil {
 			switch err {
 			case unix.EINTR, unix.ECONNABORTED:
@@ -350,12 +354,13 @@ func (l *eventLoop) accept(lfd int) bool {
 			return false
 		}
 		l.e.conns.Add(1)
-		fe := l.e.fronts[slices.Index(l.e.lfds, lfd)]
+		i := slices.Index(l.e.lfds, lfd)
+		fe := l.e.fronts[i]
 		if fe.Protocol == frontend.ProtocolFastCGI {
 			l.e.serveGo(fe, nfd)
 			continue
 		}
-		c := &eventConn{l: l, fd: int32(nfd), remote: sockaddrString(sa), last: nanotime()}
+		c := &eventConn{l: l, fd: int32(nfd), remote: remote, last: nanotime()}
 		c.ctx.parent = l.e.ctx
 		c.parser.Config = l.e.cfg
 		if !c.wantProxy(fe) {
@@ -371,19 +376,18 @@ func (l *eventLoop) accept(lfd int) bool {
 				continue
 			}
 			c.uwsgi = &http1.UwsgiParser{MaxBody: l.e.cfg.Limits.MaxBody}
-		} else {
-			// Keep-alive: a response must not wait for the ACK of the
-			// last one (uwsgi has one response per connection).
+		}
+		if l.e.nodelay[i] {
 			unix.SetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		}
+		// Read in this turn if first reads mostly find bytes, and into
+		// the epoll set only if still open at its end (event_accept.go).
 		c.canWrite = true
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: c.fd}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, nfd, &ev); err != nil {
-			unix.Close(nfd)
-			l.e.conns.Add(-1)
-			continue
-		}
+		c.firstRead = l.firstReads.try()
+		c.canRead = c.firstRead
 		l.conns[c.fd] = c
+		l.fresh = append(l.fresh, c)
+		c.update()
 		if b := l.p.Board(); b != nil {
 			b.ConnOpened()
 		}
@@ -525,21 +529,6 @@ func (l *eventLoop) putBuf(b []byte) {
 	l.bufs = append(l.bufs, b[:0])
 }
 
-func sockaddrString(sa unix.Sockaddr) string {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port)).String()
-	case *unix.SockaddrUnix:
-		if a.Name == "" {
-			return "@"
-		}
-		return a.Name
-	}
-	return ""
-}
-
 // eventConn is one connection of an event loop. Between requests it holds
 // no buffer.
 type eventConn struct {
@@ -578,6 +567,7 @@ type eventConn struct {
 	dirty    bool // in the loop's dirty list
 
 	backlogged bool // process stopped for output room with requests left in in
+	firstRead  bool // read in the turn that accepted it, before any epoll report
 }
 
 func (c *eventConn) pending() int { return len(c.out) - c.outOff }
@@ -972,9 +962,9 @@ func (c *eventConn) flush() {
 // the write side is shut and the loop reads until the client's FIN, for
 // at most eventLinger.
 func (c *eventConn) shut() {
-	// A uwsgi peer sends one packet, read whole; nothing can wait unread
-	// behind it unless epoll said so since.
-	quiet := (c.uwsgi != nil && !c.canRead) || !worker.FDHasUnread(int(c.fd))
+	// Nothing can wait unread when the last read found the socket empty
+	// and epoll has reported no input since: then no FIONREAD is needed.
+	quiet := !c.canRead || !worker.FDHasUnread(int(c.fd))
 	if (!c.lingerOn && len(c.in) == 0 && quiet) || c.eof {
 		c.close()
 		return
@@ -1011,7 +1001,7 @@ func (c *eventConn) close() {
 	c.closed = true
 	c.ctx.cancel(context.Canceled)
 	l := c.l
-	unix.Close(int(c.fd)) // also leaves the epoll set
+	closeSocket(int(c.fd)) // also leaves the epoll set
 	delete(l.conns, c.fd)
 	l.e.conns.Add(-1)
 	if b := l.p.Board(); b != nil {

@@ -49,7 +49,44 @@ import (
 // length. r.Close is set: the caller decides whether the connection
 // carries another request.
 func RequestFromVars(vars map[string]string, body io.Reader, peer net.Addr) (*http.Request, error) {
-	method := vars["REQUEST_METHOD"]
+	list := make(cgiVars, 0, len(vars))
+	for k, v := range vars {
+		list = append(list, cgiVar{k, v})
+	}
+	return requestFromVars(list, true, body, peer)
+}
+
+// cgiVar is one CGI variable.
+type cgiVar struct{ name, value string }
+
+// cgiVars are a request's CGI variables, in the order the front end sent
+// them: a uwsgi packet's straight from the wire, without a map to build.
+// Of variables sent twice, the last one counts.
+type cgiVars []cgiVar
+
+// cgiVarsScan is how many variables a request may have before finding the
+// last of a name takes a map instead of a scan.
+const cgiVarsScan = 64
+
+// get returns the value of the last variable called name, "" if none.
+func (vs cgiVars) get(name string) string {
+	v, _ := vs.lookup(name)
+	return v
+}
+
+func (vs cgiVars) lookup(name string) (string, bool) {
+	for i := len(vs) - 1; i >= 0; i-- {
+		if vs[i].name == name {
+			return vs[i].value, true
+		}
+	}
+	return "", false
+}
+
+// requestFromVars is RequestFromVars on a list; unique says that no name
+// comes twice in it.
+func requestFromVars(vars cgiVars, unique bool, body io.Reader, peer net.Addr) (*http.Request, error) {
+	method := vars.get("REQUEST_METHOD")
 	if method == "" {
 		return nil, errors.New("no REQUEST_METHOD")
 	}
@@ -57,7 +94,7 @@ func RequestFromVars(vars map[string]string, body io.Reader, peer net.Addr) (*ht
 		return nil, fmt.Errorf("REQUEST_METHOD %q is not a method", method)
 	}
 	r := &http.Request{Method: method, Header: http.Header{}, Close: true}
-	r.Proto = vars["SERVER_PROTOCOL"]
+	r.Proto = vars.get("SERVER_PROTOCOL")
 	if r.Proto == "" {
 		r.Proto = "HTTP/1.0"
 	}
@@ -68,9 +105,17 @@ func RequestFromVars(vars map[string]string, body io.Reader, peer net.Addr) (*ht
 	if err := setURL(r, vars); err != nil {
 		return nil, err
 	}
-	for k, v := range vars {
+	var last map[string]int // the index of each name's last variable, for a long list
+	if !unique && len(vars) > cgiVarsScan {
+		last = make(map[string]int, len(vars))
+		for i, v := range vars {
+			last[v.name] = i
+		}
+	}
+	for i, kv := range vars {
+		k, v := kv.name, kv.value
 		name, ok := strings.CutPrefix(k, "HTTP_")
-		if !ok || name == "" || k == "HTTP_HOST" {
+		if !ok || name == "" || k == "HTTP_HOST" || !unique && !vars.isLast(i, last) {
 			continue
 		}
 		name = strings.ReplaceAll(name, "_", "-")
@@ -79,10 +124,10 @@ func RequestFromVars(vars map[string]string, body io.Reader, peer net.Addr) (*ht
 		}
 		r.Header.Add(name, v)
 	}
-	if ct := vars["CONTENT_TYPE"]; ct != "" {
+	if ct := vars.get("CONTENT_TYPE"); ct != "" {
 		r.Header.Set("Content-Type", ct)
 	}
-	if cl := vars["CONTENT_LENGTH"]; cl != "" {
+	if cl := vars.get("CONTENT_LENGTH"); cl != "" {
 		n, err := strconv.ParseInt(cl, 10, 64)
 		if err != nil || n < 0 || cl[0] == '+' {
 			return nil, fmt.Errorf("CONTENT_LENGTH %q is not a length", cl)
@@ -90,15 +135,15 @@ func RequestFromVars(vars map[string]string, body io.Reader, peer net.Addr) (*ht
 		r.ContentLength = n
 		r.Header.Set("Content-Length", cl)
 	}
-	r.Host = vars["HTTP_HOST"]
+	r.Host = vars.get("HTTP_HOST")
 	if r.Host == "" {
-		r.Host = vars["SERVER_NAME"]
-		if p := vars["SERVER_PORT"]; r.Host != "" && p != "" && p != "80" && p != "443" {
+		r.Host = vars.get("SERVER_NAME")
+		if p := vars.get("SERVER_PORT"); r.Host != "" && p != "" && p != "80" && p != "443" {
 			r.Host = net.JoinHostPort(r.Host, p)
 		}
 	}
-	if a := vars["REMOTE_ADDR"]; a != "" {
-		port := vars["REMOTE_PORT"]
+	if a := vars.get("REMOTE_ADDR"); a != "" {
+		port := vars.get("REMOTE_PORT")
 		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 			port = "0"
 		}
@@ -106,11 +151,11 @@ func RequestFromVars(vars map[string]string, body io.Reader, peer net.Addr) (*ht
 	} else if peer != nil {
 		r.RemoteAddr = peer.String()
 	}
-	scheme := strings.ToLower(vars["UWSGI_SCHEME"])
+	scheme := strings.ToLower(vars.get("UWSGI_SCHEME"))
 	if scheme == "" {
-		scheme = strings.ToLower(vars["REQUEST_SCHEME"])
+		scheme = strings.ToLower(vars.get("REQUEST_SCHEME"))
 	}
-	if h := vars["HTTPS"]; h == "on" || h == "ON" || h == "1" {
+	if h := vars.get("HTTPS"); h == "on" || h == "ON" || h == "1" {
 		scheme = "https"
 	}
 	if scheme == "http" || scheme == "https" {
@@ -124,15 +169,29 @@ func RequestFromVars(vars map[string]string, body io.Reader, peer net.Addr) (*ht
 	return r, nil
 }
 
+// isLast reports whether vars[i] is the last variable of its name: by
+// last, the index of each name's last one, when it was built.
+func (vs cgiVars) isLast(i int, last map[string]int) bool {
+	if last != nil {
+		return last[vs[i].name] == i
+	}
+	for _, v := range vs[i+1:] {
+		if v.name == vs[i].name {
+			return false
+		}
+	}
+	return true
+}
+
 // setURL sets r.URL and r.RequestURI from the variables, as
 // RequestFromVars says.
-func setURL(r *http.Request, vars map[string]string) error {
-	uri := vars["REQUEST_URI"]
-	path := vars["SCRIPT_NAME"] + vars["PATH_INFO"]
+func setURL(r *http.Request, vars cgiVars) error {
+	uri := vars.get("REQUEST_URI")
+	path := vars.get("SCRIPT_NAME") + vars.get("PATH_INFO")
 	if path != "" && path[0] != '/' {
-		return fmt.Errorf("SCRIPT_NAME %q + PATH_INFO %q is not a path", vars["SCRIPT_NAME"], vars["PATH_INFO"])
+		return fmt.Errorf("SCRIPT_NAME %q + PATH_INFO %q is not a path", vars.get("SCRIPT_NAME"), vars.get("PATH_INFO"))
 	}
-	query, hasQuery := vars["QUERY_STRING"]
+	query, hasQuery := vars.lookup("QUERY_STRING")
 	if uri == "" {
 		// No client's target to keep: the front end's is all there is.
 		uri = "/"

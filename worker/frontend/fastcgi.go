@@ -150,6 +150,12 @@ type fcgiWriter struct {
 func (fw *fcgiWriter) record(typ uint8, id uint16, content []byte) error {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
+	fw.put(typ, id, content)
+	return fw.w.Flush()
+}
+
+// put buffers what record writes; the caller holds fw.mu.
+func (fw *fcgiWriter) put(typ uint8, id uint16, content []byte) {
 	for first := true; first || len(content) > 0; first = false {
 		n := min(len(content), fcgiMaxContent)
 		pad := -n & 7
@@ -159,11 +165,24 @@ func (fw *fcgiWriter) record(typ uint8, id uint16, content []byte) error {
 		fw.w.Write(make([]byte, pad))
 		content = content[n:]
 	}
-	return fw.w.Flush()
 }
 
 func (fw *fcgiWriter) endRequest(id uint16, protocolStatus byte) error {
-	return fw.record(FastCGIEndRequest, id, []byte{0, 0, 0, 0, protocolStatus, 0, 0, 0})
+	return fw.record(FastCGIEndRequest, id, endRequestBody(protocolStatus))
+}
+
+// endStdout ends a request that completed: the empty STDOUT record that
+// ends its output and its END_REQUEST, in one write.
+func (fw *fcgiWriter) endStdout(id uint16) error {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	fw.put(FastCGIStdout, id, nil)
+	fw.put(FastCGIEndRequest, id, endRequestBody(fcgiRequestComplete))
+	return fw.w.Flush()
+}
+
+func endRequestBody(protocolStatus byte) []byte {
+	return []byte{0, 0, 0, 0, protocolStatus, 0, 0, 0}
 }
 
 // fcgiStdout turns writes into STDOUT records of one request.
@@ -459,15 +478,11 @@ func (s *ConnServer) startFastCGI(c net.Conn, fw *fcgiWriter, req *fcgiRequest, 
 			c.Close() // a response cut short must not look complete
 			return
 		}
-		if err := fw.record(FastCGIStdout, req.id, nil); err != nil {
-			c.Close()
-			return
-		}
 		// END_REQUEST goes out under req.mu: the web server may begin
 		// the next request on this connection as soon as it reads it, and
 		// the reading loop must then find this one finished.
 		req.mu.Lock()
-		err = fw.endRequest(req.id, fcgiRequestComplete)
+		err = fw.endStdout(req.id)
 		req.finished = err == nil
 		stdinDone := req.stdinDone
 		req.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/corral-server/corral/worker/http1"
@@ -39,6 +40,28 @@ func uwsgiVarMap(vars []http1.UwsgiVar) map[string]string {
 	return m
 }
 
+// uwsgiCGIVars copies a packet's variables into one string, the strings
+// of the list returned: two allocations, whatever their number.
+func uwsgiCGIVars(vars []http1.UwsgiVar) cgiVars {
+	n := 0
+	for _, v := range vars {
+		n += len(v.Name) + len(v.Value)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, v := range vars {
+		b.Write(v.Name)
+		b.Write(v.Value)
+	}
+	all := b.String()
+	list := make(cgiVars, len(vars))
+	for i, v := range vars {
+		list[i].name, all = all[:len(v.Name)], all[len(v.Name):]
+		list[i].value, all = all[:len(v.Value)], all[len(v.Value):]
+	}
+	return list
+}
+
 // RequestFromUwsgi builds the request that a packet decoded by an
 // http1.UwsgiParser describes, as RequestFromVars does, reading the body
 // from a copy of u.Body: the result outlives the parser's next call. peer
@@ -48,12 +71,12 @@ func RequestFromUwsgi(u *http1.UwsgiRequest, peer net.Addr) (*http.Request, erro
 	if len(u.Body) > 0 {
 		body = bytes.NewReader(bytes.Clone(u.Body))
 	}
-	vars := uwsgiVarMap(u.Vars)
-	r, err := RequestFromVars(vars, body, peer)
+	list := uwsgiCGIVars(u.Vars)
+	r, err := requestFromVars(list, false, body, peer)
 	if err != nil {
 		return nil, uwsgiErr("%v", err)
 	}
-	if s := vars["SCRIPT_NAME"]; s != "" {
+	if s := list.get("SCRIPT_NAME"); s != "" {
 		// The mount point, as a trusted HTTP forwarder passes it
 		// (Gunicorn's forwarder_headers): a WSGI app gets it as its
 		// SCRIPT_NAME, and the rest of r.URL.Path as PATH_INFO.

@@ -1,0 +1,81 @@
+package event
+
+import (
+	"runtime"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The loop's system calls that cannot block, made without telling the Go
+// scheduler (RawSyscall): every socket a loop holds is non-blocking, and
+// an epoll_wait with a zero timeout returns at once. A call through
+// Syscall marks the thread's P as in a system call, which the runtime's
+// sysmon thread watches: it takes the P away from a call that lasts past
+// its 20us tick, goes to sleep once no P runs, and is woken from that
+// sleep by the next Syscall, a futex wake-up and a thread switch each.
+// On a server pinned to one CPU, a worker's sysmon then cost more CPU
+// than its parser (profiled behind nginx's uwsgi_pass). Only the wait
+// that may block goes through Syscall, so that the P is handed to the
+// pool's handlers while the loop sleeps.
+
+// epollWait is epoll_wait(2): raw when it does not block (ms == 0).
+func epollWait(epfd int, events []unix.EpollEvent, ms int) (int, error) {
+	if ms != 0 {
+		return unix.EpollWait(epfd, events, ms)
+	}
+	return epollWaitRaw(epfd, events, 0)
+}
+
+func epollWaitRaw(epfd int, events []unix.EpollEvent, ms int) (int, error) {
+	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(ms), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// eventBusyWaitMs bounds a busy loop's sleep that keeps its P.
+const eventBusyWaitMs = 2
+
+// wait waits up to ms for the loop's events. A loop whose last wait found
+// some (one under load) and that has nothing on the pool or on FastCGI
+// goroutines, which would need its P, sleeps in a raw epoll_wait of at
+// most eventBusyWaitMs, keeping its P: sleeping in a Syscall lets sysmon
+// take the P, park itself, and be woken again by the loop's next system
+// call, a futex wake-up and a thread switch per sleep; that was 15% of a
+// worker's CPU pinned behind nginx's uwsgi_pass, and 40% unpinned. One
+// that finds nothing yields the P to what waited for it and sleeps the
+// usual way from then on, so an idle worker wakes no more often than
+// before.
+func (l *eventLoop) wait(ms int) (int, error) {
+	if l.async != nil && l.async.raw {
+		return l.epollWait(ms) // the AsyncHandler's loops always wait raw
+	}
+	if ms != 0 && l.busy && l.jobs == 0 && l.e.gos.count() == 0 {
+		n, err := epollWaitRaw(l.epfd, l.events[:], min(ms, eventBusyWaitMs))
+		if n == 0 && err == nil {
+			l.busy = false
+			runtime.Gosched()
+		}
+		return n, err
+	}
+	n, err := epollWait(l.epfd, l.events[:], ms)
+	l.busy = n > 0
+	return n, err
+}
+
+// epollAdd registers fd for ev's events.
+func epollAdd(epfd, fd int, ev *unix.EpollEvent) error {
+	_, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), unix.EPOLL_CTL_ADD, uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// closeSocket closes a connection's socket, which has no SO_LINGER: the
+// close does not wait for the peer.
+func closeSocket(fd int) {
+	unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
+}
