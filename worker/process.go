@@ -190,7 +190,15 @@ type InFlight struct {
 // access log, the wall clock once more), and takes the in-flight lock
 // once in each: no map, and one allocation, the InFlight.
 func (p *Process) Begin(w http.ResponseWriter, r *http.Request) *InFlight {
-	q := &InFlight{p: p, w: w, r: r, start: heartbeat.Now()}
+	q := new(InFlight)
+	p.begin(q, w, r)
+	return q
+}
+
+// begin is Begin into q, a record that End is done with (ServeRecover's
+// callers keep one per connection or batch).
+func (p *Process) begin(q *InFlight, w http.ResponseWriter, r *http.Request) {
+	*q = InFlight{p: p, w: w, r: r, start: heartbeat.Now()}
 	if p.access != nil {
 		q.wall = time.Now()
 	}
@@ -202,7 +210,6 @@ func (p *Process) Begin(w http.ResponseWriter, r *http.Request) *InFlight {
 	p.inFlightMu.Lock()
 	q.link(&p.inFlight)
 	p.inFlightMu.Unlock()
-	return q
 }
 
 // link puts q into the ring whose head is head (an empty head is a ring

@@ -107,15 +107,24 @@ func ParserConfig(p *Process) *http1.Config {
 // through worker/http1's ResponseWriter calls the app only through it, so
 // that the access log, the scoreboard and --max-requests see the request;
 // on false it closes the connection after what was written.
-func ServeRecover(p *Process, w *http1.ResponseWriter, r *http.Request) (ok bool) {
+//
+// q is the request's record while it is in flight, the caller's to reuse
+// for its next request (one per connection or batch, so a request costs no
+// allocation). It does what Process.ServeHTTP does, with one deferred
+// recover for both the record's end and the panic.
+func ServeRecover(p *Process, q *InFlight, w *http1.ResponseWriter, r *http.Request) (ok bool) {
+	p.begin(q, w, r)
 	defer func() {
-		if v := recover(); v != nil {
-			if v != http.ErrAbortHandler {
-				p.Log.Error(fmt.Sprintf("panic serving %s %s: %v\n%s", r.Method, r.RequestURI, v, debug.Stack()))
-			}
+		v := recover()
+		if v != nil && v != http.ErrAbortHandler {
+			p.Log.Error(fmt.Sprintf("panic serving %s %s: %v\n%s", r.Method, r.RequestURI, v, debug.Stack()))
+		}
+		q.End(v != nil)
+		if v != nil {
 			ok = false
 		}
+		q.w, q.r, q.rec.ResponseWriter = nil, nil, nil // not kept past the request
 	}()
-	p.ServeHTTP(w, r)
+	p.handler.ServeHTTP(&q.rec, r)
 	return true
 }

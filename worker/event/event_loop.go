@@ -34,6 +34,7 @@ type eventLoop struct {
 	events   [128]unix.EpollEvent
 	bufs     [][]byte             // free buffers
 	rw       http1.ResponseWriter // inline handlers'
+	q        worker.InFlight      // inline handlers' request in flight
 	store    http1.RequestStore   // inline handlers' requests
 	again    []*eventConn         // connections with input left to read
 	again2   []*eventConn         // the other half of again's double buffer
@@ -894,7 +895,7 @@ func (c *eventConn) serve(hr *http.Request, method string, major, minor int, clo
 		rw.Send = nil
 		start := len(c.getOut())
 		rw.Reset(c.out, method, major, minor, closeConn)
-		if !worker.ServeRecover(p, rw, hr) {
+		if !worker.ServeRecover(p, &l.q, rw, hr) {
 			c.out = http1.AppendError(c.out[:start], http.StatusInternalServerError)
 			c.closeAfter = true
 			return
@@ -1022,6 +1023,7 @@ func (c *eventConn) close() {
 type eventJob struct {
 	c    *eventConn
 	rw   http1.ResponseWriter
+	q    worker.InFlight // the request being served
 	out  []byte
 	ack  chan error
 	reqs []eventReq
@@ -1063,7 +1065,7 @@ func (j *eventJob) serve() {
 		r := &j.reqs[i]
 		start := len(out)
 		j.rw.Reset(out, r.method, r.major, r.minor, r.closeConn)
-		if !worker.ServeRecover(l.p, &j.rw, r.hr) {
+		if !worker.ServeRecover(l.p, &j.q, &j.rw, r.hr) {
 			// What was sent went with the earlier responses; what was
 			// not is this response's beginning, or theirs.
 			m.closeAfter = true
