@@ -246,7 +246,7 @@ func (l *eventLoop) run() error {
 			switch fd := ev.Fd; {
 			case fd == int32(l.wakefd):
 				var b [8]byte
-				unix.Read(l.wakefd, b[:])
+				readFD(l.wakefd, b[:])
 				l.mu.Lock()
 				l.woken = false // what was posted is handled below
 				l.mu.Unlock()
@@ -630,7 +630,7 @@ func (c *eventConn) pump() {
 func (c *eventConn) read() {
 	if c.lingering {
 		var b [4096]byte
-		n, err := unix.Read(int(c.fd), b[:])
+		n, err := readFD(int(c.fd), b[:])
 		c.counted(n, 0)
 		if n <= 0 && err != unix.EAGAIN && err != unix.EINTR {
 			c.close()
@@ -647,7 +647,7 @@ func (c *eventConn) read() {
 		c.in = append(c.in, 0)[:len(c.in)]
 	}
 	room := cap(c.in) - len(c.in)
-	n, err := unix.Read(int(c.fd), c.in[len(c.in):cap(c.in)])
+	n, err := readFD(int(c.fd), c.in[len(c.in):cap(c.in)])
 	c.counted(n, 0)
 	// A short read emptied the socket, and an edge reports the next bytes;
 	// but a FIN already reported waits behind the bytes just read.
@@ -925,7 +925,7 @@ func (c *eventConn) submit() {
 // marked to close is closed.
 func (c *eventConn) flush() {
 	for c.canWrite && c.outOff < len(c.out) {
-		n, err := unix.Write(int(c.fd), c.out[c.outOff:])
+		n, err := writeFD(int(c.fd), c.out[c.outOff:])
 		if n > 0 {
 			c.counted(0, n)
 			c.outOff += n
