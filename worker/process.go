@@ -177,6 +177,7 @@ type InFlight struct {
 	r       *http.Request
 	rec     recorder
 	start   int64     // heartbeat.Now's ns
+	end     int64     // heartbeat.Now's ns at End
 	wall    time.Time // the access log's start; zero without one
 	current bool      // the scoreboard shows this request
 
@@ -191,14 +192,17 @@ type InFlight struct {
 // once in each: no map, and one allocation, the InFlight.
 func (p *Process) Begin(w http.ResponseWriter, r *http.Request) *InFlight {
 	q := new(InFlight)
-	p.begin(q, w, r)
+	p.begin(q, w, r, 0)
 	return q
 }
 
 // begin is Begin into q, a record that End is done with (ServeRecover's
-// callers keep one per connection or batch).
-func (p *Process) begin(q *InFlight, w http.ResponseWriter, r *http.Request) {
-	*q = InFlight{p: p, w: w, r: r, start: heartbeat.Now()}
+// callers keep one per connection or batch), started at start (0: now).
+func (p *Process) begin(q *InFlight, w http.ResponseWriter, r *http.Request, start int64) {
+	if start == 0 {
+		start = heartbeat.Now()
+	}
+	*q = InFlight{p: p, w: w, r: r, start: start}
 	if p.access != nil {
 		q.wall = time.Now()
 	}
@@ -246,7 +250,8 @@ func (q *InFlight) End(failed bool) {
 	} else if !rec.wroteHeader {
 		rec.WriteHeader(http.StatusOK)
 	}
-	elapsed := time.Duration(heartbeat.Now() - q.start)
+	q.end = heartbeat.Now()
+	elapsed := time.Duration(q.end - q.start)
 	status := rec.status
 	if g, ok := q.w.(interface{ refusedStatus() int }); ok && g.refusedStatus() != 0 {
 		status = g.refusedStatus() // the goroutine type answered instead, see guardBody

@@ -113,7 +113,18 @@ func ParserConfig(p *Process) *http1.Config {
 // allocation). It does what Process.ServeHTTP does, with one deferred
 // recover for both the record's end and the panic.
 func ServeRecover(p *Process, q *InFlight, w *http1.ResponseWriter, r *http.Request) (ok bool) {
-	p.begin(q, w, r)
+	return serveRecover(p, q, w, r, 0)
+}
+
+// ServeNext is ServeRecover for a request served right after q's last
+// one, with nothing done between them (the next of a pipelined batch): it
+// begins when that one ended, without a clock read of its own.
+func ServeNext(p *Process, q *InFlight, w *http1.ResponseWriter, r *http.Request) (ok bool) {
+	return serveRecover(p, q, w, r, q.end)
+}
+
+func serveRecover(p *Process, q *InFlight, w *http1.ResponseWriter, r *http.Request, start int64) (ok bool) {
+	p.begin(q, w, r, start)
 	defer func() {
 		v := recover()
 		if v != nil && v != http.ErrAbortHandler {

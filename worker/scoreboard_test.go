@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/corral-server/corral/worker/http1"
 )
 
 // firstWrites records the first write on each connection a listener
@@ -133,6 +135,41 @@ func TestServeHTTPCountsOnTheScoreboard(t *testing.T) {
 	c := p.board.Read()
 	if c.Requests != [5]uint64{0, 1, 0, 1, 1} || c.InFlight != 0 || c.Current != "" {
 		t.Fatalf("by class %v, in flight %d, current %q; want [0 1 0 1 1], 0, none", c.Requests, c.InFlight, c.Current)
+	}
+}
+
+// TestServeRecoverReusesInFlight: requests served one after the other
+// through one InFlight (ServeRecover, then ServeNext for the rest of a
+// batch) are each counted by their own status, a panic as the 500 it is
+// answered with and reported as not returned; none stays in flight.
+func TestServeRecoverReusesInFlight(t *testing.T) {
+	p := withBoard(newTestProcess(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/panic":
+			panic("boom")
+		case "/missing":
+			http.NotFound(w, r)
+		}
+	}), nil))
+	var q InFlight
+	var rw http1.ResponseWriter
+	serve := func(next bool, path string) bool {
+		rw.Reset(nil, "GET", 1, 1, false)
+		r := httptest.NewRequest("GET", path, nil)
+		if next {
+			return ServeNext(p, &q, &rw, r)
+		}
+		return ServeRecover(p, &q, &rw, r)
+	}
+	if !serve(false, "/missing") || !serve(true, "/") || serve(true, "/panic") || !serve(false, "/") {
+		t.Fatal("want ok for every request but the panic")
+	}
+	c := p.board.Read()
+	if c.Requests != [5]uint64{0, 2, 0, 1, 1} || c.InFlight != 0 || c.Current != "" || p.Requests() != 4 {
+		t.Fatalf("by class %v, in flight %d, current %q, requests %d; want [0 2 0 1 1], 0, none, 4", c.Requests, c.InFlight, c.Current, p.Requests())
+	}
+	if q.r != nil || q.w != nil || q.next != nil {
+		t.Fatal("the InFlight keeps the last request past its end")
 	}
 }
 

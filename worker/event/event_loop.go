@@ -1065,7 +1065,11 @@ func (j *eventJob) serve() {
 		r := &j.reqs[i]
 		start := len(out)
 		j.rw.Reset(out, r.method, r.major, r.minor, r.closeConn)
-		if !worker.ServeRecover(l.p, &j.q, &j.rw, r.hr) {
+		serve := worker.ServeRecover
+		if i > 0 {
+			serve = worker.ServeNext // one clock read a request
+		}
+		if !serve(l.p, &j.q, &j.rw, r.hr) {
 			// What was sent went with the earlier responses; what was
 			// not is this response's beginning, or theirs.
 			m.closeAfter = true
