@@ -179,6 +179,42 @@ func TestServeRecoverReusesInFlight(t *testing.T) {
 // read and per write).
 func BenchmarkServeHTTP(b *testing.B) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "Hello, World!") })
+	boardModes(b, h, "", func(b *testing.B, p *Process) {
+		r := httptest.NewRequest("GET", "/", nil)
+		b.ReportAllocs()
+		for range b.N {
+			p.ServeHTTP(httptest.NewRecorder(), r)
+		}
+	})
+}
+
+// BenchmarkServeRecover is the per-request path of the types that serve
+// through worker/http1 (sync, event), a batch's requests after the first
+// through ServeNext, with the scoreboard off and on, and no allocation.
+func BenchmarkServeRecover(b *testing.B) {
+	textPlain := []string{"text/plain"}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Content-Type"] = textPlain
+		io.WriteString(w, "Hello, World!")
+	})
+	boardModes(b, h, "board=", func(b *testing.B, p *Process) {
+		r := httptest.NewRequest("GET", "/", nil)
+		var q InFlight
+		var rw http1.ResponseWriter
+		out := make([]byte, 0, 4096)
+		ServeRecover(p, &q, &rw, r)
+		b.ReportAllocs()
+		for b.Loop() {
+			rw.Reset(out[:0], "GET", 1, 1, false)
+			ServeNext(p, &q, &rw, r)
+			out, _ = rw.Finish()
+		}
+	})
+}
+
+// boardModes runs bench on a Process serving h with the scoreboard off,
+// then on, as sub-benchmarks prefix+"off" and prefix+"on".
+func boardModes(b *testing.B, h http.Handler, prefix string, bench func(*testing.B, *Process)) {
 	for _, on := range []bool{false, true} {
 		name := "off"
 		p := newTestProcess(b, h, nil)
@@ -186,12 +222,6 @@ func BenchmarkServeHTTP(b *testing.B) {
 			name = "on"
 			withBoard(p)
 		}
-		r := httptest.NewRequest("GET", "/", nil)
-		b.Run(name, func(b *testing.B) {
-			b.ReportAllocs()
-			for range b.N {
-				p.ServeHTTP(httptest.NewRecorder(), r)
-			}
-		})
+		b.Run(prefix+name, func(b *testing.B) { bench(b, p) })
 	}
 }
