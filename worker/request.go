@@ -134,7 +134,10 @@ func serveRecover(p *Process, q *InFlight, w *http1.ResponseWriter, r *http.Requ
 		if v != nil {
 			ok = false
 		}
-		q.w, q.r, q.rec.ResponseWriter = nil, nil, nil // not kept past the request
+		// Not kept past the request; the recorder keeps its writer, so that
+		// a handler writing after it returned (a bug) does not crash the
+		// worker.
+		q.w, q.r = nil, nil
 	}()
 	p.handler.ServeHTTP(&q.rec, r)
 	return true
