@@ -177,6 +177,7 @@ type InFlight struct {
 	r       *http.Request
 	rec     recorder
 	start   int64     // heartbeat.Now's ns
+	end     int64     // heartbeat.Now's ns at End
 	wall    time.Time // the access log's start; zero without one
 	current bool      // the scoreboard shows this request
 
@@ -190,7 +191,18 @@ type InFlight struct {
 // access log, the wall clock once more), and takes the in-flight lock
 // once in each: no map, and one allocation, the InFlight.
 func (p *Process) Begin(w http.ResponseWriter, r *http.Request) *InFlight {
-	q := &InFlight{p: p, w: w, r: r, start: heartbeat.Now()}
+	q := new(InFlight)
+	p.begin(q, w, r, 0)
+	return q
+}
+
+// begin is Begin into q, a record that End is done with (ServeRecover's
+// callers keep one per connection or batch), started at start (0: now).
+func (p *Process) begin(q *InFlight, w http.ResponseWriter, r *http.Request, start int64) {
+	if start == 0 {
+		start = heartbeat.Now()
+	}
+	*q = InFlight{p: p, w: w, r: r, start: start}
 	if p.access != nil {
 		q.wall = time.Now()
 	}
@@ -202,7 +214,6 @@ func (p *Process) Begin(w http.ResponseWriter, r *http.Request) *InFlight {
 	p.inFlightMu.Lock()
 	q.link(&p.inFlight)
 	p.inFlightMu.Unlock()
-	return q
 }
 
 // link puts q into the ring whose head is head (an empty head is a ring
@@ -239,7 +250,8 @@ func (q *InFlight) End(failed bool) {
 	} else if !rec.wroteHeader {
 		rec.WriteHeader(http.StatusOK)
 	}
-	elapsed := time.Duration(heartbeat.Now() - q.start)
+	q.end = heartbeat.Now()
+	elapsed := time.Duration(q.end - q.start)
 	status := rec.status
 	if g, ok := q.w.(interface{ refusedStatus() int }); ok && g.refusedStatus() != 0 {
 		status = g.refusedStatus() // the goroutine type answered instead, see guardBody

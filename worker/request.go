@@ -107,15 +107,38 @@ func ParserConfig(p *Process) *http1.Config {
 // through worker/http1's ResponseWriter calls the app only through it, so
 // that the access log, the scoreboard and --max-requests see the request;
 // on false it closes the connection after what was written.
-func ServeRecover(p *Process, w *http1.ResponseWriter, r *http.Request) (ok bool) {
+//
+// q is the request's record while it is in flight, the caller's to reuse
+// for its next request (one per connection or batch, so a request costs no
+// allocation). It does what Process.ServeHTTP does, with one deferred
+// recover for both the record's end and the panic.
+func ServeRecover(p *Process, q *InFlight, w *http1.ResponseWriter, r *http.Request) (ok bool) {
+	return serveRecover(p, q, w, r, 0)
+}
+
+// ServeNext is ServeRecover for a request served right after q's last
+// one, with nothing done between them (the next of a pipelined batch): it
+// begins when that one ended, without a clock read of its own.
+func ServeNext(p *Process, q *InFlight, w *http1.ResponseWriter, r *http.Request) (ok bool) {
+	return serveRecover(p, q, w, r, q.end)
+}
+
+func serveRecover(p *Process, q *InFlight, w *http1.ResponseWriter, r *http.Request, start int64) (ok bool) {
+	p.begin(q, w, r, start)
 	defer func() {
-		if v := recover(); v != nil {
-			if v != http.ErrAbortHandler {
-				p.Log.Error(fmt.Sprintf("panic serving %s %s: %v\n%s", r.Method, r.RequestURI, v, debug.Stack()))
-			}
+		v := recover()
+		if v != nil && v != http.ErrAbortHandler {
+			p.Log.Error(fmt.Sprintf("panic serving %s %s: %v\n%s", r.Method, r.RequestURI, v, debug.Stack()))
+		}
+		q.End(v != nil)
+		if v != nil {
 			ok = false
 		}
+		// Not kept past the request; the recorder keeps its writer, so that
+		// a handler writing after it returned (a bug) does not crash the
+		// worker.
+		q.w, q.r = nil, nil
 	}()
-	p.ServeHTTP(w, r)
+	p.handler.ServeHTTP(&q.rec, r)
 	return true
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/corral-server/corral/worker/http1"
 )
 
 // firstWrites records the first write on each connection a listener
@@ -136,12 +138,83 @@ func TestServeHTTPCountsOnTheScoreboard(t *testing.T) {
 	}
 }
 
+// TestServeRecoverReusesInFlight: requests served one after the other
+// through one InFlight (ServeRecover, then ServeNext for the rest of a
+// batch) are each counted by their own status, a panic as the 500 it is
+// answered with and reported as not returned; none stays in flight.
+func TestServeRecoverReusesInFlight(t *testing.T) {
+	p := withBoard(newTestProcess(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/panic":
+			panic("boom")
+		case "/missing":
+			http.NotFound(w, r)
+		}
+	}), nil))
+	var q InFlight
+	var rw http1.ResponseWriter
+	serve := func(next bool, path string) bool {
+		rw.Reset(nil, "GET", 1, 1, false)
+		r := httptest.NewRequest("GET", path, nil)
+		if next {
+			return ServeNext(p, &q, &rw, r)
+		}
+		return ServeRecover(p, &q, &rw, r)
+	}
+	if !serve(false, "/missing") || !serve(true, "/") || serve(true, "/panic") || !serve(false, "/") {
+		t.Fatal("want ok for every request but the panic")
+	}
+	c := p.board.Read()
+	if c.Requests != [5]uint64{0, 2, 0, 1, 1} || c.InFlight != 0 || c.Current != "" || p.Requests() != 4 {
+		t.Fatalf("by class %v, in flight %d, current %q, requests %d; want [0 2 0 1 1], 0, none, 4", c.Requests, c.InFlight, c.Current, p.Requests())
+	}
+	if q.r != nil || q.w != nil || q.next != nil {
+		t.Fatal("the InFlight keeps the last request past its end")
+	}
+}
+
 // BenchmarkServeHTTP is the per-request path every type serves through,
 // with the scoreboard off and on: the difference is what the metrics
 // cost a request (the types' connection counting adds an atomic add per
 // read and per write).
 func BenchmarkServeHTTP(b *testing.B) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "Hello, World!") })
+	boardModes(b, h, "", func(b *testing.B, p *Process) {
+		r := httptest.NewRequest("GET", "/", nil)
+		b.ReportAllocs()
+		for range b.N {
+			p.ServeHTTP(httptest.NewRecorder(), r)
+		}
+	})
+}
+
+// BenchmarkServeRecover is the per-request path of the types that serve
+// through worker/http1 (sync, event), a batch's requests after the first
+// through ServeNext, with the scoreboard off and on, and no allocation.
+func BenchmarkServeRecover(b *testing.B) {
+	textPlain := []string{"text/plain"}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Content-Type"] = textPlain
+		io.WriteString(w, "Hello, World!")
+	})
+	boardModes(b, h, "board=", func(b *testing.B, p *Process) {
+		r := httptest.NewRequest("GET", "/", nil)
+		var q InFlight
+		var rw http1.ResponseWriter
+		out := make([]byte, 0, 4096)
+		ServeRecover(p, &q, &rw, r)
+		b.ReportAllocs()
+		for b.Loop() {
+			rw.Reset(out[:0], "GET", 1, 1, false)
+			ServeNext(p, &q, &rw, r)
+			out, _ = rw.Finish()
+		}
+	})
+}
+
+// boardModes runs bench on a Process serving h with the scoreboard off,
+// then on, as sub-benchmarks prefix+"off" and prefix+"on".
+func boardModes(b *testing.B, h http.Handler, prefix string, bench func(*testing.B, *Process)) {
 	for _, on := range []bool{false, true} {
 		name := "off"
 		p := newTestProcess(b, h, nil)
@@ -149,12 +222,6 @@ func BenchmarkServeHTTP(b *testing.B) {
 			name = "on"
 			withBoard(p)
 		}
-		r := httptest.NewRequest("GET", "/", nil)
-		b.Run(name, func(b *testing.B) {
-			b.ReportAllocs()
-			for range b.N {
-				p.ServeHTTP(httptest.NewRecorder(), r)
-			}
-		})
+		b.Run(prefix+name, func(b *testing.B) { bench(b, p) })
 	}
 }

@@ -41,6 +41,7 @@ type syncWorker struct {
 
 	parser http1.Parser
 	rw     http1.ResponseWriter
+	q      InFlight // the request in flight, reused
 	in     []byte
 	out    []byte
 }
@@ -277,7 +278,7 @@ func (s *syncWorker) serveHTTP(c net.Conn) {
 	c.SetWriteDeadline(time.Now().Add(max(s.ioTimeout(), time.Second)))
 	s.rw.Send = func(b []byte) error { _, err := c.Write(b); return err }
 	s.rw.Reset(s.out[:0], req.Method, req.Major, req.Minor, true)
-	if !ServeRecover(s.p, &s.rw, hr) {
+	if !ServeRecover(s.p, &s.q, &s.rw, hr) {
 		if !s.rw.Started() {
 			s.answerError(c, errHandlerPanic)
 		}

@@ -34,6 +34,7 @@ type eventLoop struct {
 	events   [128]unix.EpollEvent
 	bufs     [][]byte             // free buffers
 	rw       http1.ResponseWriter // inline handlers'
+	q        worker.InFlight      // inline handlers' request in flight
 	store    http1.RequestStore   // inline handlers' requests
 	again    []*eventConn         // connections with input left to read
 	again2   []*eventConn         // the other half of again's double buffer
@@ -245,7 +246,7 @@ func (l *eventLoop) run() error {
 			switch fd := ev.Fd; {
 			case fd == int32(l.wakefd):
 				var b [8]byte
-				unix.Read(l.wakefd, b[:])
+				readFD(l.wakefd, b[:])
 				l.mu.Lock()
 				l.woken = false // what was posted is handled below
 				l.mu.Unlock()
@@ -629,7 +630,7 @@ func (c *eventConn) pump() {
 func (c *eventConn) read() {
 	if c.lingering {
 		var b [4096]byte
-		n, err := unix.Read(int(c.fd), b[:])
+		n, err := readFD(int(c.fd), b[:])
 		c.counted(n, 0)
 		if n <= 0 && err != unix.EAGAIN && err != unix.EINTR {
 			c.close()
@@ -646,7 +647,7 @@ func (c *eventConn) read() {
 		c.in = append(c.in, 0)[:len(c.in)]
 	}
 	room := cap(c.in) - len(c.in)
-	n, err := unix.Read(int(c.fd), c.in[len(c.in):cap(c.in)])
+	n, err := readFD(int(c.fd), c.in[len(c.in):cap(c.in)])
 	c.counted(n, 0)
 	// A short read emptied the socket, and an edge reports the next bytes;
 	// but a FIN already reported waits behind the bytes just read.
@@ -894,7 +895,7 @@ func (c *eventConn) serve(hr *http.Request, method string, major, minor int, clo
 		rw.Send = nil
 		start := len(c.getOut())
 		rw.Reset(c.out, method, major, minor, closeConn)
-		if !worker.ServeRecover(p, rw, hr) {
+		if !worker.ServeRecover(p, &l.q, rw, hr) {
 			c.out = http1.AppendError(c.out[:start], http.StatusInternalServerError)
 			c.closeAfter = true
 			return
@@ -924,7 +925,7 @@ func (c *eventConn) submit() {
 // marked to close is closed.
 func (c *eventConn) flush() {
 	for c.canWrite && c.outOff < len(c.out) {
-		n, err := unix.Write(int(c.fd), c.out[c.outOff:])
+		n, err := writeFD(int(c.fd), c.out[c.outOff:])
 		if n > 0 {
 			c.counted(0, n)
 			c.outOff += n
@@ -1022,6 +1023,7 @@ func (c *eventConn) close() {
 type eventJob struct {
 	c    *eventConn
 	rw   http1.ResponseWriter
+	q    worker.InFlight // the request being served
 	out  []byte
 	ack  chan error
 	reqs []eventReq
@@ -1063,7 +1065,11 @@ func (j *eventJob) serve() {
 		r := &j.reqs[i]
 		start := len(out)
 		j.rw.Reset(out, r.method, r.major, r.minor, r.closeConn)
-		if !worker.ServeRecover(l.p, &j.rw, r.hr) {
+		serve := worker.ServeRecover
+		if i > 0 {
+			serve = worker.ServeNext // one clock read a request
+		}
+		if !serve(l.p, &j.q, &j.rw, r.hr) {
 			// What was sent went with the earlier responses; what was
 			// not is this response's beginning, or theirs.
 			m.closeAfter = true

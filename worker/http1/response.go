@@ -412,6 +412,17 @@ func (w *ResponseWriter) writeHead(final bool) {
 func (w *ResponseWriter) fieldKeys(interim bool) []string {
 	keys := w.keys[:0]
 	w.hasType, w.hasDate = false, false
+	// The usual handler sets Content-Type alone, or nothing: a look-up is a
+	// fraction of the cost of a walk over the map.
+	switch len(w.header) {
+	case 0:
+		return keys
+	case 1:
+		if _, ok := w.header["Content-Type"]; ok && !interim {
+			w.hasType = true
+			return append(keys, "Content-Type")
+		}
+	}
 	for k, v := range w.header {
 		switch k {
 		case "Connection":
