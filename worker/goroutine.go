@@ -256,8 +256,7 @@ func (l *drainListener) Accept() (net.Conn, error) {
 		tc.p = l.g.p
 	}
 	if l.screen != nil {
-		tc.screen = &screenedConn{log: l.g.p.Log, counts: tc.p}
-		tc.screen.s.Parser.Config = l.screen
+		tc.screen = newScreenedConn(l.screen, l.g.p.Log, tc.p)
 	}
 	tc.inState(http.StateNew)
 	sc := serverTLS(tc, l.tls) // keyed as net/http will report it
@@ -332,6 +331,8 @@ func (c *trackedConn) Read(b []byte) (n int, err error) {
 	switch {
 	case c.screen == nil:
 		n, err = c.raw().Read(b)
+	case c.screen.isBackgroundRead(b) && c.screen.watchRead(b):
+		return 0, errWatchAborted
 	case c.screen.watching(b):
 		if m, err := c.raw().Read(c.screen.small[:]); m > 0 {
 			c.screen.hold(m)

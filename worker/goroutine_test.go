@@ -123,8 +123,53 @@ func (l benchListener) Accept() (net.Conn, error) {
 	}
 	tc := &trackedConn{BaseConn: frontend.BaseConn{Conn: c}}
 	if l.screened {
-		tc.screen = &screenedConn{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-		tc.screen.s.Parser.Config = l.cfg
+		tc.screen = newScreenedConn(l.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	}
 	return tc, nil
+}
+
+// TestGoroutineClientGoneDuringHandler: a client that goes away while a
+// long handler runs cancels the request's context, though the background
+// read that sees it first waits off the socket (see goroutine_watch.go);
+// kept requests before and after on another connection are served.
+func TestGoroutineClientGoneDuringHandler(t *testing.T) {
+	gone := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/wait" {
+			select {
+			case <-r.Context().Done():
+				close(gone)
+			case <-time.After(5 * time.Second):
+			}
+			return
+		}
+		io.WriteString(w, "hello")
+	})
+	p := newTestProcess(t, h, &Config{KeepAlive: 5 * time.Second})
+	addr, _ := serveTest(t, p, new(goroutineWorker))
+	kept := workertest.Dial(t, addr, 10*time.Second)
+	br := bufio.NewReader(kept)
+	for i := 0; i < 3; i++ {
+		io.WriteString(kept, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if res, body := workertest.ReadResponse(t, br); res.StatusCode != 200 || body != "hello" {
+			t.Fatalf("kept request %d: %d %q", i, res.StatusCode, body)
+		}
+	}
+	c := workertest.Dial(t, addr, 10*time.Second)
+	io.WriteString(c, "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	c.Close()
+	select {
+	case <-gone:
+		if took := time.Since(start); took > 2*time.Second {
+			t.Fatalf("handler saw the client go away after %s", took)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("handler never saw the client go away")
+	}
+	io.WriteString(kept, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if res, body := workertest.ReadResponse(t, br); res.StatusCode != 200 || body != "hello" {
+		t.Fatalf("kept request after: %d %q", res.StatusCode, body)
+	}
 }
