@@ -173,3 +173,35 @@ func TestGoroutineClientGoneDuringHandler(t *testing.T) {
 		t.Fatalf("kept request after: %d %q", res.StatusCode, body)
 	}
 }
+
+// TestGoroutineCountsConnectionsAndBytes: with the scoreboard on, the
+// goroutine worker's connections count themselves (no countedConn
+// beneath): opened, closed, and every byte read and written.
+func TestGoroutineCountsConnectionsAndBytes(t *testing.T) {
+	p := withBoard(newTestProcess(t, workertest.Handler(), &Config{KeepAlive: 5 * time.Second, Metrics: true}))
+	addr, _ := serveTest(t, p, new(goroutineWorker))
+	req := "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+	c := workertest.Dial(t, addr, 10*time.Second)
+	var got int64
+	for i := 0; i < 2; i++ {
+		io.WriteString(c, req)
+		var b [4096]byte
+		n, err := c.Read(b[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += int64(n)
+	}
+	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for p.board.Read().ConnsOpen != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	n := p.board.Read()
+	if n.Connections != 1 || n.ConnsOpen != 0 {
+		t.Errorf("connections %d, open %d: want 1 and 0", n.Connections, n.ConnsOpen)
+	}
+	if n.BytesRead != uint64(2*len(req)) || n.BytesWritten != uint64(got) {
+		t.Errorf("bytes read %d, written %d: want %d and %d", n.BytesRead, n.BytesWritten, 2*len(req), got)
+	}
+}

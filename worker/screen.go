@@ -80,8 +80,9 @@ func (c *screenedConn) watching(b []byte) bool {
 func (c *screenedConn) hold(n int) { c.s.Hold(c.small[:n]) }
 
 // read is conn's Read, for net/http, through the Screen, which reads src,
-// conn's socket side.
-func (c *screenedConn) read(src io.Reader, conn net.Conn, b []byte) (int, error) {
+// conn's socket side; a refusal's answer is written to out, which counts
+// it.
+func (c *screenedConn) read(src io.Reader, conn net.Conn, out io.Writer, b []byte) (int, error) {
 	if c.hijacked.Load() {
 		c.s.Bypass() // the handler reads the stream as it is
 	}
@@ -98,7 +99,7 @@ func (c *screenedConn) read(src io.Reader, conn net.Conn, b []byte) (int, error)
 		if code := http1.Status(r.Err); code != 0 {
 			c.log.Debug(fmt.Sprintf("bad request from %s: %v", frontend.RemoteAddr(conn), r.Err))
 			conn.SetWriteDeadline(time.Now().Add(time.Second))
-			conn.Write(http1.AppendError(nil, code))
+			out.Write(http1.AppendError(nil, code))
 			if c.counts != nil {
 				c.counts.ParseError(code)
 			}
