@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/corral-server/corral/internal/heartbeat"
+	"github.com/corral-server/corral/internal/scoreboard"
 	"github.com/corral-server/corral/worker/frontend"
 	"github.com/corral-server/corral/worker/http1"
 )
@@ -81,6 +82,11 @@ func (g *goroutineWorker) Serve(p *Process) error {
 		// connections go through the same drain and cap logic.
 		fe := p.FrontEnd(i)
 		dl := &drainListener{Listener: l, g: g, wrap: fe.WrapConn, http: fe.Protocol == frontend.ProtocolHTTP, tls: p.listenerTLS(i)}
+		if dl.http && fe.Count != nil && (fe.Proxy == frontend.ProxyOff || fe.Proxy == "") {
+			// The front end would only count: the trackedConn counts
+			// itself, one wrapper where there would be two.
+			dl.wrap, dl.board = nil, p.board
+		}
 		// The Screen reads clear HTTP/1.x: not TLS records (net/http's
 		// rules apply inside TLS), nor h2c's preface (--http2 h2c).
 		if dl.http && dl.tls == nil && cfg.HTTP2 != HTTP2H2C {
@@ -211,6 +217,7 @@ type drainListener struct {
 	http     bool                    // served by net/http, whose own error answers are counted
 	tls      *tls.Config             // a TLS listener's config, or nil
 	screen   *http1.Config           // a clear HTTP/1.x listener's: its requests go through a Screen
+	board    *scoreboard.Board       // where its trackedConns count themselves, in wrap's place; nil: they do not
 	draining atomic.Bool
 	once     sync.Once
 }
@@ -251,13 +258,15 @@ func (l *drainListener) Accept() (net.Conn, error) {
 	if l.wrap != nil {
 		c = l.wrap(c)
 	}
-	tc := &trackedConn{BaseConn: frontend.BaseConn{Conn: c}, tls: l.tls != nil}
+	tc := &trackedConn{BaseConn: frontend.BaseConn{Conn: c}, tls: l.tls != nil, board: l.board}
+	if tc.board != nil {
+		tc.board.ConnOpened()
+	}
 	if l.http && l.g.p.board != nil {
 		tc.p = l.g.p
 	}
 	if l.screen != nil {
-		tc.screen = &screenedConn{log: l.g.p.Log, counts: tc.p}
-		tc.screen.s.Parser.Config = l.screen
+		tc.screen = newScreenedConn(l.screen, l.g.p.Log, tc.p)
 	}
 	tc.inState(http.StateNew)
 	sc := serverTLS(tc, l.tls) // keyed as net/http will report it
@@ -290,6 +299,10 @@ type trackedConn struct {
 	tls      bool          // under TLS: no 408 in clear text (headTimedOut)
 	h2c      atomic.Bool   // the first bytes were HTTP/2's preface: see closesWhenIdle
 	screen   *screenedConn // nil but on clear HTTP/1.x listeners
+	// board counts the connection and the bytes read and written, as a
+	// countedConn would (nil: off, or a countedConn beneath does it).
+	board  *scoreboard.Board
+	closed atomic.Bool // counted closed on board
 
 	readDeadline  lazyDeadline // see goroutine_deadline.go
 	writeDeadline atomic.Bool  // one is set
@@ -332,6 +345,8 @@ func (c *trackedConn) Read(b []byte) (n int, err error) {
 	switch {
 	case c.screen == nil:
 		n, err = c.raw().Read(b)
+	case c.screen.isBackgroundRead(b) && c.screen.watchRead(b):
+		return 0, errWatchAborted
 	case c.screen.watching(b):
 		if m, err := c.raw().Read(c.screen.small[:]); m > 0 {
 			c.screen.hold(m)
@@ -340,7 +355,7 @@ func (c *trackedConn) Read(b []byte) (n int, err error) {
 		}
 		return 0, nil
 	default:
-		n, err = c.screen.read(c.raw(), c.Conn, b)
+		n, err = c.screen.read(c.raw(), c.Conn, c.raw(), b)
 	}
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		c.headTimedOut()
@@ -362,8 +377,29 @@ func (r *rawConn) Read(b []byte) (int, error) {
 		if r.read.Add(int64(n)) == int64(n) {
 			r.h2c.Store(isH2CPreface(b[:n]))
 		}
+		if r.board != nil {
+			r.board.AddRead(n)
+		}
 	}
 	return n, err
+}
+
+// Write writes b to the socket, and counts it.
+func (r *rawConn) Write(b []byte) (int, error) {
+	n, err := r.Conn.Write(b)
+	if r.board != nil {
+		r.board.AddWritten(n)
+	}
+	return n, err
+}
+
+// Close closes the socket, and counts the connection closed once.
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	if c.board != nil && c.closed.CompareAndSwap(false, true) {
+		c.board.ConnClosed()
+	}
+	return err
 }
 
 // Write drops net/http's own answer after a 408 (headTimedOut), and
@@ -378,7 +414,7 @@ func (c *trackedConn) Write(b []byte) (int, error) {
 			c.p.ParseError(code)
 		}
 	}
-	return c.Conn.Write(b)
+	return c.raw().Write(b)
 }
 
 // inState follows net/http's view of the connection: a head is read in
@@ -411,7 +447,7 @@ func (c *trackedConn) headTimedOut() {
 		return
 	}
 	c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-	c.Conn.Write(http1.AppendError(nil, http.StatusRequestTimeout))
+	c.raw().Write(http1.AppendError(nil, http.StatusRequestTimeout))
 	if c.p != nil {
 		c.p.ParseError(http.StatusRequestTimeout)
 	}
@@ -435,10 +471,17 @@ func (c *trackedConn) idleSince(now int64) int64 {
 
 // ReadFrom keeps net/http's sendfile path.
 func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) {
+	var n int64
+	var err error
 	if rf, ok := c.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(c.Conn, r)
 	}
-	return io.Copy(c.Conn, r)
+	if c.board != nil {
+		c.board.AddWritten(int(n))
+	}
+	return n, err
 }
 
 func (l *drainListener) accept() (net.Conn, error) {

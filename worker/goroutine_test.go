@@ -123,8 +123,85 @@ func (l benchListener) Accept() (net.Conn, error) {
 	}
 	tc := &trackedConn{BaseConn: frontend.BaseConn{Conn: c}}
 	if l.screened {
-		tc.screen = &screenedConn{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-		tc.screen.s.Parser.Config = l.cfg
+		tc.screen = newScreenedConn(l.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	}
 	return tc, nil
+}
+
+// TestGoroutineClientGoneDuringHandler: a client that goes away while a
+// long handler runs cancels the request's context, though the background
+// read that sees it first waits off the socket (see goroutine_watch.go);
+// kept requests before and after on another connection are served.
+func TestGoroutineClientGoneDuringHandler(t *testing.T) {
+	gone := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/wait" {
+			select {
+			case <-r.Context().Done():
+				close(gone)
+			case <-time.After(5 * time.Second):
+			}
+			return
+		}
+		io.WriteString(w, "hello")
+	})
+	p := newTestProcess(t, h, &Config{KeepAlive: 5 * time.Second})
+	addr, _ := serveTest(t, p, new(goroutineWorker))
+	kept := workertest.Dial(t, addr, 10*time.Second)
+	br := bufio.NewReader(kept)
+	for i := 0; i < 3; i++ {
+		io.WriteString(kept, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if res, body := workertest.ReadResponse(t, br); res.StatusCode != 200 || body != "hello" {
+			t.Fatalf("kept request %d: %d %q", i, res.StatusCode, body)
+		}
+	}
+	c := workertest.Dial(t, addr, 10*time.Second)
+	io.WriteString(c, "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	c.Close()
+	select {
+	case <-gone:
+		if took := time.Since(start); took > 2*time.Second {
+			t.Fatalf("handler saw the client go away after %s", took)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("handler never saw the client go away")
+	}
+	io.WriteString(kept, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if res, body := workertest.ReadResponse(t, br); res.StatusCode != 200 || body != "hello" {
+		t.Fatalf("kept request after: %d %q", res.StatusCode, body)
+	}
+}
+
+// TestGoroutineCountsConnectionsAndBytes: with the scoreboard on, the
+// goroutine worker's connections count themselves (no countedConn
+// beneath): opened, closed, and every byte read and written.
+func TestGoroutineCountsConnectionsAndBytes(t *testing.T) {
+	p := withBoard(newTestProcess(t, workertest.Handler(), &Config{KeepAlive: 5 * time.Second, Metrics: true}))
+	addr, _ := serveTest(t, p, new(goroutineWorker))
+	req := "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+	c := workertest.Dial(t, addr, 10*time.Second)
+	var got int64
+	for i := 0; i < 2; i++ {
+		io.WriteString(c, req)
+		var b [4096]byte
+		n, err := c.Read(b[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += int64(n)
+	}
+	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for p.board.Read().ConnsOpen != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	n := p.board.Read()
+	if n.Connections != 1 || n.ConnsOpen != 0 {
+		t.Errorf("connections %d, open %d: want 1 and 0", n.Connections, n.ConnsOpen)
+	}
+	if n.BytesRead != uint64(2*len(req)) || n.BytesWritten != uint64(got) {
+		t.Errorf("bytes read %d, written %d: want %d and %d", n.BytesRead, n.BytesWritten, 2*len(req), got)
+	}
 }

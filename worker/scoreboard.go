@@ -13,7 +13,9 @@ import (
 // the arbiter serves metrics (Config.Metrics). Process.ServeHTTP counts the
 // requests of every type and front end; connections, bytes and parse
 // errors are counted where they are seen: the front ends (FrontEnd.Count,
-// ParseError) for the types that serve net.Conns, the sync type's and
+// ParseError) for the types that serve net.Conns (the goroutine type's
+// trackedConn counts itself where a countedConn would be its only
+// wrapper), the sync type's and
 // net/http's parse errors in their types, the event loop by itself.
 
 // Board is p's scoreboard, nil unless the metrics are on. A type that

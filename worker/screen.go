@@ -37,11 +37,25 @@ type screenedConn struct {
 	answered bool
 	small    [16]byte // the background read's
 	counts   *Process // counts the refusals it answers in the scoreboard; nil: off
+
+	watch atomic.Int32  // the background read's state: see goroutine_watch.go
+	abort chan struct{} // wakes a parked background read
+}
+
+// newScreenedConn is a Screen by cfg's rules, which logs on log and
+// counts on counts (nil: off).
+func newScreenedConn(cfg *http1.Config, log *slog.Logger, counts *Process) *screenedConn {
+	c := &screenedConn{log: log, counts: counts, abort: make(chan struct{}, 1)}
+	c.s.Parser.Config = cfg
+	return c
 }
 
 func (c *screenedConn) setState(s http.ConnState) {
 	switch s {
 	case http.StateActive:
+		// The last request's background read has ended: the next one's
+		// starts afresh.
+		c.watch.Store(watchIdle)
 		c.active.Store(true)
 	case http.StateIdle, http.StateNew:
 		c.active.Store(false)
@@ -52,8 +66,8 @@ func (c *screenedConn) setState(s http.ConnState) {
 
 // watching reports whether a read into b is net/http's background read,
 // which watches for the client going away while a handler runs, with
-// nothing held: that read goes straight to the socket (see
-// trackedConn.Read). It runs on a goroutine of its own for each request,
+// nothing held: once it has waited off the socket (watchRead), that read
+// goes straight to the socket (see trackedConn.Read). It runs on a goroutine of its own for each request,
 // whose small stack the Screen's frames would make it outgrow, and copy,
 // every time. A pipelined request's first bytes it reads wait in the
 // Screen (hold) for net/http's next read, and it ends with nothing, as
@@ -66,8 +80,9 @@ func (c *screenedConn) watching(b []byte) bool {
 func (c *screenedConn) hold(n int) { c.s.Hold(c.small[:n]) }
 
 // read is conn's Read, for net/http, through the Screen, which reads src,
-// conn's socket side.
-func (c *screenedConn) read(src io.Reader, conn net.Conn, b []byte) (int, error) {
+// conn's socket side; a refusal's answer is written to out, which counts
+// it.
+func (c *screenedConn) read(src io.Reader, conn net.Conn, out io.Writer, b []byte) (int, error) {
 	if c.hijacked.Load() {
 		c.s.Bypass() // the handler reads the stream as it is
 	}
@@ -84,7 +99,7 @@ func (c *screenedConn) read(src io.Reader, conn net.Conn, b []byte) (int, error)
 		if code := http1.Status(r.Err); code != 0 {
 			c.log.Debug(fmt.Sprintf("bad request from %s: %v", frontend.RemoteAddr(conn), r.Err))
 			conn.SetWriteDeadline(time.Now().Add(time.Second))
-			conn.Write(http1.AppendError(nil, code))
+			out.Write(http1.AppendError(nil, code))
 			if c.counts != nil {
 				c.counts.ParseError(code)
 			}
