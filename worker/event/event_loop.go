@@ -35,6 +35,8 @@ type eventLoop struct {
 	bufs     [][]byte             // free buffers
 	rw       http1.ResponseWriter // inline handlers'
 	store    http1.RequestStore   // inline handlers' requests
+	ustore   frontend.UwsgiStore  // inline handlers' uwsgi requests
+	uwsgis   []*http1.UwsgiParser // free parsers for uwsgi connections
 	again    []*eventConn         // connections with input left to read
 	again2   []*eventConn         // the other half of again's double buffer
 	fresh    []*eventConn         // accepted in this turn, not yet in the epoll set
@@ -375,7 +377,7 @@ func (l *eventLoop) accept(lfd int) bool {
 				l.e.conns.Add(-1)
 				continue
 			}
-			c.uwsgi = &http1.UwsgiParser{MaxBody: l.e.cfg.Limits.MaxBody}
+			c.uwsgi = l.getUwsgi()
 		}
 		if l.e.nodelay[i] {
 			unix.SetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
@@ -629,7 +631,7 @@ func (c *eventConn) pump() {
 func (c *eventConn) read() {
 	if c.lingering {
 		var b [4096]byte
-		n, err := unix.Read(int(c.fd), b[:])
+		n, err := readSocket(int(c.fd), b[:])
 		c.counted(n, 0)
 		if n <= 0 && err != unix.EAGAIN && err != unix.EINTR {
 			c.close()
@@ -646,7 +648,7 @@ func (c *eventConn) read() {
 		c.in = append(c.in, 0)[:len(c.in)]
 	}
 	room := cap(c.in) - len(c.in)
-	n, err := unix.Read(int(c.fd), c.in[len(c.in):cap(c.in)])
+	n, err := readSocket(int(c.fd), c.in[len(c.in):cap(c.in)])
 	c.counted(n, 0)
 	// A short read emptied the socket, and an edge reports the next bytes;
 	// but a FIN already reported waits behind the bytes just read.
@@ -771,7 +773,12 @@ func (c *eventConn) processUwsgi() {
 	}
 	var hr *http.Request
 	if err == nil && u != nil {
-		hr, err = frontend.RequestFromUwsgi(u, addrString(c.remote))
+		if c.l.async == nil && c.l.e.pool == nil {
+			hr, err = c.l.ustore.Request(&c.ctx, u, c.remote) // served in this turn
+		} else {
+			// Answered after the turn: a request of its own.
+			hr, err = new(frontend.UwsgiStore).Request(&c.ctx, u, c.remote)
+		}
 		c.uwsgi.Release()
 	}
 	if err != nil {
@@ -795,15 +802,9 @@ func (c *eventConn) processUwsgi() {
 	c.in = c.in[:0] // one request per connection
 	// HTTP/1.0 framing whatever the client spoke: nginx reads a uwsgi
 	// response to the close and passes chunked coding through undecoded.
-	c.serve(hr.WithContext(&c.ctx), hr.Method, 1, 0, true)
+	c.serve(hr, hr.Method, 1, 0, true)
 	c.last = c.l.now
 }
-
-// addrString is a net.Addr known by its string form.
-type addrString string
-
-func (a addrString) Network() string { return "tcp" }
-func (a addrString) String() string  { return string(a) }
 
 // counted counts bytes read from and written to the connection on the
 // scoreboard.
@@ -924,7 +925,7 @@ func (c *eventConn) submit() {
 // marked to close is closed.
 func (c *eventConn) flush() {
 	for c.canWrite && c.outOff < len(c.out) {
-		n, err := unix.Write(int(c.fd), c.out[c.outOff:])
+		n, err := writeSocket(int(c.fd), c.out[c.outOff:])
 		if n > 0 {
 			c.counted(0, n)
 			c.outOff += n
@@ -1015,6 +1016,23 @@ func (c *eventConn) close() {
 	l.putBuf(c.out)
 	c.in, c.out = nil, nil
 	c.parser.Release()
+	if c.uwsgi != nil {
+		c.uwsgi.Reset()
+		c.uwsgi.Release()
+		l.uwsgis = append(l.uwsgis, c.uwsgi)
+		c.uwsgi = nil
+	}
+}
+
+// getUwsgi returns a parser for a new uwsgi connection: a free one of a
+// connection that closed, if any.
+func (l *eventLoop) getUwsgi() *http1.UwsgiParser {
+	if n := len(l.uwsgis); n > 0 {
+		p := l.uwsgis[n-1]
+		l.uwsgis = l.uwsgis[:n-1]
+		return p
+	}
+	return &http1.UwsgiParser{MaxBody: l.e.cfg.Limits.MaxBody}
 }
 
 // eventJob serves a batch of a connection's requests on the pool, in

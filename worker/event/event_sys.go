@@ -7,9 +7,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The loop's system calls that cannot block, made without telling the Go
-// scheduler (RawSyscall): every socket a loop holds is non-blocking, and
-// an epoll_wait with a zero timeout returns at once. A call through
+// The loop's system calls that cannot block (epoll_wait with a zero
+// timeout, epoll_ctl, read, write, close), made without telling the Go
+// scheduler (RawSyscall): every socket a loop holds is non-blocking. A call through
 // Syscall marks the thread's P as in a system call, which the runtime's
 // sysmon thread watches: it takes the P away from a call that lasts past
 // its 20us tick, goes to sleep once no P runs, and is woken from that
@@ -78,4 +78,22 @@ func epollAdd(epfd, fd int, ev *unix.EpollEvent) error {
 // close does not wait for the peer.
 func closeSocket(fd int) {
 	unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
+}
+
+// writeSocket is write(2) on a non-blocking socket, raw: it never blocks.
+func writeSocket(fd int, b []byte) (int, error) { return socketIO(unix.SYS_WRITE, fd, b) }
+
+// readSocket is read(2) on a non-blocking socket, raw: it never blocks.
+func readSocket(fd int, b []byte) (int, error) { return socketIO(unix.SYS_READ, fd, b) }
+
+// socketIO makes the read or write trap on fd and b; 0 bytes on an error.
+func socketIO(trap uintptr, fd int, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	n, _, errno := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }

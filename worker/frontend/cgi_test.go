@@ -1,6 +1,9 @@
 package frontend
 
-import "testing"
+import (
+	"net/url"
+	"testing"
+)
 
 // TestRequestPath: r.URL.Path is SCRIPT_NAME + PATH_INFO as the front end
 // passed them, r.RequestURI the client's REQUEST_URI; REQUEST_URI gives the
@@ -47,6 +50,32 @@ func TestRequestPath(t *testing.T) {
 		vars["REQUEST_METHOD"] = "GET"
 		if _, err := RequestFromVars(vars, nil, nil); err == nil {
 			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+// plainURL finds in the targets it takes what url.ParseRequestURI does.
+func TestPlainURLAsParseRequestURI(t *testing.T) {
+	for _, uri := range []string{
+		"/", "/a/b.c", "/a?", "/a?b", "/a?b?", "/a?b=1&c=%20(x)!*'", "/~u/-_.$&+,:;=@", "/a??",
+		"/a%20b", "//x", "/a b", "/a#f", "/a?b#f", "x", "", "/a!b", "/é",
+	} {
+		var got url.URL
+		if !plainURL(&got, uri) {
+			continue
+		}
+		want, err := url.ParseRequestURI(uri)
+		if err != nil {
+			t.Errorf("plainURL took %q, which url.ParseRequestURI refuses: %v", uri, err)
+			continue
+		}
+		if got != *want {
+			t.Errorf("plainURL(%q) = %#v, url.ParseRequestURI: %#v", uri, got, *want)
+		}
+	}
+	for _, uri := range []string{"/a%20b", "//x", "/a b", "/a#f", "x", "", "/a!b", "/é"} {
+		if plainURL(new(url.URL), uri) {
+			t.Errorf("plainURL took %q, which needs url.ParseRequestURI", uri)
 		}
 	}
 }
