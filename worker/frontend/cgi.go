@@ -368,6 +368,7 @@ type streamResponse struct {
 	pending  bytes.Buffer // body held back while the head is unsent
 	written  int64
 	err      error
+	final    func() // if set, called before finish's last flush
 }
 
 const smallBody = 4 << 10
@@ -437,6 +438,9 @@ func (w *streamResponse) finish() error {
 	}
 	if !w.sentHead {
 		w.writeHead(true)
+	}
+	if w.final != nil {
+		w.final()
 	}
 	if err := w.out.Flush(); err != nil && w.err == nil {
 		w.err = err
