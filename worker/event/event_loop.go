@@ -559,6 +559,8 @@ type eventConn struct {
 	lingering  bool // write side shut, waiting for the client's FIN
 	eof        bool // the client sent FIN
 	closed     bool
+	watched    bool // in the epoll set (see registerFresh)
+	unwatched  bool // left out of it while its answer is awaited (see watch)
 
 	// Edge-triggered readiness: set by epoll's report, cleared once a
 	// read or write finds the socket drained or full.
@@ -936,6 +938,9 @@ func (c *eventConn) flush() {
 		}
 		if err == unix.EAGAIN {
 			c.canWrite = false // until epoll reports room
+			if !c.watch() {
+				return
+			}
 			break
 		}
 		if err != nil {
@@ -965,9 +970,13 @@ func (c *eventConn) flush() {
 func (c *eventConn) shut() {
 	// Nothing can wait unread when the last read found the socket empty
 	// and epoll has reported no input since: then no FIONREAD is needed.
-	quiet := !c.canRead || !worker.FDHasUnread(int(c.fd))
+	// (Epoll reports nothing to a connection outside its set.)
+	quiet := (!c.canRead && !c.unwatched) || !worker.FDHasUnread(int(c.fd))
 	if (!c.lingerOn && len(c.in) == 0 && quiet) || c.eof {
 		c.close()
+		return
+	}
+	if !c.watch() { // for the client's FIN
 		return
 	}
 	if unix.Shutdown(int(c.fd), unix.SHUT_WR) != nil {
