@@ -54,28 +54,41 @@ func TestRequestPath(t *testing.T) {
 	}
 }
 
+var plainURLSeeds = []string{
+	"/", "/a/b.c", "/a?", "/a?b", "/a?b?", "/a?b=1&c=%20(x)!*'", "/~u/-_.$&+,:;=@", "/a??",
+	"/a%20b", "//x", "/a b", "/a#f", "/a?b#f", "x", "", "/a!b", "/é",
+}
+
 // plainURL finds in the targets it takes what url.ParseRequestURI does.
 func TestPlainURLAsParseRequestURI(t *testing.T) {
-	for _, uri := range []string{
-		"/", "/a/b.c", "/a?", "/a?b", "/a?b?", "/a?b=1&c=%20(x)!*'", "/~u/-_.$&+,:;=@", "/a??",
-		"/a%20b", "//x", "/a b", "/a#f", "/a?b#f", "x", "", "/a!b", "/é",
-	} {
-		var got url.URL
-		if !plainURL(&got, uri) {
-			continue
-		}
-		want, err := url.ParseRequestURI(uri)
-		if err != nil {
-			t.Errorf("plainURL took %q, which url.ParseRequestURI refuses: %v", uri, err)
-			continue
-		}
-		if got != *want {
-			t.Errorf("plainURL(%q) = %#v, url.ParseRequestURI: %#v", uri, got, *want)
-		}
+	for _, uri := range plainURLSeeds {
+		checkPlainURL(t, uri)
 	}
 	for _, uri := range []string{"/a%20b", "//x", "/a b", "/a#f", "x", "", "/a!b", "/é"} {
 		if plainURL(new(url.URL), uri) {
 			t.Errorf("plainURL took %q, which needs url.ParseRequestURI", uri)
 		}
+	}
+}
+
+func FuzzPlainURL(f *testing.F) {
+	for _, uri := range plainURLSeeds {
+		f.Add(uri)
+	}
+	f.Fuzz(checkPlainURL)
+}
+
+func checkPlainURL(t *testing.T, uri string) {
+	var got url.URL
+	if !plainURL(&got, uri) {
+		return
+	}
+	want, err := url.ParseRequestURI(uri)
+	if err != nil {
+		t.Errorf("plainURL took %q, which url.ParseRequestURI refuses: %v", uri, err)
+		return
+	}
+	if got != *want {
+		t.Errorf("plainURL(%q) = %#v, url.ParseRequestURI: %#v", uri, got, *want)
 	}
 }
