@@ -46,6 +46,7 @@ type eventLoop struct {
 
 	firstReads firstReads // whether a new connection is read before epoll reports it
 	busy       bool       // the last wait found events: see wait
+	yielded    int64      // the clock (now) when yield last called the scheduler
 
 	mu       sync.Mutex
 	inbox    []eventMsg
