@@ -115,12 +115,33 @@ func (l *eventLoop) registerFresh() {
 			l.putBuf(c.in)
 			c.in = nil
 		}
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: c.fd}
-		if err := epollAdd(l.epfd, int(c.fd), &ev); err != nil {
-			c.close()
+		if c.uwsgi != nil && c.busy && l.async != nil {
+			// Its one request is with the AsyncHandler, which nothing
+			// from the peer can cancel: the loop waits for the answer,
+			// not for events (see watch).
+			c.unwatched = true
+			continue
 		}
+		c.watch()
 	}
 	l.fresh = l.fresh[:0]
+}
+
+// watch puts the connection into the epoll set, for input and output,
+// edge-triggered, unless it is there: false if that failed, which closes
+// it. A uwsgi connection whose request went to an AsyncHandler joins only
+// once it must wait for room to write or for the peer's FIN.
+func (c *eventConn) watch() bool {
+	if c.watched {
+		return true
+	}
+	c.watched, c.unwatched = true, false
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: c.fd}
+	if err := epollAdd(c.l.epfd, int(c.fd), &ev); err != nil {
+		c.close()
+		return false
+	}
+	return true
 }
 
 // firstReads decides whether the loop reads a new connection in the turn

@@ -36,6 +36,8 @@ type eventLoop struct {
 	rw       http1.ResponseWriter // inline handlers'
 	q        worker.InFlight      // inline handlers' request in flight
 	store    http1.RequestStore   // inline handlers' requests
+	ustore   frontend.UwsgiStore  // inline handlers' uwsgi requests
+	uwsgis   []*http1.UwsgiParser // free parsers for uwsgi connections
 	again    []*eventConn         // connections with input left to read
 	again2   []*eventConn         // the other half of again's double buffer
 	fresh    []*eventConn         // accepted in this turn, not yet in the epoll set
@@ -45,6 +47,7 @@ type eventLoop struct {
 
 	firstReads firstReads // whether a new connection is read before epoll reports it
 	busy       bool       // the last wait found events: see wait
+	yielded    int64      // the clock (now) when yield last called the scheduler
 
 	mu       sync.Mutex
 	inbox    []eventMsg
@@ -376,7 +379,7 @@ func (l *eventLoop) accept(lfd int) bool {
 				l.e.conns.Add(-1)
 				continue
 			}
-			c.uwsgi = &http1.UwsgiParser{MaxBody: l.e.cfg.Limits.MaxBody}
+			c.uwsgi = l.getUwsgi()
 		}
 		if l.e.nodelay[i] {
 			unix.SetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
@@ -558,6 +561,8 @@ type eventConn struct {
 	lingering  bool // write side shut, waiting for the client's FIN
 	eof        bool // the client sent FIN
 	closed     bool
+	watched    bool // in the epoll set (see registerFresh)
+	unwatched  bool // left out of it while its answer is awaited (see watch)
 
 	// Edge-triggered readiness: set by epoll's report, cleared once a
 	// read or write finds the socket drained or full.
@@ -772,7 +777,12 @@ func (c *eventConn) processUwsgi() {
 	}
 	var hr *http.Request
 	if err == nil && u != nil {
-		hr, err = frontend.RequestFromUwsgi(u, addrString(c.remote))
+		if c.l.async == nil && c.l.e.pool == nil {
+			hr, err = c.l.ustore.Request(&c.ctx, u, c.remote) // served in this turn
+		} else {
+			// Answered after the turn: a request of its own.
+			hr, err = new(frontend.UwsgiStore).Request(&c.ctx, u, c.remote)
+		}
 		c.uwsgi.Release()
 	}
 	if err != nil {
@@ -796,15 +806,9 @@ func (c *eventConn) processUwsgi() {
 	c.in = c.in[:0] // one request per connection
 	// HTTP/1.0 framing whatever the client spoke: nginx reads a uwsgi
 	// response to the close and passes chunked coding through undecoded.
-	c.serve(hr.WithContext(&c.ctx), hr.Method, 1, 0, true)
+	c.serve(hr, hr.Method, 1, 0, true)
 	c.last = c.l.now
 }
-
-// addrString is a net.Addr known by its string form.
-type addrString string
-
-func (a addrString) Network() string { return "tcp" }
-func (a addrString) String() string  { return string(a) }
 
 // counted counts bytes read from and written to the connection on the
 // scoreboard.
@@ -936,6 +940,9 @@ func (c *eventConn) flush() {
 		}
 		if err == unix.EAGAIN {
 			c.canWrite = false // until epoll reports room
+			if !c.watch() {
+				return
+			}
 			break
 		}
 		if err != nil {
@@ -965,9 +972,13 @@ func (c *eventConn) flush() {
 func (c *eventConn) shut() {
 	// Nothing can wait unread when the last read found the socket empty
 	// and epoll has reported no input since: then no FIONREAD is needed.
-	quiet := !c.canRead || !worker.FDHasUnread(int(c.fd))
+	// (Epoll reports nothing to a connection outside its set.)
+	quiet := (!c.canRead && !c.unwatched) || !worker.FDHasUnread(int(c.fd))
 	if (!c.lingerOn && len(c.in) == 0 && quiet) || c.eof {
 		c.close()
+		return
+	}
+	if !c.watch() { // for the client's FIN
 		return
 	}
 	if unix.Shutdown(int(c.fd), unix.SHUT_WR) != nil {
@@ -1016,6 +1027,23 @@ func (c *eventConn) close() {
 	l.putBuf(c.out)
 	c.in, c.out = nil, nil
 	c.parser.Release()
+	if c.uwsgi != nil {
+		c.uwsgi.Reset()
+		c.uwsgi.Release()
+		l.uwsgis = append(l.uwsgis, c.uwsgi)
+		c.uwsgi = nil
+	}
+}
+
+// getUwsgi returns a parser for a new uwsgi connection: a free one of a
+// connection that closed, if any.
+func (l *eventLoop) getUwsgi() *http1.UwsgiParser {
+	if n := len(l.uwsgis); n > 0 {
+		p := l.uwsgis[n-1]
+		l.uwsgis = l.uwsgis[:n-1]
+		return p
+	}
+	return &http1.UwsgiParser{MaxBody: l.e.cfg.Limits.MaxBody}
 }
 
 // eventJob serves a batch of a connection's requests on the pool, in

@@ -86,6 +86,46 @@ func (vs cgiVars) lookup(name string) (string, bool) {
 // requestFromVars is RequestFromVars on a list; unique says that no name
 // comes twice in it.
 func requestFromVars(vars cgiVars, unique bool, body io.Reader, peer net.Addr) (*http.Request, error) {
+	peerName := ""
+	if peer != nil {
+		peerName = peer.String()
+	}
+	r, err := new(cgiRequest).build(vars, unique, peerName)
+	if err != nil {
+		return nil, err
+	}
+	if r.ContentLength > 0 && body != nil {
+		r.Body = io.NopCloser(body)
+	}
+	return r, nil
+}
+
+// cgiRequest is the memory a request is built in from CGI variables: one
+// allocation for a request built once, none for the next one built into a
+// UwsgiStore.
+type cgiRequest struct {
+	req    http.Request
+	url    url.URL
+	header http.Header
+	vals   []string // the header's one-value lists, windows of this
+}
+
+// value returns a one-value list for a header, a window of r.vals.
+func (r *cgiRequest) value(v string) []string {
+	if len(r.vals) == cap(r.vals) {
+		r.vals = make([]string, 0, max(8, 2*cap(r.vals)))
+	}
+	r.vals = append(r.vals, v)
+	n := len(r.vals)
+	return r.vals[n-1 : n : n]
+}
+
+// set sets header name (canonical) to v alone.
+func (r *cgiRequest) set(name, v string) { r.header[name] = r.value(v) }
+
+// build builds the request the variables describe, with an empty body;
+// peer is its RemoteAddr without REMOTE_ADDR.
+func (s *cgiRequest) build(vars cgiVars, unique bool, peer string) (*http.Request, error) {
 	method := vars.get("REQUEST_METHOD")
 	if method == "" {
 		return nil, errors.New("no REQUEST_METHOD")
@@ -93,16 +133,28 @@ func requestFromVars(vars cgiVars, unique bool, body io.Reader, peer net.Addr) (
 	if !validToken(method) {
 		return nil, fmt.Errorf("REQUEST_METHOD %q is not a method", method)
 	}
-	r := &http.Request{Method: method, Header: http.Header{}, Close: true}
+	if s.header == nil {
+		s.header = make(http.Header, 8)
+	} else {
+		clear(s.header)
+	}
+	s.vals = s.vals[:0]
+	s.url = url.URL{}
+	s.req = http.Request{Method: method, Header: s.header, Close: true, Body: http.NoBody}
+	r := &s.req
 	r.Proto = vars.get("SERVER_PROTOCOL")
-	if r.Proto == "" {
-		r.Proto = "HTTP/1.0"
+	switch r.Proto {
+	case "":
+		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.0", 1, 0
+	case "HTTP/1.1":
+		r.ProtoMajor, r.ProtoMinor = 1, 1
+	default:
+		var ok bool
+		if r.ProtoMajor, r.ProtoMinor, ok = http.ParseHTTPVersion(r.Proto); !ok {
+			return nil, fmt.Errorf("SERVER_PROTOCOL %q is not an HTTP version", r.Proto)
+		}
 	}
-	var ok bool
-	if r.ProtoMajor, r.ProtoMinor, ok = http.ParseHTTPVersion(r.Proto); !ok {
-		return nil, fmt.Errorf("SERVER_PROTOCOL %q is not an HTTP version", r.Proto)
-	}
-	if err := setURL(r, vars); err != nil {
+	if err := setURL(r, &s.url, vars); err != nil {
 		return nil, err
 	}
 	var last map[string]int // the index of each name's last variable, for a long list
@@ -114,18 +166,21 @@ func requestFromVars(vars cgiVars, unique bool, body io.Reader, peer net.Addr) (
 	}
 	for i, kv := range vars {
 		k, v := kv.name, kv.value
-		name, ok := strings.CutPrefix(k, "HTTP_")
-		if !ok || name == "" || k == "HTTP_HOST" || !unique && !vars.isLast(i, last) {
+		if !strings.HasPrefix(k, "HTTP_") || len(k) == len("HTTP_") || k == "HTTP_HOST" || !unique && !vars.isLast(i, last) {
 			continue
 		}
-		name = strings.ReplaceAll(name, "_", "-")
-		if !validToken(name) || strings.ContainsAny(v, "\r\n\x00") {
+		name, ok := cgiHeaderName(k)
+		if !ok || strings.ContainsAny(v, "\r\n\x00") {
 			return nil, fmt.Errorf("header variable %s is not a valid header", k)
 		}
-		r.Header.Add(name, v)
+		if old, ok := s.header[name]; ok {
+			s.header[name] = append(old, v)
+		} else {
+			s.set(name, v)
+		}
 	}
 	if ct := vars.get("CONTENT_TYPE"); ct != "" {
-		r.Header.Set("Content-Type", ct)
+		s.set("Content-Type", ct)
 	}
 	if cl := vars.get("CONTENT_LENGTH"); cl != "" {
 		n, err := strconv.ParseInt(cl, 10, 64)
@@ -133,7 +188,7 @@ func requestFromVars(vars cgiVars, unique bool, body io.Reader, peer net.Addr) (
 			return nil, fmt.Errorf("CONTENT_LENGTH %q is not a length", cl)
 		}
 		r.ContentLength = n
-		r.Header.Set("Content-Length", cl)
+		s.set("Content-Length", cl)
 	}
 	r.Host = vars.get("HTTP_HOST")
 	if r.Host == "" {
@@ -148,26 +203,54 @@ func requestFromVars(vars cgiVars, unique bool, body io.Reader, peer net.Addr) (
 			port = "0"
 		}
 		r.RemoteAddr = net.JoinHostPort(a, port)
-	} else if peer != nil {
-		r.RemoteAddr = peer.String()
+	} else {
+		r.RemoteAddr = peer
 	}
-	scheme := strings.ToLower(vars.get("UWSGI_SCHEME"))
+	scheme := vars.get("UWSGI_SCHEME")
 	if scheme == "" {
-		scheme = strings.ToLower(vars.get("REQUEST_SCHEME"))
+		scheme = vars.get("REQUEST_SCHEME")
 	}
 	if h := vars.get("HTTPS"); h == "on" || h == "ON" || h == "1" {
 		scheme = "https"
 	}
-	if scheme == "http" || scheme == "https" {
+	switch {
+	case scheme == "http", scheme == "https":
 		setScheme(r, scheme)
-	}
-	if r.ContentLength > 0 && body != nil {
-		r.Body = io.NopCloser(body)
-	} else {
-		r.Body = http.NoBody
+	case strings.EqualFold(scheme, "http"), strings.EqualFold(scheme, "https"):
+		setScheme(r, strings.ToLower(scheme))
 	}
 	return r, nil
 }
+
+// cgiHeaderName is the canonical header name of variable HTTP_X_FOO,
+// "X-Foo": common ones without allocating. false: not a valid name.
+func cgiHeaderName(k string) (string, bool) {
+	if name, ok := cgiHeaderNames[k]; ok {
+		return name, true
+	}
+	name := strings.ReplaceAll(k[len("HTTP_"):], "_", "-")
+	if !validToken(name) {
+		return "", false
+	}
+	return http.CanonicalHeaderKey(name), true
+}
+
+// cgiHeaderNames are the canonical names of the header variables browsers
+// and nginx commonly send.
+var cgiHeaderNames = func() map[string]string {
+	m := map[string]string{}
+	for _, name := range []string{
+		"Accept", "Accept-Encoding", "Accept-Language", "Cache-Control", "Connection", "Cookie",
+		"Dnt", "If-Modified-Since", "If-None-Match", "Origin", "Pragma", "Priority", "Referer",
+		"Sec-Ch-Ua", "Sec-Ch-Ua-Mobile", "Sec-Ch-Ua-Platform", "Sec-Fetch-Dest", "Sec-Fetch-Mode",
+		"Sec-Fetch-Site", "Sec-Fetch-User", "Te", "Upgrade-Insecure-Requests", "User-Agent",
+		"Authorization", "Content-Type", "Content-Length", "X-Forwarded-For", "X-Forwarded-Proto",
+		"X-Forwarded-Host", "X-Real-Ip", "X-Requested-With", "X-Request-Id",
+	} {
+		m["HTTP_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_"))] = name
+	}
+	return m
+}()
 
 // isLast reports whether vars[i] is the last variable of its name: by
 // last, the index of each name's last one, when it was built.
@@ -185,7 +268,7 @@ func (vs cgiVars) isLast(i int, last map[string]int) bool {
 
 // setURL sets r.URL and r.RequestURI from the variables, as
 // RequestFromVars says.
-func setURL(r *http.Request, vars cgiVars) error {
+func setURL(r *http.Request, into *url.URL, vars cgiVars) error {
 	uri := vars.get("REQUEST_URI")
 	path := vars.get("SCRIPT_NAME") + vars.get("PATH_INFO")
 	if path != "" && path[0] != '/' {
@@ -202,15 +285,18 @@ func setURL(r *http.Request, vars cgiVars) error {
 			uri += "?" + query
 		}
 	}
-	u, err := url.ParseRequestURI(uri)
-	if err != nil {
-		return fmt.Errorf("REQUEST_URI %q: %v", uri, err)
+	r.RequestURI, r.URL = uri, into
+	if !plainURL(into, uri) {
+		u, err := url.ParseRequestURI(uri)
+		if err != nil {
+			return fmt.Errorf("REQUEST_URI %q: %v", uri, err)
+		}
+		*into = *u
 	}
-	r.RequestURI, r.URL = uri, u
 	if path == "" {
 		return nil
 	}
-	r.URL = &url.URL{Path: path, RawQuery: u.RawQuery}
+	*into = url.URL{Path: path, RawQuery: into.RawQuery}
 	if hasQuery {
 		if strings.ContainsAny(query, " \x00\r\n#") {
 			return fmt.Errorf("QUERY_STRING %q is not a query", query)
@@ -218,6 +304,38 @@ func setURL(r *http.Request, vars cgiVars) error {
 		r.URL.RawQuery = query
 	}
 	return nil
+}
+
+// plainURL parses uri into u as url.ParseRequestURI would, without its
+// allocations, if uri is an origin-form target that needs no unescaping:
+// a path of letters, digits and "-_.~$&+,/:;=@", then perhaps a query of
+// those, "!'()*%" and '?'. false: not such a target, u untouched.
+func plainURL(u *url.URL, uri string) bool {
+	if uri == "" || uri[0] != '/' || strings.HasPrefix(uri, "//") {
+		return false
+	}
+	q := -1
+	for i := 0; i < len(uri); i++ {
+		c := uri[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-_.~$&+,/:;=@", c) >= 0:
+		case q >= 0 && strings.IndexByte("?!'()*%", c) >= 0:
+		case c == '?':
+			q = i
+		default:
+			return false
+		}
+	}
+	switch {
+	case q < 0:
+		*u = url.URL{Path: uri}
+	case q == len(uri)-1:
+		*u = url.URL{Path: uri[:q], ForceQuery: true}
+	default:
+		*u = url.URL{Path: uri[:q], RawQuery: uri[q+1:]}
+	}
+	return true
 }
 
 // validToken reports whether s is an RFC 9110 token.
@@ -250,6 +368,7 @@ type streamResponse struct {
 	pending  bytes.Buffer // body held back while the head is unsent
 	written  int64
 	err      error
+	final    func() // if set, called before finish's last flush
 }
 
 const smallBody = 4 << 10
@@ -319,6 +438,9 @@ func (w *streamResponse) finish() error {
 	}
 	if !w.sentHead {
 		w.writeHead(true)
+	}
+	if w.final != nil {
+		w.final()
 	}
 	if err := w.out.Flush(); err != nil && w.err == nil {
 		w.err = err

@@ -1,6 +1,9 @@
 package frontend
 
-import "testing"
+import (
+	"net/url"
+	"testing"
+)
 
 // TestRequestPath: r.URL.Path is SCRIPT_NAME + PATH_INFO as the front end
 // passed them, r.RequestURI the client's REQUEST_URI; REQUEST_URI gives the
@@ -48,5 +51,44 @@ func TestRequestPath(t *testing.T) {
 		if _, err := RequestFromVars(vars, nil, nil); err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+var plainURLSeeds = []string{
+	"/", "/a/b.c", "/a?", "/a?b", "/a?b?", "/a?b=1&c=%20(x)!*'", "/~u/-_.$&+,:;=@", "/a??",
+	"/a%20b", "//x", "/a b", "/a#f", "/a?b#f", "x", "", "/a!b", "/é",
+}
+
+// plainURL finds in the targets it takes what url.ParseRequestURI does.
+func TestPlainURLAsParseRequestURI(t *testing.T) {
+	for _, uri := range plainURLSeeds {
+		checkPlainURL(t, uri)
+	}
+	for _, uri := range []string{"/a%20b", "//x", "/a b", "/a#f", "x", "", "/a!b", "/é"} {
+		if plainURL(new(url.URL), uri) {
+			t.Errorf("plainURL took %q, which needs url.ParseRequestURI", uri)
+		}
+	}
+}
+
+func FuzzPlainURL(f *testing.F) {
+	for _, uri := range plainURLSeeds {
+		f.Add(uri)
+	}
+	f.Fuzz(checkPlainURL)
+}
+
+func checkPlainURL(t *testing.T, uri string) {
+	var got url.URL
+	if !plainURL(&got, uri) {
+		return
+	}
+	want, err := url.ParseRequestURI(uri)
+	if err != nil {
+		t.Errorf("plainURL took %q, which url.ParseRequestURI refuses: %v", uri, err)
+		return
+	}
+	if got != *want {
+		t.Errorf("plainURL(%q) = %#v, url.ParseRequestURI: %#v", uri, got, *want)
 	}
 }

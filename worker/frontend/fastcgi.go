@@ -91,39 +91,54 @@ func ReadFastCGIRecord(r io.Reader, buf []byte) (FastCGIRecord, error) {
 // ParseFastCGIParams decodes name-value pairs: each length is one byte, or
 // four (big-endian, high bit set) when 128 or more.
 func ParseFastCGIParams(b []byte) (map[string]string, error) {
-	vars := map[string]string{}
-	for i := 0; len(b) > 0; i++ {
+	vars, err := fastCGIVars(nil, b)
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]string, len(vars))
+	for _, v := range vars {
+		m[v.name] = v.value
+	}
+	return m, nil
+}
+
+// fastCGIVars decodes name-value pairs as ParseFastCGIParams does, into
+// list[:0] in their order, their strings copied in one block.
+func fastCGIVars(list cgiVars, b []byte) (cgiVars, error) {
+	all := string(b)
+	list = list[:0]
+	for i := 0; len(all) > 0; i++ {
 		var kl, vl int
 		var err error
-		if kl, b, err = fcgiLength(b, i); err != nil {
+		if kl, all, err = fcgiLength(all, i); err != nil {
 			return nil, err
 		}
-		if vl, b, err = fcgiLength(b, i); err != nil {
+		if vl, all, err = fcgiLength(all, i); err != nil {
 			return nil, err
 		}
-		if kl+vl > len(b) {
-			return nil, fcgiErr("parameter %d: name and value lengths %d+%d overrun the %d bytes left", i, kl, vl, len(b))
+		if kl+vl > len(all) {
+			return nil, fcgiErr("parameter %d: name and value lengths %d+%d overrun the %d bytes left", i, kl, vl, len(all))
 		}
 		if kl == 0 {
 			return nil, fcgiErr("parameter %d has an empty name", i)
 		}
-		vars[string(b[:kl])] = string(b[kl : kl+vl])
-		b = b[kl+vl:]
+		list = append(list, cgiVar{all[:kl], all[kl : kl+vl]})
+		all = all[kl+vl:]
 	}
-	return vars, nil
+	return list, nil
 }
 
-func fcgiLength(b []byte, i int) (int, []byte, error) {
+func fcgiLength(b string, i int) (int, string, error) {
 	if len(b) == 0 {
-		return 0, nil, fcgiErr("parameter %d: missing length", i)
+		return 0, "", fcgiErr("parameter %d: missing length", i)
 	}
 	if b[0]&0x80 == 0 {
 		return int(b[0]), b[1:], nil
 	}
 	if len(b) < 4 {
-		return 0, nil, fcgiErr("parameter %d: four-byte length cut short", i)
+		return 0, "", fcgiErr("parameter %d: four-byte length cut short", i)
 	}
-	return int(binary.BigEndian.Uint32(b) & 0x7fffffff), b[4:], nil
+	return int(uint32(b[0]&0x7f)<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])), b[4:], nil
 }
 
 // appendFastCGIPair encodes one name-value pair.
@@ -185,15 +200,24 @@ func endRequestBody(protocolStatus byte) []byte {
 	return []byte{0, 0, 0, 0, protocolStatus, 0, 0, 0}
 }
 
-// fcgiStdout turns writes into STDOUT records of one request.
+// fcgiStdout turns writes into STDOUT records of one request: each sent
+// at once (a handler's Flush), or once held, buffered for the end
+// records, so that a response's last bytes go out with them in one write.
 type fcgiStdout struct {
-	fw *fcgiWriter
-	id uint16
+	fw   *fcgiWriter
+	id   uint16
+	hold bool
 }
 
-func (s fcgiStdout) Write(b []byte) (int, error) {
+func (s *fcgiStdout) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
+	}
+	if s.hold {
+		s.fw.mu.Lock()
+		s.fw.put(FastCGIStdout, s.id, b)
+		s.fw.mu.Unlock()
+		return len(b), nil
 	}
 	if err := s.fw.record(FastCGIStdout, s.id, b); err != nil {
 		return 0, err
@@ -216,6 +240,28 @@ type fcgiRequest struct {
 	finished  bool // the handler returned and END_REQUEST went out
 }
 
+// fcgiBufs are a FastCGI connection's buffers, pooled: with a connection
+// per request (nginx's default) each would otherwise allocate and clear
+// over 100 KiB.
+type fcgiBufs struct {
+	rec []byte // a record's content and padding
+	r   *bufio.Reader
+	w   *bufio.Writer
+}
+
+var fcgiBufPool = sync.Pool{New: func() any {
+	return &fcgiBufs{rec: make([]byte, fcgiMaxContent+255), r: bufio.NewReaderSize(nil, 32<<10), w: bufio.NewWriterSize(nil, 8<<10)}
+}}
+
+func (b *fcgiBufs) put() {
+	b.r.Reset(nil)
+	b.w.Reset(nil)
+	fcgiBufPool.Put(b)
+}
+
+// fcgiOutPool holds the buffers of handlers' STDOUT streams.
+var fcgiOutPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+
 var errFastCGIAborted = errors.New("fastcgi: request aborted by the web server")
 
 // serveFastCGI serves FastCGI responder requests on c, one at a time:
@@ -227,9 +273,12 @@ func (s *ConnServer) serveFastCGI(c net.Conn) {
 		s.logf(slog.LevelWarn, "fastcgi: refused connection from %s, which --uwsgi-allow-from does not allow", peerName(c))
 		return
 	}
-	br := bufio.NewReaderSize(c, 32<<10)
-	fw := &fcgiWriter{w: bufio.NewWriterSize(c, 8<<10)}
-	buf := make([]byte, fcgiMaxContent+255)
+	bufs := fcgiBufPool.Get().(*fcgiBufs)
+	bufs.r.Reset(c)
+	bufs.w.Reset(c)
+	defer bufs.put() // after the handler's goroutine is done with them, below
+	br, buf := bufs.r, bufs.rec
+	fw := &fcgiWriter{w: bufs.w}
 	var cur *fcgiRequest
 	defer func() {
 		if cur != nil && cur.started {
@@ -365,11 +414,11 @@ func (s *ConnServer) fastCGIParams(c net.Conn, fw *fcgiWriter, req *fcgiRequest,
 		req.params = append(req.params, rec.Content...)
 		return nil
 	}
-	vars, err := ParseFastCGIParams(req.params)
+	vars, err := fastCGIVars(nil, req.params)
 	if err != nil {
 		return err
 	}
-	r, err := RequestFromVars(vars, nil, c.RemoteAddr())
+	r, err := requestFromVars(vars, false, nil, c.RemoteAddr())
 	if err != nil {
 		return fcgiErr("request %d: %v", rec.ID, err)
 	}
@@ -459,8 +508,15 @@ func (s *ConnServer) startFastCGI(c net.Conn, fw *fcgiWriter, req *fcgiRequest, 
 	c.SetReadDeadline(time.Time{}) // the body comes as fast as the client sends it
 	go func() {
 		defer close(req.done)
-		out := bufio.NewWriterSize(fcgiStdout{fw, req.id}, 16<<10)
+		stdout := &fcgiStdout{fw: fw, id: req.id}
+		out := fcgiOutPool.Get().(*bufio.Writer)
+		out.Reset(stdout)
+		defer func() {
+			out.Reset(nil)
+			fcgiOutPool.Put(out)
+		}()
 		w := newStreamResponse(out, r, true)
+		w.final = func() { stdout.hold = true } // endStdout writes the rest
 		panicked := false
 		err := func() (err error) {
 			defer func() {

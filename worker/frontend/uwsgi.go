@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,8 +42,9 @@ func uwsgiVarMap(vars []http1.UwsgiVar) map[string]string {
 }
 
 // uwsgiCGIVars copies a packet's variables into one string, the strings
-// of the list returned: two allocations, whatever their number.
-func uwsgiCGIVars(vars []http1.UwsgiVar) cgiVars {
+// of the list returned, appended to list[:0]: one allocation, whatever
+// their number, once list has room.
+func uwsgiCGIVars(list cgiVars, vars []http1.UwsgiVar) cgiVars {
 	n := 0
 	for _, v := range vars {
 		n += len(v.Name) + len(v.Value)
@@ -54,10 +56,12 @@ func uwsgiCGIVars(vars []http1.UwsgiVar) cgiVars {
 		b.Write(v.Value)
 	}
 	all := b.String()
-	list := make(cgiVars, len(vars))
-	for i, v := range vars {
-		list[i].name, all = all[:len(v.Name)], all[len(v.Name):]
-		list[i].value, all = all[:len(v.Value)], all[len(v.Value):]
+	list = slices.Grow(list[:0], len(vars))
+	for _, v := range vars {
+		var kv cgiVar
+		kv.name, all = all[:len(v.Name)], all[len(v.Name):]
+		kv.value, all = all[:len(v.Value)], all[len(v.Value):]
+		list = append(list, kv)
 	}
 	return list
 }
@@ -67,21 +71,64 @@ func uwsgiCGIVars(vars []http1.UwsgiVar) cgiVars {
 // from a copy of u.Body: the result outlives the parser's next call. peer
 // is the RemoteAddr without REMOTE_ADDR. Errors wrap http1.ErrUwsgi.
 func RequestFromUwsgi(u *http1.UwsgiRequest, peer net.Addr) (*http.Request, error) {
-	var body io.Reader
-	if len(u.Body) > 0 {
-		body = bytes.NewReader(bytes.Clone(u.Body))
+	peerName := ""
+	if peer != nil {
+		peerName = peer.String()
 	}
-	list := uwsgiCGIVars(u.Vars)
-	r, err := requestFromVars(list, false, body, peer)
+	return new(UwsgiStore).build(context.Background(), u, peerName)
+}
+
+// UwsgiStore is the memory of the *http.Request that its Request builds
+// from a uwsgi packet, kept for the next packet, as http1.RequestStore is
+// for HTTP requests: a server that serves one request after another
+// builds each into the same store and allocates only the request's
+// strings (one block for all of them, and RemoteAddr). The *http.Request,
+// its URL, header map and body reader are the store's, reused by the next
+// call; the strings are never reused, so a handler may keep those.
+//
+// The zero value is ready. A UwsgiStore is not safe for concurrent use.
+type UwsgiStore struct {
+	cgiRequest
+	list   cgiVars
+	body   []byte
+	reader bodyReader
+}
+
+// bodyReader is a request body read from memory.
+type bodyReader struct{ bytes.Reader }
+
+func (*bodyReader) Close() error { return nil }
+
+// Request is RequestFromUwsgi into s, with context ctx and peer's address
+// as a string: the result is valid until the next call (its strings for
+// good).
+func (s *UwsgiStore) Request(ctx context.Context, u *http1.UwsgiRequest, peer string) (*http.Request, error) {
+	if cap(s.body) > 64<<10 {
+		s.body = nil // a large body's memory is not kept
+	}
+	s.body = s.body[:0]
+	return s.build(ctx, u, peer)
+}
+
+func (s *UwsgiStore) build(ctx context.Context, u *http1.UwsgiRequest, peer string) (*http.Request, error) {
+	s.list = uwsgiCGIVars(s.list, u.Vars)
+	r, err := s.cgiRequest.build(s.list, false, peer)
 	if err != nil {
 		return nil, uwsgiErr("%v", err)
 	}
-	if s := list.get("SCRIPT_NAME"); s != "" {
+	if r.ContentLength > 0 && len(u.Body) > 0 {
+		s.body = append(s.body, u.Body...)
+		s.reader.Reset(s.body)
+		r.Body = &s.reader
+	}
+	if v := s.list.get("SCRIPT_NAME"); v != "" {
 		// The mount point, as a trusted HTTP forwarder passes it
 		// (Gunicorn's forwarder_headers): a WSGI app gets it as its
 		// SCRIPT_NAME, and the rest of r.URL.Path as PATH_INFO.
-		r.Header.Set(ScriptNameHeader, s)
+		s.set(ScriptNameHeader, v)
 	}
+	// WithContext, inlined, copies r on the stack.
+	*r = *r.WithContext(ctx)
 	return r, nil
 }
 

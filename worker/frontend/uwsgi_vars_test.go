@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"reflect"
@@ -22,9 +23,28 @@ func nginxUwsgiGet() []byte {
 // BenchmarkRequestFromUwsgi is the request building of a uwsgi
 // connection on the event worker: one per nginx connection.
 func BenchmarkRequestFromUwsgi(b *testing.B) {
+	peer := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
+	benchUwsgi(b, func(u *http1.UwsgiRequest) error {
+		_, err := RequestFromUwsgi(u, peer)
+		return err
+	})
+}
+
+// BenchmarkUwsgiStore is the same into one store, as the event worker
+// builds them.
+func BenchmarkUwsgiStore(b *testing.B) {
+	var s UwsgiStore
+	ctx := context.Background()
+	benchUwsgi(b, func(u *http1.UwsgiRequest) error {
+		_, err := s.Request(ctx, u, "127.0.0.1:40000")
+		return err
+	})
+}
+
+// benchUwsgi parses nginx's packet and builds its request, over and over.
+func benchUwsgi(b *testing.B, build func(*http1.UwsgiRequest) error) {
 	pkt := nginxUwsgiGet()
 	var p http1.UwsgiParser
-	peer := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
 	b.ReportAllocs()
 	for b.Loop() {
 		p.Reset()
@@ -32,7 +52,7 @@ func BenchmarkRequestFromUwsgi(b *testing.B) {
 		if err != nil || u == nil {
 			b.Fatal(u, err)
 		}
-		if _, err := RequestFromUwsgi(u, peer); err != nil {
+		if err := build(u); err != nil {
 			b.Fatal(err)
 		}
 	}

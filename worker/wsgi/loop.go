@@ -96,7 +96,7 @@ func (a *App) readFrames() {
 	fb := a.rbuf
 	for {
 		room := fb.room()
-		n, oobn, _, _, err := unix.Recvmsg(a.fd, room, fb.oob, unix.MSG_CMSG_CLOEXEC)
+		n, oobn, err := recvmsgRaw(a.fd, room, fb.oob, unix.MSG_CMSG_CLOEXEC)
 		if oobn > 0 {
 			a.takeRights(fb.oob[:oobn])
 		}
@@ -133,7 +133,7 @@ func (a *App) turnWrite() {
 // for epoll's report of room. Called under wmu, with Options.Loop.
 func (a *App) writeOut() {
 	for a.canWrite && a.woff < len(a.wbuf) && !a.wbroken {
-		n, err := unix.Write(a.fd, a.wbuf[a.woff:])
+		n, err := writeRaw(a.fd, a.wbuf[a.woff:])
 		if n > 0 {
 			a.woff += n
 		}
