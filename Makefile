@@ -53,6 +53,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./worker/http1/
 	$(GO) test -run '^$$' -fuzz FuzzUwsgi -fuzztime 10s ./worker/http1/
 	$(GO) test -run '^$$' -fuzz FuzzDifferential -fuzztime 10s ./worker/http1/
+	$(GO) test -run '^$$' -fuzz FuzzPlainURL -fuzztime 10s ./worker/frontend/
 
 integration: build
 	$(GO) test -race -count=1 -timeout 12m ./integration/
