@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/corral-server/corral/worker/http1"
 )
 
 // RequestFromVars builds the request that a uwsgi or FastCGI front end
@@ -307,35 +309,11 @@ func setURL(r *http.Request, into *url.URL, vars cgiVars) error {
 }
 
 // plainURL parses uri into u as url.ParseRequestURI would, without its
-// allocations, if uri is an origin-form target that needs no unescaping:
-// a path of letters, digits and "-_.~$&+,/:;=@", then perhaps a query of
-// those, "!'()*%" and '?'. false: not such a target, u untouched.
+// allocations, if uri is an origin-form target that needs no unescaping
+// (http1.OriginURL, the HTTP parser's fast path), but not one starting
+// "//", which a front end's REQUEST_URI never should. false: u untouched.
 func plainURL(u *url.URL, uri string) bool {
-	if uri == "" || uri[0] != '/' || strings.HasPrefix(uri, "//") {
-		return false
-	}
-	q := -1
-	for i := 0; i < len(uri); i++ {
-		c := uri[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("-_.~$&+,/:;=@", c) >= 0:
-		case q >= 0 && strings.IndexByte("?!'()*%", c) >= 0:
-		case c == '?':
-			q = i
-		default:
-			return false
-		}
-	}
-	switch {
-	case q < 0:
-		*u = url.URL{Path: uri}
-	case q == len(uri)-1:
-		*u = url.URL{Path: uri[:q], ForceQuery: true}
-	default:
-		*u = url.URL{Path: uri[:q], RawQuery: uri[q+1:]}
-	}
-	return true
+	return !strings.HasPrefix(uri, "//") && http1.OriginURL(u, uri)
 }
 
 // validToken reports whether s is an RFC 9110 token.

@@ -63,7 +63,7 @@ func (s *RequestStore) ToHTTP(ctx context.Context, r *Request, remoteAddr string
 
 func (s *RequestStore) build(ctx context.Context, r *Request, remoteAddr string) (*http.Request, error) {
 	u := &s.url
-	if !originURL(u, r.Target) {
+	if !OriginURL(u, r.Target) {
 		pu, err := requestURL(r.Method, r.Target)
 		if err != nil {
 			return nil, errorf(ErrInvalidRequestLine, "request-target %q: %v", r.Target, err)
@@ -182,11 +182,11 @@ func (s *RequestStore) reserve(n int) {
 // batch), and most requests repeat their Host, which is carved once.
 const storeBlock = 1 << 10
 
-// originURL sets u to what url.ParseRequestURI returns for target when it
+// OriginURL sets u to what url.ParseRequestURI returns for target when it
 // is an origin-form target ("/path?query") whose path has only characters
 // that need no escaping and no "%", and reports whether it was: the common
 // request, parsed without an allocation. Others are left to requestURL.
-func originURL(u *url.URL, target string) bool {
+func OriginURL(u *url.URL, target string) bool {
 	if len(target) == 0 || target[0] != '/' {
 		return false
 	}

@@ -20,17 +20,17 @@ func TestOriginURL(t *testing.T) {
 		"/p?a=1&b=%zz", "/é", "/a;b=c/d:e@f", "")
 	for _, target := range targets {
 		var u url.URL
-		if !originURL(&u, target) {
+		if !OriginURL(&u, target) {
 			continue
 		}
 		want, err := url.ParseRequestURI(target)
 		if err != nil || !reflect.DeepEqual(&u, want) {
-			t.Errorf("%q: originURL %#v, url.ParseRequestURI %#v (%v)", target, u, want, err)
+			t.Errorf("%q: OriginURL %#v, url.ParseRequestURI %#v (%v)", target, u, want, err)
 		}
 	}
 	var u url.URL
-	if !originURL(&u, "/plaintext?x=1") || originURL(&u, "/a%20b") || originURL(&u, "*") || originURL(&u, "/p#f") {
-		t.Error("originURL takes the wrong targets")
+	if !OriginURL(&u, "/plaintext?x=1") || OriginURL(&u, "/a%20b") || OriginURL(&u, "*") || OriginURL(&u, "/p#f") {
+		t.Error("OriginURL takes the wrong targets")
 	}
 }
 
