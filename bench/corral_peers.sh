@@ -10,7 +10,7 @@ corral_peer() {
 }
 for k in goroutine sync event; do
 	"$CORRAL" -k "$k" --check-config demo >/dev/null 2>&1 || continue
-	corral_peer "corral-$k" "$CORRAL" -w "$CORRAL_WORKERS" -k "$k" -b "$HOST:{PORT}" --log-level warning demo
+	corral_peer "corral-$k" "$CORRAL" -w "$CORRAL_WORKERS" -k "$k" -b "$HOST:{PORT}" "${CORRAL_LISTEN[@]}" --log-level warning demo
 done
 # The demo's hello world never blocks: the event worker may run it on its loop.
-corral_peer corral-event-inline "$CORRAL" -w "$CORRAL_WORKERS" -k event --event-inline -b "$HOST:{PORT}" --log-level warning demo
+corral_peer corral-event-inline "$CORRAL" -w "$CORRAL_WORKERS" -k event --event-inline -b "$HOST:{PORT}" "${CORRAL_LISTEN[@]}" --log-level warning demo

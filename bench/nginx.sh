@@ -353,10 +353,10 @@ for proto in http uwsgi fastcgi; do
 	[[ $proto == http ]] || scheme="$proto://"
 	for k in goroutine sync event; do
 		case_ "nginx-$proto-corral-$k" "$proto" \
-			"$CORRAL" -w "$BACKEND_WORKERS" -k "$k" -b "$scheme$HOST:{PORT}" --log-level warning demo
+			"$CORRAL" -w "$BACKEND_WORKERS" -k "$k" -b "$scheme$HOST:{PORT}" "${CORRAL_LISTEN[@]}" --log-level warning demo
 	done
 	case_ "nginx-$proto-corral-wsgi" "$proto" "$CORRAL" -w "$BACKEND_WORKERS" -k wsgi --python /usr/bin/python3 --chdir "$APPS_DIR" \
-		-b "$scheme$HOST:{PORT}" --log-level warning hello_wsgi:application
+		-b "$scheme$HOST:{PORT}" "${CORRAL_LISTEN[@]}" --log-level warning hello_wsgi:application
 	case $proto in
 	http)
 		case_ nginx-http-gunicorn-sync http "$GUNICORN" "${GUNICORN_ARGS[@]}" -w "$BACKEND_WORKERS" hello_wsgi:app

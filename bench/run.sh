@@ -54,6 +54,7 @@ if [ -n "$missing" ]; then
 	$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q $missing
 fi
 go build -o bin/corral ./cmd/corral
+export CORRAL_DEFER_ACCEPT=${CORRAL_DEFER_ACCEPT:-1} # see bench/lib.sh
 out=${BENCH_OUT:-$(mktemp -d /tmp/corral-bench.XXXXXX)}
 steps=" ${BENCH_STEPS:-peers close pipeline pinned profile nginx tls reload term idle_conns idle wsgi metrics burst} "
 step() { [[ $steps == *" $1 "* ]]; }
@@ -274,6 +275,10 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		echo "most this kernel and loopback allow: x_floor_rps is each server's requests per second over the"
 		echo "floor's, x_floor_cpu its CPU time per request over the floor's (it moves less than rps on a"
 		echo "shared machine). cpu_us_per_req: the server's (the backend's) tree, user+system, per request."
+		if [[ $CORRAL_DEFER_ACCEPT == 1 ]]; then
+			echo "corral's rows here and behind nginx bind with --defer-accept (TCP_DEFER_ACCEPT), as uWSGI"
+			echo "binds by default and the floor does: a connection is accepted once its request came."
+		fi
 		echo
 		echo "### Issue 21's goals, this run"
 		echo

@@ -70,6 +70,8 @@ func coreFlags() []cli.Flag {
 			Usage: "the most pending connections the kernel queues per listener"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "reuse-port", Category: catServer, EnvVars: env("reuse-port"),
 			Usage: "set SO_REUSEPORT on the listeners, so other processes may bind the same address"}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "defer-accept", Category: catServer, EnvVars: env("defer-accept"),
+			Usage: "set TCP_DEFER_ACCEPT on the TCP listeners corral binds: a connection is accepted once its first bytes came, as uWSGI does by default (cheaper with a connection per request; a graceful stop resets a connection whose bytes had not come)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "workers", Aliases: []string{"w"}, Value: "1", Category: catWorkers, EnvVars: env("workers", "WEB_CONCURRENCY"),
 			Usage: "number of worker processes, or auto: the cgroup's CPUs (its quota, as Go's GOMAXPROCS reads it) × 2 + 1 for sync, wsgi and a COMMAND, × 1 for goroutine and event; or MIN:MAX, from the load (see --scale-down-delay) (default: $WEB_CONCURRENCY, else 1)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "worker-class", Aliases: []string{"k"}, Value: "goroutine", Category: catWorkers, EnvVars: env("worker-class"),

@@ -214,7 +214,7 @@ func (p *Program) arbiterConfig(c *cli.Context, app string, v coreValues) *arbit
 	return &arbiter.Config{
 		Workers:         v.workers,
 		Binds:           v.binds,
-		Socket:          socket.Options{Backlog: c.Int("backlog"), ReusePort: c.Bool("reuse-port"), Umask: v.umask},
+		Socket:          socket.Options{Backlog: c.Int("backlog"), ReusePort: c.Bool("reuse-port"), DeferAccept: c.Bool("defer-accept"), Umask: v.umask},
 		Executable:      p.executable,
 		Args:            c.App.Metadata["args"].([]string),
 		Env:             c.StringSlice("env"),

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -450,6 +451,38 @@ func TestTERMWhileWorkersBoot(t *testing.T) {
 		s.wait(15 * time.Second)
 		if d := time.Since(began); d > 5*time.Second {
 			t.Errorf("-k %s: %s from TERM to exit", k, d)
+		}
+	}
+}
+
+// TestDeferAccept serves with TCP_DEFER_ACCEPT on the listener: every
+// worker type answers a connection per request, and a client that waits
+// before its first bytes is served once they come.
+func TestDeferAccept(t *testing.T) {
+	for _, k := range []string{"sync", "goroutine", "event"} {
+		s := start(t, corralBin, []string{"-w", "2", "-k", k, "-b", "127.0.0.1:0", "--defer-accept", "demo"})
+		s.waitLog(`Ready: 2 workers serving`, 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		r := closeLoad(ctx, "tcp", s.Addr, 4, 400, "/")
+		cancel()
+		if r.failed() != 0 || r.ok != 400 {
+			t.Errorf("-k %s --defer-accept: a connection per request: %s", k, r)
+		}
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		b, err := io.ReadAll(c)
+		c.Close()
+		if !strings.HasPrefix(string(b), "HTTP/1.1 200 ") {
+			t.Errorf("-k %s --defer-accept: a request sent 300 ms after the connect: %q, %v", k, b, err)
+		}
+		s.signal(syscall.SIGTERM)
+		if code := s.wait(10 * time.Second); code != 0 {
+			t.Errorf("-k %s: exit %d", k, code)
 		}
 	}
 }

@@ -26,7 +26,21 @@ type Options struct {
 	Backlog   int  // listen(2) backlog; 0 means DefaultBacklog
 	ReusePort bool // SO_REUSEPORT, so other processes may bind the same address
 	Umask     int  // umask in force while a unix socket file is created
+	// DeferAccept sets TCP_DEFER_ACCEPT on a TCP listener: the kernel
+	// puts a connection into the backlog once its first bytes have come,
+	// not at the end of its handshake (uWSGI's default, nginx's "listen
+	// ... deferred"). A worker's first read then finds the request, so a
+	// connection per request costs neither an epoll registration nor a
+	// wake-up for its bytes. The price: a connection whose bytes have not
+	// come is not in the backlog a graceful stop drains, so the stop
+	// resets it, and until they come (or about a second of the kernel's
+	// SYN-ACK retries has passed) no worker sees it.
+	DeferAccept bool
 }
+
+// deferAcceptSeconds is TCP_DEFER_ACCEPT's value: how long the kernel
+// holds a connection that sends nothing before it is accepted anyway.
+const deferAcceptSeconds = 1
 
 // Addr is a parsed bind address.
 type Addr struct {
@@ -234,6 +248,9 @@ func bindAddr(a Addr, bind string, opts Options) (*Listener, error) {
 			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 			if serr == nil && opts.ReusePort {
 				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			}
+			if serr == nil && opts.DeferAccept {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, deferAcceptSeconds)
 			}
 		})
 		if err != nil {

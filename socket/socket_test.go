@@ -344,3 +344,46 @@ func TestSystemdAdoption(t *testing.T) {
 		t.Error("LISTEN_FDS left in the environment")
 	}
 }
+
+// With DeferAccept, a connection reaches the backlog with its first
+// bytes, not with its handshake; without, at once.
+func TestBindDeferAccept(t *testing.T) {
+	for _, deferred := range []bool{false, true} {
+		ls, err := Bind([]string{"127.0.0.1:0"}, Options{DeferAccept: deferred})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := ls[0]
+		fd := l.Fd()
+		if v, _ := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT); (v != 0) != deferred {
+			t.Errorf("DeferAccept %v: TCP_DEFER_ACCEPT is %d", deferred, v)
+		}
+		if err := unix.SetNonblock(fd, true); err != nil {
+			t.Fatal(err)
+		}
+		c, err := net.Dial("tcp", l.Addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // the handshake is long done
+		nfd, _, err := unix.Accept(fd)
+		if deferred {
+			if err != unix.EAGAIN {
+				t.Errorf("DeferAccept: a connection that sent nothing was accepted (err %v)", err)
+				unix.Close(nfd)
+			}
+			c.Write([]byte("G"))
+			deadline := time.Now().Add(time.Second)
+			for nfd, _, err = unix.Accept(fd); err == unix.EAGAIN && time.Now().Before(deadline); nfd, _, err = unix.Accept(fd) {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		if err != nil {
+			t.Errorf("DeferAccept %v: accept: %v", deferred, err)
+		} else {
+			unix.Close(nfd)
+		}
+		c.Close()
+		CloseAll(ls)
+	}
+}

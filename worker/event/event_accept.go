@@ -27,9 +27,14 @@ import (
 //     answered and closed in that turn never does. An EPOLL_CTL_ADD
 //     reports what is ready already, so nothing that came in the meantime
 //     is missed.
-//   - The listener is not given TCP_DEFER_ACCEPT, which would let accept
-//     return only connections with bytes: a connection whose handshake is
-//     done but whose bytes have not come is then not in the backlog that a
+//   - With --defer-accept (socket.Options.DeferAccept), the listener has
+//     TCP_DEFER_ACCEPT and accept returns only connections whose bytes
+//     came: every first read finds them. Without it, a loop that keeps up
+//     with its clients accepts most connections before their bytes, so
+//     firstReads skips the read, and such a connection costs an
+//     epoll_ctl and a wake-up more (6.3 system calls a request on the
+//     close path, 4.2 with it). It is not the default, because a
+//     connection whose bytes have not come is not in the backlog that a
 //     graceful stop drains, and closing the listener resets it.
 //   - close(2) alone ends it (and leaves the epoll set): no shutdown(2),
 //     no SO_LINGER, and no FIONREAD ioctl when the last read found the
