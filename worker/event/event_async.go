@@ -267,6 +267,7 @@ func (a *Answer) Finish(ok bool) {
 	}
 	a.q.End(!ok)
 	c.busy = false
+	c.handlerDone()
 	if !c.closed {
 		c.out = append(c.getOut(), a.out...)
 		c.closeAfter = c.closeAfter || closeAfter

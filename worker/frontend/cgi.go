@@ -110,6 +110,8 @@ type cgiRequest struct {
 	url    url.URL
 	header http.Header
 	vals   []string // the header's one-value lists, windows of this
+	// scriptName is the SCRIPT_NAME of the last request built.
+	scriptName string
 }
 
 // value returns a one-value list for a header, a window of r.vals.
@@ -125,10 +127,64 @@ func (r *cgiRequest) value(v string) []string {
 // set sets header name (canonical) to v alone.
 func (r *cgiRequest) set(name, v string) { r.header[name] = r.value(v) }
 
+// cgiKnown are the variables a request is built from, the last of each
+// name, found in one pass over the list rather than a scan of it for each
+// (a uwsgi packet from nginx has about twenty).
+type cgiKnown struct {
+	method, proto, uri, scriptName, pathInfo, query string
+	contentType, contentLength, host                string
+	serverName, serverPort, remoteAddr, remotePort  string
+	uwsgiScheme, requestScheme, https               string
+	hasQuery                                        bool
+}
+
+// find fills k from vars.
+func (k *cgiKnown) find(vars cgiVars) {
+	for _, v := range vars {
+		switch v.name {
+		case "REQUEST_METHOD":
+			k.method = v.value
+		case "SERVER_PROTOCOL":
+			k.proto = v.value
+		case "REQUEST_URI":
+			k.uri = v.value
+		case "SCRIPT_NAME":
+			k.scriptName = v.value
+		case "PATH_INFO":
+			k.pathInfo = v.value
+		case "QUERY_STRING":
+			k.query, k.hasQuery = v.value, true
+		case "CONTENT_TYPE":
+			k.contentType = v.value
+		case "CONTENT_LENGTH":
+			k.contentLength = v.value
+		case "HTTP_HOST":
+			k.host = v.value
+		case "SERVER_NAME":
+			k.serverName = v.value
+		case "SERVER_PORT":
+			k.serverPort = v.value
+		case "REMOTE_ADDR":
+			k.remoteAddr = v.value
+		case "REMOTE_PORT":
+			k.remotePort = v.value
+		case "UWSGI_SCHEME":
+			k.uwsgiScheme = v.value
+		case "REQUEST_SCHEME":
+			k.requestScheme = v.value
+		case "HTTPS":
+			k.https = v.value
+		}
+	}
+}
+
 // build builds the request the variables describe, with an empty body;
 // peer is its RemoteAddr without REMOTE_ADDR.
 func (s *cgiRequest) build(vars cgiVars, unique bool, peer string) (*http.Request, error) {
-	method := vars.get("REQUEST_METHOD")
+	var k cgiKnown
+	k.find(vars)
+	s.scriptName = k.scriptName
+	method := k.method
 	if method == "" {
 		return nil, errors.New("no REQUEST_METHOD")
 	}
@@ -144,7 +200,7 @@ func (s *cgiRequest) build(vars cgiVars, unique bool, peer string) (*http.Reques
 	s.url = url.URL{}
 	s.req = http.Request{Method: method, Header: s.header, Close: true, Body: http.NoBody}
 	r := &s.req
-	r.Proto = vars.get("SERVER_PROTOCOL")
+	r.Proto = k.proto
 	switch r.Proto {
 	case "":
 		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.0", 1, 0
@@ -156,7 +212,7 @@ func (s *cgiRequest) build(vars cgiVars, unique bool, peer string) (*http.Reques
 			return nil, fmt.Errorf("SERVER_PROTOCOL %q is not an HTTP version", r.Proto)
 		}
 	}
-	if err := setURL(r, &s.url, vars); err != nil {
+	if err := setURL(r, &s.url, &k); err != nil {
 		return nil, err
 	}
 	var last map[string]int // the index of each name's last variable, for a long list
@@ -181,10 +237,10 @@ func (s *cgiRequest) build(vars cgiVars, unique bool, peer string) (*http.Reques
 			s.set(name, v)
 		}
 	}
-	if ct := vars.get("CONTENT_TYPE"); ct != "" {
+	if ct := k.contentType; ct != "" {
 		s.set("Content-Type", ct)
 	}
-	if cl := vars.get("CONTENT_LENGTH"); cl != "" {
+	if cl := k.contentLength; cl != "" {
 		n, err := strconv.ParseInt(cl, 10, 64)
 		if err != nil || n < 0 || cl[0] == '+' {
 			return nil, fmt.Errorf("CONTENT_LENGTH %q is not a length", cl)
@@ -192,15 +248,15 @@ func (s *cgiRequest) build(vars cgiVars, unique bool, peer string) (*http.Reques
 		r.ContentLength = n
 		s.set("Content-Length", cl)
 	}
-	r.Host = vars.get("HTTP_HOST")
+	r.Host = k.host
 	if r.Host == "" {
-		r.Host = vars.get("SERVER_NAME")
-		if p := vars.get("SERVER_PORT"); r.Host != "" && p != "" && p != "80" && p != "443" {
+		r.Host = k.serverName
+		if p := k.serverPort; r.Host != "" && p != "" && p != "80" && p != "443" {
 			r.Host = net.JoinHostPort(r.Host, p)
 		}
 	}
-	if a := vars.get("REMOTE_ADDR"); a != "" {
-		port := vars.get("REMOTE_PORT")
+	if a := k.remoteAddr; a != "" {
+		port := k.remotePort
 		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 			port = "0"
 		}
@@ -208,11 +264,11 @@ func (s *cgiRequest) build(vars cgiVars, unique bool, peer string) (*http.Reques
 	} else {
 		r.RemoteAddr = peer
 	}
-	scheme := vars.get("UWSGI_SCHEME")
+	scheme := k.uwsgiScheme
 	if scheme == "" {
-		scheme = vars.get("REQUEST_SCHEME")
+		scheme = k.requestScheme
 	}
-	if h := vars.get("HTTPS"); h == "on" || h == "ON" || h == "1" {
+	if h := k.https; h == "on" || h == "ON" || h == "1" {
 		scheme = "https"
 	}
 	switch {
@@ -270,13 +326,13 @@ func (vs cgiVars) isLast(i int, last map[string]int) bool {
 
 // setURL sets r.URL and r.RequestURI from the variables, as
 // RequestFromVars says.
-func setURL(r *http.Request, into *url.URL, vars cgiVars) error {
-	uri := vars.get("REQUEST_URI")
-	path := vars.get("SCRIPT_NAME") + vars.get("PATH_INFO")
+func setURL(r *http.Request, into *url.URL, k *cgiKnown) error {
+	uri := k.uri
+	path := k.scriptName + k.pathInfo
 	if path != "" && path[0] != '/' {
-		return fmt.Errorf("SCRIPT_NAME %q + PATH_INFO %q is not a path", vars.get("SCRIPT_NAME"), vars.get("PATH_INFO"))
+		return fmt.Errorf("SCRIPT_NAME %q + PATH_INFO %q is not a path", k.scriptName, k.pathInfo)
 	}
-	query, hasQuery := vars.lookup("QUERY_STRING")
+	query, hasQuery := k.query, k.hasQuery
 	if uri == "" {
 		// No client's target to keep: the front end's is all there is.
 		uri = "/"

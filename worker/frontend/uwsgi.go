@@ -121,7 +121,7 @@ func (s *UwsgiStore) build(ctx context.Context, u *http1.UwsgiRequest, peer stri
 		s.reader.Reset(s.body)
 		r.Body = &s.reader
 	}
-	if v := s.list.get("SCRIPT_NAME"); v != "" {
+	if v := s.scriptName; v != "" {
 		// The mount point, as a trusted HTTP forwarder passes it
 		// (Gunicorn's forwarder_headers): a WSGI app gets it as its
 		// SCRIPT_NAME, and the rest of r.URL.Path as PATH_INFO.
