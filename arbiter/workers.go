@@ -27,13 +27,20 @@ func (a *Arbiter) spawnWorker() error {
 	// The scoreboard feeds the metrics, the control socket's status, the
 	// autoscaler and the canary's watch.
 	wc.Slot, wc.Metrics = a.assignSlot(), a.metrics.server != nil || a.ctl.srv != nil || a.cfg.scaling() || a.cfg.ReloadCanary > 0
+	if a.cfg.CPUAffinity {
+		wc.CPUs = a.workerCPUs(wc.Slot)
+	}
 	c, err := a.sys.spawnWorker(spawnSpec{cfg: a.cfg, listeners: a.listeners, wc: wc, log: a.log, tickets: tfd, env: a.memoryLimitEnv()})
 	if err != nil {
 		return err
 	}
 	a.workers[c.pid] = &Worker{Pid: c.pid, Age: a.age, Generation: a.generation, Slot: wc.Slot, Started: a.sys.now(),
 		statusFd: c.statusFd, heartbeat: c.heartbeat, exec: c.exec}
-	a.log.Info(fmt.Sprintf("Booting worker with pid: %d", c.pid), "worker", c.pid, "generation", a.generation)
+	on := ""
+	if len(wc.CPUs) > 0 {
+		on = fmt.Sprintf(" on CPU %d", wc.CPUs[0])
+	}
+	a.log.Info(fmt.Sprintf("Booting worker with pid: %d%s", c.pid, on), "worker", c.pid, "generation", a.generation)
 	return nil
 }
 

@@ -357,6 +357,8 @@ for proto in http uwsgi fastcgi; do
 	done
 	case_ "nginx-$proto-corral-wsgi" "$proto" "$CORRAL" -w "$BACKEND_WORKERS" -k wsgi --python /usr/bin/python3 --chdir "$APPS_DIR" \
 		-b "$scheme$HOST:{PORT}" "${CORRAL_LISTEN[@]}" --log-level warning hello_wsgi:application
+	case_ "nginx-$proto-corral-wsgi-pinned" "$proto" "$CORRAL" -w "$BACKEND_WORKERS" -k wsgi --cpu-affinity --python /usr/bin/python3 \
+		--chdir "$APPS_DIR" -b "$scheme$HOST:{PORT}" "${CORRAL_LISTEN[@]}" --log-level warning hello_wsgi:application
 	case $proto in
 	http)
 		case_ nginx-http-gunicorn-sync http "$GUNICORN" "${GUNICORN_ARGS[@]}" -w "$BACKEND_WORKERS" hello_wsgi:app

@@ -88,6 +88,8 @@ func coreFlags() []cli.Flag {
 			Usage: "seconds an idle keep-alive connection stays open; 0 closes every connection after its response"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "worker-connections", Value: 1000, Category: catWorkers, EnvVars: env("worker-connections"),
 			Usage: "the most connections one worker holds open at once"}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "cpu-affinity", Category: catWorkers, EnvVars: env("cpu-affinity"),
+			Usage: "run each worker on one CPU of those corral may use, worker N on the Nth (round robin), with what it starts: a wsgi worker's Python process shares its Go process's CPU (uWSGI's --cpu-affinity 1, nginx's worker_cpu_affinity auto)"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-requests", Category: catWorkers, EnvVars: env("max-requests"),
 			Usage: "replace a worker after it served this many requests (its replacement starts first); 0 never"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-requests-jitter", Category: catWorkers, EnvVars: env("max-requests-jitter"),

@@ -224,6 +224,7 @@ func (p *Program) arbiterConfig(c *cli.Context, app string, v coreValues) *arbit
 		PidFile:         c.String("pid"),
 		UpgradeBinary:   c.String("upgrade-binary"),
 		Name:            c.String("name"),
+		CPUAffinity:     c.Bool("cpu-affinity"),
 		Worker:          workerConfig(c, app, v),
 	}
 }

@@ -30,6 +30,11 @@ func Run(apps AppFunc, hooks Hooks) int {
 		return ExitBootError
 	}
 	os.Unsetenv(EnvConfig)
+	if len(cfg.CPUs) > 0 {
+		if err := pinCPUs(cfg.CPUs); err != nil {
+			fmt.Fprintln(os.Stderr, "corral worker:", err) // it serves on, unpinned
+		}
+	}
 	if cfg.Exec != nil {
 		return execCommand(cfg) // returns only if the exec failed
 	}

@@ -49,6 +49,9 @@ type Config struct {
 	// Slot is the worker's stable number, 0 to N-1, which its
 	// replacement takes over: the metrics label it.
 	Slot int `json:"slot"`
+	// CPUs (--cpu-affinity) are the CPUs the worker runs on, and what it
+	// starts; none: wherever the kernel puts it.
+	CPUs []int `json:"cpus,omitempty"`
 	// Metrics (--metrics-bind) has the worker fill the scoreboard in its
 	// heartbeat memfd; off, a request pays nothing for it.
 	Metrics bool `json:"metrics,omitempty"`
