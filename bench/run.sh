@@ -336,6 +336,12 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 			cat "$BEFORE/ANALYSIS.md"
 			echo
 		fi
+		if [[ -s bench/results/CHANGES.md ]]; then
+			echo "### What changed since"
+			echo
+			cat bench/results/CHANGES.md
+			echo
+		fi
 		for p in $profiles; do
 			echo "### ${p#profile_}: this run"
 			echo
