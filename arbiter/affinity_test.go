@@ -3,6 +3,8 @@ package arbiter
 import (
 	"slices"
 	"testing"
+
+	"github.com/corral-server/corral/worker"
 )
 
 // Slots take the CPUs in turn, and a slot past the last CPU wraps.
@@ -15,5 +17,29 @@ func TestWorkerCPUsRoundRobin(t *testing.T) {
 	}
 	if got := allowedCPUs(); len(got) == 0 {
 		t.Error("allowedCPUs: none, want this process's mask")
+	}
+}
+
+// auto pins wsgi workers only, and only with a worker for every CPU.
+func TestPinsWorkers(t *testing.T) {
+	for _, c := range []struct {
+		mode, class string
+		target      int
+		cpus        []int
+		want        bool
+	}{
+		{"on", "event", 1, []int{0, 1}, true},
+		{"off", "wsgi", 4, []int{0, 1}, false},
+		{"", "wsgi", 4, []int{0, 1}, false},
+		{"auto", "wsgi", 2, []int{0, 1}, true},
+		{"auto", "wsgi", 5, []int{0, 1}, true},
+		{"auto", "wsgi", 1, []int{0, 1}, false},  // fewer workers than CPUs: a share of a large machine
+		{"auto", "wsgi", 3, []int{3}, false},     // one CPU: nothing to pair across
+		{"auto", "event", 4, []int{0, 1}, false}, // Go workers have no second process
+	} {
+		a := &Arbiter{cfg: &Config{CPUAffinity: c.mode, Worker: worker.Config{Class: c.class}}, target: c.target, cpus: c.cpus}
+		if got := a.pinsWorkers(); got != c.want {
+			t.Errorf("--cpu-affinity %q, -k %s, %d workers on CPUs %v: pins %v, want %v", c.mode, c.class, c.target, c.cpus, got, c.want)
+		}
 	}
 }

@@ -27,7 +27,7 @@ func (a *Arbiter) spawnWorker() error {
 	// The scoreboard feeds the metrics, the control socket's status, the
 	// autoscaler and the canary's watch.
 	wc.Slot, wc.Metrics = a.assignSlot(), a.metrics.server != nil || a.ctl.srv != nil || a.cfg.scaling() || a.cfg.ReloadCanary > 0
-	if a.cfg.CPUAffinity {
+	if a.pinsWorkers() {
 		wc.CPUs = a.workerCPUs(wc.Slot)
 	}
 	c, err := a.sys.spawnWorker(spawnSpec{cfg: a.cfg, listeners: a.listeners, wc: wc, log: a.log, tickets: tfd, env: a.memoryLimitEnv()})

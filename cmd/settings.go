@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -148,6 +149,9 @@ func parseCore(c *cli.Context, limits cgroup.Limits) (coreValues, error) {
 			errs.add(fmt.Errorf("--%s must be 0 or more, got %d", name, c.Int(name)))
 		}
 	}
+	if a := c.String("cpu-affinity"); !slices.Contains(arbiter.CPUAffinityModes, a) {
+		errs.add(fmt.Errorf("--cpu-affinity must be one of %s, got %q", strings.Join(arbiter.CPUAffinityModes, ", "), a))
+	}
 	v.level, err = logging.ParseLevel(c.String("log-level"))
 	errs.add(err)
 	_, err = worker.ParseAccessLogFormat(c.String("access-logformat"))
@@ -224,7 +228,7 @@ func (p *Program) arbiterConfig(c *cli.Context, app string, v coreValues) *arbit
 		PidFile:         c.String("pid"),
 		UpgradeBinary:   c.String("upgrade-binary"),
 		Name:            c.String("name"),
-		CPUAffinity:     c.Bool("cpu-affinity"),
+		CPUAffinity:     c.String("cpu-affinity"),
 		Worker:          workerConfig(c, app, v),
 	}
 }

@@ -31,9 +31,10 @@ func cpusOf(t *testing.T, pid string) []string {
 	return lists
 }
 
-// TestCPUAffinity: with --cpu-affinity every thread of a worker runs on
-// the one CPU its log line names, workers in turn on the CPUs there are,
-// and a wsgi worker's Python process on its Go process's CPU.
+// TestCPUAffinity: with --cpu-affinity on, and by default (auto) for wsgi
+// workers when there is one for every CPU, every thread of a worker runs
+// on the one CPU its log line names, workers in turn on the CPUs there
+// are, and a wsgi worker's Python process on its Go process's CPU.
 func TestCPUAffinity(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"pinned.py": `from wsgiref.validate import validator
@@ -44,18 +45,19 @@ def hello(environ, start_response):
 
 application = validator(hello)
 `})
+	n := runtime.NumCPU() // the CPUs of this process's mask
 	for _, args := range [][]string{
-		{"-k", "event", "demo"},
-		{"-k", "wsgi", "--python", wsgiPython, "--chdir", dir, "pinned:application"},
+		{"-k", "event", "--cpu-affinity", "on", "demo"},
+		{"-k", "wsgi", "--python", wsgiPython, "--chdir", dir, "pinned:application"}, // auto
 	} {
-		s := start(t, corralBin, append([]string{"-w", "2", "-b", "127.0.0.1:0", "--cpu-affinity"}, args...))
-		s.waitLog(`Ready: 2 workers serving`, 30*time.Second)
+		s := start(t, corralBin, append([]string{"-w", fmt.Sprint(n), "-b", "127.0.0.1:0"}, args...))
+		s.waitLog(fmt.Sprintf(`Ready: %d workers serving`, n), 30*time.Second)
 		booted := map[string]string{} // pid -> CPU, from the log
-		for _, m := range s.waitLogN(`Booting worker with pid: (\d+) on CPU (\d+)`, 2, 5*time.Second) {
+		for _, m := range s.waitLogN(`Booting worker with pid: (\d+) on CPU (\d+)`, n, 5*time.Second) {
 			booted[m[1]] = m[2]
 		}
 		cpus := map[string]bool{}
-		for _, w := range s.waitWorkers(2, 5*time.Second) {
+		for _, w := range s.waitWorkers(n, 5*time.Second) {
 			pid := fmt.Sprint(w)
 			want, ok := booted[pid]
 			if !ok {
@@ -77,8 +79,8 @@ application = validator(hello)
 				}
 			}
 		}
-		if runtime.NumCPU() >= 2 && len(cpus) != 2 {
-			t.Errorf("%v: 2 workers on CPUs %v of %d, want one each", args, cpus, runtime.NumCPU())
+		if len(cpus) != n {
+			t.Errorf("%v: %d workers on CPUs %v, want one each", args, n, cpus)
 		}
 		want := "Hello, World!"
 		if args[1] == "wsgi" {
@@ -86,6 +88,14 @@ application = validator(hello)
 		}
 		if got := mustGet(t, s.Addr, "/"); !strings.Contains(got, want) {
 			t.Errorf("%v: GET / = %q", args, got)
+		}
+	}
+	// auto leaves Go workers to the kernel.
+	for _, args := range [][]string{{"-w", fmt.Sprint(n), "-k", "event", "demo"}} {
+		s := start(t, corralBin, append([]string{"-b", "127.0.0.1:0"}, args...))
+		s.waitLog(`Ready: \d+ workers serving`, 30*time.Second)
+		if strings.Contains(s.log.String(), " on CPU ") {
+			t.Errorf("%v: a worker was pinned by default: %s", args, s.log)
 		}
 	}
 }
