@@ -3,14 +3,14 @@ package arbiter
 import "golang.org/x/sys/unix"
 
 // --cpu-affinity on (or auto, for wsgi workers, see pinsWorkers): each
-// worker runs on one CPU, the one of its slot, so
-// that a worker's replacement takes over its CPU and N workers on N CPUs
-// get one each. The worker pins itself (worker.Config.CPUs) before it
-// starts anything, so what it starts inherits the CPU: for a wsgi worker
-// the Python process, which then hands requests and responses back and
-// forth with its Go process on one CPU, without a wake-up across CPUs
-// (measured: the wsgi hello world 39-67k requests a second from run to
-// run unpinned, 61-74k pinned, on two CPUs).
+// worker runs on one CPU, the one of its slot, so that a worker's
+// replacement takes over its CPU and N workers on N CPUs get one each.
+// The worker pins itself (worker.Config.CPUs) before it starts anything,
+// so what it starts inherits the CPU: for a wsgi worker the Python
+// process, which then hands requests and responses back and forth with
+// its Go process on one CPU, without a wake-up across CPUs (measured on
+// two CPUs, clients served directly: the wsgi hello world 36-50k requests
+// a second from run to run unpinned, 54-68k pinned).
 
 // CPUAffinityModes are --cpu-affinity's values.
 var CPUAffinityModes = []string{"auto", "on", "off"}
@@ -32,13 +32,8 @@ func (a *Arbiter) pinsWorkers() bool {
 	case "on":
 		return true
 	case "auto":
-		if a.cfg.Worker.Class != "wsgi" {
-			return false
-		}
-		if a.cpus == nil {
-			a.cpus = allowedCPUs()
-		}
-		return len(a.cpus) > 1 && a.target >= len(a.cpus)
+		n := len(a.allowed())
+		return a.cfg.Worker.Class == "wsgi" && n > 1 && a.target >= n
 	}
 	return false
 }
@@ -47,13 +42,19 @@ func (a *Arbiter) pinsWorkers() bool {
 // the CPUs the arbiter may run on (its affinity mask: a cpuset or
 // taskset narrows it), round robin.
 func (a *Arbiter) workerCPUs(slot int) []int {
+	cpus := a.allowed()
+	if len(cpus) == 0 {
+		return nil
+	}
+	return []int{cpus[slot%len(cpus)]}
+}
+
+// allowed returns the CPUs of the arbiter's mask, read once.
+func (a *Arbiter) allowed() []int {
 	if a.cpus == nil {
 		a.cpus = allowedCPUs()
 	}
-	if len(a.cpus) == 0 {
-		return nil
-	}
-	return []int{a.cpus[slot%len(a.cpus)]}
+	return a.cpus
 }
 
 // allowedCPUs lists the CPUs in this process's affinity mask.

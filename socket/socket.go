@@ -1,8 +1,9 @@
 // Package socket owns the listening sockets: parsing bind addresses, binding
 // them with their options (backlog, SO_REUSEADDR, SO_REUSEPORT,
-// TCP_DEFER_ACCEPT, unix socket mode), adopting sockets handed over by systemd or an fd number, passing
-// them to child processes as inherited fds, and stopping their intake of new
-// connections so a shutdown can drain the backlog instead of resetting it.
+// TCP_DEFER_ACCEPT, unix socket mode), adopting sockets handed over by
+// systemd or an fd number, passing them to child processes as inherited
+// fds, and stopping their intake of new connections so a shutdown can drain
+// the backlog instead of resetting it.
 package socket
 
 import (

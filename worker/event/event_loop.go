@@ -32,19 +32,19 @@ type eventLoop struct {
 	lastScan int64
 	now      int64 // the loop's clock, read once a turn (see run)
 	events   [128]unix.EpollEvent
-	bufs     [][]byte               // free buffers
-	rw       http1.ResponseWriter   // inline handlers'
-	q        worker.InFlight        // inline handlers' request in flight
-	store    http1.RequestStore     // inline handlers' requests
-	ustore   frontend.UwsgiStore    // inline handlers' uwsgi requests
-	uwsgis   []*http1.UwsgiParser   // free parsers for uwsgi connections
-	ustores  []*frontend.UwsgiStore // free stores for uwsgi requests served after their turn
-	again    []*eventConn           // connections with input left to read
-	again2   []*eventConn           // the other half of again's double buffer
-	fresh    []*eventConn           // accepted in this turn, not yet in the epoll set
-	jobs     int                    // batches on the pool, not yet answered
-	dirty    []*eventConn           // connections with new output, written at the end of a turn
-	async    *Loop                  // the AsyncHandler's view of the loop, if the handler is one
+	bufs     freeList[[]byte]               // free buffers
+	rw       http1.ResponseWriter           // inline handlers'
+	q        worker.InFlight                // inline handlers' request in flight
+	store    http1.RequestStore             // inline handlers' requests
+	ustore   frontend.UwsgiStore            // inline handlers' uwsgi requests
+	uwsgis   freeList[*http1.UwsgiParser]   // free parsers for uwsgi connections
+	ustores  freeList[*frontend.UwsgiStore] // free stores for uwsgi requests served after their turn
+	again    []*eventConn                   // connections with input left to read
+	again2   []*eventConn                   // the other half of again's double buffer
+	fresh    []*eventConn                   // accepted in this turn, not yet in the epoll set
+	jobs     int                            // batches on the pool, not yet answered
+	dirty    []*eventConn                   // connections with new output, written at the end of a turn
+	async    *Loop                          // the AsyncHandler's view of the loop, if the handler is one
 
 	firstReads firstReads // whether a new connection is read before epoll reports it
 	busy       bool       // the last wait found events: see wait
@@ -519,20 +519,17 @@ func (l *eventLoop) scan(now int64) {
 
 // getBuf returns an empty buffer from the loop's free list.
 func (l *eventLoop) getBuf() []byte {
-	if n := len(l.bufs); n > 0 {
-		b := l.bufs[n-1]
-		l.bufs[n-1] = nil
-		l.bufs = l.bufs[:n-1]
+	if b, ok := l.bufs.pop(); ok {
 		return b
 	}
 	return make([]byte, 0, eventReadBuf)
 }
 
 func (l *eventLoop) putBuf(b []byte) {
-	if cap(b) == 0 || cap(b) > eventKeepBuf || len(l.bufs) >= 256 {
+	if cap(b) == 0 || cap(b) > eventKeepBuf || l.bufs.len() >= 256 {
 		return
 	}
-	l.bufs = append(l.bufs, b[:0])
+	l.bufs.push(b[:0])
 }
 
 // eventConn is one connection of an event loop. Between requests it holds
@@ -1037,7 +1034,7 @@ func (c *eventConn) close() {
 	if c.uwsgi != nil {
 		c.uwsgi.Reset()
 		c.uwsgi.Release()
-		l.uwsgis = append(l.uwsgis, c.uwsgi)
+		l.uwsgis.push(c.uwsgi)
 		c.uwsgi = nil
 	}
 }
@@ -1047,9 +1044,7 @@ func (c *eventConn) close() {
 // request would otherwise build each into a new request, URL and header
 // map, most of what the uwsgi path allocated (3.7 KB a request).
 func (l *eventLoop) getUwsgiStore() *frontend.UwsgiStore {
-	if n := len(l.ustores); n > 0 {
-		s := l.ustores[n-1]
-		l.ustores = l.ustores[:n-1]
+	if s, ok := l.ustores.pop(); ok {
 		return s
 	}
 	return new(frontend.UwsgiStore)
@@ -1061,7 +1056,7 @@ func (l *eventLoop) getUwsgiStore() *frontend.UwsgiStore {
 // http1.RequestStore.
 func (c *eventConn) handlerDone() {
 	if c.ustore != nil {
-		c.l.ustores = append(c.l.ustores, c.ustore)
+		c.l.ustores.push(c.ustore)
 		c.ustore = nil
 	}
 }
@@ -1069,9 +1064,7 @@ func (c *eventConn) handlerDone() {
 // getUwsgi returns a parser for a new uwsgi connection: a free one of a
 // connection that closed, if any.
 func (l *eventLoop) getUwsgi() *http1.UwsgiParser {
-	if n := len(l.uwsgis); n > 0 {
-		p := l.uwsgis[n-1]
-		l.uwsgis = l.uwsgis[:n-1]
+	if p, ok := l.uwsgis.pop(); ok {
 		return p
 	}
 	return &http1.UwsgiParser{MaxBody: l.e.cfg.Limits.MaxBody}

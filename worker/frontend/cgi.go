@@ -70,21 +70,6 @@ type cgiVars []cgiVar
 // last of a name takes a map instead of a scan.
 const cgiVarsScan = 64
 
-// get returns the value of the last variable called name, "" if none.
-func (vs cgiVars) get(name string) string {
-	v, _ := vs.lookup(name)
-	return v
-}
-
-func (vs cgiVars) lookup(name string) (string, bool) {
-	for i := len(vs) - 1; i >= 0; i-- {
-		if vs[i].name == name {
-			return vs[i].value, true
-		}
-	}
-	return "", false
-}
-
 // requestFromVars is RequestFromVars on a list; unique says that no name
 // comes twice in it.
 func requestFromVars(vars cgiVars, unique bool, body io.Reader, peer net.Addr) (*http.Request, error) {
