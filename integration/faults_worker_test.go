@@ -299,25 +299,31 @@ func inParallel(t *testing.T, classes []string, f func(t *testing.T, class strin
 // connection that sent nothing is closed without a word.
 func TestFaultHeaderTimeoutEveryType(t *testing.T) {
 	inParallel(t, workerClasses, func(t *testing.T, class string) {
-		s := startClass(t, class, 1, "-t", "4") // the sync worker's: --timeout/2
-		var wg sync.WaitGroup
-		defer wg.Wait()
-		for _, head := range []string{"GET / HTTP/1.1\r\nHost: x\r\n", "GET / HT"} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				st, closed := sendAndRead(t, s.Addr, head, func(int) []byte { return nil }, 0)
-				wantAnswer(t, fmt.Sprintf("head %q", head), timedOut, st, closed)
-			}()
-		}
-		c, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(20 * time.Second))
-		if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
-			t.Errorf("a connection that sent nothing: %d bytes, %v; want a silent close", n, err)
-		}
+		checkHeaderTimeouts(t, startClass(t, class, 1, "-t", "4").Addr) // the sync worker's: --timeout/2
 	})
+}
+
+// checkHeaderTimeouts checks that addr answers request heads that stop
+// halfway with 408, and closes a connection that sends nothing.
+func checkHeaderTimeouts(t *testing.T, addr string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, head := range []string{"GET / HTTP/1.1\r\nHost: x\r\n", "GET / HT"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, closed := sendAndRead(t, addr, head, func(int) []byte { return nil }, 0)
+			wantAnswer(t, fmt.Sprintf("head %q", head), timedOut, st, closed)
+		}()
+	}
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Errorf("a connection that sent nothing: %d bytes, %v; want a silent close", n, err)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -54,6 +55,19 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 func startWSGI(t *testing.T, dir string, args ...string) *server {
 	t.Helper()
 	return start(t, corralBin, append([]string{"-k", "wsgi", "--python", wsgiPython, "--chdir", dir}, args...))
+}
+
+// serveWSGI writes src as module.py into a new folder and serves it with
+// workers workers on 127.0.0.1, args added; it returns once they are ready,
+// with the folder.
+func serveWSGI(t *testing.T, module, src string, workers int, args ...string) (*server, string) {
+	t.Helper()
+	needPython(t)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{module + ".py": src})
+	s := startWSGI(t, dir, append(append([]string{"-w", strconv.Itoa(workers), "-b", "127.0.0.1:0"}, args...), module)...)
+	s.waitLog(fmt.Sprintf(`Ready: %d workers serving`, workers), 30*time.Second)
+	return s, dir
 }
 
 // listening returns the address of the listener whose URL starts with prefix.
@@ -247,11 +261,7 @@ application = validator(app)
 `
 
 func TestWSGIHUPUnderLoad(t *testing.T) {
-	needPython(t)
-	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"pidapp.py": pidApp})
-	s := startWSGI(t, dir, "-w", "2", "-b", "127.0.0.1:0", "pidapp")
-	s.waitLog(`Ready: 2 workers serving`, 30*time.Second)
+	s, _ := serveWSGI(t, "pidapp", pidApp, 2)
 	hupUnderLoad(t, s, 2, "wsgi")
 }
 
@@ -344,11 +354,7 @@ application = validator(app)
 // every Python thread's traceback goes to the log, and the worker is
 // replaced.
 func TestWSGITimeout(t *testing.T) {
-	needPython(t)
-	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"stuckapp.py": stuckApp})
-	s := startWSGI(t, dir, "-w", "1", "-b", "127.0.0.1:0", "--timeout", "1", "stuckapp")
-	s.waitLog(`Ready: 1 workers serving`, 30*time.Second)
+	s, _ := serveWSGI(t, "stuckapp", stuckApp, 1, "--timeout", "1")
 	old := s.waitWorkers(1, 5*time.Second)
 	code, _, err := get(s.Addr, "/stuck")
 	if err != nil || code != http.StatusGatewayTimeout {
@@ -389,11 +395,7 @@ func mustGetEventually(t *testing.T, addr, path string) string {
 }
 
 func TestWSGIMaxRequests(t *testing.T) {
-	needPython(t)
-	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"pidapp.py": pidApp})
-	s := startWSGI(t, dir, "-w", "1", "-b", "127.0.0.1:0", "--max-requests", "20", "pidapp")
-	s.waitLog(`Ready: 1 workers serving`, 30*time.Second)
+	s, _ := serveWSGI(t, "pidapp", pidApp, 1, "--max-requests", "20")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	r := keepAliveLoad(ctx, s.Addr, 2, 100, "/version")
@@ -506,4 +508,67 @@ func TestWSGIFileWrapper(t *testing.T) {
 			t.Errorf("HEAD: Content-Length %d, want %d", res.ContentLength, len(data))
 		}
 	}
+}
+
+// slowViewApp has a view that takes its time and one that answers at once,
+// each with its worker's pid.
+const slowViewApp = `import os, time
+from wsgiref.validate import validator
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/slow":
+        open(environ["QUERY_STRING"], "w").close()  # it has begun
+        time.sleep(4)
+    body = str(os.getppid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+application = validator(app)
+`
+
+// TestWSGIBusyWorkerTakesNoConnection: a worker whose Python threads all
+// run slow requests takes no new connection, so requests on new
+// connections go to an idle worker rather than queue behind a slow view
+// (as a Gunicorn sync worker or a uWSGI process accepts only when it is
+// free).
+func TestWSGIBusyWorkerTakesNoConnection(t *testing.T) {
+	s, dir := serveWSGI(t, "slowview", slowViewApp, 2)
+	s.waitWorkers(2, 5*time.Second)
+	begun := filepath.Join(dir, "begun")
+	slow := make(chan string, 1)
+	go func() {
+		_, body, err := get(s.Addr, "/slow?"+begun)
+		if err != nil {
+			body = err.Error()
+		}
+		slow <- body
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, err := os.Stat(begun); err != nil; _, err = os.Stat(begun) {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow view never began")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A request counts as slow once it has run 50 ms, which the loop sees
+	// at its next timer scan, at most 100 ms later.
+	time.Sleep(300 * time.Millisecond)
+	for i := range 20 {
+		began := time.Now()
+		code, body, err := get(s.Addr, "/")
+		if took := time.Since(began); err != nil || code != 200 || took > 2*time.Second {
+			t.Fatalf("request %d on a new connection while a worker runs a 4 s view: %d %q %v after %s, want 200 at once from the other worker", i, code, body, err, took.Round(time.Millisecond))
+		}
+	}
+	if body := <-slow; !regexp.MustCompile(`^\d+$`).MatchString(body) {
+		t.Errorf("the slow view: %q", body)
+	}
+}
+
+// TestWSGIHeaderTimeout: an idle wsgi worker still runs its timers. A
+// request head that stops halfway gets 408, and a connection that sends
+// nothing is closed, as on every other worker type
+// (TestFaultHeaderTimeoutEveryType); its loop used to skip its timer scans
+// for as long as nothing else came.
+func TestWSGIHeaderTimeout(t *testing.T) {
+	s, _ := serveWSGI(t, "pidapp", pidApp, 1, "-t", "4")
+	checkHeaderTimeouts(t, s.Addr)
 }

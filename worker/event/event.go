@@ -90,6 +90,7 @@ type eventWorker struct {
 // Timing of the event loops.
 const (
 	eventTick       = 100 * time.Millisecond   // most time between two timer scans
+	eventIdleTick   = 500 * time.Millisecond   // between two turns of a loop with nothing to time
 	eventReadBuf    = 16 << 10                 // a read buffer, from the pool
 	eventOutHigh    = 64 << 10                 // unsent output that stops reading
 	eventKeepBuf    = 64 << 10                 // larger buffers are not pooled

@@ -42,6 +42,7 @@ type Loop struct {
 	h       AsyncHandler
 	watched map[int32]func(events uint32)
 	turnEnd []func()
+	onScan  []func()
 	raw     bool // epollWait blocks without the runtime's knowing
 
 	mu     sync.Mutex
@@ -65,6 +66,28 @@ func (lp *Loop) Unwatch(fd int) {
 	if _, ok := lp.watched[int32(fd)]; ok {
 		delete(lp.watched, int32(fd))
 		unix.EpollCtl(lp.l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	}
+}
+
+// Hold, while on, keeps the loop from taking new connections: they wait
+// in the listener's backlog for another worker, or for this one once it
+// lets them in again, rather than queue behind requests that hold the
+// handler up (as a Gunicorn sync worker or a uWSGI process accepts only
+// when it is free). The connections the loop has are served as ever, and
+// a graceful stop's drain still takes the whole backlog. For the loop's
+// goroutine; the listeners leave or rejoin the epoll set at the end of the
+// turn.
+func (lp *Loop) Hold(on bool) { lp.l.held = on }
+
+// OnScan has f run on the loop at each of its timer scans, which come at
+// most 100 ms apart (sooner with a short --timeout): for a handler's
+// checks that no event prompts.
+func (lp *Loop) OnScan(f func()) { lp.onScan = append(lp.onScan, f) }
+
+// scanned runs the OnScan callbacks.
+func (lp *Loop) scanned() {
+	for _, f := range lp.onScan {
+		f()
 	}
 }
 

@@ -1,7 +1,9 @@
 package event
 
 import (
+	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,7 +21,8 @@ import (
 // pipeHandler is an AsyncHandler that answers as the wsgi worker does,
 // from the loop: /now at once, /later once a byte comes on a pipe the
 // loop watches (written at the end of the turn), /posted from a Post by
-// another goroutine, /stream in two parts with a flush between, /file by
+// another goroutine, /hold after 400 ms, holding new connections off
+// (Loop.Hold) until then, /stream in two parts with a flush between, /file by
 // io.Copy of a file (sendfile), /panic by panicking.
 type pipeHandler struct {
 	rfd, wfd int
@@ -88,6 +91,16 @@ func (h *pipeHandler) ServeAsync(a *Answer, r *http.Request) {
 		a.Finish(true)
 	case "/panic":
 		panic("handler broke")
+	case "/hold": // new connections wait until the answer
+		h.lp.Hold(true)
+		go func() {
+			time.Sleep(400 * time.Millisecond)
+			h.lp.Post(func() {
+				h.lp.Hold(false)
+				w.Write([]byte("held"))
+				a.Finish(true)
+			})
+		}()
 	}
 }
 
@@ -135,5 +148,49 @@ func TestAsyncHandler(t *testing.T) {
 	}
 	if n := tp.Requests(); n != int64(len(order)+2) {
 		t.Errorf("Requests() = %d, want %d (every answer counted)", n, len(order)+2)
+	}
+}
+
+// TestAsyncHandlerHold: while the handler holds new connections off, they
+// wait in the backlog, unaccepted, while the connections the loop has are
+// served; once it lets them in, they are.
+func TestAsyncHandlerHold(t *testing.T) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	h := &pipeHandler{rfd: p[0], wfd: p[1]}
+	tp := newTestProcess(t, h, &worker.Config{KeepAlive: 5 * time.Second})
+	addr, stop := serveTest(t, tp, New())
+	defer stop(true)
+	kept, err := net.Dial("tcp", addr) // accepted before the hold
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+	keptR := bufio.NewReader(kept)
+	kept.Write([]byte("GET /now HTTP/1.1\r\nHost: t\r\n\r\n"))
+	if res, body := workertest.ReadResponse(t, keptR); res.StatusCode != 200 || body != "now" {
+		t.Fatalf("/now: %d %q", res.StatusCode, body)
+	}
+	held := make(chan string, 1)
+	go func() {
+		res, body, _, _ := workertest.RawDo(t, addr, "GET /hold HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+		held <- strconv.Itoa(res.StatusCode) + " " + body
+	}()
+	time.Sleep(100 * time.Millisecond) // /hold has begun
+	began := time.Now()
+	kept.Write([]byte("GET /now HTTP/1.1\r\nHost: t\r\n\r\n"))
+	if res, body := workertest.ReadResponse(t, keptR); res.StatusCode != 200 || body != "now" || time.Since(began) > 200*time.Millisecond {
+		t.Errorf("/now on a kept connection during the hold: %d %q after %s, want it at once", res.StatusCode, body, time.Since(began))
+	}
+	res, body, _, _ := workertest.RawDo(t, addr, "GET /now HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+	if took := time.Since(began); res.StatusCode != 200 || body != "now" || took < 250*time.Millisecond {
+		t.Errorf("/now on a new connection: %d %q after %s, want 200 once the hold ends, 300 ms on", res.StatusCode, body, took)
+	}
+	if got := <-held; got != "200 held" {
+		t.Errorf("/hold: %q", got)
 	}
 }

@@ -28,6 +28,8 @@ type eventLoop struct {
 
 	conns    map[int32]*eventConn
 	lreg     bool // the listeners are in the epoll set
+	held     bool // the AsyncHandler is tied up: new connections stay in the backlog (Loop.Hold)
+	heldOut  bool // the listeners are out of the epoll set because of held
 	drained  bool // graceful stop: the backlog is served, the listeners left
 	lastScan int64
 	now      int64 // the loop's clock, read once a turn (see run)
@@ -121,6 +123,25 @@ func (l *eventLoop) unregister() {
 	l.lreg = false
 }
 
+// reconcileListeners takes the listeners out of the epoll set while the
+// AsyncHandler holds new connections off (Loop.Hold), and puts them back
+// once it lets them in, at the end of the turn. Listeners out for another
+// reason (--worker-connections, a resource error) come back at a scan.
+func (l *eventLoop) reconcileListeners() {
+	switch {
+	case l.held && l.lreg:
+		l.unregister()
+		l.heldOut = true
+	case !l.held && l.heldOut:
+		l.heldOut = false
+		if !l.lreg && !l.e.draining.Load() && !l.atCap() {
+			if err := l.register(); err != nil {
+				l.p.Log.Error(err.Error()) // again at the next scan
+			}
+		}
+	}
+}
+
 func (l *eventLoop) isListener(fd int32) bool {
 	for _, f := range l.e.lfds {
 		if int32(f) == fd {
@@ -210,8 +231,26 @@ func (l *eventLoop) waitMs() int {
 	return int(d / time.Millisecond)
 }
 
+// idleWaitMs is epoll_wait's timeout for a loop with nothing to time (see
+// idle): long, to wake the runtime seldom, but within half the heartbeat's
+// limit (see beat).
+func (l *eventLoop) idleWaitMs() int {
+	d := eventIdleTick
+	if t := l.p.Config.Timeout; t > 0 {
+		d = min(d, max(t/4, 10*time.Millisecond))
+	}
+	return max(int(d/time.Millisecond), l.waitMs())
+}
+
+// idle reports whether the loop has nothing for its timer scans: no
+// connection, no handler out, its listeners in the epoll set and the
+// handler not holding them off.
+func (l *eventLoop) idle() bool {
+	return len(l.conns) == 0 && l.jobs == 0 && l.e.gos.count() == 0 && l.lreg && !l.held
+}
+
 func (l *eventLoop) run() error {
-	wait := l.waitMs()
+	wait, idle := l.waitMs(), l.idleWaitMs()
 	for {
 		now := nanotime()
 		l.alive.Store(now)
@@ -231,15 +270,20 @@ func (l *eventLoop) run() error {
 			}
 		}
 		l.registerFresh()
-		n, err := l.wait(l.sleep(wait))
+		l.reconcileListeners()
+		ms := wait
+		if l.idle() {
+			ms = idle
+		}
+		n, err := l.wait(l.sleep(ms))
 		// A connection's progress is timed by the turn's clock: one
 		// clock read a turn, not several a request.
 		l.now = nanotime()
 		l.awake()
+		if err == unix.EINTR {
+			n, err = 0, nil // a signal (the runtime's): the turn still runs the timers
+		}
 		if err != nil {
-			if err == unix.EINTR {
-				continue
-			}
 			return fmt.Errorf("epoll_wait: %w", err)
 		}
 		if l.e.quick.Load() {
@@ -469,7 +513,10 @@ func (l *eventLoop) handleInbox() {
 // scan runs the timers: header and body read timeouts, keep-alive, the
 // drain's idle rule, lingering closes, and listeners back after a cap.
 func (l *eventLoop) scan(now int64) {
-	if !l.lreg && !l.e.draining.Load() && !l.atCap() {
+	if l.async != nil {
+		l.async.scanned()
+	}
+	if !l.lreg && !l.held && !l.e.draining.Load() && !l.atCap() {
 		if err := l.register(); err != nil {
 			l.p.Log.Error(err.Error())
 		}

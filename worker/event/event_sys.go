@@ -52,7 +52,7 @@ const eventBusyWaitMs = 2
 func (l *eventLoop) wait(ms int) (int, error) {
 	l.yield()
 	if l.async != nil && l.async.raw {
-		return l.epollWait(ms) // the AsyncHandler's loops always wait raw
+		return l.asyncWait(ms)
 	}
 	if ms != 0 && l.busy && l.jobs == 0 && l.e.gos.count() == 0 {
 		n, err := epollWaitRaw(l.epfd, l.events[:], min(ms, eventBusyWaitMs))
@@ -61,6 +61,41 @@ func (l *eventLoop) wait(ms int) (int, error) {
 			runtime.Gosched()
 		}
 		return n, err
+	}
+	n, err := epollWait(l.epfd, l.events[:], ms)
+	l.busy = n > 0
+	return n, err
+}
+
+// asyncRawWaitMs bounds the raw part of an AsyncHandler loop's wait: well
+// under the 10 ms after which sysmon preempts a goroutine that has not
+// passed through the scheduler (see yield).
+const asyncRawWaitMs = 5
+
+// asyncWait is wait for a loop that serves an AsyncHandler, whose answers
+// come from another process, once or more per request: while its waits
+// find events (under load) it sleeps in a raw epoll_wait (see epollWait),
+// for at most asyncRawWaitMs. A raw wait that lasts past 10 ms is ended by
+// sysmon's preemption signal (SIGURG, EINTR), and again every 10-20 ms for
+// as long as the loop has nothing to do: an idle worker woke 50 times a
+// second, and its timer scans, whose turn such an EINTR skipped, never ran,
+// so a request head that stopped halfway never timed out. So a loop that
+// finds nothing in asyncRawWaitMs waits out the rest the runtime's way, as
+// do its next waits until one finds events: the hand-off of its P then
+// costs once per idle spell, and sysmon sleeps through it.
+func (l *eventLoop) asyncWait(ms int) (int, error) {
+	if ms == 0 {
+		return l.epollWait(0)
+	}
+	if l.busy {
+		n, err := l.epollWait(asyncRawWaitMs)
+		if n != 0 || err != nil || (ms > 0 && ms <= asyncRawWaitMs) {
+			return n, err
+		}
+		l.busy = false
+		if ms > 0 {
+			ms -= asyncRawWaitMs
+		}
 	}
 	n, err := epollWait(l.epfd, l.events[:], ms)
 	l.busy = n > 0

@@ -108,6 +108,7 @@ type App struct {
 
 	loop       *event.Loop // with Options.Loop, once attached
 	turnQueued bool        // the loop's: a write is queued for the end of its turn
+	held       bool        // the loop's: it takes no new connection (holdIfTiedUp)
 	rbuf       *frameBuf   // the loop's
 
 	mu       sync.Mutex

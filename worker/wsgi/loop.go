@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -32,6 +33,7 @@ func (a *App) AttachLoop(lp *event.Loop) error {
 	a.wmu.Lock()
 	a.loop = lp
 	a.wmu.Unlock()
+	lp.OnScan(a.holdIfTiedUp)
 	return lp.Watch(a.fd, a.ready)
 }
 
@@ -64,6 +66,45 @@ func (a *App) finishAnswer(c *call, err error) {
 	ans := c.ans
 	putCall(c)
 	ans.Finish(!cut)
+	if a.held {
+		a.holdIfTiedUp()
+	}
+}
+
+// slowRequest is how long a request runs in Python before it counts as
+// tying its thread up (see holdIfTiedUp): longer than a quick view takes,
+// short beside one that waits on a slow query or service.
+const slowRequest = 50 * time.Millisecond
+
+// holdIfTiedUp has the loop take no new connection while every one of
+// Python's threads runs a slow request (one for longer than slowRequest):
+// a connection that came now would wait for one of them to end, while
+// another worker may be free. Requests that keep Python busy but end
+// quickly do not hold connections off: a new client's request then waits
+// its turn behind a few quick ones, as fair as the backlog would be. On the
+// loop: at its scans, and as a call ends while it holds.
+func (a *App) holdIfTiedUp() {
+	tied := a.tiedUp(time.Now())
+	if tied != a.held {
+		a.held = tied
+		a.loop.Hold(tied)
+	}
+}
+
+// tiedUp reports whether every thread of Python's runs a request that
+// began before now-slowRequest.
+func (a *App) tiedUp(now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.err != nil || len(a.running) < a.threads {
+		return false
+	}
+	for _, c := range a.running {
+		if now.Sub(c.began) < slowRequest {
+			return false
+		}
+	}
+	return true
 }
 
 // failAnswers finishes the loop's calls that Python will not answer.
