@@ -1023,8 +1023,13 @@ func (c *eventConn) flush() {
 func (c *eventConn) shut() {
 	// Nothing can wait unread when the last read found the socket empty
 	// and epoll has reported no input since: then no FIONREAD is needed.
-	// (Epoll reports nothing to a connection outside its set.)
-	quiet := (!c.canRead && !c.unwatched) || !worker.FDHasUnread(int(c.fd))
+	// (Epoll reports nothing to a connection outside its set.) Nor after
+	// a uwsgi connection's one request, read whole and answered: whatever
+	// follows its packet is dropped unread (processUwsgi), so a peer that
+	// sent more broke the protocol, and the reset is its own. That is
+	// nginx's uwsgi_pass, a connection per request, whose answer comes
+	// from an AsyncHandler after the turn.
+	quiet := (!c.canRead && (!c.unwatched || c.uwsgi != nil && c.served > 0)) || !worker.FDHasUnread(int(c.fd))
 	if (!c.lingerOn && len(c.in) == 0 && quiet) || c.eof {
 		c.close()
 		return
