@@ -45,7 +45,7 @@ type Config struct {
 	Exec            ExecOptions         // exec mode's readiness, stop signal and output; see exec.go
 	Env             []string            // KEY=VALUE pairs added to the workers' environment
 	Worker          worker.Config       // the template each worker's Config is made from
-	CPUAffinity     string              // --cpu-affinity: "on", "auto" or "off" ("" is off): each worker on one CPU, by its slot (affinity.go)
+	CPUAffinity     string              // --cpu-affinity: "on", "auto" (the flag's default) or "off" ("" is off): each worker on one CPU, by its slot (affinity.go)
 	BootTimeout     time.Duration       // from spawn to ready, else the worker is killed
 	GracefulTimeout time.Duration       // for a worker to finish after TERM, else SIGKILL
 	ShutdownDelay   time.Duration       // after TERM, serve on (with /readyz 503) this long before the drain

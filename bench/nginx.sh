@@ -357,7 +357,7 @@ for proto in http uwsgi fastcgi; do
 	done
 	case_ "nginx-$proto-corral-wsgi" "$proto" "$CORRAL" -w "$BACKEND_WORKERS" -k wsgi --python /usr/bin/python3 --chdir "$APPS_DIR" \
 		-b "$scheme$HOST:{PORT}" "${CORRAL_LISTEN[@]}" --log-level warning hello_wsgi:application
-	case_ "nginx-$proto-corral-wsgi-pinned" "$proto" "$CORRAL" -w "$BACKEND_WORKERS" -k wsgi --cpu-affinity auto --python /usr/bin/python3 \
+	case_ "nginx-$proto-corral-wsgi-unpinned" "$proto" "$CORRAL" -w "$BACKEND_WORKERS" -k wsgi --cpu-affinity off --python /usr/bin/python3 \
 		--chdir "$APPS_DIR" -b "$scheme$HOST:{PORT}" "${CORRAL_LISTEN[@]}" --log-level warning hello_wsgi:application
 	case $proto in
 	http)

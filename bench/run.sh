@@ -109,7 +109,7 @@ if step idle; then bash bench/idle.sh >"$out/idle.tsv"; fi
 if step wsgi; then
 	PEERS="gunicorn-sync gunicorn-gthread gunicorn-gevent uwsgi" EXTRA_PEERS=bench/wsgi_peers.sh \
 		bash bench/peers.sh >"$out/wsgi.tsv"
-	CASES="nginx-uwsgi-corral-wsgi nginx-uwsgi-corral-wsgi-pinned nginx-uwsgi-uwsgi nginx-http-corral-wsgi nginx-http-corral-wsgi-pinned nginx-http-gunicorn-sync nginx-http-gunicorn-gthread" \
+	CASES="nginx-uwsgi-corral-wsgi nginx-uwsgi-corral-wsgi-unpinned nginx-uwsgi-uwsgi nginx-http-corral-wsgi nginx-http-corral-wsgi-unpinned nginx-http-gunicorn-sync nginx-http-gunicorn-gthread" \
 		bash bench/nginx.sh >"$out/wsgi_nginx.tsv"
 	bash bench/slow.sh >"$out/wsgi_slow.tsv"
 fi
@@ -477,8 +477,9 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		echo "## Python WSGI: hello world (apps/hello_wsgi.py), keep-alive (wrk -c ${WRK_CONNS:-64} -d ${WRK_DURATION:-8}s)"
 		echo
 		echo "Every server: 2 workers, Debian's /usr/bin/python3. corral-wsgi: \`-k wsgi\` (each worker a Go"
-		echo "process and a Python process, placed by the kernel); -threads: \`--threads 4\`; -pinned:"
-		echo "\`--cpu-affinity auto\` (with 2 workers on 2 CPUs: each worker's two processes on one CPU)."
+		echo "process and a Python process; with 2 workers on 2 CPUs, \`--cpu-affinity auto\`, the default,"
+		echo "runs each worker's two processes on one CPU); -threads: \`--threads 4\`; -unpinned:"
+		echo "\`--cpu-affinity off\` (the processes placed by the kernel)."
 		echo "uWSGI's --http-socket closes every connection. Ratios of corral's rows over each peer's"
 		echo "requests per second, same run:"
 		echo
@@ -492,7 +493,7 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		echo
 		echo "corral -k wsgi's requests per second over uWSGI's behind uwsgi_pass: $(awk -F'\t' '{r[$1] = $2} END {
 			b = r["nginx-uwsgi-uwsgi"]; s = ""
-			n = split("nginx-uwsgi-corral-wsgi nginx-uwsgi-corral-wsgi-pinned nginx-http-corral-wsgi nginx-http-corral-wsgi-pinned", c, " ")
+			n = split("nginx-uwsgi-corral-wsgi nginx-uwsgi-corral-wsgi-unpinned nginx-http-corral-wsgi nginx-http-corral-wsgi-unpinned", c, " ")
 			for (i = 1; i <= n; i++) s = s (i > 1 ? ", " : "") c[i] " " ((r[c[i]] + 0 > 0 && b + 0 > 0) ? sprintf("%.2f", r[c[i]] / b) : "NA")
 			print s}' "$out/wsgi_nginx.tsv")."
 		echo

@@ -31,8 +31,8 @@ func cpusOf(t *testing.T, pid string) []string {
 	return lists
 }
 
-// TestCPUAffinity: with --cpu-affinity on, and auto for wsgi workers
-// when there is one for every CPU, every thread of a worker runs
+// TestCPUAffinity: with --cpu-affinity on, and auto (the default) for
+// wsgi workers when there is one for every CPU, every thread of a worker runs
 // on the one CPU its log line names, workers in turn on the CPUs there
 // are, and a wsgi worker's Python process on its Go process's CPU.
 func TestCPUAffinity(t *testing.T) {
@@ -48,7 +48,7 @@ application = validator(hello)
 	n := runtime.NumCPU() // the CPUs of this process's mask
 	for _, args := range [][]string{
 		{"-k", "event", "--cpu-affinity", "on", "demo"},
-		{"-k", "wsgi", "--cpu-affinity", "auto", "--python", wsgiPython, "--chdir", dir, "pinned:application"},
+		{"-k", "wsgi", "--python", wsgiPython, "--chdir", dir, "pinned:application"},
 	} {
 		s := start(t, corralBin, append([]string{"-w", fmt.Sprint(n), "-b", "127.0.0.1:0"}, args...))
 		s.waitLog(fmt.Sprintf(`Ready: %d workers serving`, n), 30*time.Second)
@@ -90,10 +90,12 @@ application = validator(hello)
 			t.Errorf("%v: GET / = %q", args, got)
 		}
 	}
-	// auto leaves Go workers to the kernel, and the default every worker.
+	// auto (the default) leaves Go workers to the kernel, and wsgi
+	// workers when there are fewer than CPUs; off every worker.
 	for _, args := range [][]string{
-		{"-w", fmt.Sprint(n), "-k", "event", "--cpu-affinity", "auto", "demo"},
-		{"-w", fmt.Sprint(n), "-k", "wsgi", "--python", wsgiPython, "--chdir", dir, "pinned:application"},
+		{"-w", fmt.Sprint(n), "-k", "event", "demo"},
+		{"-w", fmt.Sprint(max(n-1, 1)), "-k", "wsgi", "--python", wsgiPython, "--chdir", dir, "pinned:application"},
+		{"-w", fmt.Sprint(n), "-k", "wsgi", "--cpu-affinity", "off", "--python", wsgiPython, "--chdir", dir, "pinned:application"},
 	} {
 		s := start(t, corralBin, append([]string{"-b", "127.0.0.1:0"}, args...))
 		s.waitLog(`Ready: \d+ workers serving`, 30*time.Second)
