@@ -24,12 +24,12 @@ var CPUAffinityModes = []string{"auto", "on", "off"}
 // mask, pinning would put every such container's workers on the mask's
 // first CPUs: auto leaves them to the kernel. Auto is the default: a wsgi
 // worker serves clients directly (nginx is no longer needed for slow
-// ones), and so, measured on two CPUs, the hello world's requests a
-// second went from 1.28-2.08 times uWSGI's, as the kernel happened to
-// place the processes, to 2.30-2.64 times. With nginx on the same CPUs,
-// pinned workers cannot move off the CPU nginx is busy on: behind its
-// proxy_pass they served 14% fewer to 8% more than unpinned ones; off
-// leaves them to the kernel.
+// ones), and so, measured on two CPUs in four runs, the hello world's
+// requests a second went from 1.28-1.56 times uWSGI's, as the kernel
+// happened to place the processes, to 1.69-2.64 times. With nginx on the
+// same CPUs, pinned workers cannot move off the CPU nginx is busy on:
+// behind its proxy_pass they served 8% more to 32% fewer than unpinned
+// ones, so the README has nginx users turn it off.
 func (a *Arbiter) pinsWorkers() bool {
 	switch a.cfg.CPUAffinity {
 	case "on":
