@@ -197,7 +197,7 @@ func hasBareLF(b []byte) bool {
 // lineEnd returns the length of the line at the start of b including its
 // CRLF, or len(b).
 func lineEnd(b []byte) int {
-	if i := bytes.Index(b, crlf); i >= 0 {
+	if i := bytes.Index(b, []byte("\r\n")); i >= 0 {
 		return i + 2
 	}
 	return len(b)
