@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -43,7 +42,7 @@ type Loop struct {
 	watched map[int32]func(events uint32)
 	turnEnd []func()
 	onScan  []func()
-	raw     bool // epollWait blocks without the runtime's knowing
+	raw     bool // there is a P besides the loop's: its busy waits keep its P (see wait)
 
 	mu     sync.Mutex
 	posted []func()
@@ -141,25 +140,6 @@ func (lp *Loop) endTurn() {
 		f()
 	}
 	lp.turnEnd = lp.turnEnd[:0]
-}
-
-// epollWait is epoll_wait on the loop's set. A loop that serves an
-// AsyncHandler, with another P for the rest of the program, blocks in it
-// without telling the runtime (a raw system call): a loop whose requests
-// are answered by another process blocks there once or more per request,
-// and the runtime's hand-off of a P blocked in a system call (sysmon takes
-// it, the thread gets it back) cost more than a tenth of the wsgi
-// worker's CPU time. Should the runtime need the thread (a GC's stop, a
-// preemption after 10 ms), its signal ends the wait with EINTR.
-func (l *eventLoop) epollWait(ms int) (int, error) {
-	if l.async == nil || !l.async.raw {
-		return unix.EpollWait(l.epfd, l.events[:], ms)
-	}
-	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), uintptr(ms), 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
 }
 
 // attachAsync gives each loop to the handler, if it is an AsyncHandler.

@@ -40,62 +40,31 @@ func epollWaitRaw(epfd int, events []unix.EpollEvent, ms int) (int, error) {
 const eventBusyWaitMs = 2
 
 // wait waits up to ms for the loop's events. A loop whose last wait found
-// some (one under load) and that has nothing on the pool or on FastCGI
-// goroutines, which would need its P, sleeps in a raw epoll_wait of at
-// most eventBusyWaitMs, keeping its P: sleeping in a Syscall lets sysmon
-// take the P, park itself, and be woken again by the loop's next system
-// call, a futex wake-up and a thread switch per sleep; that was 15% of a
-// worker's CPU pinned behind nginx's uwsgi_pass, and 40% unpinned. One
-// that finds nothing yields the P to what waited for it and sleeps the
-// usual way from then on, so an idle worker wakes no more often than
-// before.
+// some (one under load) sleeps in a raw epoll_wait of at most
+// eventBusyWaitMs, keeping its P, when nothing else needs that P: nothing
+// on the pool or on FastCGI goroutines, or the loop serves an AsyncHandler
+// with another P for the rest (Loop.raw), whose answers come from another
+// process once or more per request. Sleeping in a Syscall lets sysmon take
+// the P, park itself, and be woken again by the loop's next system call, a
+// futex wake-up and a thread switch per sleep: that was 15% of a worker's
+// CPU pinned behind nginx's uwsgi_pass, 40% unpinned, and a tenth of the
+// wsgi worker's. A loop that finds nothing yields the P to what waited for
+// it and sleeps the usual way until a wait finds events again. The raw
+// sleep is that short because sysmon preempts a goroutine that has not
+// been through the scheduler for 10 ms with a signal, and again every
+// 10-20 ms for as long as it lasts: a wsgi loop that always waited raw woke
+// 50 times a second while idle, and its timer scans, whose turn that EINTR
+// skipped, never ran.
 func (l *eventLoop) wait(ms int) (int, error) {
 	l.yield()
-	if l.async != nil && l.async.raw {
-		return l.asyncWait(ms)
-	}
-	if ms != 0 && l.busy && l.jobs == 0 && l.e.gos.count() == 0 {
+	keepP := l.async != nil && l.async.raw || l.jobs == 0 && l.e.gos.count() == 0
+	if ms != 0 && l.busy && keepP {
 		n, err := epollWaitRaw(l.epfd, l.events[:], min(ms, eventBusyWaitMs))
 		if n == 0 && err == nil {
 			l.busy = false
 			runtime.Gosched()
 		}
 		return n, err
-	}
-	n, err := epollWait(l.epfd, l.events[:], ms)
-	l.busy = n > 0
-	return n, err
-}
-
-// asyncRawWaitMs bounds the raw part of an AsyncHandler loop's wait: well
-// under the 10 ms after which sysmon preempts a goroutine that has not
-// passed through the scheduler (see yield).
-const asyncRawWaitMs = 5
-
-// asyncWait is wait for a loop that serves an AsyncHandler, whose answers
-// come from another process, once or more per request: while its waits
-// find events (under load) it sleeps in a raw epoll_wait (see epollWait),
-// for at most asyncRawWaitMs. A raw wait that lasts past 10 ms is ended by
-// sysmon's preemption signal (SIGURG, EINTR), and again every 10-20 ms for
-// as long as the loop has nothing to do: an idle worker woke 50 times a
-// second, and its timer scans, whose turn such an EINTR skipped, never ran,
-// so a request head that stopped halfway never timed out. So a loop that
-// finds nothing in asyncRawWaitMs waits out the rest the runtime's way, as
-// do its next waits until one finds events: the hand-off of its P then
-// costs once per idle spell, and sysmon sleeps through it.
-func (l *eventLoop) asyncWait(ms int) (int, error) {
-	if ms == 0 {
-		return l.epollWait(0)
-	}
-	if l.busy {
-		n, err := l.epollWait(asyncRawWaitMs)
-		if n != 0 || err != nil || (ms > 0 && ms <= asyncRawWaitMs) {
-			return n, err
-		}
-		l.busy = false
-		if ms > 0 {
-			ms -= asyncRawWaitMs
-		}
 	}
 	n, err := epollWait(l.epfd, l.events[:], ms)
 	l.busy = n > 0

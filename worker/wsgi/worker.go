@@ -38,8 +38,8 @@ func (w *wsgiWorker) LoadApp(p *worker.Process) (http.Handler, error) {
 	threads := max(cfg.Threads, 1)
 	// One event loop, which serves every request itself (App.ServeAsync:
 	// the Python socket is in its epoll set, Options.Loop). GOMAXPROCS 2:
-	// one P for the loop, which blocks in a raw epoll_wait (see
-	// worker/event's epollWait), one for the rest (Python's output, --timeout's
+	// one P for the loop, which keeps it in a raw epoll_wait while busy
+	// (see worker/event's wait), one for the rest (Python's output, --timeout's
 	// watch, FastCGI connections, which are served on goroutines).
 	cfg.Threads, cfg.EventInline, cfg.EventProcs = 1, false, 2
 	app, err := Start(Options{
