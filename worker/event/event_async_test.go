@@ -31,6 +31,17 @@ type pipeHandler struct {
 	file     string
 }
 
+// newPipeHandler returns a pipeHandler with its pipe, closed when t ends.
+func newPipeHandler(t *testing.T) *pipeHandler {
+	t.Helper()
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(p[0]); unix.Close(p[1]) })
+	return &pipeHandler{rfd: p[0], wfd: p[1]}
+}
+
 func (h *pipeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	http.Error(w, "not on the loop", http.StatusTeapot)
 }
@@ -105,16 +116,11 @@ func (h *pipeHandler) ServeAsync(a *Answer, r *http.Request) {
 }
 
 func TestAsyncHandler(t *testing.T) {
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(p[0])
-	defer unix.Close(p[1])
 	data := strings.Repeat("0123456789", 300_000)
 	file := filepath.Join(t.TempDir(), "data")
 	os.WriteFile(file, []byte(data), 0o644)
-	h := &pipeHandler{rfd: p[0], wfd: p[1], file: file}
+	h := newPipeHandler(t)
+	h.file = file
 	tp := newTestProcess(t, h, &worker.Config{KeepAlive: 5 * time.Second})
 	addr, stop := serveTest(t, tp, New())
 	defer stop(true)
@@ -155,13 +161,7 @@ func TestAsyncHandler(t *testing.T) {
 // wait in the backlog, unaccepted, while the connections the loop has are
 // served; once it lets them in, they are.
 func TestAsyncHandlerHold(t *testing.T) {
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(p[0])
-	defer unix.Close(p[1])
-	h := &pipeHandler{rfd: p[0], wfd: p[1]}
+	h := newPipeHandler(t)
 	tp := newTestProcess(t, h, &worker.Config{KeepAlive: 5 * time.Second})
 	addr, stop := serveTest(t, tp, New())
 	defer stop(true)
