@@ -236,13 +236,24 @@ func (e *eventWorker) beat(now int64) {
 // needed and kept. Its queue is a slice: the loop never blocks on it.
 // Since a connection has at most one request on the pool at a time, the
 // queue is bounded by --worker-connections.
+//
+// A submit wakes a goroutine only when none is already on its way to the
+// queue (waking), and a goroutine that takes a job and leaves more behind
+// wakes the next, as the Go scheduler wakes its spinning threads: a loop
+// that hands the pool one job per connection of a turn, tens under
+// keep-alive load, wakes one goroutine for them, not one each. On the
+// loop's own P (see Serve) the one woken runs them all when the loop
+// yields, one goroutine switch a turn instead of one a request; with more
+// Ps each goroutine woken brings in another while work is left, and a
+// handler that blocks leaves the rest to the one it woke.
 type eventPool struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	queue   []job
 	head    int
 	running int
-	idle    int
+	idle    int // waiting in cond
+	waking  int // signaled or started, not yet at the queue
 	size    int
 	closed  bool
 }
@@ -264,22 +275,38 @@ func (p *eventPool) submit(j job) {
 		return
 	}
 	p.queue = append(p.queue, j)
+	p.wake()
+}
+
+// wake brings a goroutine to the queue unless one is on its way. p.mu is
+// held.
+func (p *eventPool) wake() {
+	if p.waking > 0 {
+		return
+	}
 	switch {
 	case p.idle > 0:
 		p.idle--
+		p.waking++
 		p.cond.Signal()
 	case p.running < p.size:
 		p.running++
+		p.waking++
 		go p.work()
 	}
 }
 
 func (p *eventPool) work() {
 	p.mu.Lock()
+	p.waking--
 	for {
 		for p.head == len(p.queue) && !p.closed {
 			p.idle++
 			p.cond.Wait()
+			if p.closed {
+				break // woken by close's Broadcast, not by a wake
+			}
+			p.waking--
 		}
 		if p.head == len(p.queue) {
 			p.running--
@@ -290,6 +317,8 @@ func (p *eventPool) work() {
 		p.queue[p.head] = nil
 		if p.head++; p.head == len(p.queue) {
 			p.queue, p.head = p.queue[:0], 0
+		} else {
+			p.wake() // for the rest, in case j blocks
 		}
 		p.mu.Unlock()
 		j.serve()
