@@ -233,6 +233,9 @@ func (q *InFlight) unlink() {
 	q.prev, q.next = nil, nil
 }
 
+// Ended is when End ran, by heartbeat.Now's clock; 0 before.
+func (q *InFlight) Ended() int64 { return q.end }
+
 // Writer is what the handler writes the response to.
 func (q *InFlight) Writer() http.ResponseWriter { return &q.rec }
 

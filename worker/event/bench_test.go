@@ -2,14 +2,18 @@ package event
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/corral-server/corral/worker"
 )
@@ -70,4 +74,60 @@ func benchPipeline(b *testing.B, addr string, depth int) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*depth), "ns/req")
+}
+
+// BenchmarkEventUwsgiConn measures nginx's uwsgi_pass: a connection per
+// request, its packet, the response read to the close. The client makes
+// raw system calls on a blocking socket and allocates nothing, so
+// allocs/op are the server's: what a connection costs the loop.
+func BenchmarkEventUwsgiConn(b *testing.B) {
+	for _, inline := range []bool{false, true} {
+		b.Run(fmt.Sprintf("inline=%v", inline), func(b *testing.B) {
+			b.Setenv("GOMAXPROCS", strconv.Itoa(runtime.GOMAXPROCS(0)))
+			p := newTestProcess(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/plain")
+				io.WriteString(w, "Hello, World!")
+			}), &worker.Config{Protocol: "uwsgi", UwsgiAllowFrom: []string{"127.0.0.1"}, EventInline: inline})
+			addr, _ := serveTest(b, p, new(eventWorker))
+			ap := netip.MustParseAddrPort(addr)
+			sa := &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+			var block []byte
+			for _, s := range []string{"REQUEST_METHOD", "GET", "REQUEST_URI", "/", "PATH_INFO", "/",
+				"QUERY_STRING", "", "SERVER_PROTOCOL", "HTTP/1.1", "REMOTE_ADDR", "127.0.0.1", "REMOTE_PORT", "40000",
+				"SERVER_NAME", "localhost", "SERVER_PORT", "8000", "HTTP_HOST", "127.0.0.1:8000"} {
+				block = binary.LittleEndian.AppendUint16(block, uint16(len(s)))
+				block = append(block, s...)
+			}
+			packet := append([]byte{0, byte(len(block)), byte(len(block) >> 8), 0}, block...)
+			buf := make([]byte, 4096)
+			b.ReportAllocs()
+			for b.Loop() {
+				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := unix.Connect(fd, sa); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := unix.Write(fd, packet); err != nil {
+					b.Fatal(err)
+				}
+				got := 0
+				for {
+					n, err := unix.Read(fd, buf[got:])
+					if err != nil {
+						b.Fatal(err)
+					}
+					if n == 0 {
+						break
+					}
+					got += n
+				}
+				unix.Close(fd)
+				if !bytes.HasSuffix(buf[:got], []byte("Hello, World!")) {
+					b.Fatalf("response %q", buf[:got])
+				}
+			}
+		})
+	}
 }

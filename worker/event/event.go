@@ -76,6 +76,8 @@ type eventWorker struct {
 
 	gos eventGoConns // the FastCGI connections, served on goroutines
 
+	watchdog *watchdog // the loops run the pool's jobs themselves, see event_handoff.go; nil if not
+
 	nodelay []bool // lfds[i] does not hand TCP_NODELAY down: set it per connection
 
 	conns    atomic.Int64 // open connections, against --worker-connections
@@ -170,17 +172,25 @@ func (e *eventWorker) Serve(p *worker.Process) error {
 		return err
 	}
 	e.drainLeft.Store(int32(len(e.loops)))
+	if _, async := p.Handler().(AsyncHandler); e.pool != nil && !async && runtime.GOMAXPROCS(0) <= len(e.loops) {
+		// One P per loop: the pool's handlers would run on the loop's
+		// thread anyway, so the loops run them (event_handoff.go).
+		e.watchdog = newWatchdog(e.loops)
+		go e.watchdog.run()
+		defer close(e.watchdog.stop)
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(e.loops))
 	for _, l := range e.loops {
 		wg.Add(1)
-		go func() {
+		l.exited = func(err error) {
 			defer wg.Done()
-			if err := l.run(); err != nil {
+			if err != nil {
 				errs <- err
 				e.Stop(false)
 			}
-		}()
+		}
+		go l.start(false)
 	}
 	p.Ready()
 	wg.Wait()

@@ -44,7 +44,11 @@ type eventLoop struct {
 	again    []*eventConn                   // connections with input left to read
 	again2   []*eventConn                   // the other half of again's double buffer
 	fresh    []*eventConn                   // accepted in this turn, not yet in the epoll set
-	jobs     int                            // batches on the pool, not yet answered
+	jobs     int                            // batches on the pool or kept, not yet answered
+	kept     []*eventJob                    // batches the loop runs itself at the end of the turn (see keepsJobs)
+	keptNext int                            // kept[keptNext:] are not begun
+	handoff  handoff                        // who runs the loop while it runs a kept job (event_handoff.go)
+	exited   func(err error)                // called once the loop ends (see start)
 	dirty    []*eventConn                   // connections with new output, written at the end of a turn
 	async    *Loop                          // the AsyncHandler's view of the loop, if the handler is one
 
@@ -181,7 +185,7 @@ func (l *eventLoop) post(m eventMsg) bool {
 // sleep reports how long epoll_wait may block: not at all while messages
 // or reads are waiting; otherwise the loop is marked asleep for post.
 func (l *eventLoop) sleep(ms int) int {
-	if len(l.again) > 0 {
+	if len(l.again) > 0 || l.keptLeft() {
 		return 0
 	}
 	l.mu.Lock()
@@ -249,73 +253,95 @@ func (l *eventLoop) idle() bool {
 	return len(l.conns) == 0 && l.jobs == 0 && l.e.gos.count() == 0 && l.lreg && !l.held
 }
 
-func (l *eventLoop) run() error {
+// run runs the loop on the calling goroutine until the worker stops it,
+// or until a handler the loop ran itself blocked it and another goroutine
+// took the loop over (errHandedOff, see event_handoff.go); resumed is that
+// goroutine's start, in the turn the handler stopped.
+func (l *eventLoop) run(resumed bool) error {
 	wait, idle := l.waitMs(), l.idleWaitMs()
 	for {
-		now := nanotime()
-		l.alive.Store(now)
-		l.e.beat(now)
-		if l.e.quick.Load() {
-			l.unregister()
-			for _, c := range l.conns {
-				c.close()
+		if !resumed {
+			if exit, err := l.poll(wait, idle); exit {
+				return err
 			}
-			l.e.gos.closeAll()
-			return nil
-		}
-		if l.e.draining.Load() {
-			l.drain()
-			if l.drained && len(l.conns) == 0 && l.e.gos.count() == 0 {
-				return nil
+			if l.e.quick.Load() {
+				continue
 			}
 		}
-		l.registerFresh()
-		l.reconcileListeners()
-		ms := wait
-		if l.idle() {
-			ms = idle
+		resumed = false
+		if !l.serve() {
+			return errHandedOff
 		}
-		n, err := l.wait(l.sleep(ms))
-		// A connection's progress is timed by the turn's clock: one
-		// clock read a turn, not several a request.
-		l.now = nanotime()
-		l.awake()
-		if err == unix.EINTR {
-			n, err = 0, nil // a signal (the runtime's): the turn still runs the timers
-		}
-		if err != nil {
-			return fmt.Errorf("epoll_wait: %w", err)
-		}
-		if l.e.quick.Load() {
-			continue
-		}
-		for i := range n {
-			ev := &l.events[i]
-			switch fd := ev.Fd; {
-			case fd == int32(l.wakefd):
-				var b [8]byte
-				readFD(l.wakefd, b[:])
-				l.mu.Lock()
-				l.woken = false // what was posted is handled below
-				l.mu.Unlock()
-			case l.isListener(fd):
-				if l.lreg && !l.e.draining.Load() {
-					l.accept(int(fd))
-				}
-			default:
-				if c := l.conns[fd]; c != nil {
-					c.ready(ev.Events)
-				} else if l.async != nil {
-					l.async.ready(fd, ev.Events)
-				}
-			}
-		}
-		l.serve()
 		if now := nanotime(); now-l.lastScan >= int64(eventTick) {
 			l.lastScan = now
 			l.scan(now)
 		}
 	}
+}
+
+// poll begins a turn: the stops, then epoll's wait (wait ms, idle ms for
+// an idle loop) and what it reports. exit (with the loop's error, if any)
+// ends the loop.
+func (l *eventLoop) poll(wait, idle int) (exit bool, err error) {
+	now := nanotime()
+	l.alive.Store(now)
+	l.e.beat(now)
+	if l.e.quick.Load() {
+		l.unregister()
+		for _, c := range l.conns {
+			c.close()
+		}
+		l.e.gos.closeAll()
+		return true, nil
+	}
+	if l.e.draining.Load() {
+		l.drain()
+		if l.drained && len(l.conns) == 0 && l.e.gos.count() == 0 {
+			return true, nil
+		}
+	}
+	l.registerFresh()
+	l.reconcileListeners()
+	ms := wait
+	if l.idle() {
+		ms = idle
+	}
+	n, err := l.wait(l.sleep(ms))
+	// A connection's progress is timed by the turn's clock: one
+	// clock read a turn, not several a request.
+	l.now = nanotime()
+	l.awake()
+	if err == unix.EINTR {
+		n, err = 0, nil // a signal (the runtime's): the turn still runs the timers
+	}
+	if err != nil {
+		return true, fmt.Errorf("epoll_wait: %w", err)
+	}
+	if l.e.quick.Load() {
+		return false, nil
+	}
+	for i := range n {
+		ev := &l.events[i]
+		switch fd := ev.Fd; {
+		case fd == int32(l.wakefd):
+			var b [8]byte
+			readFD(l.wakefd, b[:])
+			l.mu.Lock()
+			l.woken = false // what was posted is handled below
+			l.mu.Unlock()
+		case l.isListener(fd):
+			if l.lreg && !l.e.draining.Load() {
+				l.accept(int(fd))
+			}
+		default:
+			if c := l.conns[fd]; c != nil {
+				c.ready(ev.Events)
+			} else if l.async != nil {
+				l.async.ready(fd, ev.Events)
+			}
+		}
+	}
+	return false, nil
 }
 
 // eventYields bounds the hand-offs to the pool in one turn of a loop, so
@@ -324,18 +350,26 @@ func (l *eventLoop) run() error {
 const eventYields = 16
 
 // serve finishes a turn of the loop: it takes the pool's answers, gives
-// the again list its reads and, while requests are out on the pool, lets
-// their handlers run (on the loop's own P, see Serve, they run right then)
-// and takes their answers, so a hand-off wakes no other thread and no
-// epoll_wait. Then it writes each connection's output of the turn in one
-// write: for pipelined requests, one write answers them all.
-func (l *eventLoop) serve() {
+// the again list its reads, runs the jobs it keeps for itself (see
+// keepsJobs) and, while requests are out on the pool, lets their handlers
+// run (on the loop's own P, see Serve, they run right then) and takes
+// their answers, so a hand-off wakes no other thread and no epoll_wait.
+// Then it writes each connection's output of the turn in one write: for
+// pipelined requests, one write answers them all. false: a job it ran
+// blocked, and another goroutine has the loop now (see runKept).
+func (l *eventLoop) serve() bool {
 	if l.async != nil {
 		l.async.runPosted()
 	}
 	for range eventYields {
 		l.handleInbox()
 		l.readAgain()
+		if l.keptLeft() {
+			if !l.runKept() {
+				return false
+			}
+			continue // their answers are in the inbox
+		}
 		if l.jobs == 0 {
 			break
 		}
@@ -360,6 +394,7 @@ func (l *eventLoop) serve() {
 		}
 	}
 	l.dirty = l.dirty[:0]
+	return true
 }
 
 // readAgain gives each queued connection one more read, in turn; those
@@ -964,7 +999,8 @@ func (c *eventConn) serve(hr *http.Request, method string, major, minor int, clo
 	c.submit()
 }
 
-// submit hands the connection's batch to the pool.
+// submit hands the connection's batch to the pool, or keeps it for the
+// loop to run at the end of the turn.
 func (c *eventConn) submit() {
 	j := c.batch
 	if j == nil {
@@ -973,6 +1009,10 @@ func (c *eventConn) submit() {
 	c.batch = nil
 	c.busy = true
 	c.l.jobs++
+	if c.l.keepsJobs() {
+		c.l.kept = append(c.l.kept, j)
+		return
+	}
 	c.l.e.pool.submit(j)
 }
 
@@ -1132,6 +1172,8 @@ type eventJob struct {
 	ack  chan error
 	reqs []eventReq
 	fail error // what the request after the batch is answered with
+
+	kept bool // run by its loop's goroutine (runKept), which send hands the loop off from
 }
 
 // eventReq is one request of a batch, and the memory it is built in,
@@ -1144,11 +1186,17 @@ type eventReq struct {
 	closeConn    bool
 }
 
-var eventJobs = sync.Pool{New: func() any {
-	j := &eventJob{ack: make(chan error, 1)}
-	j.rw.Send = j.send
-	return j
-}}
+var eventJobs sync.Pool
+
+// (In init: a job's send reaches the loop, whose turns get jobs from
+// eventJobs.)
+func init() {
+	eventJobs.New = func() any {
+		j := &eventJob{ack: make(chan error, 1)}
+		j.rw.Send = j.send
+		return j
+	}
+}
 
 // add appends a request to the batch and returns it.
 func (j *eventJob) add() *eventReq {
@@ -1200,6 +1248,12 @@ func (j *eventJob) serve() {
 // send streams b to the connection; it blocks until the loop has taken it
 // and the connection's unsent output is below eventOutHigh.
 func (j *eventJob) send(b []byte) error {
+	if j.kept {
+		// The loop itself runs this handler, and would wait for itself
+		// to take b: it goes on on another goroutine instead.
+		j.kept = false
+		j.c.l.handOff()
+	}
 	if !j.c.l.post(eventMsg{c: j.c, b: b, ack: j.ack}) {
 		return errConnClosed
 	}
@@ -1210,7 +1264,7 @@ func (j *eventJob) release() {
 	for i := range j.reqs {
 		j.reqs[i].hr = nil
 	}
-	j.c, j.reqs, j.fail = nil, j.reqs[:0], nil
+	j.c, j.reqs, j.fail, j.kept = nil, j.reqs[:0], nil, false
 	if cap(j.out) > eventKeepBuf {
 		j.out = nil
 	}
