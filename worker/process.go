@@ -180,6 +180,9 @@ type InFlight struct {
 	end     int64     // heartbeat.Now's ns at End
 	wall    time.Time // the access log's start; zero without one
 	current bool      // the scoreboard shows this request
+	tallied bool      // a batch's request after the first: counted in tally, see Flush
+
+	tally scoreboard.Tally // the batch's requests after the first, for the scoreboard
 
 	prev, next *InFlight // in the Process's ring of requests in flight
 }
@@ -199,16 +202,18 @@ func (p *Process) Begin(w http.ResponseWriter, r *http.Request) *InFlight {
 // begin is Begin into q, a record that End is done with (ServeRecover's
 // callers keep one per connection or batch), started at start (0: now).
 func (p *Process) begin(q *InFlight, w http.ResponseWriter, r *http.Request, start int64) {
-	if start == 0 {
+	next := start != 0
+	if !next {
+		q.Flush()
 		start = heartbeat.Now()
 	}
-	*q = InFlight{p: p, w: w, r: r, start: start}
+	*q = InFlight{p: p, w: w, r: r, start: start, tallied: next, tally: q.tally}
 	if p.access != nil {
 		q.wall = time.Now()
 	}
 	q.rec = recorder{ResponseWriter: w, p: p}
 	p.trustForwarded(r)
-	if p.board != nil {
+	if p.board != nil && !next {
 		q.current = p.board.Begin(q.start, r.Method, r.RequestURI)
 	}
 	p.inFlightMu.Lock()
@@ -231,6 +236,15 @@ func (q *InFlight) link(head *InFlight) {
 func (q *InFlight) unlink() {
 	q.prev.next, q.next.prev = q.next, q.prev
 	q.prev, q.next = nil, nil
+}
+
+// Flush puts the requests of q's batch after the first (ServeNext's) on
+// the scoreboard, which counts them only then: their caller flushes once
+// the batch is served. A ServeRecover on q flushes too.
+func (q *InFlight) Flush() {
+	if q.p != nil && q.p.board != nil {
+		q.p.board.Flush(&q.tally)
+	}
 }
 
 // Ended is when End ran, by heartbeat.Now's clock; 0 before.
@@ -260,7 +274,11 @@ func (q *InFlight) End(failed bool) {
 		status = g.refusedStatus() // the goroutine type answered instead, see guardBody
 	}
 	if p.board != nil {
-		p.board.Done(q.current, status, elapsed)
+		if q.tallied {
+			p.board.Count(&q.tally, status, elapsed)
+		} else {
+			p.board.Done(q.current, status, elapsed)
+		}
 	}
 	if p.access != nil {
 		p.access.Log(q.r, status, rec.bytes, rec.Header(), q.wall, elapsed)

@@ -118,7 +118,9 @@ func ServeRecover(p *Process, q *InFlight, w *http1.ResponseWriter, r *http.Requ
 
 // ServeNext is ServeRecover for a request served right after q's last
 // one, with nothing done between them (the next of a pipelined batch): it
-// begins when that one ended, without a clock read of its own.
+// begins when that one ended, without a clock read of its own, and the
+// scoreboard counts it once the caller flushes q (InFlight.Flush) at the
+// batch's end, three atomic adds for the batch instead of six a request.
 func ServeNext(p *Process, q *InFlight, w *http1.ResponseWriter, r *http.Request) (ok bool) {
 	return serveRecover(p, q, w, r, q.end)
 }

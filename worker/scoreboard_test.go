@@ -177,6 +177,51 @@ func TestServeRecoverReusesInFlight(t *testing.T) {
 // with the scoreboard off and on: the difference is what the metrics
 // cost a request (the types' connection counting adds an atomic add per
 // read and per write).
+// TestServeNextCountsOnFlush: a batch's requests after the first are put
+// on the scoreboard together, by InFlight.Flush (or sooner, by the first
+// request answered unlike them), each by its own status and once.
+func TestServeNextCountsOnFlush(t *testing.T) {
+	p := withBoard(newTestProcess(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/missing" {
+			http.NotFound(w, r)
+		}
+	}), nil))
+	var q InFlight
+	var rw http1.ResponseWriter
+	serve := func(next bool, path string) {
+		rw.Reset(nil, "GET", 1, 1, false)
+		r := httptest.NewRequest("GET", path, nil)
+		if next {
+			ServeNext(p, &q, &rw, r)
+		} else {
+			ServeRecover(p, &q, &rw, r)
+		}
+	}
+	serve(false, "/")
+	serve(true, "/")
+	serve(true, "/")
+	if c := p.board.Read(); c.Requests != [5]uint64{0, 1, 0, 0, 0} || c.InFlight != 0 {
+		t.Fatalf("tallied: by class %v, in flight %d; want [0 1 0 0 0], 0", c.Requests, c.InFlight)
+	}
+	serve(true, "/missing")
+	if c := p.board.Read(); c.Requests != [5]uint64{0, 3, 0, 0, 0} {
+		t.Fatalf("after an unlike answer: by class %v, want [0 3 0 0 0]", c.Requests)
+	}
+	q.Flush()
+	q.Flush()
+	c := p.board.Read()
+	if c.Requests != [5]uint64{0, 3, 0, 1, 0} || c.InFlight != 0 || p.Requests() != 4 {
+		t.Fatalf("after: by class %v, in flight %d, requests %d; want [0 3 0 1 0], 0, 4", c.Requests, c.InFlight, p.Requests())
+	}
+	var buckets uint64
+	for _, n := range c.Buckets {
+		buckets += n
+	}
+	if buckets != 4 {
+		t.Errorf("%d requests in the duration buckets, want 4", buckets)
+	}
+}
+
 func BenchmarkServeHTTP(b *testing.B) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "Hello, World!") })
 	boardModes(b, h, "", func(b *testing.B, p *Process) {
@@ -190,7 +235,9 @@ func BenchmarkServeHTTP(b *testing.B) {
 
 // BenchmarkServeRecover is the per-request path of the types that serve
 // through worker/http1 (sync, event), a batch's requests after the first
-// through ServeNext, with the scoreboard off and on, and no allocation.
+// through ServeNext, flushed to the board every 16 as the event worker's
+// pipelined batches are, with the scoreboard off and on, and no
+// allocation.
 func BenchmarkServeRecover(b *testing.B) {
 	textPlain := []string{"text/plain"}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -204,10 +251,14 @@ func BenchmarkServeRecover(b *testing.B) {
 		out := make([]byte, 0, 4096)
 		ServeRecover(p, &q, &rw, r)
 		b.ReportAllocs()
+		i := 0
 		for b.Loop() {
 			rw.Reset(out[:0], "GET", 1, 1, false)
 			ServeNext(p, &q, &rw, r)
 			out, _ = rw.Finish()
+			if i++; i%16 == 0 {
+				q.Flush()
+			}
 		}
 	})
 }

@@ -1238,6 +1238,7 @@ func (j *eventJob) serve() {
 			break
 		}
 	}
+	j.q.Flush()
 	j.out = out
 	m.b = out
 	if !l.post(m) {
