@@ -83,14 +83,14 @@ func (l *eventLoop) runKept() bool {
 		j := l.kept[l.keptNext]
 		l.kept[l.keptNext] = nil
 		l.keptNext++
-		j.kept = true
 		o := h.owner.Add(1)
+		j.kept = o
 		l.e.watchdog.kick()
 		j.serve()
 		if !h.owner.CompareAndSwap(o, o+1) {
 			return false
 		}
-		j.kept = false
+		j.kept = 0
 		end := j.q.Ended()
 		if end < start {
 			end = nanotime()
@@ -135,9 +135,6 @@ func (l *eventLoop) takeOver(o uint64) {
 		go l.resume()
 	}
 }
-
-// handOff is takeOver from the kept job's own goroutine.
-func (l *eventLoop) handOff() { l.takeOver(l.handoff.owner.Load()) }
 
 // resume runs a loop taken over from a blocked job: the turn it was in,
 // then on.

@@ -124,11 +124,17 @@ func TestKeptJobsRunConcurrently(t *testing.T) {
 
 // A handler that streams (flushes) while the loop runs it hands the loop
 // off, as the loop must take the bytes it sends: the whole response
-// arrives, and the loop serves on.
+// arrives, and the loop serves on. So does one that streams only after
+// it blocked long enough for the watchdog to take the loop over (/late):
+// its send then leaves the loop's new goroutine alone.
 func TestKeptJobStreams(t *testing.T) {
 	chunk := strings.Repeat("x", 16<<10)
 	p := newTestProcess(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/stream" {
+		switch r.URL.Path {
+		case "/stream":
+		case "/late":
+			time.Sleep(20 * time.Millisecond)
+		default:
 			io.WriteString(w, "quick")
 			return
 		}
@@ -144,8 +150,10 @@ func TestKeptJobStreams(t *testing.T) {
 		if body := get(t, c, br, "/quick"); body != "quick" {
 			t.Fatalf("quick: %q", body)
 		}
-		if body := get(t, c, br, "/stream"); len(body) != 64*len(chunk) || strings.Trim(body, "x") != "" {
-			t.Fatalf("stream: %d bytes, want %d", len(body), 64*len(chunk))
+		for _, path := range []string{"/late", "/stream"} {
+			if body := get(t, c, br, path); len(body) != 64*len(chunk) || strings.Trim(body, "x") != "" {
+				t.Fatalf("%s: %d bytes, want %d", path, len(body), 64*len(chunk))
+			}
 		}
 	}
 }

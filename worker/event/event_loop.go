@@ -1173,7 +1173,10 @@ type eventJob struct {
 	reqs []eventReq
 	fail error // what the request after the batch is answered with
 
-	kept bool // run by its loop's goroutine (runKept), which send hands the loop off from
+	// kept is the loop's owner count (handoff.owner, odd) while the loop's
+	// goroutine runs the job itself (runKept), 0 otherwise: send hands off
+	// that turn of the loop, and no later one.
+	kept uint64
 }
 
 // eventReq is one request of a batch, and the memory it is built in,
@@ -1249,11 +1252,12 @@ func (j *eventJob) serve() {
 // send streams b to the connection; it blocks until the loop has taken it
 // and the connection's unsent output is below eventOutHigh.
 func (j *eventJob) send(b []byte) error {
-	if j.kept {
+	if o := j.kept; o != 0 {
 		// The loop itself runs this handler, and would wait for itself
-		// to take b: it goes on on another goroutine instead.
-		j.kept = false
-		j.c.l.handOff()
+		// to take b: it goes on on another goroutine instead (unless
+		// the watchdog has done that already).
+		j.kept = 0
+		j.c.l.takeOver(o)
 	}
 	if !j.c.l.post(eventMsg{c: j.c, b: b, ack: j.ack}) {
 		return errConnClosed
@@ -1265,7 +1269,7 @@ func (j *eventJob) release() {
 	for i := range j.reqs {
 		j.reqs[i].hr = nil
 	}
-	j.c, j.reqs, j.fail, j.kept = nil, j.reqs[:0], nil, false
+	j.c, j.reqs, j.fail, j.kept = nil, j.reqs[:0], nil, 0
 	if cap(j.out) > eventKeepBuf {
 		j.out = nil
 	}
