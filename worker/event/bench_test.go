@@ -2,7 +2,6 @@ package event
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corral-server/corral/worker"
+	"github.com/corral-server/corral/worker/internal/workertest"
 )
 
 // BenchmarkEventPipeline measures the cost of a request on a kept
@@ -91,14 +91,9 @@ func BenchmarkEventUwsgiConn(b *testing.B) {
 			addr, _ := serveTest(b, p, new(eventWorker))
 			ap := netip.MustParseAddrPort(addr)
 			sa := &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
-			var block []byte
-			for _, s := range []string{"REQUEST_METHOD", "GET", "REQUEST_URI", "/", "PATH_INFO", "/",
-				"QUERY_STRING", "", "SERVER_PROTOCOL", "HTTP/1.1", "REMOTE_ADDR", "127.0.0.1", "REMOTE_PORT", "40000",
-				"SERVER_NAME", "localhost", "SERVER_PORT", "8000", "HTTP_HOST", "127.0.0.1:8000"} {
-				block = binary.LittleEndian.AppendUint16(block, uint16(len(s)))
-				block = append(block, s...)
-			}
-			packet := append([]byte{0, byte(len(block)), byte(len(block) >> 8), 0}, block...)
+			packet := workertest.UwsgiPacket(workertest.UwsgiBlock("REQUEST_METHOD", "GET", "REQUEST_URI", "/",
+				"PATH_INFO", "/", "QUERY_STRING", "", "SERVER_PROTOCOL", "HTTP/1.1", "REMOTE_ADDR", "127.0.0.1",
+				"REMOTE_PORT", "40000", "SERVER_NAME", "localhost", "SERVER_PORT", "8000", "HTTP_HOST", "127.0.0.1:8000"))
 			buf := make([]byte, 4096)
 			b.ReportAllocs()
 			for b.Loop() {

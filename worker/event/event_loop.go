@@ -1191,8 +1191,9 @@ type eventReq struct {
 
 var eventJobs sync.Pool
 
-// (In init: a job's send reaches the loop, whose turns get jobs from
-// eventJobs.)
+// eventJobs.New is set in init, not in the declaration: New refers to
+// send, whose hand-off reaches the loop's code that gets jobs from
+// eventJobs, a cycle a package variable's initializer may not have.
 func init() {
 	eventJobs.New = func() any {
 		j := &eventJob{ack: make(chan error, 1)}

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/corral-server/corral/worker/internal/workertest"
 )
 
 func fcgiRecord(typ uint8, id uint16, content []byte) []byte {
@@ -55,20 +57,7 @@ func readRecords(t *testing.T, r io.Reader, until func(FastCGIRecord) bool) []Fa
 	}
 }
 
-func uwsgiBlock(pairs ...string) []byte {
-	var b []byte
-	for _, s := range pairs {
-		b = binary.LittleEndian.AppendUint16(b, uint16(len(s)))
-		b = append(b, s...)
-	}
-	return b
-}
-
-func uwsgiPacket(block []byte) []byte {
-	h := []byte{0, 0, 0, 0}
-	binary.LittleEndian.PutUint16(h[1:], uint16(len(block)))
-	return append(h, block...)
-}
+var uwsgiBlock, uwsgiPacket = workertest.UwsgiBlock, workertest.UwsgiPacket
 
 func proxyV2(cmd, fam byte, addr []byte, tlv int) string {
 	b := []byte("\r\n\r\n\x00\r\nQUIT\n")

@@ -8,17 +8,12 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/corral-server/corral/worker/internal/workertest"
 )
 
 // uwsgiBlock encodes name and value pairs as a variables block.
-func uwsgiBlock(pairs ...string) []byte {
-	var b []byte
-	for _, s := range pairs {
-		b = binary.LittleEndian.AppendUint16(b, uint16(len(s)))
-		b = append(b, s...)
-	}
-	return b
-}
+var uwsgiBlock = workertest.UwsgiBlock
 
 // uwsgiPacket is a packet with modifier1 0: header, block and body.
 func uwsgiPacket(mod2 byte, block []byte, body string) []byte {

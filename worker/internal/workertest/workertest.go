@@ -1,11 +1,14 @@
 // Package workertest holds what the tests of the worker types share, in
 // package worker and in the types' own packages (worker/event): the
-// handler they serve, and HTTP/1.1 clients that check how a worker answers.
+// handler they serve, HTTP/1.1 clients that check how a worker answers,
+// and uwsgi packets (worker/http1's and worker/frontend's tests build
+// theirs with it too).
 // It imports only the standard library, so package worker's tests may too.
 package workertest
 
 import (
 	"bufio"
+	"encoding/binary"
 	"io"
 	"net"
 	"net/http"
@@ -251,4 +254,22 @@ func CheckExpectContinue(t *testing.T, addr string) {
 	if _, body := ReadResponse(t, br); body != "xyz" {
 		t.Fatalf("body %q", body)
 	}
+}
+
+// UwsgiBlock is a uwsgi packet's block of variables: name, value, ...,
+// each with its 16-bit little-endian length.
+func UwsgiBlock(pairs ...string) []byte {
+	var b []byte
+	for _, s := range pairs {
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(s)))
+		b = append(b, s...)
+	}
+	return b
+}
+
+// UwsgiPacket is a uwsgi request packet (modifiers 0) carrying block.
+func UwsgiPacket(block []byte) []byte {
+	h := []byte{0, 0, 0, 0}
+	binary.LittleEndian.PutUint16(h[1:], uint16(len(block)))
+	return append(h, block...)
 }
