@@ -119,6 +119,13 @@ type Parser struct {
 	// appended to, so the strings made from it never change.
 	lastTarget string
 	strs       []byte
+
+	// okHost is the last Host value found valid, a string of its own: the
+	// requests of a kept connection repeat it, so it is checked once.
+	// hostChecked says a Host was checked on this connection: the first
+	// request's is not kept, so a connection per request allocates none.
+	okHost      string
+	hostChecked bool
 }
 
 // NewParser returns a Parser using Gunicorn's default settings with limits l.
@@ -413,7 +420,7 @@ func (p *Parser) Proxy() (ProxyInfo, bool) { return p.proxy, p.hasProxy }
 // Reset prepares the Parser for a new connection, keeping Config,
 // TrustedPeer and its storage.
 func (p *Parser) Reset() {
-	*p = Parser{Config: p.Config, TrustedPeer: p.TrustedPeer, DiscardBody: p.DiscardBody, s: p.s, lastTarget: p.lastTarget, strs: p.strs}
+	*p = Parser{Config: p.Config, TrustedPeer: p.TrustedPeer, DiscardBody: p.DiscardBody, s: p.s, lastTarget: p.lastTarget, strs: p.strs, okHost: p.okHost}
 }
 
 // Release returns the Parser's storage to a pool shared by all Parsers, so
@@ -589,6 +596,22 @@ func (p *Parser) requestLine(line []byte) error {
 // bytes), and more is not a client's robustness but someone probing for a
 // parser that counts differently.
 const maxBlankLines = 2
+
+// checkHost reports whether h is a valid Host value, remembering the last
+// one that was.
+func (p *Parser) checkHost(h []byte) bool {
+	if string(h) == p.okHost {
+		return true
+	}
+	if !validHost(h) {
+		return false
+	}
+	if p.hostChecked && len(h) <= strBlock/8 {
+		p.okHost = string(h)
+	}
+	p.hostChecked = true
+	return true
+}
 
 // strBlock is the size of the blocks short targets are carved from.
 const strBlock = 4096
@@ -892,7 +915,7 @@ func (p *Parser) finishHead() (done bool, err error) {
 	// Checked after framing, so that a request with both problems gets the
 	// framing error, the one that decides where the next request starts.
 	if hostSeen {
-		if !validHost(r.Host) {
+		if !p.checkHost(r.Host) {
 			return false, errorf(ErrInvalidHeader, "Host %s is not host [\":\" port]", quote(r.Host))
 		}
 	} else if http11 && !p.cfg.permitNoHost {

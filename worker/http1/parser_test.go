@@ -267,6 +267,45 @@ func TestHost(t *testing.T) {
 	}
 }
 
+// TestHostRemembered: the parser checks a kept connection's Host once, and
+// a different Host, on the same connection or the next, is checked again.
+func TestHostRemembered(t *testing.T) {
+	p := &Parser{}
+	parse := func(host string) error {
+		wire := []byte("GET / HTTP/1.1\r\nHost: " + host + "\r\n\r\n")
+		n, r, err := p.Parse(wire)
+		if err == nil && (r == nil || n != len(wire) || r.Host == nil || string(r.Host) != host) {
+			t.Fatalf("Host %q: n=%d of %d, request %v", host, n, len(wire), r)
+		}
+		return err
+	}
+	for range 3 {
+		if err := parse("a.example:8000"); err != nil {
+			t.Fatalf("valid Host: %v", err)
+		}
+	}
+	if p.okHost != "a.example:8000" {
+		t.Fatalf("okHost = %q after three requests", p.okHost)
+	}
+	if err := parse("a.example:8000/x"); err == nil {
+		t.Fatal("an invalid Host after a valid one was accepted")
+	}
+	p.Reset()
+	if err := parse("a.example:8000"); err != nil {
+		t.Fatalf("remembered Host on the next connection: %v", err)
+	}
+	if err := parse("a example"); err == nil {
+		t.Fatal("an invalid Host on the next connection was accepted")
+	}
+	first := func(wire string) float64 {
+		return testing.AllocsPerRun(100, func() { new(Parser).Parse([]byte(wire)) })
+	}
+	without, with := first("GET / HTTP/1.0\r\nX-A: b.example\r\n\r\n"), first("GET / HTTP/1.0\r\nHost: b.example\r\n\r\n")
+	if with != without {
+		t.Errorf("a connection's only request: %v allocations with a Host, %v without", with, without)
+	}
+}
+
 func TestPipelining(t *testing.T) {
 	wire := "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n" +
 		"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc" +

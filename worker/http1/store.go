@@ -150,10 +150,10 @@ func (s *RequestStore) fill(h http.Header, vals []string, fields []Header, dropH
 	}
 	s.reserve(n)
 	for i, f := range fields {
-		k := canonicalKeyIn(f.Name, &s.strs)
-		if dropHost && k == "Host" {
-			continue
+		if dropHost && len(f.Name) == 4 && equalFold(f.Name, "host") {
+			continue // every request has one: not worth canonicalizing
 		}
+		k := canonicalKeyIn(f.Name, &s.strs)
 		v := carve(&s.strs, f.Value)
 		if old, ok := h[k]; ok {
 			h[k] = append(old, v)
