@@ -597,10 +597,12 @@ func (p *Parser) requestLine(line []byte) error {
 // parser that counts differently.
 const maxBlankLines = 2
 
-// checkHost reports whether h is a valid Host value, remembering the last
-// one that was.
-func (p *Parser) checkHost(h []byte) bool {
+// checkHost reports whether r's Host is a valid value, remembering the
+// last one that was.
+func (p *Parser) checkHost(r *Request) bool {
+	h := r.Host
 	if string(h) == p.okHost {
+		r.host = p.okHost
 		return true
 	}
 	if !validHost(h) {
@@ -608,6 +610,7 @@ func (p *Parser) checkHost(h []byte) bool {
 	}
 	if p.hostChecked && len(h) <= strBlock/8 {
 		p.okHost = string(h)
+		r.host = p.okHost
 	}
 	p.hostChecked = true
 	return true
@@ -915,7 +918,7 @@ func (p *Parser) finishHead() (done bool, err error) {
 	// Checked after framing, so that a request with both problems gets the
 	// framing error, the one that decides where the next request starts.
 	if hostSeen {
-		if !p.checkHost(r.Host) {
+		if !p.checkHost(r) {
 			return false, errorf(ErrInvalidHeader, "Host %s is not host [\":\" port]", quote(r.Host))
 		}
 	} else if http11 && !p.cfg.permitNoHost {

@@ -271,21 +271,27 @@ func TestHost(t *testing.T) {
 // a different Host, on the same connection or the next, is checked again.
 func TestHostRemembered(t *testing.T) {
 	p := &Parser{}
+	var store RequestStore
 	parse := func(host string) error {
 		wire := []byte("GET / HTTP/1.1\r\nHost: " + host + "\r\n\r\n")
 		n, r, err := p.Parse(wire)
 		if err == nil && (r == nil || n != len(wire) || r.Host == nil || string(r.Host) != host) {
 			t.Fatalf("Host %q: n=%d of %d, request %v", host, n, len(wire), r)
 		}
+		if err == nil {
+			if hr, err := store.ToHTTP(context.Background(), r, ""); err != nil || hr.Host != host {
+				t.Fatalf("Host %q: ToHTTP gives %q, %v", host, hr.Host, err)
+			}
+		}
 		return err
 	}
-	for range 3 {
-		if err := parse("a.example:8000"); err != nil {
-			t.Fatalf("valid Host: %v", err)
+	for _, host := range []string{"a.example:8000", "a.example:8000", "b.example", "a.example:8000", "a.example:8000"} {
+		if err := parse(host); err != nil {
+			t.Fatalf("valid Host %q: %v", host, err)
 		}
 	}
 	if p.okHost != "a.example:8000" {
-		t.Fatalf("okHost = %q after three requests", p.okHost)
+		t.Fatalf("okHost = %q after its second request in a row", p.okHost)
 	}
 	if err := parse("a.example:8000/x"); err == nil {
 		t.Fatal("an invalid Host after a valid one was accepted")

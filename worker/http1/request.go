@@ -34,6 +34,9 @@ type Request struct {
 	// possible before HTTP/1.1). An absolute-form Target names the host
 	// too, and wins: ToHTTP takes it from there (RFC 9112 section 3.2.2).
 	Host []byte
+	// host is Host as the parser's string of it, when it has one (a
+	// kept connection's repeated Host): ToHTTP takes it as is.
+	host string
 
 	// ContentLength is the declared Content-Length, -1 if there was none
 	// (including every chunked request).

@@ -86,7 +86,9 @@ func (s *RequestStore) build(ctx context.Context, r *Request, remoteAddr string)
 	}
 	hr := &s.req
 	if hr.Host == "" && r.Host != nil {
-		if string(r.Host) != s.host {
+		if r.host != "" {
+			s.host = r.host
+		} else if string(r.Host) != s.host {
 			s.reserve(len(r.Host))
 			s.host = carve(&s.strs, r.Host)
 		}
