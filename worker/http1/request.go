@@ -114,9 +114,6 @@ func canonicalKeyIn(name []byte, block *[]byte) string {
 		k[i] = c
 		upper = c == '-'
 	}
-	if string(k) == "Host" {
-		return "Host" // in every request: no hashing
-	}
 	if s, ok := commonKeys[string(k)]; ok {
 		return s
 	}

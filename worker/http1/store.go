@@ -152,7 +152,7 @@ func (s *RequestStore) fill(h http.Header, vals []string, fields []Header, dropH
 	}
 	s.reserve(n)
 	for i, f := range fields {
-		if dropHost && len(f.Name) == 4 && equalFold(f.Name, "host") {
+		if dropHost && equalFold(f.Name, "host") {
 			continue // every request has one: not worth canonicalizing
 		}
 		k := canonicalKeyIn(f.Name, &s.strs)
