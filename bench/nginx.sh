@@ -57,6 +57,8 @@
 #
 # Environment (defaults): WRK_THREADS (1) WRK_CONNS (64) WRK_DURATION (8, seconds)
 #   WARMUP (2, seconds) CASES (all: space-separated names or globs)
+#   ROUNDS (1): N > 1 runs every case N times, round after round, and prints each case's best
+#   round (most rps) with an extra column, rps_rounds, every round's rps (lib.sh's best_rounds)
 #   NGINX (nginx) NGINX_KEEPALIVE (64) NGINX_PARAMS_DIR (/etc/nginx: uwsgi_params, fastcgi_params)
 #   NGINX_WORKERS (2) BACKEND_WORKERS (2: corral -w, uWSGI --processes, Gunicorn -w)
 #   NGINX_CPUS (SERVER_CPUS: nginx's taskset -c; SERVER_CPUS pins the backend)
@@ -71,6 +73,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 WRK_CONNS=${WRK_CONNS:-64}
 WRK_DURATION=${WRK_DURATION:-8}
 WARMUP=${WARMUP:-2}
+ROUNDS=${ROUNDS:-1}
 CASES=${CASES:-all}
 NGINX=${NGINX:-nginx}
 NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-64}
@@ -337,7 +340,6 @@ need wrk curl ss setsid timeout awk "$NGINX"
 log "wrk -t$WRK_THREADS -c$WRK_CONNS -d${WRK_DURATION}s (warm-up ${WARMUP}s) through nginx" \
 	"($NGINX_WORKERS workers, upstream keepalive $NGINX_KEEPALIVE; $BACKEND_WORKERS backend workers)," \
 	"server cpus: ${SERVER_CPUS:-any}, nginx cpus: ${NGINX_CPUS:-any}, wrk cpus: ${WRK_CPUS:-any}, logs: $LOG_DIR"
-printf 'name\trps\tp50_ms\tp99_ms\terrors\trss_mb\tcpu_us_per_req\tnginx_cpu_us_per_req\n'
 if command -v go >/dev/null; then
 	mkdir -p "$BENCHBIN"
 	(cd "$APPS_DIR/gohello" && go build -o "$BENCHBIN/" ./floor) || log "go build of the floor failed"
@@ -347,34 +349,39 @@ GUNICORN_ARGS=(--chdir "$APPS_DIR" -b "$HOST:{PORT}" --log-level warning)
 UWSGI_ARGS=(--plugin python3 --master --processes "$BACKEND_WORKERS" --chdir "$APPS_DIR"
 	--module hello_wsgi:application --need-app --disable-logging --die-on-term --listen 1024)
 
-# The table: name, protocol nginx speaks to the backend, the backend's start command line.
-for proto in http uwsgi fastcgi; do
-	scheme=""
-	[[ $proto == http ]] || scheme="$proto://"
-	for k in goroutine sync event; do
-		case_ "nginx-$proto-corral-$k" "$proto" \
-			"$CORRAL" -w "$BACKEND_WORKERS" -k "$k" -b "$scheme$HOST:{PORT}" "${CORRAL_LISTEN[@]}" --log-level warning demo
+# rows: every selected case.  The table: name, protocol nginx speaks to the backend, the
+# backend's start command line.
+rows() {
+	for proto in http uwsgi fastcgi; do
+		scheme=""
+		[[ $proto == http ]] || scheme="$proto://"
+		for k in goroutine sync event; do
+			case_ "nginx-$proto-corral-$k" "$proto" \
+				"$CORRAL" -w "$BACKEND_WORKERS" -k "$k" -b "$scheme$HOST:{PORT}" "${CORRAL_LISTEN[@]}" --log-level warning demo
+		done
+		case_ "nginx-$proto-corral-wsgi" "$proto" "$CORRAL" -w "$BACKEND_WORKERS" -k wsgi --python /usr/bin/python3 --chdir "$APPS_DIR" \
+			-b "$scheme$HOST:{PORT}" "${CORRAL_LISTEN[@]}" --log-level warning hello_wsgi:application
+		case_ "nginx-$proto-corral-wsgi-unpinned" "$proto" "$CORRAL" -w "$BACKEND_WORKERS" -k wsgi --cpu-affinity off --python /usr/bin/python3 \
+			--chdir "$APPS_DIR" -b "$scheme$HOST:{PORT}" "${CORRAL_LISTEN[@]}" --log-level warning hello_wsgi:application
+		case $proto in
+		http)
+			case_ nginx-http-gunicorn-sync http "$GUNICORN" "${GUNICORN_ARGS[@]}" -w "$BACKEND_WORKERS" hello_wsgi:app
+			case_ nginx-http-gunicorn-gthread http \
+				"$GUNICORN" "${GUNICORN_ARGS[@]}" -w "$BACKEND_WORKERS" -k gthread --threads 4 hello_wsgi:app
+			;;
+		uwsgi)
+			case_ nginx-uwsgi-uwsgi uwsgi "$UWSGI" --socket "$HOST:{PORT}" "${UWSGI_ARGS[@]}"
+			case_ nginx-uwsgi-floor uwsgi "$BENCHBIN/floor" -proto uwsgi -addr "$HOST:{PORT}"
+			;;
+		fastcgi)
+			case_ nginx-fastcgi-uwsgi fastcgi "$UWSGI" --fastcgi-socket "$HOST:{PORT}" "${UWSGI_ARGS[@]}"
+			case_ nginx-fastcgi-floor fastcgi "$BENCHBIN/floor" -proto fastcgi -addr "$HOST:{PORT}"
+			;;
+		esac
 	done
-	case_ "nginx-$proto-corral-wsgi" "$proto" "$CORRAL" -w "$BACKEND_WORKERS" -k wsgi --python /usr/bin/python3 --chdir "$APPS_DIR" \
-		-b "$scheme$HOST:{PORT}" "${CORRAL_LISTEN[@]}" --log-level warning hello_wsgi:application
-	case_ "nginx-$proto-corral-wsgi-unpinned" "$proto" "$CORRAL" -w "$BACKEND_WORKERS" -k wsgi --cpu-affinity off --python /usr/bin/python3 \
-		--chdir "$APPS_DIR" -b "$scheme$HOST:{PORT}" "${CORRAL_LISTEN[@]}" --log-level warning hello_wsgi:application
-	case $proto in
-	http)
-		case_ nginx-http-gunicorn-sync http "$GUNICORN" "${GUNICORN_ARGS[@]}" -w "$BACKEND_WORKERS" hello_wsgi:app
-		case_ nginx-http-gunicorn-gthread http \
-			"$GUNICORN" "${GUNICORN_ARGS[@]}" -w "$BACKEND_WORKERS" -k gthread --threads 4 hello_wsgi:app
-		;;
-	uwsgi)
-		case_ nginx-uwsgi-uwsgi uwsgi "$UWSGI" --socket "$HOST:{PORT}" "${UWSGI_ARGS[@]}"
-		case_ nginx-uwsgi-floor uwsgi "$BENCHBIN/floor" -proto uwsgi -addr "$HOST:{PORT}"
-		;;
-	fastcgi)
-		case_ nginx-fastcgi-uwsgi fastcgi "$UWSGI" --fastcgi-socket "$HOST:{PORT}" "${UWSGI_ARGS[@]}"
-		case_ nginx-fastcgi-floor fastcgi "$BENCHBIN/floor" -proto fastcgi -addr "$HOST:{PORT}"
-		;;
-	esac
-done
-case_ nginx-only none
+	case_ nginx-only none
+}
 
+header='name\trps\tp50_ms\tp99_ms\terrors\trss_mb\tcpu_us_per_req\tnginx_cpu_us_per_req'
+run_rows "$header"
 log "done; logs in $LOG_DIR"

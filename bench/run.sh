@@ -10,7 +10,10 @@
 #                  (64 connections), 16-deep pipelining, Connection: close (32 connections, uWSGI
 #                  too), and behind nginx over uwsgi and FastCGI (nginx, one worker, shares CPU 1
 #                  with the backend); with the floor row (apps/gohello/floor), each server's
-#                  share of it, and the issue's goal ratios, met or not
+#                  share of it, and the issue's goal ratios, met or not; each row the best of
+#                  PINNED_ROUNDS (3) rounds; keep-alive and close with each server's tree capped
+#                  at PINNED_QUOTA (30) percent of its core (empty: uncapped), as wrk's own core
+#                  saturates first there
 #   (profile)      bench/profile.sh on each path (keep-alive, pipeline, close, nginx-uwsgi):
 #                  where the time per request goes (perf) and system calls per request (strace),
 #                  beside bench/results/before/'s tables (main before issue 21's work)
@@ -73,18 +76,29 @@ pinned() { [[ $pinned_paths == *" $1 "* ]]; }
 PINNED_NGINX_CASES="nginx-uwsgi-corral-goroutine nginx-uwsgi-corral-sync nginx-uwsgi-corral-event nginx-uwsgi-uwsgi"
 PINNED_NGINX_CASES+=" nginx-uwsgi-floor nginx-fastcgi-corral-goroutine nginx-fastcgi-corral-sync nginx-fastcgi-corral-event"
 PINNED_NGINX_CASES+=" nginx-fastcgi-uwsgi nginx-fastcgi-floor"
+PINNED_QUOTA=${PINNED_QUOTA-30} # empty: no quota
+if [[ -n $PINNED_QUOTA ]] && step pinned && ! LOG_DIR=${TMPDIR:-/tmp} bash -c 'source bench/lib.sh && quota_check'; then
+	echo "bench/run.sh: no CPU quota on this machine: the pinned keep-alive and close paths run uncapped" >&2
+	PINNED_QUOTA=""
+fi
 if step pinned && (($(nproc) >= 2)); then
-	# One server core: the server on CPU 1, wrk on CPU 0, one worker (process) each.
-	export SERVER_CPUS=1 WRK_CPUS=0 CORRAL_WORKERS=1 UWSGI_PROCESSES=1
+	# One server core: the server on CPU 1, wrk on CPU 0, one worker (process) each, every row
+	# PINNED_ROUNDS times (peers.sh's ROUNDS: the best round of each).  With keep-alive and with
+	# a connection per request wrk's core saturates before the server's does (wrk 0.93-0.99 busy,
+	# the floor's core 0.48-0.87): those two paths cap each server's tree at PINNED_QUOTA percent
+	# of its core, so that rps compares the servers, not wrk.  Pipelined, every server but the
+	# floor saturates its core first.
+	export SERVER_CPUS=1 WRK_CPUS=0 CORRAL_WORKERS=1 UWSGI_PROCESSES=1 ROUNDS=${PINNED_ROUNDS:-3}
 	if pinned ka; then
-		PEERS="go-nethttp go-fasthttp floor" EXTRA_PEERS=bench/corral_peers.sh bash bench/peers.sh >"$out/pinned.tsv"
+		SERVER_QUOTA=$PINNED_QUOTA PEERS="go-nethttp go-fasthttp floor" EXTRA_PEERS=bench/corral_peers.sh \
+			bash bench/peers.sh >"$out/pinned.tsv"
 	fi
 	if pinned pipeline; then
 		WRK_SCRIPT=$PWD/bench/pipeline.lua PEERS="go-nethttp go-fasthttp floor" EXTRA_PEERS=bench/corral_peers.sh \
 			bash bench/peers.sh >"$out/pinned_pipeline.tsv"
 	fi
 	if pinned close; then
-		WRK_CONNS=32 WRK_SCRIPT=$PWD/bench/close.lua PEERS="go-nethttp go-fasthttp uwsgi floor" \
+		SERVER_QUOTA=$PINNED_QUOTA WRK_CONNS=32 WRK_SCRIPT=$PWD/bench/close.lua PEERS="go-nethttp go-fasthttp uwsgi floor" \
 			EXTRA_PEERS=bench/corral_peers.sh bash bench/peers.sh >"$out/pinned_close.tsv"
 	fi
 	# Behind nginx, nginx (one worker) shares CPU 1 with the backend: with a connection per
@@ -93,7 +107,7 @@ if step pinned && (($(nproc) >= 2)); then
 	if pinned nginx; then
 		NGINX_WORKERS=1 BACKEND_WORKERS=1 CASES=$PINNED_NGINX_CASES bash bench/nginx.sh >"$out/pinned_nginx.tsv"
 	fi
-	unset SERVER_CPUS WRK_CPUS CORRAL_WORKERS UWSGI_PROCESSES
+	unset SERVER_CPUS WRK_CPUS CORRAL_WORKERS UWSGI_PROCESSES ROUNDS
 fi
 if step profile && (($(nproc) >= 2)); then
 	for p in ${PROFILE_PATHS:-keep-alive pipeline close nginx-uwsgi}; do
@@ -275,6 +289,14 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		echo "most this kernel and loopback allow: x_floor_rps is each server's requests per second over the"
 		echo "floor's, x_floor_cpu its CPU time per request over the floor's (it moves less than rps on a"
 		echo "shared machine). cpu_us_per_req: the server's (the backend's) tree, user+system, per request."
+		echo "Each row is the best of ${PINNED_ROUNDS:-3} rounds (rps_rounds: every round's rps, run round after round"
+		echo "through all the rows): noise on a shared machine only takes throughput away."
+		if [[ -n $PINNED_QUOTA ]]; then
+			echo "With keep-alive and with a connection per request, wrk's core saturates before the server's"
+			echo "(measured: wrk's core 0.93-0.99 busy, the floor's 0.48-0.87), so rps would compare wrk with itself:"
+			echo "on those two paths each server's tree gets ${PINNED_QUOTA}% of CPU 1 (a cgroup CPU quota, 10 ms period),"
+			echo "and the server is the bottleneck. Their p99 includes the quota's waits (up to one period)."
+		fi
 		if [[ $CORRAL_DEFER_ACCEPT == 1 ]]; then
 			echo "corral's rows here and behind nginx bind with --defer-accept (TCP_DEFER_ACCEPT), as uWSGI"
 			echo "binds by default and the floor does: a connection is accepted once its request came."
