@@ -46,7 +46,8 @@
 #   uwsgi    no keepalive: nginx's uwsgi module sends one request per connection.
 #
 # stdout: a header, then one TSV row per case:
-#   name  rps  p50_ms  p99_ms  errors  rss_mb  cpu_us_per_req  nginx_cpu_us_per_req
+#   name  rps  p50_ms  p99_ms  errors  rss_mb  cpu_us_per_req  nginx_cpu_us_per_req  steal_pct
+# steal_pct: as peers.sh's, of the CPUs the backend runs on (SERVER_CPUS; unpinned, all).
 # errors = wrk socket errors (connect+read+write+timeout) + responses with status >= 400
 # (a 502 from nginx counts).  rss_mb = the BACKEND's process tree (its master and workers:
 # sum of VmRSS, shared pages counted once per process), NOT nginx's; nginx-only, having no
@@ -187,7 +188,7 @@ status_of() {
 }
 
 # na_row NAME [RSS]: the row of a case that could not be measured.
-na_row() { printf '%s\tNA\tNA\tNA\tNA\t%s\tNA\tNA\n' "$1" "${2:-NA}"; }
+na_row() { printf '%s\tNA\tNA\tNA\tNA\t%s\tNA\tNA\t%s\n' "$1" "${2:-NA}" "${3:-NA}"; }
 
 # last_error FILE: the first ERROR/emerg line of a log, for the stderr report.
 last_error() { grep -m1 -E "ERROR|error|emerg" "$1" 2>/dev/null; }
@@ -274,9 +275,14 @@ bench_case() {
 	[[ -n $SERVER_PID ]] && bcpu0=$(tree_cpu "$SERVER_PID")
 	ncpu0=$(tree_cpu "$NGINX_PID")
 	mapfile -d '' -t cmd < <(wrk_cmd "$WRK_CONNS" "$WRK_DURATION" "$port")
+	local tick0 tick1
+	tick0=$(cpu_ticks "$SERVER_CPUS")
 	measure_hook start "$name"
 	"${cmd[@]}" >"$LOG_DIR/$name.wrk" 2>&1
 	measure_hook stop "$name"
+	tick1=$(cpu_ticks "$SERVER_CPUS")
+	local steal
+	steal=$(steal_pct "$tick0" "$tick1")
 	[[ -n $SERVER_PID ]] && bcpu1=$(tree_cpu "$SERVER_PID")
 	ncpu1=$(tree_cpu "$NGINX_PID")
 	# Memory right after the run, before stopping: the backend's tree (the row), nginx's (stderr).
@@ -294,7 +300,7 @@ bench_case() {
 	read -r rss pss nprocs <<<"$mem"
 	if ! parse_wrk "$LOG_DIR/$name.wrk"; then
 		log "$name: no result from wrk; see $LOG_DIR/$name.wrk"
-		na_row "$name" "$rss"
+		na_row "$name" "$rss" "$steal"
 		return 0
 	fi
 	local rps p50 p99 errors
@@ -310,7 +316,7 @@ bench_case() {
 		(($#)) && cpu_req=$(calc "($bcpu1 - $bcpu0) * 1e6 / $W_requests" 1)
 		ncpu_req=$(calc "($ncpu1 - $ncpu0) * 1e6 / $W_requests" 1)
 	fi
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" "$p50" "$p99" "$errors" "$rss" "$cpu_req" "$ncpu_req"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" "$p50" "$p99" "$errors" "$rss" "$cpu_req" "$ncpu_req" "$steal"
 }
 
 # selected NAME: true if CASES is "all" or one of its words (a name or a glob) matches NAME.
@@ -382,6 +388,6 @@ rows() {
 	case_ nginx-only none
 }
 
-header='name\trps\tp50_ms\tp99_ms\terrors\trss_mb\tcpu_us_per_req\tnginx_cpu_us_per_req'
+header='name\trps\tp50_ms\tp99_ms\terrors\trss_mb\tcpu_us_per_req\tnginx_cpu_us_per_req\tsteal_pct'
 run_rows "$header"
 log "done; logs in $LOG_DIR"

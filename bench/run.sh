@@ -184,13 +184,16 @@ floor_share() {
 			x = $1; name[++n] = x; rps[x] = $c["rps"]; p99[x] = $c["p99_ms"]; err[x] = $c["errors"]
 			cpu[x] = ("cpu_us_per_req" in c) ? $c["cpu_us_per_req"] : "NA"
 			if (nginx) ncpu[x] = $c["nginx_cpu_us_per_req"]
+			steal[x] = ("steal_pct" in c) ? $c["steal_pct"] : "NA"
+			rounds[x] = ("rps_rounds" in c) ? $c["rps_rounds"] : ""
 		}
 		END {
-			printf "name\trps\tp99_ms\terrors\tcpu_us_per_req%s\tx_floor_rps\tx_floor_cpu\n", nginx ? "\tnginx_cpu_us_per_req" : ""
+			printf "name\trps\tp99_ms\terrors\tcpu_us_per_req%s\tx_floor_rps\tx_floor_cpu\tsteal_pct%s\n",
+				nginx ? "\tnginx_cpu_us_per_req" : "", ("rps_rounds" in c) ? "\trps_rounds" : ""
 			for (i = 1; i <= n; i++) {
 				x = name[i]; f = fl(x)
-				printf "%s\t%s\t%s\t%s\t%s%s\t%s\t%s\n", x, rps[x], p99[x], err[x], cpu[x], nginx ? "\t" ncpu[x] : "",
-					ratio(rps[x], rps[f]), ratio(cpu[x], cpu[f])
+				printf "%s\t%s\t%s\t%s\t%s%s\t%s\t%s\t%s%s\n", x, rps[x], p99[x], err[x], cpu[x], nginx ? "\t" ncpu[x] : "",
+					ratio(rps[x], rps[f]), ratio(cpu[x], cpu[f]), steal[x], ("rps_rounds" in c) ? "\t" rounds[x] : ""
 			}
 		}' "$1"
 }
@@ -290,7 +293,8 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		echo "floor's, x_floor_cpu its CPU time per request over the floor's (it moves less than rps on a"
 		echo "shared machine). cpu_us_per_req: the server's (the backend's) tree, user+system, per request."
 		echo "Each row is the best of ${PINNED_ROUNDS:-3} rounds (rps_rounds: every round's rps, run round after round"
-		echo "through all the rows): noise on a shared machine only takes throughput away."
+		echo "through all the rows): noise on a shared machine only takes throughput away. steal_pct: the"
+		echo "percent of that round's measured run the hypervisor gave CPU 1 to another guest."
 		if [[ -n $PINNED_QUOTA ]]; then
 			echo "With keep-alive and with a connection per request, wrk's core saturates before the server's"
 			echo "(measured: wrk's core 0.93-0.99 busy, the floor's 0.48-0.87), so rps would compare wrk with itself:"
