@@ -119,6 +119,7 @@ stop_nginx() {
 cleanup() {
 	stop_nginx
 	stop_server
+	quota_remove
 }
 trap cleanup EXIT
 trap 'exit 130' INT
