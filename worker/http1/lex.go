@@ -122,16 +122,26 @@ func equalFold(b []byte, s string) bool {
 	return true
 }
 
-// checkTarget enforces RFC 9112 section 3.2: the form of the request-target
-// must suit the method, so that "GET example.com:443" or "GET foo/bar" never
-// reach routing code that would guess what was meant.
-func checkTarget(method string, t []byte) error {
-	if len(t) == 0 {
-		return errorf(ErrInvalidRequestLine, "empty request-target")
-	}
+// checkTargetBytes and checkTargetForm enforce RFC 9112 section 3.2: the
+// form of the request-target must suit the method, so that "GET
+// example.com:443" or "GET foo/bar" never reach routing code that would
+// guess what was meant. Two functions, as the request-line's scan checks
+// the bytes of the usual target on its way (Parser.requestLine).
+//
+// checkTargetBytes checks every byte of t.
+func checkTargetBytes(t []byte) error {
 	if !allIn(t, &targetTab, 0x21) {
 		i := slices.IndexFunc(t, func(c byte) bool { return !targetTab[c] })
 		return errorf(ErrInvalidRequestLine, "invalid byte %q in request-target", t[i])
+	}
+	return nil
+}
+
+// checkTargetForm checks t's form, for a t whose bytes checkTargetBytes
+// accepts.
+func checkTargetForm(method string, t []byte) error {
+	if len(t) == 0 {
+		return errorf(ErrInvalidRequestLine, "empty request-target")
 	}
 	switch {
 	case method == "CONNECT":

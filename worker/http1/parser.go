@@ -28,6 +28,7 @@ const (
 // slices, because buf may be reallocated while the section is parsed.
 type field struct {
 	off, nameLen, end int
+	underscore        bool // the name has a "_": see closeField
 }
 
 // scratch is the memory a request is parsed into. It is pooled, so that a
@@ -526,6 +527,11 @@ func (s *scratch) header(f field) Header {
 // number of bytes it occupies with the CRLF. Only CRLF ends a line: a bare
 // CR or LF stays in the line, where validation rejects it.
 func (p *Parser) readLine(b []byte) (line []byte, adv int, ok bool) {
+	if len(b) >= 2 && b[0] == '\r' && b[1] == '\n' {
+		// The empty line that ends every head: no search.
+		p.scanned = 0
+		return b[:0], 2, true
+	}
 	from := p.scanned - 1 // the CR of a CRLF may be the last byte seen
 	if from < 0 || from > len(b) {
 		from = 0
@@ -555,11 +561,18 @@ func (p *Parser) requestLine(line []byte) error {
 	if sp1 < 0 {
 		return errorf(ErrInvalidRequestLine, "request line %s has no spaces", quote(line))
 	}
-	sp2 := bytes.IndexByte(line[sp1+1:], ' ')
-	if sp2 < 0 {
-		return errorf(ErrInvalidRequestLine, "request line %s has one part too few", quote(line))
+	// The usual line ends in " HTTP/1.1": where the target has none of
+	// the bytes a target cannot hold (SP among them), that SP is the
+	// second, and the one scan over the target both finds and checks it.
+	sp2 := len(line) - len(" HTTP/1.1")
+	clean := sp2 > sp1 && line[sp2] == ' ' && allIn(line[sp1+1:sp2], &targetTab, 0x21)
+	if !clean {
+		sp2 = bytes.IndexByte(line[sp1+1:], ' ')
+		if sp2 < 0 {
+			return errorf(ErrInvalidRequestLine, "request line %s has one part too few", quote(line))
+		}
+		sp2 += sp1 + 1
 	}
-	sp2 += sp1 + 1
 	method, target, version := line[:sp1], line[sp1+1:sp2], line[sp2+1:]
 	r := &p.s.req
 
@@ -574,7 +587,12 @@ func (p *Parser) requestLine(line []byte) error {
 	}
 	r.Method = internMethod(method, p.cfg.CasefoldMethod)
 
-	if err := checkTarget(r.Method, target); err != nil {
+	if !clean {
+		if err := checkTargetBytes(target); err != nil {
+			return err
+		}
+	}
+	if err := checkTargetForm(r.Method, target); err != nil {
 		return err
 	}
 	r.Target = p.internTarget(target)
@@ -732,21 +750,33 @@ func (p *Parser) fieldLine(line []byte) error {
 	if len(line)+2 > p.lim.fieldSize {
 		return errorf(ErrLimitRequestHeaders, "field line of %d bytes, limit %d", len(line)+2, p.lim.fieldSize)
 	}
-	colon := bytes.IndexByte(line, ':')
-	if colon <= 0 {
-		return errorf(ErrInvalidHeader, "field line %s has no name", quote(line))
+	// One pass finds the colon, checks the name and notes an underscore;
+	// a name that is not all tchar up to the colon takes the long way,
+	// which tells what is wrong with it.
+	colon, underscore := 0, false
+	for colon < len(line) && tokenTab[line[colon]] {
+		underscore = underscore || line[colon] == '_'
+		colon++
 	}
 	name := line[:colon]
-	if p.cfg.StripHeaderSpaces {
-		name = trimRightOWS(name)
-	}
-	if !isToken(name) {
-		return errorf(ErrInvalidHeaderName, "field name %s", quote(name))
+	if colon == 0 || colon == len(line) || line[colon] != ':' {
+		colon = bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return errorf(ErrInvalidHeader, "field line %s has no name", quote(line))
+		}
+		name = line[:colon]
+		if p.cfg.StripHeaderSpaces {
+			name = trimRightOWS(name)
+		}
+		if !isToken(name) {
+			return errorf(ErrInvalidHeaderName, "field name %s", quote(name))
+		}
+		underscore = bytes.IndexByte(name, '_') >= 0
 	}
 	off := len(s.buf)
 	s.buf = append(s.buf, name...)
 	s.buf = append(s.buf, trimOWS(line[colon+1:])...)
-	s.fields = append(s.fields, field{off: off, nameLen: len(name), end: len(s.buf)})
+	s.fields = append(s.fields, field{off: off, nameLen: len(name), end: len(s.buf), underscore: underscore})
 	p.open = true
 	p.openLen = len(line) + 2
 	return nil
@@ -759,11 +789,16 @@ func (p *Parser) closeField(trailer bool) error {
 	}
 	p.open = false
 	s := p.s
-	f := s.fields[len(s.fields)-1]
-	h := s.header(f)
-	if !validValue(h.Value) {
-		return errorf(ErrInvalidHeader, "control character in the value of %s", quote(h.Name))
+	f := &s.fields[len(s.fields)-1]
+	name := s.buf[f.off : f.off+f.nameLen : f.off+f.nameLen]
+	if !validValue(s.buf[f.off+f.nameLen : f.end]) {
+		return errorf(ErrInvalidHeader, "control character in the value of %s", quote(name))
 	}
+	if !trailer && !p.TrustedPeer && !f.underscore {
+		p.kept++ // the usual field: nothing more to check
+		return nil
+	}
+	h := s.header(*f)
 	if trailer && forbiddenTrailer(h.Name) {
 		return errorf(ErrInvalidHeaderName, "%s is not allowed in trailers", quote(h.Name))
 	}
@@ -784,7 +819,7 @@ func (p *Parser) closeField(trailer bool) error {
 			r.Scheme = scheme
 		}
 	}
-	if bytes.IndexByte(h.Name, '_') >= 0 && !p.forwarder(h.Name) {
+	if f.underscore && !p.forwarder(h.Name) {
 		switch p.cfg.HeaderMap {
 		case HeaderMapDangerous:
 		case HeaderMapRefuse:
