@@ -30,8 +30,8 @@ import (
 // it waits for the loop to take its bytes.
 //
 // A job taken over, or eventKeptSlows of eventKeptWindow in a row that
-// ran longer than eventKeptSlow, are a strike: the loop's jobs go to the
-// pool for a while (eventKeptStay, doubling with each strike up to
+// ran longer than eventKeptSlow a request, are a strike: the loop's jobs
+// go to the pool for a while (eventKeptStay, doubling with each strike up to
 // eventKeptStayMax), so an app whose handlers block pays for a blocked
 // loop once in a while, not per request. One slow job is not: on a
 // shared machine a hello world's job now and then takes 100-400us of wall
@@ -86,6 +86,7 @@ func (l *eventLoop) runKept() bool {
 		o := h.owner.Add(1)
 		j.kept = o
 		l.e.watchdog.kick()
+		handlers := int64(max(len(j.reqs), 1))
 		j.serve()
 		if !h.owner.CompareAndSwap(o, o+1) {
 			return false
@@ -98,7 +99,11 @@ func (l *eventLoop) runKept() bool {
 		if h.ran++; h.ran == eventKeptWindow {
 			h.ran, h.slow = 0, 0
 		}
-		if end-start > int64(eventKeptSlow) {
+		// A batch of pipelined requests is as many handlers: slow is
+		// slower than eventKeptSlow each, on average, so that a
+		// preempted turn (a hypervisor's steal can take milliseconds)
+		// does not count as a blocking handler as readily.
+		if end-start > int64(eventKeptSlow)*handlers {
 			if h.slow++; h.slow == eventKeptSlows {
 				l.strike(end, fmt.Sprintf("%d of its last %d handlers ran over %s on it", h.slow, h.ran, eventKeptSlow))
 			}
