@@ -85,9 +85,9 @@ type ResponseWriter struct {
 	declared    int64
 	written     int64 // body bytes the handler wrote
 	err         error
-	keys        []string // scratch for sorting header keys
-	hasType     bool     // the handler set Content-Type (see fieldKeys)
-	hasDate     bool     // the handler set Date, even to nil
+	fields      []outField // scratch for sorting the header's fields
+	hasType     bool       // the handler set Content-Type (see headerFields)
+	hasDate     bool       // the handler set Date, even to nil
 }
 
 // Reset prepares w for the response to one request: out is the buffer to
@@ -156,7 +156,7 @@ func (w *ResponseWriter) interim(code int) {
 		return
 	}
 	w.out = appendStatusLine(w.out, 1, 1, code)
-	w.out = w.appendFields(w.out, w.fieldKeys(true))
+	w.out = w.appendFields(w.out, w.headerFields(true))
 	w.out = append(w.out, "\r\n"...)
 	w.send()
 }
@@ -363,65 +363,73 @@ func (w *ResponseWriter) writeHead(final bool) {
 	default:
 		w.closeConn = true // HTTP/1.0: the close ends the body
 	}
-	keys := w.fieldKeys(false)
-	if body && w.method != http.MethodHead && len(w.body) > 0 && !w.hasType {
-		h["Content-Type"] = []string{http.DetectContentType(w.body)}
-		keys = append(keys, "Content-Type")
+	// b, not w.out, so that the appends keep it in registers.
+	b := appendStatusLine(w.out, w.major, w.minor, w.status)
+	if typ, ok := w.onlyType(); ok {
+		for _, v := range typ {
+			b = append(b, "Content-Type: "...) // one copy, not appendFields' two
+			b = appendValue(b, v)
+			b = append(b, "\r\n"...)
+		}
+	} else {
+		fields := w.headerFields(false)
+		if body && w.method != http.MethodHead && len(w.body) > 0 && !w.hasType {
+			vs := []string{http.DetectContentType(w.body)}
+			h["Content-Type"] = vs
+			fields = append(fields, outField{"Content-Type", vs})
+		}
+		b = w.appendFields(b, fields)
 	}
-	w.out = appendStatusLine(w.out, w.major, w.minor, w.status)
-	w.out = w.appendFields(w.out, keys)
 	if !w.hasDate {
-		w.out = append(w.out, "Date: "...)
-		w.out = appendDate(w.out)
-		w.out = append(w.out, "\r\n"...)
+		b = appendDate(b)
 	}
 	if setCL {
-		w.out = append(w.out, "Content-Length: "...)
-		w.out = strconv.AppendInt(w.out, w.written, 10)
-		w.out = append(w.out, "\r\n"...)
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, w.written, 10)
+		b = append(b, "\r\n"...)
 	}
 	if w.chunked {
-		w.out = append(w.out, "Transfer-Encoding: chunked\r\n"...)
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
 	switch {
 	case w.closeConn:
-		w.out = append(w.out, "Connection: close\r\n"...)
+		b = append(b, "Connection: close\r\n"...)
 	case !w.http11():
-		w.out = append(w.out, "Connection: keep-alive\r\n"...)
+		b = append(b, "Connection: keep-alive\r\n"...)
 	}
-	w.out = append(w.out, "\r\n"...)
+	b = append(b, "\r\n"...)
 	if len(w.body) > 0 {
 		if w.chunked {
-			w.out = strconv.AppendUint(w.out, uint64(len(w.body)), 16)
-			w.out = append(w.out, "\r\n"...)
-			w.out = append(w.out, w.body...)
-			w.out = append(w.out, "\r\n"...)
+			b = strconv.AppendUint(b, uint64(len(w.body)), 16)
+			b = append(b, "\r\n"...)
+			b = append(b, w.body...)
+			b = append(b, "\r\n"...)
 		} else {
-			w.out = append(w.out, w.body...)
+			b = append(b, w.body...)
 		}
 		w.body = w.body[:0]
 	}
+	w.out = b
 }
 
-// fieldKeys returns the keys of the handler's header fields that go out,
-// in one pass over the map: framing and hop-by-hop fields are ours to set
-// (a "Connection: close" of the handler's closes the connection), a 204
-// has no Content-Length, and an interim response leaves out the fields
-// that describe a final response's body. It notes whether Content-Type
-// and Date are among them.
-func (w *ResponseWriter) fieldKeys(interim bool) []string {
-	keys := w.keys[:0]
+// outField is a header field that goes out: its key and values.
+type outField struct {
+	key  string
+	vals []string
+}
+
+// headerFields returns the handler's header fields that go out, in one
+// pass over the map, their values with them so that appendFields looks
+// up none: framing and hop-by-hop fields are ours to set (a
+// "Connection: close" of the handler's closes the connection), a 204 has
+// no Content-Length, and an interim response leaves out the fields that
+// describe a final response's body. It notes whether Content-Type and
+// Date are among them.
+func (w *ResponseWriter) headerFields(interim bool) []outField {
+	fields := w.fields[:0]
 	w.hasType, w.hasDate = false, false
-	// The usual handler sets Content-Type alone, or nothing: a look-up is a
-	// fraction of the cost of a walk over the map.
-	switch len(w.header) {
-	case 0:
-		return keys
-	case 1:
-		if _, ok := w.header["Content-Type"]; ok && !interim {
-			w.hasType = true
-			return append(keys, "Content-Type")
-		}
+	if len(w.header) == 0 {
+		return fields
 	}
 	for k, v := range w.header {
 		switch k {
@@ -447,30 +455,43 @@ func (w *ResponseWriter) fieldKeys(interim bool) []string {
 			}
 			w.hasDate = true
 		}
-		keys = append(keys, k)
+		fields = append(fields, outField{k, v})
 	}
-	return keys
+	return fields
 }
 
-// appendFields appends the handler's fields under keys, sorted by name so
-// that responses are reproducible.
-func (w *ResponseWriter) appendFields(b []byte, keys []string) []byte {
-	if len(keys) > 1 {
-		slices.Sort(keys)
+// onlyType returns the values of Content-Type when it is the handler's
+// one header field, as for the usual handler, and notes it as headerFields
+// would: a look-up is a fraction of the cost of a walk over the map, and
+// of the fields' scratch.
+func (w *ResponseWriter) onlyType() ([]string, bool) {
+	if len(w.header) != 1 {
+		return nil, false
 	}
-	for _, k := range keys {
-		if !isTokenString(k) {
+	typ, ok := w.header["Content-Type"]
+	w.hasType, w.hasDate = ok, false
+	return typ, ok
+}
+
+// appendFields appends fields, sorted by name so that responses are
+// reproducible.
+func (w *ResponseWriter) appendFields(b []byte, fields []outField) []byte {
+	if len(fields) > 1 {
+		slices.SortFunc(fields, func(a, b outField) int { return strings.Compare(a.key, b.key) })
+	}
+	for _, f := range fields {
+		if !isTokenString(f.key) {
 			continue
 		}
-		for _, v := range w.header[k] {
-			b = append(b, k...)
+		for _, v := range f.vals {
+			b = append(b, f.key...)
 			b = append(b, ": "...)
 			b = appendValue(b, v)
 			b = append(b, "\r\n"...)
 		}
 	}
-	clear(keys)
-	w.keys = keys[:0]
+	clear(fields)
+	w.fields = fields[:0]
 	return b
 }
 
@@ -485,9 +506,10 @@ func appendValue(b []byte, v string) []byte {
 	}
 	start := len(b)
 	b = append(b, v...)
-	for i := start; i < len(b); i++ {
-		if c := b[i]; c == '\r' || c == '\n' || c == 0 {
-			b[i] = ' '
+	for i, c := range b[start:] {
+		// One comparison for the usual byte, which is above CR.
+		if c <= '\r' && (c == '\r' || c == '\n' || c == 0) {
+			b[start+i] = ' '
 		}
 	}
 	return b
@@ -520,6 +542,15 @@ func hasToken(vs []string, tok string) bool {
 // appendStatusLine answers HTTP/1.0 requests as HTTP/1.0 and everything
 // else as HTTP/1.1, as net/http does.
 func appendStatusLine(b []byte, major, minor, code int) []byte {
+	if code == http.StatusOK && (major != 1 || minor != 0) {
+		// The usual line, in one copy, where this function inlines.
+		return append(b, "HTTP/1.1 200 OK\r\n"...)
+	}
+	return appendStatus(b, major, minor, code)
+}
+
+// appendStatus is appendStatusLine for other codes and HTTP/1.0.
+func appendStatus(b []byte, major, minor, code int) []byte {
 	if major == 1 && minor == 0 {
 		b = append(b, "HTTP/1.0 "...)
 	} else {
@@ -543,9 +574,9 @@ func AppendContinue(b []byte) []byte {
 func AppendError(b []byte, code int) []byte {
 	text := http.StatusText(code)
 	b = appendStatusLine(b, 1, 1, code)
-	b = append(b, "Content-Type: text/plain; charset=utf-8\r\nDate: "...)
+	b = append(b, "Content-Type: text/plain; charset=utf-8\r\n"...)
 	b = appendDate(b)
-	b = append(b, "\r\nContent-Length: "...)
+	b = append(b, "Content-Length: "...)
 	b = strconv.AppendInt(b, int64(len(text)+5), 10)
 	b = append(b, "\r\nConnection: close\r\n\r\n"...)
 	b = strconv.AppendInt(b, int64(code), 10)
@@ -554,9 +585,9 @@ func AppendError(b []byte, code int) []byte {
 	return append(b, '\n')
 }
 
-// dateCache holds the Date field value for one second.
+// dateCache holds the Date field line for one second.
 type dateCache struct {
-	val [len(http.TimeFormat)]byte
+	line [len("Date: " + http.TimeFormat + "\r\n")]byte
 }
 
 var (
@@ -564,10 +595,11 @@ var (
 	dateStart sync.Once
 )
 
-// appendDate appends the current time in IMF-fixdate. The value is
-// formatted once a second, by a goroutine that the first response starts
-// and that wakes at each second's start, so that a response reads no
-// clock (fasthttp does the same).
+// appendDate appends the Date field line of the current time in
+// IMF-fixdate, in one copy. The line is formatted once a second, by a
+// goroutine that the first response starts and that wakes at each
+// second's start, so that a response reads no clock (fasthttp does the
+// same).
 func appendDate(b []byte) []byte {
 	d := date.Load()
 	if d == nil {
@@ -577,12 +609,14 @@ func appendDate(b []byte) []byte {
 		})
 		d = date.Load()
 	}
-	return append(b, d.val[:]...)
+	return append(b, d.line[:]...)
 }
 
 func setDate(now time.Time) {
 	d := new(dateCache)
-	now.UTC().AppendFormat(d.val[:0], http.TimeFormat)
+	b := append(d.line[:0], "Date: "...)
+	b = now.UTC().AppendFormat(b, http.TimeFormat)
+	copy(d.line[len(b):], "\r\n")
 	date.Store(d)
 }
 
