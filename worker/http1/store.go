@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"reflect"
 )
 
 // RequestStore is the memory of the *http.Request that ToHTTP builds, kept
@@ -18,7 +19,11 @@ import (
 //
 // The zero value is ready. A RequestStore is not safe for concurrent use.
 type RequestStore struct {
-	req    http.Request
+	req http.Request
+	// tmpl is zero but for its context, ctx; see build. A pointer, so
+	// that a store used once (ToHTTP's) is no larger.
+	tmpl   *http.Request
+	ctx    context.Context
 	url    url.URL
 	header http.Header
 	vals   []string // the header's one-value lists, windows of this
@@ -70,21 +75,36 @@ func (s *RequestStore) build(ctx context.Context, r *Request, remoteAddr string)
 		}
 		*u = *pu
 	}
-	s.req = http.Request{
-		Method:        r.Method,
-		URL:           u,
-		Proto:         proto(r.Major, r.Minor),
-		ProtoMajor:    r.Major,
-		ProtoMinor:    r.Minor,
-		Header:        s.fields(r.Headers),
-		ContentLength: r.ContentLength,
-		Close:         r.Close,
-		Host:          u.Host,
-		RemoteAddr:    remoteAddr,
-		RequestURI:    r.Target,
-		Body:          http.NoBody,
-	}
 	hr := &s.req
+	if s.keep {
+		// One copy of the template sets the context and resets every
+		// other field, the unexported ones that http.ServeMux sets (path
+		// values) included, so that a handler's do not reach the next
+		// request. WithContext, which copies the whole struct more than
+		// once, runs only when the context changes, which a connection's
+		// requests never do.
+		if s.tmpl == nil {
+			s.tmpl = new(http.Request)
+		}
+		if !sameContext(s.ctx, ctx) {
+			*s.tmpl = *s.tmpl.WithContext(ctx)
+			s.ctx = ctx
+		}
+		*hr = *s.tmpl
+	} else {
+		*hr = *hr.WithContext(ctx) // hr is new, zero
+	}
+	hr.Method = r.Method
+	hr.URL = u
+	hr.Proto = proto(r.Major, r.Minor)
+	hr.ProtoMajor, hr.ProtoMinor = r.Major, r.Minor
+	hr.Header = s.fields(r.Headers)
+	hr.ContentLength = r.ContentLength
+	hr.Close = r.Close
+	hr.Host = u.Host
+	hr.RemoteAddr = remoteAddr
+	hr.RequestURI = r.Target
+	hr.Body = http.NoBody
 	if hr.Host == "" && r.Host != nil {
 		if r.host != "" {
 			s.host = r.host
@@ -112,9 +132,13 @@ func (s *RequestStore) build(ctx context.Context, r *Request, remoteAddr string)
 	if len(r.Trailers) > 0 {
 		hr.Trailer = s.trailer(r.Trailers)
 	}
-	// WithContext, inlined, copies hr on the stack.
-	*hr = *hr.WithContext(ctx)
 	return hr, nil
+}
+
+// sameContext reports whether a and b are one context, without the panic
+// of == on two of a type that is not comparable.
+func sameContext(a, b context.Context) bool {
+	return b != nil && reflect.TypeOf(b).Comparable() && a == b
 }
 
 // fields fills the store's header map from the request's fields, without

@@ -3,6 +3,8 @@ package http1
 import (
 	"context"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"strings"
@@ -87,6 +89,35 @@ func TestRequestStore(t *testing.T) {
 		}
 	}); n > 0.1 {
 		t.Errorf("%v allocations per request", n)
+	}
+}
+
+// TestRequestStoreReset checks that what a handler sets on one request,
+// path values and Pattern as http.ServeMux sets them, does not reach the
+// next, and that each request has its own context.
+func TestRequestStoreReset(t *testing.T) {
+	var s RequestStore
+	r := mustParse(t, "GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
+	mux := http.NewServeMux()
+	mux.HandleFunc("/{x}", func(w http.ResponseWriter, hr *http.Request) { hr.SetPathValue("y", "2") })
+	type key struct{}
+	for i, ctx := range []context.Context{
+		context.Background(),
+		context.WithValue(context.Background(), key{}, 1),
+		context.WithValue(context.Background(), key{}, 2),
+		context.WithValue(context.Background(), key{}, 2),
+	} {
+		hr, err := s.ToHTTP(ctx, r, "192.0.2.1:1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hr.Context() != ctx || hr.Pattern != "" || hr.PathValue("x") != "" || hr.PathValue("y") != "" {
+			t.Fatalf("request %d: context %v, Pattern %q, path values %q %q", i, hr.Context(), hr.Pattern, hr.PathValue("x"), hr.PathValue("y"))
+		}
+		mux.ServeHTTP(httptest.NewRecorder(), hr)
+		if hr.Pattern != "/{x}" || hr.PathValue("x") != "a" || hr.PathValue("y") != "2" {
+			t.Fatalf("request %d: the mux set Pattern %q, path values %q %q", i, hr.Pattern, hr.PathValue("x"), hr.PathValue("y"))
+		}
 	}
 }
 
