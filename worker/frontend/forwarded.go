@@ -28,11 +28,12 @@ import (
 // peers alike; from an untrusted peer nothing else changes.
 func TrustForwarded(r *http.Request, allow AllowList) bool {
 	h := r.Header
-	if !allow.all && len(allow.prefixes) == 0 || len(h) == 0 {
-		return false // no proxy to trust, or no field (a map look-up each would cost more)
-	}
-	if h["X-Forwarded-For"] == nil && h["Forwarded"] == nil && h["X-Forwarded-Proto"] == nil {
-		return false // the common case, without parsing the peer's address
+	// The common case, without parsing the peer's address: no field at
+	// all (wrk's request: only Host, which is not in the map), or none of
+	// these. An empty allow list is no shortcut: a unix socket peer is
+	// trusted whatever it says (AllowsRemote).
+	if len(h) == 0 || h["X-Forwarded-For"] == nil && h["Forwarded"] == nil && h["X-Forwarded-Proto"] == nil {
+		return false
 	}
 	if !allow.AllowsRemote(r.RemoteAddr) {
 		return false

@@ -81,3 +81,20 @@ func TestTrustForwarded(t *testing.T) {
 		}
 	}
 }
+
+// TestTrustForwardedUnixNoAllowList: a unix socket peer is trusted even
+// with an empty allow list (forwarded_allow_ips ""), as Gunicorn trusts
+// it; a TCP peer then is not.
+func TestTrustForwardedUnixNoAllowList(t *testing.T) {
+	var none AllowList
+	r := httptest.NewRequest("GET", "/x", nil)
+	r.RemoteAddr, r.Header = "@", http.Header{"X-Forwarded-For": {"203.0.113.9"}}
+	if !TrustForwarded(r, none) || r.RemoteAddr != "203.0.113.9:0" {
+		t.Errorf("unix peer, empty allow list: remote %q, want 203.0.113.9:0", r.RemoteAddr)
+	}
+	r = httptest.NewRequest("GET", "/x", nil)
+	r.RemoteAddr, r.Header = "127.0.0.1:5000", http.Header{"X-Forwarded-For": {"203.0.113.9"}}
+	if TrustForwarded(r, none) || r.RemoteAddr != "127.0.0.1:5000" {
+		t.Errorf("TCP peer, empty allow list: remote %q, want 127.0.0.1:5000", r.RemoteAddr)
+	}
+}
