@@ -2,6 +2,7 @@ package worker
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -22,23 +23,49 @@ import (
 
 func init() { Register("goroutine", func() Worker { return new(goroutineWorker) }) }
 
-// goroutineWorker serves with net/http: a goroutine per connection,
-// keep-alive, and at most --worker-connections connections at once.
+// goroutineWorker serves a goroutine per connection, with keep-alive, and
+// at most --worker-connections connections at once.
 //
-// net/http reads HTTP requests through an http1.Screen (see screenedConn),
-// so that it serves only what worker/http1 accepts, as the other worker
-// types do: the same --limit-request-* limits, Transfer-Encoding and
-// Content-Length rules and field syntax, with the same answers.
+// A clear HTTP/1.x listener's connections (not TLS, not --http2 h2c) it
+// serves itself, on its fast path (goroutine_fast.go): worker/http1's
+// Parser and ResponseWriter, as the sync and event types, with a
+// request's memory reused from one to the next. A connection whose next
+// request the fast path does not serve (a body still on its way or too
+// large to hold, 100-continue, an Upgrade) goes to net/http from that
+// request on (goroutine_handoff.go). net/http serves the TLS listeners
+// (HTTP/1.1 and HTTP/2), h2c, and those handed-over connections, and the
+// front ends' ConnServer uwsgi and FastCGI.
+//
+// net/http reads clear HTTP/1.x requests through an http1.Screen (see
+// screenedConn), so that it serves only what worker/http1 accepts, as the
+// fast path and the other worker types do: the same --limit-request-*
+// limits, Transfer-Encoding and Content-Length rules and field syntax,
+// with the same answers.
 //
 // It does not use http.Server.Shutdown, which closes idle keep-alive
 // connections at once and so races a client that is just sending its next
-// request on one. It tracks connection states itself instead and closes a
-// connection only once it has been idle for DrainIdle with nothing unread.
+// request on one. It tracks connection states itself instead, net/http's
+// and the fast path's alike, and closes a connection only once it has
+// been idle for DrainIdle with nothing unread.
 type goroutineWorker struct {
 	p       *Process
 	srv     *http.Server
 	slots   chan struct{} // one token per open connection
 	stopped chan struct{} // closed by a quick stop
+
+	// The fast path's (goroutine_fast.go): the context its requests'
+	// contexts derive from (a quick stop cancels it), the listener that
+	// hands its connections to srv, and its requests' watch.
+	ctx     context.Context
+	abort   context.CancelFunc
+	connCtx context.Context // ctx with srv, as net/http's request contexts carry it
+	handoff *handoffListener
+	watch   watchList
+	// netHTTP serves every listener with net/http, as before the fast
+	// path, for the benchmarks that compare the two; headerTimeout is
+	// HeaderReadTimeout but in tests (0: HeaderReadTimeout).
+	netHTTP       bool
+	headerTimeout time.Duration
 
 	mu        sync.Mutex
 	conns     map[net.Conn]*trackedConn // keyed as net/http reports them (a TLS connection by its tls.Conn)
@@ -55,15 +82,20 @@ func (g *goroutineWorker) Serve(p *Process) error {
 	g.conns = map[net.Conn]*trackedConn{}
 	g.done = make(chan struct{})
 	g.stopped = make(chan struct{})
+	g.ctx, g.abort = context.WithCancel(context.Background())
+	defer g.abort()
 	if cfg.WorkerConnections > 0 {
 		g.slots = make(chan struct{}, cfg.WorkerConnections)
 	}
 	// --max-body is guardBody's: this type streams a body to the handler.
 	pcfg := ParserConfig(p)
 	pcfg.Limits.MaxBody = 0
+	if g.headerTimeout == 0 {
+		g.headerTimeout = HeaderReadTimeout
+	}
 	g.srv = &http.Server{
 		Handler:           guardBody(cfg, p),
-		ReadHeaderTimeout: HeaderReadTimeout,
+		ReadHeaderTimeout: g.headerTimeout,
 		// The Screen applies --limit-request-*; this only keeps net/http's
 		// own limit from coming first.
 		MaxHeaderBytes: cfg.maxHeaderBytes(),
@@ -75,7 +107,8 @@ func (g *goroutineWorker) Serve(p *Process) error {
 		g.srv.SetKeepAlivesEnabled(false)
 	}
 	configureHTTP2(g.srv, cfg)
-	errs := make(chan error, len(p.Listeners))
+	g.connCtx = context.WithValue(g.ctx, http.ServerContextKey, g.srv)
+	errs := make(chan error, len(p.Listeners)+1)
 	g.mu.Lock()
 	for i, l := range p.Listeners {
 		// The front end (protocol, PROXY header) of each listener; its
@@ -94,6 +127,16 @@ func (g *goroutineWorker) Serve(p *Process) error {
 		}
 		g.listeners = append(g.listeners, dl)
 		g.open++
+		if dl.screen != nil && !g.netHTTP {
+			// Clear HTTP/1.x: served by the fast path, which hands
+			// what it does not serve itself to srv through handoff.
+			if g.handoff == nil {
+				g.handoff = newHandoffListener(l.Addr())
+				go g.srv.Serve(g.handoff)
+			}
+			go func() { errs <- g.serveFast(dl) }()
+			continue
+		}
 		go func() { errs <- fe.Serve(g.srv, dl) }()
 	}
 	g.mu.Unlock()
@@ -108,6 +151,9 @@ func (g *goroutineWorker) Serve(p *Process) error {
 		}
 	}
 	<-g.done
+	if g.handoff != nil {
+		g.handoff.Close() // ends its Serve, which a quick stop has ended already
+	}
 	return first
 }
 
@@ -118,9 +164,19 @@ func (g *goroutineWorker) Stop(graceful bool) {
 		default:
 			close(g.stopped)
 		}
+		g.abort()
+		g.mu.Lock()
+		ls := g.listeners
+		g.mu.Unlock()
+		for _, l := range ls {
+			l.Close() // the fast path's; srv closes its own
+		}
 		g.srv.Close()
 		g.mu.Lock()
 		g.open = 0
+		for _, tc := range g.conns {
+			tc.Close() // the fast path's; srv has closed its own (beneath TLS: no alert)
+		}
 		g.mu.Unlock()
 		g.finish()
 		return
@@ -167,14 +223,19 @@ func (g *goroutineWorker) closeIdle() {
 // track is net/http's ConnState hook. A request's two changes (Active,
 // Idle) touch only the connection's own fields: no lock, and one clock
 // read, when it turns idle. Only the end of a connection takes the
-// worker's lock, to take it out of conns.
+// worker's lock, to take it out of conns (forget).
 func (g *goroutineWorker) track(c net.Conn, s http.ConnState) {
 	if tc, ok := netConn(c).(*trackedConn); ok {
 		tc.inState(s)
 	}
-	if s != http.StateClosed && s != http.StateHijacked {
-		return
+	if s == http.StateClosed || s == http.StateHijacked {
+		g.forget(c)
 	}
+}
+
+// forget takes c, closed or hijacked, out of conns, and gives its slot
+// back.
+func (g *goroutineWorker) forget(c net.Conn) {
 	g.mu.Lock()
 	if _, ok := g.conns[c]; ok {
 		delete(g.conns, c)
@@ -231,6 +292,29 @@ func (l *drainListener) startDrain() {
 }
 
 func (l *drainListener) Accept() (net.Conn, error) {
+	tc, err := l.acceptConn()
+	if err != nil {
+		return nil, err
+	}
+	if l.screen != nil {
+		tc.screen = newScreenedConn(l.screen, l.g.p.Log, tc.p)
+	}
+	tc.inState(http.StateNew)
+	sc := serverTLS(tc, l.tls) // keyed as net/http will report it
+	l.g.add(sc, tc)
+	return sc, nil
+}
+
+// add puts tc, which net/http reports as c, in conns.
+func (g *goroutineWorker) add(c net.Conn, tc *trackedConn) {
+	g.mu.Lock()
+	g.conns[c] = tc
+	g.mu.Unlock()
+}
+
+// acceptConn accepts the next connection within the worker's cap and the
+// drain's rules, wrapped by the front end and tracked, counted open.
+func (l *drainListener) acceptConn() (*trackedConn, error) {
 	if l.g.slots != nil {
 		select {
 		case l.g.slots <- struct{}{}:
@@ -265,22 +349,17 @@ func (l *drainListener) Accept() (net.Conn, error) {
 	if l.http && l.g.p.board != nil {
 		tc.p = l.g.p
 	}
-	if l.screen != nil {
-		tc.screen = newScreenedConn(l.screen, l.g.p.Log, tc.p)
-	}
-	tc.inState(http.StateNew)
-	sc := serverTLS(tc, l.tls) // keyed as net/http will report it
-	l.g.mu.Lock()
-	l.g.conns[sc] = tc
-	l.g.mu.Unlock()
-	return sc, nil
+	return tc, nil
 }
 
-// trackedConn follows net/http's state of the connection (inState) and
-// counts what the server read from it. net/http marks a connection active
-// only once it has read a whole request head, so a connection can look
-// idle while its next request already sits in net/http's buffer; a drain
-// must not close it then (see idleSince).
+// trackedConn follows net/http's state of the connection (inState), or
+// the fast path's (enterState), and counts what the server read from it.
+// The fast path reads and writes its socket side (raw) itself, and sets
+// a screen only when it hands the connection to net/http. net/http marks
+// a connection active only once it has read a whole request head (the
+// fast path, once it has one to serve), so a connection can look idle
+// while its next request already sits in a buffer; a drain must not close
+// it then (see idleSince).
 //
 // Its BaseConn lets net/http half-close after an error response and
 // HasUnread reach the socket.
@@ -298,7 +377,7 @@ type trackedConn struct {
 	p        *Process      // counts net/http's answers to requests it could not parse; nil: off
 	tls      bool          // under TLS: no 408 in clear text (headTimedOut)
 	h2c      atomic.Bool   // the first bytes were HTTP/2's preface: see closesWhenIdle
-	screen   *screenedConn // nil but on clear HTTP/1.x listeners
+	screen   *screenedConn // nil but on clear HTTP/1.x listeners net/http reads
 	// board counts the connection and the bytes read and written, as a
 	// countedConn would (nil: off, or a countedConn beneath does it).
 	board  *scoreboard.Board
@@ -306,6 +385,11 @@ type trackedConn struct {
 
 	readDeadline  lazyDeadline // see goroutine_deadline.go
 	writeDeadline atomic.Bool  // one is set
+
+	// replay is what the fast path had read of the connection when it
+	// handed it to net/http (handOver): its reads return these bytes
+	// before the socket's.
+	replay []byte
 
 	// closeIdle's own, under the worker's lock: the read count it last
 	// saw grow while the connection was idle, and when.
@@ -369,6 +453,16 @@ type rawConn trackedConn
 func (c *trackedConn) raw() *rawConn { return (*rawConn)(c) }
 
 func (r *rawConn) Read(b []byte) (int, error) {
+	if len(r.replay) > 0 {
+		// Counted on the board when the fast path read them; read
+		// counts them again, as bytes net/http reads (see idleSince).
+		n := copy(b, r.replay)
+		if r.replay = r.replay[n:]; len(r.replay) == 0 {
+			r.replay = nil
+		}
+		r.read.Add(int64(n))
+		return n, nil
+	}
 	n, err := r.Conn.Read(b)
 	for n == 0 && err != nil && r.readDeadline.rearm(err, r.Conn) {
 		n, err = r.Conn.Read(b)
@@ -418,13 +512,25 @@ func (c *trackedConn) Write(b []byte) (int, error) {
 }
 
 // inState follows net/http's view of the connection: a head is read in
-// StateNew and StateIdle, a request served in StateActive. The state is
-// stored last, after what goes with it, for closeIdle's reads.
+// StateNew and StateIdle, a request served in StateActive.
 func (c *trackedConn) inState(s http.ConnState) {
+	var now int64
+	if s == http.StateNew || s == http.StateIdle {
+		now = heartbeat.Now()
+	}
+	c.enterState(s, now, 0)
+}
+
+// enterState is inState at now (heartbeat.Now's ns; read for StateNew and
+// StateIdle only), with the last buffered bytes read the beginning of the
+// next head (the fast path's, which a drain must see as a head begun: see
+// idleSince). The state is stored last, after what goes with it, for
+// closeIdle's reads.
+func (c *trackedConn) enterState(s http.ConnState, now int64, buffered int) {
 	switch s {
 	case http.StateNew, http.StateIdle:
-		c.headFrom.Store(c.read.Load())
-		c.since.Store(heartbeat.Now())
+		c.headFrom.Store(c.read.Load() - int64(buffered))
+		c.since.Store(now)
 	case http.StateActive:
 		c.headFrom.Store(-1)
 	}
@@ -446,8 +552,7 @@ func (c *trackedConn) headTimedOut() {
 	if c.tls || from < 0 || c.read.Load() == from || !c.timedOut.CompareAndSwap(false, true) {
 		return
 	}
-	c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-	c.raw().Write(http1.AppendError(nil, http.StatusRequestTimeout))
+	writeError(c.Conn, c.raw(), nil, http.StatusRequestTimeout)
 	if c.p != nil {
 		c.p.ParseError(http.StatusRequestTimeout)
 	}

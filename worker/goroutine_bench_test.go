@@ -19,8 +19,9 @@ import (
 // BenchmarkGoroutinePath serves keep-alive requests on one
 // connection that lives in memory (pingConn), through plain net/http and
 // through the goroutine worker with the same handler, its scoreboard off
-// and on: what corral adds to a request on top of net/http, without the
-// kernel's share, which is the same for both (wrk's run adds it back).
+// and on, on its fast path and through net/http as before it (-nethttp):
+// what corral costs a request against net/http, without the kernel's
+// share, which is the same for all (wrk's run adds it back).
 func BenchmarkGoroutinePath(b *testing.B) {
 	// The nethttp peer's handler (bench/apps/gohello/nethttp), as wrk meets it.
 	body := []byte("Hello, World!")
@@ -39,10 +40,14 @@ func BenchmarkGoroutinePath(b *testing.B) {
 		measure(b, l)
 		srv.Close()
 	})
-	for _, on := range []bool{false, true} {
+	for _, v := range []struct{ on, netHTTP bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		on := v.on
 		name := "goroutine"
 		if on {
 			name += "-scoreboard"
+		}
+		if v.netHTTP {
+			name += "-nethttp"
 		}
 		b.Run(name, func(b *testing.B) {
 			l := newPingListener(b, b.N)
@@ -56,7 +61,7 @@ func BenchmarkGoroutinePath(b *testing.B) {
 			if on {
 				withBoard(p)
 			}
-			g := new(goroutineWorker)
+			g := &goroutineWorker{netHTTP: v.netHTTP}
 			served := make(chan error, 1)
 			go func() { served <- g.Serve(p) }()
 			<-ready

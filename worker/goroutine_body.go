@@ -17,7 +17,9 @@ import (
 // Content-Length over the limit is refused before the handler runs, a
 // chunked body once the handler has read past the limit. The answer goes
 // out only if the handler has not begun a response of its own, and
-// replaces whatever the handler answers after its read failed.
+// replaces whatever the handler answers after its read failed. (The fast
+// path serves only bodies that arrived whole within --max-body: it hands
+// any other to net/http, and so to guardBody.)
 func guardBody(cfg *Config, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if cfg.MaxBody > 0 && r.ContentLength > cfg.MaxBody {

@@ -84,14 +84,26 @@ func TestGoroutineEmptyLines(t *testing.T) {
 	}
 }
 
-// BenchmarkGoroutineKeepAlive is the cost of the Screen: net/http serving
-// keep-alive requests on one connection over loopback, read plainly and
-// through a Screen, as the goroutine worker reads them.
+// BenchmarkGoroutineKeepAlive serves keep-alive requests on one
+// connection over loopback: net/http alone, read plainly and through a
+// Screen (the Screen's cost), and the goroutine worker, on its fast path
+// and as before it, through net/http and the Screen (worker-nethttp).
 func BenchmarkGoroutineKeepAlive(b *testing.B) {
+	for _, netHTTP := range []bool{false, true} {
+		name := "worker-fast"
+		if netHTTP {
+			name = "worker-nethttp"
+		}
+		b.Run(name, func(b *testing.B) {
+			p := newTestProcess(b, workertest.Handler(), &Config{KeepAlive: 5 * time.Second})
+			addr, _ := serveTest(b, p, &goroutineWorker{netHTTP: netHTTP})
+			workertest.BenchKeepAlive(b, addr)
+		})
+	}
 	for _, screened := range []bool{false, true} {
-		name := "plain"
+		name := "nethttp-plain"
 		if screened {
-			name = "screened"
+			name = "nethttp-screened"
 		}
 		b.Run(name, func(b *testing.B) {
 			l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -136,6 +148,9 @@ func TestGoroutineClientGoneDuringHandler(t *testing.T) {
 	gone := make(chan struct{})
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/wait" {
+			if p := servedBy(w); p != "fast" {
+				t.Errorf("/wait served by %s, want the fast path", p)
+			}
 			select {
 			case <-r.Context().Done():
 				close(gone)

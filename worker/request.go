@@ -2,11 +2,14 @@ package worker
 
 import (
 	"fmt"
+	"io"
 	"math"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"time"
 
+	"github.com/corral-server/corral/worker/frontend"
 	"github.com/corral-server/corral/worker/http1"
 )
 
@@ -125,7 +128,9 @@ func ServeNext(p *Process, q *InFlight, w *http1.ResponseWriter, r *http.Request
 	return serveRecover(p, q, w, r, q.end)
 }
 
-func serveRecover(p *Process, q *InFlight, w *http1.ResponseWriter, r *http.Request, start int64) (ok bool) {
+// serveRecover is ServeRecover for any writer the handler is to get: the
+// goroutine type's fast path hands it a ResponseWriter that also hijacks.
+func serveRecover(p *Process, q *InFlight, w http.ResponseWriter, r *http.Request, start int64) (ok bool) {
 	p.begin(q, w, r, start)
 	defer func() {
 		v := recover()
@@ -143,4 +148,29 @@ func serveRecover(p *Process, q *InFlight, w *http1.ResponseWriter, r *http.Requ
 	}()
 	p.handler.ServeHTTP(&q.rec, r)
 	return true
+}
+
+// refuse answers a request that failed to parse with err on c: logged,
+// counted on the scoreboard (ParseError) and answered with its
+// http1.Status, written to w (c, or its counting side) after buf, which
+// it returns; a status of 0 (the client went away) is neither answered
+// nor counted. The caller closes c next, with a linger.
+func (p *Process) refuse(c net.Conn, w io.Writer, buf []byte, err error) []byte {
+	code := http1.Status(err)
+	if code == 0 {
+		return buf
+	}
+	p.ParseError(code)
+	p.Log.Debug(fmt.Sprintf("bad request from %s: %v", frontend.RemoteAddr(c), err))
+	return writeError(c, w, buf, code)
+}
+
+// writeError writes http1.AppendError's answer with code after buf to w,
+// c or its counting side, within a second (the connection closes next, so
+// a client that does not read costs no more), and returns buf with it.
+func writeError(c net.Conn, w io.Writer, buf []byte, code int) []byte {
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	buf = http1.AppendError(buf, code)
+	w.Write(buf)
+	return buf
 }

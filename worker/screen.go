@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"sync/atomic"
-	"time"
 
 	"github.com/corral-server/corral/worker/frontend"
 	"github.com/corral-server/corral/worker/http1"
@@ -98,8 +97,7 @@ func (c *screenedConn) read(src io.Reader, conn net.Conn, out io.Writer, b []byt
 		c.answered = true
 		if code := http1.Status(r.Err); code != 0 {
 			c.log.Debug(fmt.Sprintf("bad request from %s: %v", frontend.RemoteAddr(conn), r.Err))
-			conn.SetWriteDeadline(time.Now().Add(time.Second))
-			out.Write(http1.AppendError(nil, code))
+			writeError(conn, out, nil, code)
 			if c.counts != nil {
 				c.counts.ParseError(code)
 			}

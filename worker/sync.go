@@ -298,17 +298,11 @@ var errHandlerPanic = errors.New("handler panicked")
 
 // answerError writes the response to a request that failed to parse.
 func (s *syncWorker) answerError(c net.Conn, err error) {
-	code := http.StatusInternalServerError
-	if err != errHandlerPanic {
-		if code = http1.Status(err); code == 0 {
-			return
-		}
-		s.p.ParseError(code)
-		s.p.Log.Debug(fmt.Sprintf("bad request from %s: %v", frontend.RemoteAddr(c), err))
+	if err == errHandlerPanic {
+		s.out = writeError(c, c, s.out[:0], http.StatusInternalServerError)
+		return
 	}
-	c.SetWriteDeadline(time.Now().Add(time.Second))
-	s.out = http1.AppendError(s.out[:0], code)
-	c.Write(s.out)
+	s.out = s.p.refuse(c, c, s.out[:0], err)
 }
 
 // lingeringConn closes with closeConn's linger. A web server that keeps

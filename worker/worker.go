@@ -68,15 +68,16 @@ type Config struct {
 	MaxRequestsJitter int           `json:"max_requests_jitter"`
 
 	// Request limits (--limit-request-line, --limit-request-fields,
-	// --limit-request-field_size), as Gunicorn's; see RequestLimits. The
-	// sync and event types parse with worker/http1 and enforce them
-	// exactly; the goroutine type maps them onto net/http.
+	// --limit-request-field_size), as Gunicorn's; see RequestLimits. Every
+	// type parses with worker/http1 and enforces them exactly (the
+	// goroutine type's net/http reads through an http1.Screen).
 	LimitRequestLine      int `json:"limit_request_line"`
 	LimitRequestFields    int `json:"limit_request_fields"`
 	LimitRequestFieldSize int `json:"limit_request_field_size"`
 	// MaxBody (--max-body) is the largest request body, answered with
 	// 413 (the sync and event types read it into memory; the goroutine
-	// type streams it to the handler). 0 is no limit.
+	// type a small one that has arrived whole, and streams any other to
+	// the handler). 0 is no limit.
 	MaxBody int64 `json:"max_body,omitempty"`
 	// BodyTimeout (--body-timeout) bounds the wait for a request body:
 	// see BodyTimedOut. 0 is no limit.

@@ -445,7 +445,7 @@ func (l *eventLoop) accept(lfd int) bool {
 			continue
 		}
 		c := &eventConn{l: l, fd: int32(nfd), remote: remote, last: nanotime()}
-		c.ctx.parent = l.e.ctx
+		c.ctx.Parent = l.e.ctx
 		c.parser.Config = l.e.cfg
 		if !c.wantProxy(fe) {
 			unix.Close(nfd)
@@ -620,7 +620,7 @@ type eventConn struct {
 	l      *eventLoop
 	fd     int32
 	remote string
-	ctx    connContext // its requests' context
+	ctx    worker.ConnContext // its requests' context
 	parser http1.Parser
 	uwsgi  *http1.UwsgiParser   // instead of parser, on a uwsgi listener
 	ustore *frontend.UwsgiStore // its uwsgi request's, until the handler is done with it
@@ -690,7 +690,7 @@ func (c *eventConn) ready(ev uint32) {
 		if c.busy && !worker.FDHasUnread(int(c.fd)) {
 			// The client went away while its handler runs (and sent no
 			// further request): the handler may stop.
-			c.ctx.cancel(context.Canceled)
+			c.ctx.Cancel(context.Canceled)
 		}
 	}
 	c.pump()
@@ -1107,7 +1107,7 @@ func (c *eventConn) close() {
 		return
 	}
 	c.closed = true
-	c.ctx.cancel(context.Canceled)
+	c.ctx.Cancel(context.Canceled)
 	l := c.l
 	closeSocket(int(c.fd)) // also leaves the epoll set
 	delete(l.conns, c.fd)

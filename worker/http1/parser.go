@@ -434,12 +434,17 @@ func (p *Parser) Release() {
 	if s == nil || (p.err == nil && p.state != stStart && p.state != stClosed) {
 		return
 	}
+	// lastTarget may point into the block about to be dropped, and would
+	// keep all of it alive for as long as the connection idles: keep a
+	// copy of just its bytes. A copy made by an earlier Release, or a
+	// target of its own size, is kept as it is, so that a connection
+	// released after each request (idle between them) copies a repeated
+	// target once, not once a request.
+	if inBlock(p.lastTarget, p.strs) {
+		p.lastTarget = strings.Clone(p.lastTarget)
+	}
 	p.s = nil
 	p.strs = nil
-	// lastTarget may point into the block just dropped, and would keep
-	// all of it alive for as long as the connection idles: keep a copy
-	// of just its bytes.
-	p.lastTarget = strings.Clone(p.lastTarget)
 	if cap(s.buf) > keepScratch {
 		return
 	}
@@ -676,6 +681,17 @@ func carve(block *[]byte, b []byte) string {
 	off := len(*block)
 	*block = append(*block, b...)
 	return unsafe.String(&(*block)[off], len(b))
+}
+
+// inBlock reports whether s's bytes lie in block's backing array (carved
+// from it).
+func inBlock(s string, block []byte) bool {
+	if len(s) == 0 || cap(block) == 0 {
+		return false
+	}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(block[:cap(block)])))
+	at := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+	return at >= base && at < base+uintptr(cap(block))
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }

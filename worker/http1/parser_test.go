@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // parseWire runs wire through a fresh Parser whole and byte by byte, checks
@@ -716,6 +717,34 @@ func TestReuseAndRelease(t *testing.T) {
 	p.Reset()
 	if _, r, err := p.Parse(wire); err != nil || r == nil {
 		t.Fatalf("Parse after Reset: %v %v", r, err)
+	}
+}
+
+// TestReleaseCopiesACarvedTargetOnce: Release copies the last target out
+// of the block it drops, and keeps a target that is already a string of
+// its own, so that a connection released after every request (the
+// goroutine worker's, the event loop's) copies a repeated target once.
+func TestReleaseCopiesACarvedTargetOnce(t *testing.T) {
+	p := NewParser(DefaultLimits())
+	p.Parse([]byte("GET /a HTTP/1.1\r\nHost: a\r\n\r\n")) // the first: a string of its own
+	p.Parse([]byte("GET /b HTTP/1.1\r\nHost: a\r\n\r\n")) // the next: carved from a block
+	block := p.strs
+	if !inBlock(p.lastTarget, block) {
+		t.Fatal("the second target was not carved from the block")
+	}
+	p.Release()
+	if p.lastTarget != "/b" || inBlock(p.lastTarget, block) {
+		t.Fatalf("after Release the target is %q, in the dropped block: %v", p.lastTarget, inBlock(p.lastTarget, block))
+	}
+	copied := unsafe.StringData(p.lastTarget)
+	for range 3 {
+		if _, r, err := p.Parse([]byte("GET /b HTTP/1.1\r\nHost: a\r\n\r\n")); err != nil || r.Target != "/b" {
+			t.Fatalf("Parse after Release: %v, %v", r, err)
+		}
+		p.Release()
+		if unsafe.StringData(p.lastTarget) != copied {
+			t.Fatal("Release copied a target that was already its own")
+		}
 	}
 }
 

@@ -135,6 +135,19 @@ func (s *RequestStore) build(ctx context.Context, r *Request, remoteAddr string)
 	return hr, nil
 }
 
+// Idle drops the body buffer the store keeps for the next request when it
+// is larger than a small request's, for an owner between requests (a
+// kept-alive connection waiting for its next) that should hold no large
+// buffer; the header map and the string block stay.
+func (s *RequestStore) Idle() {
+	if cap(s.body) > idleBody {
+		s.body = nil
+	}
+}
+
+// idleBody is the largest body buffer an idle store keeps.
+const idleBody = 4 << 10
+
 // sameContext reports whether a and b are one context, without the panic
 // of == on two of a type that is not comparable.
 func sameContext(a, b context.Context) bool {

@@ -1,4 +1,4 @@
-package event
+package worker
 
 import (
 	"context"
@@ -9,14 +9,14 @@ import (
 func TestConnContext(t *testing.T) {
 	parent, stop := context.WithCancel(context.Background())
 	defer stop()
-	var c connContext
-	c.parent = parent
+	var c ConnContext
+	c.Parent = parent
 	if c.Err() != nil {
 		t.Fatal("a fresh context is done")
 	}
 	done := c.Done()
-	c.cancel(context.Canceled)
-	c.cancel(context.DeadlineExceeded) // only the first counts
+	c.Cancel(context.Canceled)
+	c.Cancel(context.DeadlineExceeded) // only the first counts
 	select {
 	case <-done:
 	case <-time.After(time.Second):
@@ -27,8 +27,8 @@ func TestConnContext(t *testing.T) {
 	}
 
 	// The worker's quick stop cancels the parent: every request sees it.
-	var d connContext
-	d.parent = parent
+	var d ConnContext
+	d.Parent = parent
 	derived, cancel := context.WithTimeout(&d, time.Minute)
 	defer cancel()
 	stop()
