@@ -6,7 +6,7 @@ CORRAL_WORKERS=${CORRAL_WORKERS:-2}
 CORRAL_PEERS=${CORRAL_PEERS:-all}
 corral_peer() {
 	[[ $CORRAL_PEERS == all || " $CORRAL_PEERS " == *" $1 "* ]] || return 0
-	bench_peer "$@"
+	row bench_peer "$@"
 }
 for k in goroutine sync event; do
 	"$CORRAL" -k "$k" --check-config demo >/dev/null 2>&1 || continue

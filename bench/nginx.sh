@@ -336,7 +336,7 @@ selected() {
 # case NAME PROTO [ARGV...]: bench_case, if NAME is selected by $CASES.
 case_() {
 	selected "$1" || return 0
-	bench_case "$@"
+	row bench_case "$@"
 }
 
 # ---------------------------------------------------------------------------------------

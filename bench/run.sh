@@ -10,8 +10,9 @@
 #                  (64 connections), 16-deep pipelining, Connection: close (32 connections, uWSGI
 #                  too), and behind nginx over uwsgi and FastCGI (nginx, one worker, shares CPU 1
 #                  with the backend); with the floor row (apps/gohello/floor), each server's
-#                  share of it, and the issue's goal ratios, met or not; each row the best of
-#                  PINNED_ROUNDS (3) rounds; keep-alive and close with each server's tree capped
+#                  share of it, and the issue's goal ratios, met or not: every row runs
+#                  PINNED_ROUNDS (5) times, in rounds, and a goal is the median of the rounds'
+#                  ratios (see goal); keep-alive and close with each server's tree capped
 #                  at PINNED_QUOTA (30) percent of its core (empty: uncapped), as wrk's own core
 #                  saturates first there
 #   (profile)      bench/profile.sh on each path (keep-alive, pipeline, close, nginx-uwsgi):
@@ -83,12 +84,12 @@ if [[ -n $PINNED_QUOTA ]] && step pinned && ! LOG_DIR=${TMPDIR:-/tmp} bash -c 's
 fi
 if step pinned && (($(nproc) >= 2)); then
 	# One server core: the server on CPU 1, wrk on CPU 0, one worker (process) each, every row
-	# PINNED_ROUNDS times (peers.sh's ROUNDS: the best round of each).  With keep-alive and with
+	# PINNED_ROUNDS times (peers.sh's ROUNDS; the goals pair them round by round).  With keep-alive and with
 	# a connection per request wrk's core saturates before the server's does (wrk 0.93-0.99 busy,
 	# the floor's core 0.48-0.87): those two paths cap each server's tree at PINNED_QUOTA percent
 	# of its core, so that rps compares the servers, not wrk.  Pipelined, every server but the
 	# floor saturates its core first.
-	export SERVER_CPUS=1 WRK_CPUS=0 CORRAL_WORKERS=1 UWSGI_PROCESSES=1 ROUNDS=${PINNED_ROUNDS:-3}
+	export SERVER_CPUS=1 WRK_CPUS=0 CORRAL_WORKERS=1 UWSGI_PROCESSES=1 ROUNDS=${PINNED_ROUNDS:-5}
 	if pinned ka; then
 		SERVER_QUOTA=$PINNED_QUOTA PEERS="go-nethttp go-fasthttp floor" EXTRA_PEERS=bench/corral_peers.sh \
 			bash bench/peers.sh >"$out/pinned.tsv"
@@ -114,7 +115,7 @@ if step profile && (($(nproc) >= 2)); then
 		bash bench/profile.sh "$p" >"$out/profile_$p.tsv"
 	done
 fi
-if step nginx; then bash bench/nginx.sh >"$out/nginx.tsv"; fi
+if step nginx; then ROUNDS=${NGINX_ROUNDS:-3} bash bench/nginx.sh >"$out/nginx.tsv"; fi
 if step tls; then bash bench/tls.sh >"$out/tls.tsv"; fi
 if step reload; then bash bench/reload.sh >"$out/reload.tsv"; fi
 if step term; then bash bench/term.sh >"$out/term.tsv"; fi
@@ -200,25 +201,41 @@ floor_share() {
 # goal LABEL FILE A B TARGET: a row of the goals table: A's requests per second over B's in
 # FILE, the goal, whether this run meets it, A's share of the floor row (as floor_share), and
 # the same ratio in CPU time per request (B's over A's: above 1, A costs less a request), which a
-# shared machine moves less.
+# shared machine moves less.  With rounds (an rps_rounds column) the ratio is the median of the
+# rounds' ratios, A's round i over B's round i (run a few rows apart, in rounds whose order
+# alternates: see lib.sh's run_rows), and round_ratios lists them all: best round over best
+# round would compare two servers' luckiest minutes, which on a shared machine come at different
+# times; without rounds, one run over the other.
 goal() {
 	[[ -s $2 ]] || return 0
 	awk -F'\t' -v label="$1" -v a="$3" -v b="$4" -v t="$5" '
+		function median(v, n,   i, j, x) {
+			for (i = 2; i <= n; i++) {x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x}
+			return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+		}
 		NR == 1 {for (i = 1; i <= NF; i++) c[$i] = i; next}
-		{r[$1] = $2; if ("cpu_us_per_req" in c) u[$1] = $c["cpu_us_per_req"]}
+		{r[$1] = $2; if ("cpu_us_per_req" in c) u[$1] = $c["cpu_us_per_req"]; if ("rps_rounds" in c) rr[$1] = $c["rps_rounds"]}
 		END {
 			v = (r[a] + 0 > 0 && r[b] + 0 > 0) ? r[a] / r[b] : -1
+			list = "-"
+			if (rr[a] != "" && rr[b] != "") {
+				na = split(rr[a], ra, "/"); nb = split(rr[b], rb, "/"); n = 0; list = ""
+				for (i = 1; i <= na && i <= nb; i++)
+					if (ra[i] + 0 > 0 && rb[i] + 0 > 0) {q[++n] = ra[i] / rb[i]; list = list (n > 1 ? "/" : "") sprintf("%.2f", q[n])}
+				v = n ? median(q, n) : -1
+				if (!n) list = "NA"
+			}
 			f = match(a, /^nginx-[a-z]+-/) ? substr(a, 1, RLENGTH) "floor" : "floor"
-			printf "%s\t%s / %s\t%s\t>= %.2f\t%s\t%s\t%s\n", label, a, b, (v < 0 ? "NA" : sprintf("%.2f", v)), t,
+			printf "%s\t%s / %s\t%s\t>= %.2f\t%s\t%s\t%s\t%s\n", label, a, b, (v < 0 ? "NA" : sprintf("%.2f", v)), t,
 				(v < 0 ? "NA" : v >= t ? "met" : "**not met**"), (r[a] + 0 > 0 && r[f] + 0 > 0) ? sprintf("%.2f", r[a] / r[f]) : "NA",
-				(u[a] + 0 > 0 && u[b] + 0 > 0) ? sprintf("%.2f", u[b] / u[a]) : "NA"
+				(u[a] + 0 > 0 && u[b] + 0 > 0) ? sprintf("%.2f", u[b] / u[a]) : "NA", list
 		}' "$2"
 }
 # goals DIR: issue 21's goals, as ratios of the pinned step's TSVs in DIR (and of the 2-worker
 # unpinned nginx step's, if DIR has it).
 goals() {
 	local d=$1
-	printf 'path\tratio (requests per second)\tvalue\tgoal\tverdict\tx_floor_rps\tcpu_ratio\n'
+	printf 'path\tratio (requests per second)\tvalue\tgoal\tverdict\tx_floor_rps\tcpu_ratio\tround_ratios\n'
 	goal "keep-alive, 64 conns" "$d/pinned.tsv" corral-event go-fasthttp 1.1
 	goal "keep-alive, 64 conns" "$d/pinned.tsv" corral-goroutine go-nethttp 1.0
 	goal "16-deep pipelining" "$d/pinned_pipeline.tsv" corral-event go-fasthttp 1.0
@@ -292,9 +309,12 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		echo "most this kernel and loopback allow: x_floor_rps is each server's requests per second over the"
 		echo "floor's, x_floor_cpu its CPU time per request over the floor's (it moves less than rps on a"
 		echo "shared machine). cpu_us_per_req: the server's (the backend's) tree, user+system, per request."
-		echo "Each row is the best of ${PINNED_ROUNDS:-3} rounds (rps_rounds: every round's rps, run round after round"
-		echo "through all the rows): noise on a shared machine only takes throughput away. steal_pct: the"
-		echo "percent of that round's measured run the hypervisor gave CPU 1 to another guest."
+		echo "Every row ran ${PINNED_ROUNDS:-5} times, in rounds through all the rows, the even rounds in the reverse"
+		echo "order (rps_rounds: every round's rps, in the order of the rounds). A row below is its best round;"
+		echo "a goal's ratio is the median of the rounds' ratios, each round's two rows a few rows apart (a"
+		echo "minute at most), which on a shared machine, whose speed drifts by half from one minute to the"
+		echo "next, says more than best over best. steal_pct: the percent of that best round's measured run"
+		echo "the hypervisor gave CPU 1 to another guest."
 		if [[ -n $PINNED_QUOTA ]]; then
 			echo "With keep-alive and with a connection per request, wrk's core saturates before the server's"
 			echo "(measured: wrk's core 0.93-0.99 busy, the floor's 0.48-0.87), so rps would compare wrk with itself:"
@@ -309,7 +329,8 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 		echo "### Issue 21's goals, this run"
 		echo
 		echo "Computed by bench/run.sh from the tables below (and the 2-worker unpinned nginx step's, further"
-		echo "down), same run; x_floor_rps: the first server's requests per second over the floor's;"
+		echo "down), same run: value, the median of round_ratios, the first server's requests per second over"
+		echo "the second's in each round; x_floor_rps: the first server's best round over the floor's;"
 		echo "cpu_ratio: the same comparison in CPU time per request (the second server's over the first's:"
 		echo "above 1, the first costs less a request), which a shared machine moves less than rps:"
 		echo
@@ -384,11 +405,12 @@ load_line() { # FAULT: the wrk load of reload.tsv's rows of that fault, as measu
 	if have nginx.tsv; then
 		echo "## Behind nginx (wrk -c 64 through nginx to each server)"
 		echo
-		echo "2 nginx workers, 2 backend workers (processes), unpinned. cpu_us_per_req: the backend's"
-		echo "tree; nginx_cpu_us_per_req: nginx's. Issue 21's goal here, same run:"
+		echo "2 nginx workers, 2 backend workers (processes), unpinned, every case ${NGINX_ROUNDS:-3} times in rounds as in"
+		echo "the pinned step (each row: its best round). cpu_us_per_req: the backend's tree;"
+		echo "nginx_cpu_us_per_req: nginx's. Issue 21's goal here, same run (the median of the rounds' ratios):"
 		echo
 		{
-			printf 'path\tratio (requests per second)\tvalue\tgoal\tverdict\tx_floor_rps\tcpu_ratio\n'
+			printf 'path\tratio (requests per second)\tvalue\tgoal\tverdict\tx_floor_rps\tcpu_ratio\tround_ratios\n'
 			goals "$out" | grep "unpinned"
 		} | table
 		echo

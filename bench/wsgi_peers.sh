@@ -9,6 +9,6 @@ CORRAL=${CORRAL:-$(cd "$BENCH_DIR/.." && pwd)/bin/corral}
 CORRAL_WORKERS=${CORRAL_WORKERS:-2}
 CORRAL_WSGI_ARGS=(-w "$CORRAL_WORKERS" -k wsgi --python /usr/bin/python3 --chdir "$APPS_DIR"
 	-b "$HOST:{PORT}" "${CORRAL_LISTEN[@]}" --log-level warning hello_wsgi:application)
-bench_peer corral-wsgi "$CORRAL" "${CORRAL_WSGI_ARGS[@]}"
-bench_peer corral-wsgi-threads "$CORRAL" --threads 4 "${CORRAL_WSGI_ARGS[@]}"
-bench_peer corral-wsgi-unpinned "$CORRAL" --cpu-affinity off "${CORRAL_WSGI_ARGS[@]}"
+row bench_peer corral-wsgi "$CORRAL" "${CORRAL_WSGI_ARGS[@]}"
+row bench_peer corral-wsgi-threads "$CORRAL" --threads 4 "${CORRAL_WSGI_ARGS[@]}"
+row bench_peer corral-wsgi-unpinned "$CORRAL" --cpu-affinity off "${CORRAL_WSGI_ARGS[@]}"
