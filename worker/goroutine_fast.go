@@ -298,7 +298,7 @@ func (c *fastConn) serveRequest(req *http1.Request, next bool) bool {
 	}
 	c.watchBegin()
 	c.serving = true
-	ok := serveRecover(p, &c.q, &c.w, hr, begun)
+	ok := serveRecover(p, &c.q, &c.w, hr, begun, begun != 0)
 	c.serving = false
 	c.watchEnd()
 	if c.hijacked {

@@ -195,16 +195,19 @@ type InFlight struct {
 // once in each: no map, and one allocation, the InFlight.
 func (p *Process) Begin(w http.ResponseWriter, r *http.Request) *InFlight {
 	q := new(InFlight)
-	p.begin(q, w, r, 0)
+	p.begin(q, w, r, 0, false)
 	return q
 }
 
 // begin is Begin into q, a record that End is done with (ServeRecover's
 // callers keep one per connection or batch), started at start (0: now).
-func (p *Process) begin(q *InFlight, w http.ResponseWriter, r *http.Request, start int64) {
-	next := start != 0
+// next says that r follows q's last request in a batch (ServeNext): the
+// scoreboard counts it in q's tally.
+func (p *Process) begin(q *InFlight, w http.ResponseWriter, r *http.Request, start int64, next bool) {
 	if !next {
 		q.Flush()
+	}
+	if start == 0 {
 		start = heartbeat.Now()
 	}
 	*q = InFlight{p: p, w: w, r: r, start: start, tallied: next, tally: q.tally}

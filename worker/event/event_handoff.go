@@ -84,7 +84,7 @@ func (l *eventLoop) runKept() bool {
 		l.kept[l.keptNext] = nil
 		l.keptNext++
 		o := h.owner.Add(1)
-		j.kept = o
+		j.kept, j.start = o, start
 		l.e.watchdog.kick()
 		handlers := int64(max(len(j.reqs), 1))
 		j.serve()

@@ -26,7 +26,7 @@ type eventLoop struct {
 	wakefd int
 	alive  atomic.Int64 // nanotime of the last iteration
 
-	conns    map[int32]*eventConn
+	conns    connTable
 	lreg     bool // the listeners are in the epoll set
 	held     bool // the AsyncHandler is tied up: new connections stay in the backlog (Loop.Hold)
 	heldOut  bool // the listeners are out of the epoll set because of held
@@ -41,6 +41,7 @@ type eventLoop struct {
 	ustore   frontend.UwsgiStore            // inline handlers' uwsgi requests
 	uwsgis   freeList[*http1.UwsgiParser]   // free parsers for uwsgi connections
 	ustores  freeList[*frontend.UwsgiStore] // free stores for uwsgi requests served after their turn
+	jobFree  freeList[*eventJob]            // free jobs (getJob)
 	again    []*eventConn                   // connections with input left to read
 	again2   []*eventConn                   // the other half of again's double buffer
 	fresh    []*eventConn                   // accepted in this turn, not yet in the epoll set
@@ -85,7 +86,7 @@ func newEventLoop(e *eventWorker) (*eventLoop, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	l := &eventLoop{e: e, p: e.p, epfd: epfd, wakefd: wfd, conns: map[int32]*eventConn{}}
+	l := &eventLoop{e: e, p: e.p, epfd: epfd, wakefd: wfd}
 	l.now = nanotime()
 	l.alive.Store(l.now)
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wfd)}); err != nil {
@@ -220,7 +221,7 @@ func (l *eventLoop) close() {
 			m.ack <- errConnClosed
 		}
 	}
-	for _, c := range l.conns {
+	for c := range l.conns.all() {
 		c.close()
 	}
 }
@@ -250,7 +251,7 @@ func (l *eventLoop) idleWaitMs() int {
 // connection, no handler out, its listeners in the epoll set and the
 // handler not holding them off.
 func (l *eventLoop) idle() bool {
-	return len(l.conns) == 0 && l.jobs == 0 && l.e.gos.count() == 0 && l.lreg && !l.held
+	return l.conns.len() == 0 && l.jobs == 0 && l.e.gos.count() == 0 && l.lreg && !l.held
 }
 
 // run runs the loop on the calling goroutine until the worker stops it,
@@ -288,7 +289,7 @@ func (l *eventLoop) poll(wait, idle int) (exit bool, err error) {
 	l.e.beat(now)
 	if l.e.quick.Load() {
 		l.unregister()
-		for _, c := range l.conns {
+		for c := range l.conns.all() {
 			c.close()
 		}
 		l.e.gos.closeAll()
@@ -296,7 +297,7 @@ func (l *eventLoop) poll(wait, idle int) (exit bool, err error) {
 	}
 	if l.e.draining.Load() {
 		l.drain()
-		if l.drained && len(l.conns) == 0 && l.e.gos.count() == 0 {
+		if l.drained && l.conns.len() == 0 && l.e.gos.count() == 0 {
 			return true, nil
 		}
 	}
@@ -334,7 +335,7 @@ func (l *eventLoop) poll(wait, idle int) (exit bool, err error) {
 				l.accept(int(fd))
 			}
 		default:
-			if c := l.conns[fd]; c != nil {
+			if c := l.conns.get(fd); c != nil {
 				c.ready(ev.Events)
 			} else if l.async != nil {
 				l.async.ready(fd, ev.Events)
@@ -469,7 +470,7 @@ func (l *eventLoop) accept(lfd int) bool {
 		c.canWrite = true
 		c.firstRead = l.firstReads.try()
 		c.canRead = c.firstRead
-		l.conns[c.fd] = c
+		l.conns.put(c)
 		l.fresh = append(l.fresh, c)
 		c.update()
 		if b := l.p.Board(); b != nil {
@@ -523,7 +524,7 @@ func (l *eventLoop) handleInbox() {
 			c.busy = false
 			c.handlerDone()
 			if !c.closed {
-				c.out = append(c.getOut(), m.b...)
+				c.takeOutput(m)
 				c.closeAfter = c.closeAfter || m.closeAfter
 				if err := m.job.fail; err != nil && !m.closeAfter {
 					c.fail(err) // the request after the batch
@@ -561,7 +562,7 @@ func (l *eventLoop) scan(now int64) {
 	if draining {
 		l.e.gos.closeIdle(cfg.DrainIdle)
 	}
-	for _, c := range l.conns {
+	for c := range l.conns.all() {
 		switch {
 		case c.busy:
 		case c.lingering:
@@ -659,6 +660,20 @@ type eventConn struct {
 }
 
 func (c *eventConn) pending() int { return len(c.out) - c.outOff }
+
+// takeOutput appends a job's final output to the connection's: with none
+// pending, the job's buffer becomes the connection's, and the bytes the
+// handler wrote are the bytes written to the socket, with no copy (into a
+// buffer the loop's cache may not have held since its last turn).
+func (c *eventConn) takeOutput(m *eventMsg) {
+	if len(c.out) == 0 && len(m.b) > 0 && cap(m.b) <= eventKeepBuf {
+		c.l.putBuf(c.out)
+		c.out, c.outOff = m.b, 0
+		m.job.out = nil
+		return
+	}
+	c.out = append(c.getOut(), m.b...)
+}
 
 func (c *eventConn) getOut() []byte {
 	if c.out == nil {
@@ -965,8 +980,7 @@ const eventBatch = 16
 
 func (c *eventConn) getBatch() *eventJob {
 	if c.batch == nil {
-		c.batch = eventJobs.Get().(*eventJob)
-		c.batch.c = c
+		c.batch = c.l.getJob(c)
 	}
 	return c.batch
 }
@@ -1110,7 +1124,7 @@ func (c *eventConn) close() {
 	c.ctx.Cancel(context.Canceled)
 	l := c.l
 	closeSocket(int(c.fd)) // also leaves the epoll set
-	delete(l.conns, c.fd)
+	l.conns.remove(c.fd)
 	l.e.conns.Add(-1)
 	if b := l.p.Board(); b != nil {
 		b.ConnClosed()
@@ -1177,6 +1191,10 @@ type eventJob struct {
 	// goroutine runs the job itself (runKept), 0 otherwise: send hands off
 	// that turn of the loop, and no later one.
 	kept uint64
+	// start is when the loop began the job it runs itself, by
+	// heartbeat.Now (runKept's reading), 0 on the pool: the first
+	// request's start, without a clock read of its own.
+	start int64
 }
 
 // eventReq is one request of a batch, and the memory it is built in,
@@ -1189,18 +1207,27 @@ type eventReq struct {
 	closeConn    bool
 }
 
-var eventJobs sync.Pool
-
-// eventJobs.New is set in init, not in the declaration: New refers to
-// send, whose hand-off reaches the loop's code that gets jobs from
-// eventJobs, a cycle a package variable's initializer may not have.
-func init() {
-	eventJobs.New = func() any {
-		j := &eventJob{ack: make(chan error, 1)}
+// getJob returns an empty job for a batch of c's: a free one of the
+// loop's, if any. The loop's own list, not a sync.Pool: a job is taken
+// and given back on the loop's goroutine, a request apiece on kept
+// connections, and the list needs no per-P pinning or lock.
+func (l *eventLoop) getJob(c *eventConn) *eventJob {
+	j, ok := l.jobFree.pop()
+	if !ok {
+		j = &eventJob{ack: make(chan error, 1)}
 		j.rw.Send = j.send
-		return j
 	}
+	if j.out == nil {
+		j.out = l.getBuf() // given to c with the answer, see takeOutput
+	}
+	j.c = c
+	return j
 }
+
+// eventFreeJobs bounds the free jobs a loop keeps: a burst of batches
+// on the pool leaves no more than this many behind for the collector to
+// spare.
+const eventFreeJobs = 256
 
 // add appends a request to the batch and returns it.
 func (j *eventJob) add() *eventReq {
@@ -1221,11 +1248,16 @@ func (j *eventJob) serve() {
 		r := &j.reqs[i]
 		start := len(out)
 		j.rw.Reset(out, r.method, r.major, r.minor, r.closeConn)
-		serve := worker.ServeRecover
-		if i > 0 {
-			serve = worker.ServeNext // one clock read a request
+		var ok bool
+		switch {
+		case i > 0:
+			ok = worker.ServeNext(l.p, &j.q, &j.rw, r.hr) // one clock read a request
+		case j.start != 0:
+			ok = worker.ServeFrom(l.p, &j.q, &j.rw, r.hr, j.start)
+		default:
+			ok = worker.ServeRecover(l.p, &j.q, &j.rw, r.hr)
 		}
-		if !serve(l.p, &j.q, &j.rw, r.hr) {
+		if !ok {
 			// What was sent went with the earlier responses; what was
 			// not is this response's beginning, or theirs.
 			m.closeAfter = true
@@ -1245,9 +1277,7 @@ func (j *eventJob) serve() {
 	j.q.Flush()
 	j.out = out
 	m.b = out
-	if !l.post(m) {
-		j.release()
-	}
+	l.post(m) // the loop is closed if not: j is garbage
 }
 
 // send streams b to the connection; it blocks until the loop has taken it
@@ -1266,13 +1296,16 @@ func (j *eventJob) send(b []byte) error {
 	return <-j.ack
 }
 
+// release gives j back to its loop's free list, on the loop's goroutine.
 func (j *eventJob) release() {
+	l := j.c.l
 	for i := range j.reqs {
 		j.reqs[i].hr = nil
 	}
-	j.c, j.reqs, j.fail, j.kept = nil, j.reqs[:0], nil, 0
-	if cap(j.out) > eventKeepBuf {
-		j.out = nil
+	j.c, j.reqs, j.fail, j.kept, j.start = nil, j.reqs[:0], nil, 0, 0
+	l.putBuf(j.out) // a free job holds no buffer
+	j.out = nil
+	if l.jobFree.len() < eventFreeJobs {
+		l.jobFree.push(j)
 	}
-	eventJobs.Put(j)
 }
