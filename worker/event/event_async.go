@@ -299,6 +299,7 @@ func (c *eventConn) serveAsync(hr *http.Request, method string, major, minor int
 	a := answers.Get().(*Answer)
 	a.c, a.done, a.begun = c, false, true
 	a.rw.Reset(a.out[:0], method, major, minor, closeConn)
+	a.rw.Gateway = c.uwsgi != nil
 	a.q = l.p.Begin(&a.fw, hr)
 	c.busy = true
 	func() {

@@ -999,6 +999,7 @@ func (c *eventConn) serve(hr *http.Request, method string, major, minor int, clo
 		rw.Send = nil
 		start := len(c.getOut())
 		rw.Reset(c.out, method, major, minor, closeConn)
+		rw.Gateway = c.uwsgi != nil
 		if !worker.ServeRecover(p, &l.q, rw, hr) {
 			c.out = http1.AppendError(c.out[:start], http.StatusInternalServerError)
 			c.closeAfter = true
@@ -1248,6 +1249,7 @@ func (j *eventJob) serve() {
 		r := &j.reqs[i]
 		start := len(out)
 		j.rw.Reset(out, r.method, r.major, r.minor, r.closeConn)
+		j.rw.Gateway = c.uwsgi != nil
 		var ok bool
 		switch {
 		case i > 0:

@@ -490,7 +490,9 @@ func (w *streamResponse) writeHead(final bool) {
 	if w.cgi {
 		fmt.Fprintf(w.out, "Status: %d %s\r\n", w.status, text)
 	} else {
-		h.Set("Connection", "close")
+		// No Connection field: a uwsgi response ends with the close, as
+		// nginx reads it (and as http1.ResponseWriter's Gateway writes it).
+		h.Del("Connection")
 		fmt.Fprintf(w.out, "HTTP/1.1 %d %s\r\n", w.status, text)
 	}
 	if err := h.Write(w.out); err != nil {

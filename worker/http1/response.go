@@ -66,6 +66,12 @@ type ResponseWriter struct {
 	// BufferLimit is the body held back before streaming; 0 means
 	// DefaultBufferLimit.
 	BufferLimit int
+	// Gateway says that the response goes to a front end that reads it
+	// to the close and answers its client itself (nginx's uwsgi_pass): the
+	// head carries no Date, which the front end adds as it does for
+	// uWSGI's, and no Connection field, as the close ends every response
+	// of that protocol. Reset leaves it as it is.
+	Gateway bool
 
 	out  []byte
 	body []byte
@@ -380,7 +386,7 @@ func (w *ResponseWriter) writeHead(final bool) {
 		}
 		b = w.appendFields(b, fields)
 	}
-	if !w.hasDate {
+	if !w.hasDate && !w.Gateway {
 		b = appendDate(b)
 	}
 	if setCL {
@@ -392,6 +398,7 @@ func (w *ResponseWriter) writeHead(final bool) {
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
 	switch {
+	case w.Gateway:
 	case w.closeConn:
 		b = append(b, "Connection: close\r\n"...)
 	case !w.http11():

@@ -347,3 +347,39 @@ func BenchmarkResponse(b *testing.B) {
 }
 
 var noCache = []string{"no-cache"}
+
+// A response to a gateway (nginx's uwsgi_pass) carries neither Date nor
+// Connection, whole or streamed, and still closes the connection; a Date
+// of the handler's own goes out.
+func TestResponseGateway(t *testing.T) {
+	cases := []struct {
+		name         string
+		stream, date bool
+		want         string // the head, less a Date the handler set
+	}{
+		{"whole", false, false, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nbody"},
+		{"streamed", true, false, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nbody"},
+		{"handler's Date", false, true, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 4\r\n\r\nbody"},
+	}
+	for _, c := range cases {
+		var sent bytes.Buffer
+		w := &ResponseWriter{BufferLimit: 64, Gateway: true, Send: func(b []byte) error { sent.Write(b); return nil }}
+		w.Reset(nil, "GET", 1, 0, true)
+		w.Header().Set("Content-Type", "text/plain")
+		if c.date {
+			w.Header().Set("Date", "Sun, 06 Nov 1994 08:49:37 GMT")
+		}
+		io.WriteString(w, "body")
+		if c.stream {
+			w.Flush()
+		}
+		out, err := w.Finish()
+		if err != nil {
+			t.Fatalf("%s: Finish: %v", c.name, err)
+		}
+		sent.Write(out)
+		if got := sent.String(); got != c.want || !w.Close() {
+			t.Errorf("%s: got %q, close %v; want %q, close true", c.name, got, w.Close(), c.want)
+		}
+	}
+}
