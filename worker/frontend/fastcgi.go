@@ -235,6 +235,11 @@ type fcgiRequest struct {
 	cancel   func()
 	done     chan struct{} // closed once the handler's response is complete
 
+	// waiting is the request whose parameters ended declaring no body:
+	// it runs on the reading goroutine once the empty STDIN record comes
+	// (serveFastCGIInline), with no pipe and no goroutine of its own.
+	waiting *http.Request
+
 	mu        sync.Mutex
 	stdinDone bool // the empty STDIN record came
 	finished  bool // the handler returned and END_REQUEST went out
@@ -283,7 +288,9 @@ func (s *ConnServer) serveFastCGI(c net.Conn) {
 	defer func() {
 		if cur != nil && cur.started {
 			cur.cancel()
-			cur.body.CloseWithError(io.ErrUnexpectedEOF)
+			if cur.body != nil {
+				cur.body.CloseWithError(io.ErrUnexpectedEOF)
+			}
 			<-cur.done
 		}
 	}()
@@ -347,7 +354,7 @@ func (s *ConnServer) fastCGIRecord(c net.Conn, fw *fcgiWriter, cur **fcgiRequest
 		if !mine {
 			return nil
 		}
-		return s.fastCGIStdin(c, req, rec)
+		return s.fastCGIStdin(c, fw, req, rec)
 	case FastCGIAbortRequest:
 		if mine && !req.isFinished() {
 			return s.fastCGIAbort(c, fw, cur, rec)
@@ -404,7 +411,7 @@ func (s *ConnServer) fastCGIBegin(c net.Conn, fw *fcgiWriter, cur **fcgiRequest,
 // fastCGIParams handles a PARAMS record of req, the request in progress:
 // the empty one that ends them starts the handler.
 func (s *ConnServer) fastCGIParams(c net.Conn, fw *fcgiWriter, req *fcgiRequest, rec FastCGIRecord) error {
-	if req.started {
+	if req.started || req.waiting != nil {
 		return fcgiErr("PARAMS for request %d after its parameters ended", rec.ID)
 	}
 	if len(rec.Content) > 0 {
@@ -423,13 +430,28 @@ func (s *ConnServer) fastCGIParams(c net.Conn, fw *fcgiWriter, req *fcgiRequest,
 		return fcgiErr("request %d: %v", rec.ID, err)
 	}
 	req.params = nil
+	if r.ContentLength == 0 && canWatchGone(c) {
+		req.waiting = r // for its empty STDIN record, most likely read with it
+		return nil
+	}
 	s.startFastCGI(c, fw, req, r)
 	return nil
 }
 
 // fastCGIStdin handles a STDIN record of req: body bytes for the handler,
 // or the empty record that ends the body.
-func (s *ConnServer) fastCGIStdin(c net.Conn, req *fcgiRequest, rec FastCGIRecord) error {
+func (s *ConnServer) fastCGIStdin(c net.Conn, fw *fcgiWriter, req *fcgiRequest, rec FastCGIRecord) error {
+	if r := req.waiting; r != nil {
+		if len(rec.Content) > 0 {
+			return nil // no body was declared: dropped, as a handler's unread body is
+		}
+		req.waiting = nil
+		req.mu.Lock()
+		req.stdinDone = true
+		req.mu.Unlock()
+		s.serveFastCGIInline(c, fw, req, r)
+		return nil
+	}
 	if !req.started {
 		return fcgiErr("STDIN for request %d before its parameters ended", rec.ID)
 	}
@@ -497,62 +519,86 @@ func (r *fcgiRequest) isFinished() bool {
 // reading loop through a pipe.
 func (s *ConnServer) startFastCGI(c net.Conn, fw *fcgiWriter, req *fcgiRequest, r *http.Request) {
 	pr, pw := io.Pipe()
-	req.body, req.started = pw, true
+	req.body = pw
 	r.Body = http.NoBody
 	if r.ContentLength != 0 {
 		r.Body = pr
 	}
+	ctx := req.begin(r)
+	c.SetReadDeadline(time.Time{}) // the body comes as fast as the client sends it
+	go s.runFastCGI(ctx, c, fw, req, r, func() { pr.CloseWithError(io.ErrClosedPipe) })
+}
+
+// serveFastCGIInline serves a request without a body, all of whose
+// records came, on the reading goroutine: no goroutine, pipe or wake-up of
+// another thread a request. Nothing reads the connection meanwhile, so a
+// handler still running after fcgiWatchDelay gets a watch for the web
+// server's close (watchGone), which cancels its context as the reading
+// loop's end does for one on its own goroutine.
+func (s *ConnServer) serveFastCGIInline(c net.Conn, fw *fcgiWriter, req *fcgiRequest, r *http.Request) {
+	r.Body = http.NoBody
+	ctx := req.begin(r)
+	c.SetReadDeadline(time.Time{}) // the handler may take its time
+	w := watchGone(c, req.cancel)
+	s.runFastCGI(ctx, c, fw, req, r, func() { w.stop(c) })
+}
+
+// begin marks req's handler started and returns its context.
+func (req *fcgiRequest) begin(r *http.Request) context.Context {
 	r.Close = !req.keepConn
 	ctx, cancel := context.WithCancel(context.Background())
-	req.cancel = cancel
-	c.SetReadDeadline(time.Time{}) // the body comes as fast as the client sends it
-	go func() {
-		defer close(req.done)
-		stdout := &fcgiStdout{fw: fw, id: req.id}
-		out := fcgiOutPool.Get().(*bufio.Writer)
-		out.Reset(stdout)
-		defer func() {
-			out.Reset(nil)
-			fcgiOutPool.Put(out)
-		}()
-		w := newStreamResponse(out, r, true)
-		w.final = func() { stdout.hold = true } // endStdout writes the rest
-		panicked := false
-		err := func() (err error) {
-			defer func() {
-				if v := recover(); v != nil {
-					panicked = true
-					if v != http.ErrAbortHandler {
-						s.logf(slog.LevelError, "fastcgi: panic serving %s: %v", r.RemoteAddr, v)
-					}
-				}
-			}()
-			return s.serveRequest(ctx, c, r, w)
-		}()
-		pr.CloseWithError(io.ErrClosedPipe)
-		if panicked || err != nil {
-			c.Close() // a response cut short must not look complete
-			return
-		}
-		// END_REQUEST goes out under req.mu: the web server may begin
-		// the next request on this connection as soon as it reads it, and
-		// the reading loop must then find this one finished.
-		req.mu.Lock()
-		err = fw.endStdout(req.id)
-		req.finished = err == nil
-		stdinDone := req.stdinDone
-		req.mu.Unlock()
-		if err != nil {
-			c.Close()
-			return
-		}
-		if stdinDone {
-			s.fastCGIAfter(c, req)
-		} else {
-			// The reading loop drops the rest of the body, then decides.
-			c.SetReadDeadline(time.Now().Add(time.Second))
-		}
+	req.cancel, req.started = cancel, true
+	return ctx
+}
+
+// runFastCGI runs the handler for req and ends the request: returned
+// is called once the handler has.
+func (s *ConnServer) runFastCGI(ctx context.Context, c net.Conn, fw *fcgiWriter, req *fcgiRequest, r *http.Request, returned func()) {
+	defer close(req.done)
+	stdout := &fcgiStdout{fw: fw, id: req.id}
+	out := fcgiOutPool.Get().(*bufio.Writer)
+	out.Reset(stdout)
+	defer func() {
+		out.Reset(nil)
+		fcgiOutPool.Put(out)
 	}()
+	w := newStreamResponse(out, r, true)
+	w.final = func() { stdout.hold = true } // endStdout writes the rest
+	panicked := false
+	err := func() (err error) {
+		defer func() {
+			if v := recover(); v != nil {
+				panicked = true
+				if v != http.ErrAbortHandler {
+					s.logf(slog.LevelError, "fastcgi: panic serving %s: %v", r.RemoteAddr, v)
+				}
+			}
+		}()
+		return s.serveRequest(ctx, c, r, w)
+	}()
+	returned()
+	if panicked || err != nil {
+		c.Close() // a response cut short must not look complete
+		return
+	}
+	// END_REQUEST goes out under req.mu: the web server may begin
+	// the next request on this connection as soon as it reads it, and
+	// the reading loop must then find this one finished.
+	req.mu.Lock()
+	err = fw.endStdout(req.id)
+	req.finished = err == nil
+	stdinDone := req.stdinDone
+	req.mu.Unlock()
+	if err != nil {
+		c.Close()
+		return
+	}
+	if stdinDone {
+		s.fastCGIAfter(c, req)
+	} else {
+		// The reading loop drops the rest of the body, then decides.
+		c.SetReadDeadline(time.Now().Add(time.Second))
+	}
 }
 
 // keeps reports whether the connection stays open after req.

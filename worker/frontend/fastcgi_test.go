@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestFastCGIRecordsAndParams(t *testing.T) {
@@ -164,5 +166,69 @@ func TestFastCGINextRequestOnAClosingConnection(t *testing.T) {
 	}
 	if rec, err := ReadFastCGIRecord(c, nil); err == nil {
 		t.Fatalf("after the first request: record %+v, want the connection closed", rec)
+	}
+}
+
+// fcgiServeTCP is fcgiServe over a TCP connection on 127.0.0.1, whose
+// socket lets a request without a body run on the reading goroutine.
+func fcgiServeTCP(t *testing.T, h http.Handler) net.Conn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fcgiServeOn(t, h, 5*time.Second, a, c)
+}
+
+// Requests without a body on a kept TCP connection run on the reading
+// goroutine, one after another, each answered whole.
+func TestFastCGIInlineKeptRequests(t *testing.T) {
+	c := fcgiServeTCP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	for i := range 50 {
+		if _, err := c.Write(fcgiKeptGet()); err != nil {
+			t.Fatal(err)
+		}
+		recs := readRecords(t, c, func(r FastCGIRecord) bool { return r.Type == FastCGIEndRequest })
+		if end := recs[len(recs)-1]; end.ID != 1 || end.Content[4] != fcgiRequestComplete {
+			t.Fatalf("request %d: %+v", i, end)
+		}
+		if out := string(recs[0].Content); !strings.HasPrefix(out, "Status: 200 OK\r\n") || !strings.HasSuffix(out, "\r\n\r\nok") {
+			t.Fatalf("request %d: stdout %q", i, out)
+		}
+	}
+}
+
+// A handler run on the reading goroutine still learns that the web server
+// closed the connection (its client went away): its context ends.
+func TestFastCGIInlineClientGone(t *testing.T) {
+	started, cancelled := make(chan struct{}), make(chan error, 1)
+	c := fcgiServeTCP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		select {
+		case <-r.Context().Done():
+			cancelled <- nil
+		case <-time.After(5 * time.Second):
+			cancelled <- errors.New("not cancelled in 5 s")
+		}
+	}))
+	if _, err := c.Write(fcgiKeptGet()); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	time.Sleep(2 * fcgiWatchDelay) // past the delay: the watch runs
+	c.Close()
+	if err := <-cancelled; err != nil {
+		t.Fatal(err)
 	}
 }

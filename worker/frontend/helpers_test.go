@@ -26,6 +26,12 @@ func fcgiServe(t *testing.T, h http.Handler) net.Conn {
 func fcgiServeIdle(t *testing.T, h http.Handler, idle time.Duration) net.Conn {
 	t.Helper()
 	a, b := net.Pipe()
+	return fcgiServeOn(t, h, idle, a, b)
+}
+
+// fcgiServeOn runs a ConnServer with IdleTimeout idle on a, the server's
+// end of a connection, and returns b, the web server's.
+func fcgiServeOn(t *testing.T, h http.Handler, idle time.Duration, a, b net.Conn) net.Conn {
 	s := &ConnServer{Protocol: ProtocolFastCGI, Handler: h, ReadTimeout: 5 * time.Second, IdleTimeout: idle,
 		UwsgiAllow: MustAllowList("*")}
 	done := make(chan struct{})
