@@ -73,8 +73,9 @@ type fastConn struct {
 	parser http1.Parser
 	store  http1.RequestStore
 	w      fastWriter
-	q      InFlight    // the request in flight, reused
-	ctx    ConnContext // the requests' context
+	q      InFlight     // the request in flight, reused
+	ctx    ConnContext  // the first requests' context
+	rctx   *ConnContext // the requests' context now: &ctx, until a handler asks for Done (see Ended)
 
 	// buf is the read buffer: small, or a pool's (pooled) or a larger one
 	// while a request outgrows it; its len is its size. buf[lo:hi] is
@@ -112,6 +113,7 @@ func newFastConn(g *goroutineWorker, l *drainListener, tc *trackedConn) *fastCon
 	c.parser.Config = l.screen
 	// As net/http's request contexts: the server and the local address.
 	c.ctx.Parent = context.WithValue(g.connCtx, http.LocalAddrContextKey, tc.LocalAddr())
+	c.rctx = &c.ctx
 	c.w.c = c
 	c.w.Send = c.send
 	return c
@@ -272,7 +274,7 @@ func (c *fastConn) readMore() bool {
 // whether the connection serves on.
 func (c *fastConn) serveRequest(req *http1.Request, next bool) bool {
 	p := c.g.p
-	hr, err := c.store.ToHTTP(&c.ctx, req, c.remote)
+	hr, err := c.store.ToHTTP(c.rctx, req, c.remote)
 	if err != nil {
 		c.fail(err)
 		return false
@@ -301,9 +303,10 @@ func (c *fastConn) serveRequest(req *http1.Request, next bool) bool {
 	ok := serveRecover(p, &c.q, &c.w, hr, begun, begun != 0)
 	c.serving = false
 	c.watchEnd()
+	c.rctx = c.rctx.Ended()
 	if c.hijacked {
 		c.release()
-		c.ctx.Cancel(context.Canceled) // as net/http cancels a hijacked request's
+		c.rctx.Cancel(context.Canceled) // as net/http cancels a hijacked request's
 		return false
 	}
 	if !ok {
@@ -440,7 +443,7 @@ func (c *fastConn) closeAfterResponse() {
 func (c *fastConn) close(linger bool) {
 	c.q.Flush()
 	closeConn(c.tc, linger)
-	c.ctx.Cancel(context.Canceled)
+	c.rctx.Cancel(context.Canceled)
 	c.release()
 	c.tc.enterState(http.StateClosed, 0, 0)
 	c.g.forget(c.tc)

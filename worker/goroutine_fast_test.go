@@ -407,3 +407,21 @@ func TestFastPanicAnswers500(t *testing.T) {
 		t.Fatalf("not closed after the panic: %q", got)
 	}
 }
+
+// TestFastRequestContextEnds: on the fast path a request's context ends
+// when its handler returns, as net/http's does.
+func TestFastRequestContextEnds(t *testing.T) {
+	workertest.CheckRequestContextEnds(t, false, func(h http.Handler) string {
+		addr, _ := serveTest(t, newTestProcess(t, h, &Config{KeepAlive: 5 * time.Second}), new(goroutineWorker))
+		return addr
+	})
+}
+
+// TestSyncRequestContextEnds: the sync type's too (a request a
+// connection).
+func TestSyncRequestContextEnds(t *testing.T) {
+	workertest.CheckRequestContextEnds(t, true, func(h http.Handler) string {
+		addr, _ := serveTest(t, newTestProcess(t, h, &Config{KeepAlive: 5 * time.Second}), new(syncWorker))
+		return addr
+	})
+}

@@ -135,7 +135,7 @@ func (c *fastConn) watchRead() {
 	c.peekN = n
 	if n == 0 && !c.aborted.Load() {
 		c.gone = true
-		c.ctx.Cancel(context.Canceled)
+		c.rctx.Cancel(context.Canceled)
 	}
 }
 

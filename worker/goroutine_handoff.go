@@ -25,7 +25,7 @@ func (c *fastConn) handOver() {
 	tc := c.tc
 	tc.replay = bytes.Clone(c.buf[c.lo:c.hi])
 	c.release()
-	c.ctx.Cancel(context.Canceled) // the fast path's requests are over
+	c.rctx.Cancel(context.Canceled) // the fast path's requests are over
 	// Active until net/http reports it New: not an idle connection to a
 	// drain.
 	tc.enterState(http.StateActive, 0, 0)

@@ -32,6 +32,7 @@ type syncWorker struct {
 	wake  int // eventfd: Stop wakes the poll
 	ctx   context.Context
 	abort context.CancelFunc // a quick stop cancels the request in flight
+	rctx  *ConnContext       // the requests' context, a child of ctx that ends with its request (Ended)
 
 	stopping atomic.Bool // a stop of either kind began
 	quick    atomic.Bool
@@ -62,6 +63,7 @@ func (s *syncWorker) Serve(p *Process) error {
 	s.mu.Lock()
 	s.wake = fd
 	s.ctx, s.abort = context.WithCancel(context.Background())
+	s.rctx = &ConnContext{Parent: s.ctx}
 	if s.quick.Load() {
 		s.abort()
 	}
@@ -268,7 +270,7 @@ func (s *syncWorker) serveHTTP(c net.Conn) {
 		}
 	}
 	s.in = in
-	hr, err := http1.ToHTTP(s.ctx, req, frontend.RemoteAddr(c))
+	hr, err := http1.ToHTTP(s.rctx, req, frontend.RemoteAddr(c))
 	if err != nil {
 		s.answerError(c, err)
 		linger = true
@@ -278,7 +280,9 @@ func (s *syncWorker) serveHTTP(c net.Conn) {
 	c.SetWriteDeadline(time.Now().Add(max(s.ioTimeout(), time.Second)))
 	s.rw.Send = func(b []byte) error { _, err := c.Write(b); return err }
 	s.rw.Reset(s.out[:0], req.Method, req.Major, req.Minor, true)
-	if !ServeRecover(s.p, &s.q, &s.rw, hr) {
+	ok := ServeRecover(s.p, &s.q, &s.rw, hr)
+	s.rctx = s.rctx.Ended()
+	if !ok {
 		if !s.rw.Started() {
 			s.answerError(c, errHandlerPanic)
 		}

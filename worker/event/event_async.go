@@ -270,6 +270,7 @@ func (a *Answer) Finish(ok bool) {
 	}
 	a.q.End(!ok)
 	c.busy = false
+	c.rctx = c.rctx.Ended()
 	c.handlerDone()
 	if !c.closed {
 		c.out = append(c.getOut(), a.out...)

@@ -447,6 +447,7 @@ func (l *eventLoop) accept(lfd int) bool {
 		}
 		c := &eventConn{l: l, fd: int32(nfd), remote: remote, last: nanotime()}
 		c.ctx.Parent = l.e.ctx
+		c.rctx = &c.ctx
 		c.parser.Config = l.e.cfg
 		if !c.wantProxy(fe) {
 			unix.Close(nfd)
@@ -522,6 +523,7 @@ func (l *eventLoop) handleInbox() {
 		if m.final {
 			l.jobs--
 			c.busy = false
+			c.rctx = c.rctx.Ended()
 			c.handlerDone()
 			if !c.closed {
 				c.takeOutput(m)
@@ -621,7 +623,8 @@ type eventConn struct {
 	l      *eventLoop
 	fd     int32
 	remote string
-	ctx    worker.ConnContext // its requests' context
+	ctx    worker.ConnContext  // its first requests' context
+	rctx   *worker.ConnContext // its requests' context now: &ctx, until a handler asks for Done (see Ended)
 	parser http1.Parser
 	uwsgi  *http1.UwsgiParser   // instead of parser, on a uwsgi listener
 	ustore *frontend.UwsgiStore // its uwsgi request's, until the handler is done with it
@@ -705,7 +708,7 @@ func (c *eventConn) ready(ev uint32) {
 		if c.busy && !worker.FDHasUnread(int(c.fd)) {
 			// The client went away while its handler runs (and sent no
 			// further request): the handler may stop.
-			c.ctx.Cancel(context.Canceled)
+			c.rctx.Cancel(context.Canceled)
 		}
 	}
 	c.pump()
@@ -875,11 +878,11 @@ func (c *eventConn) processUwsgi() {
 	var hr *http.Request
 	if err == nil && u != nil {
 		if c.l.async == nil && c.l.e.pool == nil {
-			hr, err = c.l.ustore.Request(&c.ctx, u, c.remote) // served in this turn
+			hr, err = c.l.ustore.Request(c.rctx, u, c.remote) // served in this turn
 		} else {
 			// Answered after the turn: a store of its own until then.
 			c.ustore = c.l.getUwsgiStore()
-			hr, err = c.ustore.Request(&c.ctx, u, c.remote)
+			hr, err = c.ustore.Request(c.rctx, u, c.remote)
 		}
 		c.uwsgi.Release()
 	}
@@ -945,9 +948,9 @@ func (c *eventConn) dispatch(req *http1.Request) bool {
 		if l.async != nil {
 			// Answered later, by another process: the request must
 			// outlive the turn, so it is one of its own.
-			hr, err = http1.ToHTTP(&c.ctx, req, c.remote)
+			hr, err = http1.ToHTTP(c.rctx, req, c.remote)
 		} else {
-			hr, err = l.store.ToHTTP(&c.ctx, req, c.remote)
+			hr, err = l.store.ToHTTP(c.rctx, req, c.remote)
 		}
 		if err != nil {
 			c.fail(err)
@@ -958,7 +961,7 @@ func (c *eventConn) dispatch(req *http1.Request) bool {
 	}
 	j := c.getBatch()
 	r := j.add()
-	hr, err := r.store.ToHTTP(&c.ctx, req, c.remote)
+	hr, err := r.store.ToHTTP(c.rctx, req, c.remote)
 	if err != nil {
 		j.reqs = j.reqs[:len(j.reqs)-1]
 		if len(j.reqs) == 0 {
@@ -1000,7 +1003,9 @@ func (c *eventConn) serve(hr *http.Request, method string, major, minor int, clo
 		start := len(c.getOut())
 		rw.Reset(c.out, method, major, minor, closeConn)
 		rw.Gateway = c.uwsgi != nil
-		if !worker.ServeRecover(p, &l.q, rw, hr) {
+		ok := worker.ServeRecover(p, &l.q, rw, hr)
+		c.rctx = c.rctx.Ended()
+		if !ok {
 			c.out = http1.AppendError(c.out[:start], http.StatusInternalServerError)
 			c.closeAfter = true
 			return
@@ -1122,7 +1127,7 @@ func (c *eventConn) close() {
 		return
 	}
 	c.closed = true
-	c.ctx.Cancel(context.Canceled)
+	c.rctx.Cancel(context.Canceled)
 	l := c.l
 	closeSocket(int(c.fd)) // also leaves the epoll set
 	l.conns.remove(c.fd)

@@ -432,3 +432,18 @@ func TestEventRefusesTLS(t *testing.T) {
 		t.Errorf("event without TLS: %v", err)
 	}
 }
+
+// TestEventRequestContextEnds: a request's context ends when its handler
+// returns, as net/http's does, in every mode; a pipelined batch's requests
+// all start with live contexts.
+func TestEventRequestContextEnds(t *testing.T) {
+	for _, m := range eventModes {
+		t.Run(m.name, func(t *testing.T) {
+			workertest.CheckRequestContextEnds(t, false, func(h http.Handler) string {
+				c := &worker.Config{KeepAlive: 5 * time.Second, EventInline: m.inline, Threads: m.threads}
+				addr, _ := serveTest(t, newTestProcess(t, h, c), new(eventWorker))
+				return addr
+			})
+		})
+	}
+}

@@ -8,7 +8,9 @@ package workertest
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -272,4 +274,60 @@ func UwsgiPacket(block []byte) []byte {
 	h := []byte{0, 0, 0, 0}
 	binary.LittleEndian.PutUint16(h[1:], uint16(len(block)))
 	return append(h, block...)
+}
+
+// CheckRequestContextEnds checks net/http's rule for a request's context on
+// the server serve starts: a handler's context, live while it runs, ends
+// once it returned, though the connection stays open for the next request,
+// whose context is live; pipelined requests too. The handler derives a
+// context (as a database call with a timeout would) and leaves a goroutine
+// waiting on it, which would otherwise live as long as the connection.
+// With oneEach, the server answers a request per connection (the sync
+// type): each comes on a connection of its own.
+func CheckRequestContextEnds(t *testing.T, oneEach bool, serve func(h http.Handler) (addr string)) {
+	t.Helper()
+	ended := make(chan struct{}, 8)
+	addr := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		if ctx.Err() != nil {
+			io.WriteString(w, "dead")
+			return
+		}
+		derived, cancel := context.WithTimeout(ctx, time.Hour)
+		go func() {
+			<-derived.Done()
+			cancel()
+			ended <- struct{}{}
+		}()
+		io.WriteString(w, "live")
+	}))
+	c := Dial(t, addr, 10*time.Second)
+	br := bufio.NewReader(c)
+	batches := []int{1, 1, 3}
+	if oneEach {
+		batches = []int{1, 1, 1}
+	}
+	waitEnded := func(what string) {
+		t.Helper()
+		select {
+		case <-ended:
+		case <-time.After(3 * time.Second):
+			t.Fatalf("%s: the context did not end after the handler returned", what)
+		}
+	}
+	for i, batch := range batches {
+		if oneEach && i > 0 {
+			c = Dial(t, addr, 10*time.Second)
+			br = bufio.NewReader(c)
+		}
+		io.WriteString(c, strings.Repeat("GET / HTTP/1.1\r\nHost: x\r\n\r\n", batch))
+		for j := range batch {
+			if res, body := ReadResponse(t, br); res.StatusCode != http.StatusOK || body != "live" {
+				t.Fatalf("write %d, request %d: %d %q, want a live context", i, j, res.StatusCode, body)
+			}
+		}
+		for range batch {
+			waitEnded(fmt.Sprintf("write %d", i))
+		}
+	}
 }
