@@ -75,7 +75,7 @@ type fastConn struct {
 	w      fastWriter
 	q      InFlight     // the request in flight, reused
 	ctx    ConnContext  // the first requests' context
-	rctx   *ConnContext // the requests' context now: &ctx, until a handler asks for Done (see Ended)
+	rctx   *ConnContext // the requests' context now: &ctx, until a handler uses it (see ConnContext.Ended)
 
 	// buf is the read buffer: small, or a pool's (pooled) or a larger one
 	// while a request outgrows it; its len is its size. buf[lo:hi] is

@@ -121,7 +121,8 @@ func ServeRecover(p *Process, q *InFlight, w *http1.ResponseWriter, r *http.Requ
 
 // ServeFrom is ServeRecover for a request whose serving began at start, a
 // reading of heartbeat.Now the caller took anyway (the event loop's, as it
-// runs one connection's handler after another's): a clock read fewer.
+// runs one connection's handler after another's): a clock read fewer; 0 is
+// now, as ServeRecover.
 func ServeFrom(p *Process, q *InFlight, w *http1.ResponseWriter, r *http.Request, start int64) (ok bool) {
 	return serveRecover(p, q, w, r, start, false)
 }

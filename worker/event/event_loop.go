@@ -624,7 +624,7 @@ type eventConn struct {
 	fd     int32
 	remote string
 	ctx    worker.ConnContext  // its first requests' context
-	rctx   *worker.ConnContext // its requests' context now: &ctx, until a handler asks for Done (see Ended)
+	rctx   *worker.ConnContext // its requests' context now: &ctx, until a handler uses it (see ConnContext.Ended)
 	parser http1.Parser
 	uwsgi  *http1.UwsgiParser   // instead of parser, on a uwsgi listener
 	ustore *frontend.UwsgiStore // its uwsgi request's, until the handler is done with it
@@ -665,9 +665,8 @@ type eventConn struct {
 func (c *eventConn) pending() int { return len(c.out) - c.outOff }
 
 // takeOutput appends a job's final output to the connection's: with none
-// pending, the job's buffer becomes the connection's, and the bytes the
-// handler wrote are the bytes written to the socket, with no copy (into a
-// buffer the loop's cache may not have held since its last turn).
+// pending, the job's buffer becomes the connection's, so the bytes the
+// handler wrote go to the socket with no copy.
 func (c *eventConn) takeOutput(m *eventMsg) {
 	if len(c.out) == 0 && len(m.b) > 0 && cap(m.b) <= eventKeepBuf {
 		c.l.putBuf(c.out)
@@ -1256,13 +1255,10 @@ func (j *eventJob) serve() {
 		j.rw.Reset(out, r.method, r.major, r.minor, r.closeConn)
 		j.rw.Gateway = c.uwsgi != nil
 		var ok bool
-		switch {
-		case i > 0:
+		if i > 0 {
 			ok = worker.ServeNext(l.p, &j.q, &j.rw, r.hr) // one clock read a request
-		case j.start != 0:
+		} else {
 			ok = worker.ServeFrom(l.p, &j.q, &j.rw, r.hr, j.start)
-		default:
-			ok = worker.ServeRecover(l.p, &j.q, &j.rw, r.hr)
 		}
 		if !ok {
 			// What was sent went with the earlier responses; what was

@@ -158,6 +158,8 @@ func appendFastCGIPair(b []byte, k, v string) []byte {
 type fcgiWriter struct {
 	mu sync.Mutex
 	w  *bufio.Writer
+
+	inline bool // the connection has a socket to watch: a request without a body runs on the reading goroutine (canWatchGone)
 }
 
 // record writes one record (several when content is over 65535 bytes;
@@ -283,7 +285,7 @@ func (s *ConnServer) serveFastCGI(c net.Conn) {
 	bufs.w.Reset(c)
 	defer bufs.put() // after the handler's goroutine is done with them, below
 	br, buf := bufs.r, bufs.rec
-	fw := &fcgiWriter{w: bufs.w}
+	fw := &fcgiWriter{w: bufs.w, inline: canWatchGone(c)}
 	var cur *fcgiRequest
 	defer func() {
 		if cur != nil && cur.started {
@@ -430,7 +432,7 @@ func (s *ConnServer) fastCGIParams(c net.Conn, fw *fcgiWriter, req *fcgiRequest,
 		return fcgiErr("request %d: %v", rec.ID, err)
 	}
 	req.params = nil
-	if r.ContentLength == 0 && canWatchGone(c) {
+	if r.ContentLength == 0 && fw.inline {
 		req.waiting = r // for its empty STDIN record, most likely read with it
 		return nil
 	}
