@@ -86,11 +86,13 @@ type Parser struct {
 	// bytes on to another parser instead.
 	DiscardBody bool
 
-	cfg   *Config
-	lim   limits
-	s     *scratch
-	state state
-	err   error // sticky: after an error the connection is unusable
+	cfg     *Config
+	lim     limits
+	limFrom Limits // the Config.Limits lim was normalised from
+	limSet  bool
+	s       *scratch
+	state   state
+	err     error // sticky: after an error the connection is unusable
 
 	begun   bool  // a request has begun on this connection; no PROXY preamble any more
 	blank   uint8 // empty lines skipped before this request's request-line
@@ -478,7 +480,11 @@ func (p *Parser) config() *Config {
 // begin resets the per-request state at the first byte of a request.
 func (p *Parser) begin() {
 	p.cfg = p.config()
-	p.lim = p.cfg.Limits.normalize()
+	if p.cfg.Limits != p.limFrom || !p.limSet {
+		// Normalised again only when the settings change: this runs at
+		// the start of every request.
+		p.lim, p.limFrom, p.limSet = p.cfg.Limits.normalize(), p.cfg.Limits, true
+	}
 	if p.s == nil {
 		p.s = scratchPool.Get().(*scratch)
 	}
@@ -894,13 +900,6 @@ func asciiEqualFold(b []byte, s string) bool {
 func (p *Parser) finishHead() (done bool, err error) {
 	s := p.s
 	r := &s.req
-	s.headers = s.headers[:0]
-	for _, f := range s.fields {
-		s.headers = append(s.headers, s.header(f))
-	}
-	if len(s.headers) > 0 {
-		r.Headers = s.headers
-	}
 	p.trailerAt = len(s.fields)
 
 	http11 := r.Major > 1 || r.Major == 1 && r.Minor >= 1
@@ -910,7 +909,15 @@ func (p *Parser) finishHead() (done bool, err error) {
 		hostSeen          bool
 		closeTok, keepTok bool
 	)
-	for _, h := range r.Headers {
+	// One pass builds the field list and reads the fields that frame
+	// the request (a name shorter or longer than all of theirs is none).
+	s.headers = s.headers[:0]
+	for _, f := range s.fields {
+		h := s.header(f)
+		s.headers = append(s.headers, h)
+		if f.nameLen < len("host") || f.nameLen > len("transfer-encoding") {
+			continue
+		}
 		switch {
 		case equalFold(h.Name, "content-length"):
 			// Any repetition, even of the same value, and the list form
@@ -957,6 +964,9 @@ func (p *Parser) finishHead() (done bool, err error) {
 			}
 			r.Expect100 = true
 		}
+	}
+	if len(s.headers) > 0 {
+		r.Headers = s.headers
 	}
 	if te.present {
 		if err := te.check(http11, clSeen); err != nil {

@@ -148,5 +148,19 @@ func BenchmarkToHTTP(b *testing.B) {
 				s.ToHTTP(ctx, r, "192.0.2.1:1")
 			}
 		})
+		// The event loop's stores serve many connections in turn, each
+		// with a context of its own.
+		conns := []context.Context{context.WithValue(ctx, ctxKey{}, 1), context.WithValue(ctx, ctxKey{}, 2)}
+		b.Run(tc.name+"/store-conns", func(b *testing.B) {
+			var s RequestStore
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				s.ToHTTP(conns[i&1], r, "192.0.2.1:1")
+				i++
+			}
+		})
 	}
 }
+
+type ctxKey struct{}
