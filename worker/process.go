@@ -78,7 +78,7 @@ func (p *Process) logInFlight() {
 	}
 	var rs []req
 	for q := p.inFlight.next; q != nil && q != &p.inFlight; q = q.next {
-		rs = append(rs, req{q.r.Method + " " + q.r.RequestURI, q.start})
+		rs = append(rs, req{q.shown.Method + " " + q.shown.RequestURI, q.shownStart})
 	}
 	if len(rs) == 0 {
 		p.Log.Error(fmt.Sprintf("Worker (pid:%d) aborted by the arbiter with no request in flight", p.Pid))
@@ -182,9 +182,17 @@ type InFlight struct {
 	current bool      // the scoreboard shows this request
 	tallied bool      // a batch's request after the first: counted in tally, see Flush
 
-	tally scoreboard.Tally // the batch's requests after the first, for the scoreboard
+	tally     scoreboard.Tally // the batch's requests after the first, for the scoreboard
+	uncounted int64            // those not yet in Process.requests, see Flush
 
-	prev, next *InFlight // in the Process's ring of requests in flight
+	// The Process's ring of requests in flight, for the abort log, and
+	// what the log shows of q: written under Process.inFlightMu only. A
+	// batch's request after the first leaves q in the ring at its end,
+	// for the next one, and Flush takes it out: a lock a request, not two.
+	prev, next *InFlight
+	linked     bool
+	shown      *http.Request
+	shownStart int64
 }
 
 // Begin starts serving r as ServeHTTP does before it calls the handler;
@@ -210,7 +218,10 @@ func (p *Process) begin(q *InFlight, w http.ResponseWriter, r *http.Request, sta
 	if start == 0 {
 		start = heartbeat.Now()
 	}
-	*q = InFlight{p: p, w: w, r: r, start: start, tallied: next, tally: q.tally}
+	// Field by field, not a new InFlight: the ring's fields may be in use
+	// by the abort log (next, after a batch's request left q linked).
+	q.p, q.w, q.r, q.start, q.end, q.tallied, q.current = p, w, r, start, 0, next, false
+	q.wall = time.Time{}
 	if p.access != nil {
 		q.wall = time.Now()
 	}
@@ -220,7 +231,10 @@ func (p *Process) begin(q *InFlight, w http.ResponseWriter, r *http.Request, sta
 		q.current = p.board.Begin(q.start, r.Method, r.RequestURI)
 	}
 	p.inFlightMu.Lock()
-	q.link(&p.inFlight)
+	if !q.linked {
+		q.link(&p.inFlight)
+	}
+	q.shown, q.shownStart = r, start
 	p.inFlightMu.Unlock()
 }
 
@@ -233,20 +247,35 @@ func (q *InFlight) link(head *InFlight) {
 	q.prev, q.next = head, head.next
 	head.next.prev = q
 	head.next = q
+	q.linked = true
 }
 
-// unlink takes q out of its ring.
+// unlink takes q out of its ring, with the caller holding the lock.
 func (q *InFlight) unlink() {
 	q.prev.next, q.next.prev = q.next, q.prev
-	q.prev, q.next = nil, nil
+	q.prev, q.next, q.linked, q.shown = nil, nil, false, nil
 }
 
-// Flush puts the requests of q's batch after the first (ServeNext's) on
-// the scoreboard, which counts them only then: their caller flushes once
-// the batch is served. A ServeRecover on q flushes too.
+// Flush ends q's batch: its requests after the first (ServeNext's) go on
+// the scoreboard and into Requests (and --max-requests), which count them
+// only then, and the last leaves the abort log. Their caller flushes once
+// the batch is served; a ServeRecover on q flushes too.
 func (q *InFlight) Flush() {
-	if q.p != nil && q.p.board != nil {
-		q.p.board.Flush(&q.tally)
+	p := q.p
+	if p == nil {
+		return
+	}
+	if p.board != nil {
+		p.board.Flush(&q.tally)
+	}
+	if q.linked {
+		p.inFlightMu.Lock()
+		q.unlink()
+		p.inFlightMu.Unlock()
+	}
+	if n := q.uncounted; n > 0 {
+		q.uncounted = 0
+		p.countRequests(n)
 	}
 }
 
@@ -260,9 +289,11 @@ func (q *InFlight) Writer() http.ResponseWriter { return &q.rec }
 // says the handler failed (panicked) rather than answered.
 func (q *InFlight) End(failed bool) {
 	p, rec := q.p, &q.rec
-	p.inFlightMu.Lock()
-	q.unlink()
-	p.inFlightMu.Unlock()
+	if !q.tallied {
+		p.inFlightMu.Lock()
+		q.unlink()
+		p.inFlightMu.Unlock()
+	}
 	if failed {
 		if !rec.wroteHeader {
 			rec.status = http.StatusInternalServerError
@@ -286,7 +317,16 @@ func (q *InFlight) End(failed bool) {
 	if p.access != nil {
 		p.access.Log(q.r, status, rec.bytes, rec.Header(), q.wall, elapsed)
 	}
-	if n := p.requests.Add(1); p.maxRequests > 0 && n >= p.maxRequests {
+	if q.tallied {
+		q.uncounted++ // counted by Flush, with the batch's others
+	} else {
+		p.countRequests(1)
+	}
+}
+
+// countRequests counts n requests served, against --max-requests.
+func (p *Process) countRequests(n int64) {
+	if n := p.requests.Add(n); p.maxRequests > 0 && n >= p.maxRequests {
 		// The arbiter replaces this worker and then stops it
 		// gracefully, so the herd never runs one short.
 		p.recycleOnce.Do(func() {

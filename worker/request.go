@@ -130,8 +130,10 @@ func ServeFrom(p *Process, q *InFlight, w *http1.ResponseWriter, r *http.Request
 // ServeNext is ServeRecover for a request served right after q's last
 // one, with nothing done between them (the next of a pipelined batch): it
 // begins when that one ended, without a clock read of its own, and the
-// scoreboard counts it once the caller flushes q (InFlight.Flush) at the
-// batch's end, three atomic adds for the batch instead of six a request.
+// scoreboard, Requests and --max-requests count it once the caller
+// flushes q (InFlight.Flush) at the batch's end: three atomic adds for the
+// batch instead of six a request, and one lock of the in-flight ring a
+// request instead of two.
 func ServeNext(p *Process, q *InFlight, w *http1.ResponseWriter, r *http.Request) (ok bool) {
 	return serveRecover(p, q, w, r, q.end, true)
 }

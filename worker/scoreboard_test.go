@@ -2,7 +2,9 @@ package worker
 
 import (
 	"bufio"
+	"bytes"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -152,15 +154,7 @@ func TestServeRecoverReusesInFlight(t *testing.T) {
 		}
 	}), nil))
 	var q InFlight
-	var rw http1.ResponseWriter
-	serve := func(next bool, path string) bool {
-		rw.Reset(nil, "GET", 1, 1, false)
-		r := httptest.NewRequest("GET", path, nil)
-		if next {
-			return ServeNext(p, &q, &rw, r)
-		}
-		return ServeRecover(p, &q, &rw, r)
-	}
+	serve := batchServer(p, &q)
 	if !serve(false, "/missing") || !serve(true, "/") || serve(true, "/panic") || !serve(false, "/") {
 		t.Fatal("want ok for every request but the panic")
 	}
@@ -173,10 +167,22 @@ func TestServeRecoverReusesInFlight(t *testing.T) {
 	}
 }
 
-// BenchmarkServeHTTP is the per-request path every type serves through,
-// with the scoreboard off and on: the difference is what the metrics
-// cost a request (the types' connection counting adds an atomic add per
-// read and per write).
+// batchServer returns a function that answers a GET of path on p as a
+// connection loop would: by ServeNext when next (a later request of the
+// batch in q), else by ServeRecover (a batch's first), and reports
+// whether the handler returned.
+func batchServer(p *Process, q *InFlight) func(next bool, path string) bool {
+	var rw http1.ResponseWriter
+	return func(next bool, path string) bool {
+		rw.Reset(nil, "GET", 1, 1, false)
+		r := httptest.NewRequest("GET", path, nil)
+		if next {
+			return ServeNext(p, q, &rw, r)
+		}
+		return ServeRecover(p, q, &rw, r)
+	}
+}
+
 // TestServeNextCountsOnFlush: a batch's requests after the first are put
 // on the scoreboard together, by InFlight.Flush (or sooner, by the first
 // request answered unlike them), each by its own status and once.
@@ -187,16 +193,7 @@ func TestServeNextCountsOnFlush(t *testing.T) {
 		}
 	}), nil))
 	var q InFlight
-	var rw http1.ResponseWriter
-	serve := func(next bool, path string) {
-		rw.Reset(nil, "GET", 1, 1, false)
-		r := httptest.NewRequest("GET", path, nil)
-		if next {
-			ServeNext(p, &q, &rw, r)
-		} else {
-			ServeRecover(p, &q, &rw, r)
-		}
-	}
+	serve := batchServer(p, &q)
 	serve(false, "/")
 	serve(true, "/")
 	serve(true, "/")
@@ -222,6 +219,10 @@ func TestServeNextCountsOnFlush(t *testing.T) {
 	}
 }
 
+// BenchmarkServeHTTP is the per-request path every type serves through,
+// with the scoreboard off and on: the difference is what the metrics
+// cost a request (the types' connection counting adds an atomic add per
+// read and per write).
 func BenchmarkServeHTTP(b *testing.B) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "Hello, World!") })
 	boardModes(b, h, "", func(b *testing.B, p *Process) {
@@ -274,5 +275,50 @@ func boardModes(b *testing.B, h http.Handler, prefix string, bench func(*testing
 			withBoard(p)
 		}
 		b.Run(prefix+name, func(b *testing.B) { bench(b, p) })
+	}
+}
+
+// TestServeNextInFlight: a batch's request after the first is in the
+// abort log while its handler runs, as the first is; the batch's last
+// leaves it at Flush, which also counts the batch's requests after the
+// first against Requests (and --max-requests).
+func TestServeNextInFlight(t *testing.T) {
+	var logged bytes.Buffer
+	var p *Process
+	var during []string
+	p = newTestProcess(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		logged.Reset()
+		p.logInFlight()
+		during = append(during, strings.TrimSpace(logged.String()))
+	}), nil)
+	p.Log = slog.New(slog.NewTextHandler(&logged, nil))
+	p.maxRequests = 3
+	var q InFlight
+	serve := batchServer(p, &q)
+	serve(false, "/first")
+	serve(true, "/second")
+	serve(true, "/third")
+	if len(during) != 3 {
+		t.Fatalf("%d handler calls, want 3", len(during))
+	}
+	for i, path := range []string{"/first", "/second", "/third"} {
+		if !strings.Contains(during[i], "aborted in request GET "+path+" ") || strings.Count(during[i], "aborted in request") != 1 {
+			t.Errorf("abort log while serving %s: %q", path, during[i])
+		}
+	}
+	if n := p.Requests(); n != 1 {
+		t.Errorf("before the batch's Flush: %d requests counted, want 1 (the first)", n)
+	}
+	q.Flush()
+	if n := p.Requests(); n != 3 {
+		t.Errorf("after Flush: %d requests counted, want 3", n)
+	}
+	logged.Reset()
+	p.logInFlight()
+	if got := logged.String(); !strings.Contains(got, "no request in flight") {
+		t.Errorf("abort log after the batch: %q", got)
+	}
+	if q.linked || q.next != nil || q.shown != nil {
+		t.Error("the InFlight stays in the ring after Flush")
 	}
 }
