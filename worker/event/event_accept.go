@@ -5,6 +5,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/corral-server/corral/worker/frontend"
 )
 
 // What a new connection costs the loop in system calls. With a connection
@@ -41,29 +43,59 @@ import (
 //     socket empty and epoll reported nothing since (see shut).
 
 // accept4 accepts a connection from lfd, non-blocking and close-on-exec,
-// and returns its fd and the peer's address (see rawAddrString). The
-// listener is non-blocking, so the call does not block and needs no
-// hand-off of the thread's P.
-func accept4(lfd int) (int, string, error) {
+// and returns its fd and the peer's address (see rawPeer). The listener is
+// non-blocking, so the call does not block and needs no hand-off of the
+// thread's P.
+func accept4(lfd int) (int, peer, error) {
 	var rsa unix.RawSockaddrAny
 	n := uint32(unix.SizeofSockaddrAny)
 	fd, _, errno := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
 	if errno != 0 {
-		return -1, "", errno
+		return -1, peer{}, errno
 	}
-	return int(fd), rawAddrString(&rsa, n), nil
+	return int(fd), rawPeer(&rsa, n), nil
 }
 
-// rawAddrString writes the n bytes of address rsa as "IP:port" ("[IPv6]:port"),
-// a unix socket's path, "@name" for an abstract one, or "@" for an unnamed one.
-func rawAddrString(rsa *unix.RawSockaddrAny, n uint32) string {
+// peer is a connection's remote address. An IP peer's is formatted only
+// once a request or a log line asks (String): behind nginx over uwsgi the
+// request's RemoteAddr is the client's, from REMOTE_ADDR, and the allow
+// lists read the IP itself (allowedBy), so a connection per request need
+// not format nginx's address and parse it back. The loop's goroutine alone
+// uses it.
+type peer struct {
+	addr netip.AddrPort // an IP peer's; invalid for a unix socket's
+	name string         // String's result: a unix socket peer's from the start
+}
+
+// String is the address as "IP:port" ("[IPv6]:port"), or a unix socket
+// peer's name (see rawPeer).
+func (p *peer) String() string {
+	if p.name == "" && p.addr.IsValid() {
+		p.name = p.addr.String()
+	}
+	return p.name
+}
+
+// allowedBy reports whether list allows the peer, as list.AllowsRemote
+// reports for its String.
+func (p *peer) allowedBy(list frontend.AllowList) bool {
+	if p.addr.IsValid() {
+		return list.AllowsIP(p.addr.Addr())
+	}
+	return list.AllowsRemote(p.name)
+}
+
+// rawPeer reads the n bytes of address rsa: an IP address and port, or a
+// unix socket's name: its path, "@name" for an abstract one, or "@" for an
+// unnamed one.
+func rawPeer(rsa *unix.RawSockaddrAny, n uint32) peer {
 	switch rsa.Addr.Family {
 	case unix.AF_INET:
 		a := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), netPort(&a.Port)).String()
+		return peer{addr: netip.AddrPortFrom(netip.AddrFrom4(a.Addr), netPort(&a.Port))}
 	case unix.AF_INET6:
 		a := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), netPort(&a.Port)).String()
+		return peer{addr: netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), netPort(&a.Port))}
 	case unix.AF_UNIX:
 		a := (*unix.RawSockaddrUnix)(unsafe.Pointer(rsa))
 		path := unsafe.Slice((*byte)(unsafe.Pointer(&a.Path[0])), len(a.Path))
@@ -80,9 +112,9 @@ func rawAddrString(rsa *unix.RawSockaddrAny, n uint32) string {
 				break
 			}
 		}
-		return prefix + string(path)
+		return peer{name: prefix + string(path)}
 	}
-	return ""
+	return peer{}
 }
 
 // netPort reads a port in network byte order.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/corral-server/corral/worker/frontend"
 	"github.com/corral-server/corral/worker/internal/workertest"
 )
 
@@ -48,7 +50,7 @@ func acceptOne(t *testing.T, l net.Listener, dial func() (net.Conn, error)) (int
 		nfd, remote, err := accept4(lfd)
 		if err == nil {
 			t.Cleanup(func() { unix.Close(nfd) })
-			return nfd, remote, c
+			return nfd, remote.String(), c
 		}
 		if err != unix.EAGAIN || time.Now().After(deadline) {
 			t.Fatalf("accept4: %v", err)
@@ -229,4 +231,35 @@ func readAll(c net.Conn) (string, error) {
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	b, err := io.ReadAll(c)
 	return string(b), err
+}
+
+// TestPeer: an IP peer's address is formatted when first asked, once, and
+// the allow lists judge it by its IP, as they judge its string; a unix
+// socket peer, which has no IP, is allowed.
+func TestPeer(t *testing.T) {
+	ip := peer{addr: netip.MustParseAddrPort("192.0.2.7:40000")}
+	if ip.name != "" {
+		t.Fatal("formatted before asked")
+	}
+	if got := ip.String(); got != "192.0.2.7:40000" || ip.name != got || ip.String() != got {
+		t.Errorf("String = %q (kept %q), want 192.0.2.7:40000 kept", got, ip.name)
+	}
+	v6 := peer{addr: netip.MustParseAddrPort("[2001:db8::1]:443")}
+	unixPeer := peer{name: "@"}
+	for _, list := range []frontend.AllowList{
+		frontend.MustAllowList("192.0.2.0/24"), frontend.MustAllowList("127.0.0.1"), frontend.MustAllowList("2001:db8::/32"), frontend.MustAllowList("*"),
+	} {
+		for _, p := range []peer{{addr: ip.addr}, v6, unixPeer} {
+			want := list.AllowsRemote(p.String())
+			if got := p.allowedBy(list); got != want {
+				t.Errorf("%s allowed by %s: %v, AllowsRemote says %v", p.String(), list, got, want)
+			}
+		}
+	}
+	if !unixPeer.allowedBy(frontend.MustAllowList("127.0.0.1")) {
+		t.Error("a unix socket peer refused")
+	}
+	if (&peer{addr: ip.addr}).allowedBy(frontend.MustAllowList("127.0.0.1")) {
+		t.Error("192.0.2.7 allowed by 127.0.0.1")
+	}
 }

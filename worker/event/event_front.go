@@ -24,14 +24,14 @@ func (c *eventConn) wantProxy(fe *frontend.FrontEnd) bool {
 	if fe.Proxy == frontend.ProxyOff || fe.Proxy == "" {
 		return true
 	}
-	if fe.ProxyAllow.AllowsRemote(c.remote) {
+	if c.remote.allowedBy(fe.ProxyAllow) {
 		c.proxy = fe.Proxy
 		return true
 	}
 	if fe.Proxy == frontend.ProxyAuto {
 		return true
 	}
-	c.l.p.Log.Warn(fmt.Sprintf("PROXY protocol: refused connection from %s, which --proxy-allow-from does not allow", c.remote))
+	c.l.p.Log.Warn(fmt.Sprintf("PROXY protocol: refused connection from %s, which --proxy-allow-from does not allow", c.remote.String()))
 	return false
 }
 
@@ -68,14 +68,14 @@ func (c *eventConn) readProxy() bool {
 	}
 	c.in = c.in[:copy(c.in, c.in[n:])]
 	if info.Version != 0 && !info.Local {
-		c.remote = info.Source.String()
+		c.remote = peer{addr: info.Source}
 	}
 	c.proxy = ""
 	return true
 }
 
 func (c *eventConn) refuseProxy(err error) {
-	c.l.p.Log.Warn(fmt.Sprintf("PROXY protocol: connection from %s: %v", c.remote, err))
+	c.l.p.Log.Warn(fmt.Sprintf("PROXY protocol: connection from %s: %v", c.remote.String(), err))
 	c.close()
 }
 

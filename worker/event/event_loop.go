@@ -455,8 +455,8 @@ func (l *eventLoop) accept(lfd int) bool {
 			continue
 		}
 		if fe.Protocol == frontend.ProtocolUwsgi {
-			if !fe.UwsgiAllow.AllowsRemote(c.remote) {
-				l.p.Log.Warn(fmt.Sprintf("uwsgi: refused connection from %s, which --uwsgi-allow-from does not allow", c.remote))
+			if !c.remote.allowedBy(fe.UwsgiAllow) {
+				l.p.Log.Warn(fmt.Sprintf("uwsgi: refused connection from %s, which --uwsgi-allow-from does not allow", c.remote.String()))
 				unix.Close(nfd)
 				l.e.conns.Add(-1)
 				continue
@@ -622,7 +622,7 @@ func (l *eventLoop) putBuf(b []byte) {
 type eventConn struct {
 	l      *eventLoop
 	fd     int32
-	remote string
+	remote peer
 	ctx    worker.ConnContext  // its first requests' context
 	rctx   *worker.ConnContext // its requests' context now: &ctx, until a handler uses it (see ConnContext.Ended)
 	parser http1.Parser
@@ -877,11 +877,11 @@ func (c *eventConn) processUwsgi() {
 	var hr *http.Request
 	if err == nil && u != nil {
 		if c.l.async == nil && c.l.e.pool == nil {
-			hr, err = c.l.ustore.Request(c.rctx, u, c.remote) // served in this turn
+			hr, err = c.l.ustore.Request(c.rctx, u, &c.remote) // served in this turn
 		} else {
 			// Answered after the turn: a store of its own until then.
 			c.ustore = c.l.getUwsgiStore()
-			hr, err = c.ustore.Request(c.rctx, u, c.remote)
+			hr, err = c.ustore.Request(c.rctx, u, &c.remote)
 		}
 		c.uwsgi.Release()
 	}
@@ -889,7 +889,7 @@ func (c *eventConn) processUwsgi() {
 		c.handlerDone()
 	}
 	if err != nil {
-		c.l.p.Log.Warn(fmt.Sprintf("uwsgi: bad request from %s, closing the connection: %v", c.remote, err))
+		c.l.p.Log.Warn(fmt.Sprintf("uwsgi: bad request from %s, closing the connection: %v", c.remote.String(), err))
 		if http1.Status(err) == http.StatusRequestEntityTooLarge {
 			c.fail(err) // over --max-body: the client should hear of it
 			return
@@ -927,7 +927,7 @@ func (c *eventConn) fail(err error) {
 	if code := http1.Status(err); code != 0 {
 		c.l.p.ParseError(code)
 		c.out = http1.AppendError(c.getOut(), code)
-		c.l.p.Log.Debug(fmt.Sprintf("bad request from %s: %v", c.remote, err))
+		c.l.p.Log.Debug(fmt.Sprintf("bad request from %s: %v", c.remote.String(), err))
 	}
 	c.in = c.in[:0]
 	c.closeAfter = true
@@ -947,9 +947,9 @@ func (c *eventConn) dispatch(req *http1.Request) bool {
 		if l.async != nil {
 			// Answered later, by another process: the request must
 			// outlive the turn, so it is one of its own.
-			hr, err = http1.ToHTTP(c.rctx, req, c.remote)
+			hr, err = http1.ToHTTP(c.rctx, req, c.remote.String())
 		} else {
-			hr, err = l.store.ToHTTP(c.rctx, req, c.remote)
+			hr, err = l.store.ToHTTP(c.rctx, req, c.remote.String())
 		}
 		if err != nil {
 			c.fail(err)
@@ -960,7 +960,7 @@ func (c *eventConn) dispatch(req *http1.Request) bool {
 	}
 	j := c.getBatch()
 	r := j.add()
-	hr, err := r.store.ToHTTP(c.rctx, req, c.remote)
+	hr, err := r.store.ToHTTP(c.rctx, req, c.remote.String())
 	if err != nil {
 		j.reqs = j.reqs[:len(j.reqs)-1]
 		if len(j.reqs) == 0 {

@@ -73,11 +73,11 @@ const cgiVarsScan = 64
 // requestFromVars is RequestFromVars on a list; unique says that no name
 // comes twice in it.
 func requestFromVars(vars cgiVars, unique bool, body io.Reader, peer net.Addr) (*http.Request, error) {
-	peerName := ""
+	var name fmt.Stringer // a nil net.Addr is a nil Stringer
 	if peer != nil {
-		peerName = peer.String()
+		name = peer
 	}
-	r, err := new(cgiRequest).build(vars, unique, peerName)
+	r, err := new(cgiRequest).build(vars, unique, name)
 	if err != nil {
 		return nil, err
 	}
@@ -164,8 +164,10 @@ func (k *cgiKnown) find(vars cgiVars) {
 }
 
 // build builds the request the variables describe, with an empty body;
-// peer is its RemoteAddr without REMOTE_ADDR.
-func (s *cgiRequest) build(vars cgiVars, unique bool, peer string) (*http.Request, error) {
+// peer's String is its RemoteAddr without REMOTE_ADDR (nil: none), asked
+// for only then: nginx sends REMOTE_ADDR, and its own address, the peer's,
+// need not be formatted for every request.
+func (s *cgiRequest) build(vars cgiVars, unique bool, peer fmt.Stringer) (*http.Request, error) {
 	var k cgiKnown
 	k.find(vars)
 	s.scriptName = k.scriptName
@@ -246,8 +248,8 @@ func (s *cgiRequest) build(vars cgiVars, unique bool, peer string) (*http.Reques
 			port = "0"
 		}
 		r.RemoteAddr = net.JoinHostPort(a, port)
-	} else {
-		r.RemoteAddr = peer
+	} else if peer != nil {
+		r.RemoteAddr = peer.String()
 	}
 	scheme := k.uwsgiScheme
 	if scheme == "" {

@@ -71,11 +71,11 @@ func uwsgiCGIVars(list cgiVars, vars []http1.UwsgiVar) cgiVars {
 // from a copy of u.Body: the result outlives the parser's next call. peer
 // is the RemoteAddr without REMOTE_ADDR. Errors wrap http1.ErrUwsgi.
 func RequestFromUwsgi(u *http1.UwsgiRequest, peer net.Addr) (*http.Request, error) {
-	peerName := ""
+	var name fmt.Stringer // a nil net.Addr is a nil Stringer
 	if peer != nil {
-		peerName = peer.String()
+		name = peer
 	}
-	return new(UwsgiStore).build(context.Background(), u, peerName)
+	return new(UwsgiStore).build(context.Background(), u, name)
 }
 
 // UwsgiStore is the memory of the *http.Request that its Request builds
@@ -100,9 +100,9 @@ type bodyReader struct{ bytes.Reader }
 func (*bodyReader) Close() error { return nil }
 
 // Request is RequestFromUwsgi into s, with context ctx and peer's address
-// as a string: the result is valid until the next call (its strings for
-// good).
-func (s *UwsgiStore) Request(ctx context.Context, u *http1.UwsgiRequest, peer string) (*http.Request, error) {
+// (its String, asked for only for a packet without REMOTE_ADDR): the
+// result is valid until the next call (its strings for good).
+func (s *UwsgiStore) Request(ctx context.Context, u *http1.UwsgiRequest, peer fmt.Stringer) (*http.Request, error) {
 	if cap(s.body) > 64<<10 {
 		s.body = nil // a large body's memory is not kept
 	}
@@ -110,7 +110,7 @@ func (s *UwsgiStore) Request(ctx context.Context, u *http1.UwsgiRequest, peer st
 	return s.build(ctx, u, peer)
 }
 
-func (s *UwsgiStore) build(ctx context.Context, u *http1.UwsgiRequest, peer string) (*http.Request, error) {
+func (s *UwsgiStore) build(ctx context.Context, u *http1.UwsgiRequest, peer fmt.Stringer) (*http.Request, error) {
 	s.list = uwsgiCGIVars(s.list, u.Vars)
 	r, err := s.cgiRequest.build(s.list, false, peer)
 	if err != nil {

@@ -36,7 +36,7 @@ func BenchmarkUwsgiStore(b *testing.B) {
 	var s UwsgiStore
 	ctx := context.Background()
 	benchUwsgi(b, func(u *http1.UwsgiRequest) error {
-		_, err := s.Request(ctx, u, "127.0.0.1:40000")
+		_, err := s.Request(ctx, u, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000})
 		return err
 	})
 }
