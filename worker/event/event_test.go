@@ -43,6 +43,43 @@ func forEventModes(t *testing.T, cfg func() *worker.Config, f func(t *testing.T,
 	}
 }
 
+// TestEventParserReuse: a connection holds a parser only while a request
+// is read or served, and the next connection gets it back: not with the
+// last one's error, and never one with another's request half parsed.
+func TestEventParserReuse(t *testing.T) {
+	forEventModes(t, nil, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
+		bad := workertest.Dial(t, addr, 10*time.Second)
+		io.WriteString(bad, "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n")
+		br := bufio.NewReader(bad)
+		if res, _ := workertest.ReadResponse(t, br); res.StatusCode != 400 {
+			t.Fatalf("two Hosts: %d, want 400", res.StatusCode)
+		}
+		if closed, got := workertest.ClosedAfter(br, bad, 2*time.Second); !closed {
+			t.Fatalf("not closed after the 400: %q", got)
+		}
+		// A request answered, then the next one's head, read with it: the
+		// connection is between turns with a request half parsed.
+		half := workertest.Dial(t, addr, 10*time.Second)
+		io.WriteString(half, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n")
+		hbr := bufio.NewReader(half)
+		if res, _ := workertest.ReadResponse(t, hbr); res.StatusCode != 200 {
+			t.Fatalf("the request before the half-sent one: %d", res.StatusCode)
+		}
+		for i := range 3 {
+			c := workertest.Dial(t, addr, 10*time.Second)
+			fmt.Fprintf(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nc%d", i)
+			if res, body := workertest.ReadResponse(t, bufio.NewReader(c)); res.StatusCode != 200 || body != fmt.Sprintf("c%d", i) {
+				t.Fatalf("connection %d after the 400: %d %q", i, res.StatusCode, body)
+			}
+			c.Close()
+		}
+		io.WriteString(half, "abc")
+		if res, body := workertest.ReadResponse(t, hbr); res.StatusCode != 200 || body != "abc" {
+			t.Fatalf("the half-sent request, finished: %d %q, want 200 \"abc\"", res.StatusCode, body)
+		}
+	})
+}
+
 func TestEventKeepAlive(t *testing.T) {
 	forEventModes(t, nil, func(t *testing.T, p *testProcess, addr string, stop func(bool) error) {
 		c := workertest.Dial(t, addr, 10*time.Second)

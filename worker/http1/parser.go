@@ -426,6 +426,11 @@ func (p *Parser) Reset() {
 	*p = Parser{Config: p.Config, TrustedPeer: p.TrustedPeer, DiscardBody: p.DiscardBody, s: p.s, lastTarget: p.lastTarget, strs: p.strs, okHost: p.okHost}
 }
 
+// Idle reports whether no request is partly parsed (or the Parser failed):
+// a Reset then loses nothing of the connection's, and the Parser may serve
+// another (a server that keeps free Parsers for its connections).
+func (p *Parser) Idle() bool { return p.err != nil || p.state == stStart || p.state == stClosed }
+
 // Release returns the Parser's storage to a pool shared by all Parsers, so
 // that a connection waiting for its next request holds no buffer; the next
 // Parse takes storage from the pool again. Call it when the connection goes

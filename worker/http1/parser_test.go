@@ -820,3 +820,30 @@ func TestToHTTPHeaders(t *testing.T) {
 		t.Fatalf("Host %q, Proto %q", hr.Host, hr.Proto)
 	}
 }
+
+// TestParserIdle: a parser is idle at a request boundary and once it
+// failed, not while a request is partly parsed.
+func TestParserIdle(t *testing.T) {
+	p := &Parser{}
+	if !p.Idle() {
+		t.Fatal("a new parser is not idle")
+	}
+	if _, req, err := p.Parse([]byte("GET / HTTP/1.1\r\nHo")); req != nil || err != nil || p.Idle() {
+		t.Fatalf("half a head: request %v, error %v, idle %v; want none, none, false", req, err, p.Idle())
+	}
+	p.Reset()
+	if _, req, err := p.Parse([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n")); req != nil || err != nil || p.Idle() {
+		t.Fatalf("a head, its body to come: request %v, error %v, idle %v; want none, none, false", req, err, p.Idle())
+	}
+	p.Reset()
+	if _, req, err := p.Parse([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); req == nil || err != nil || !p.Idle() {
+		t.Fatalf("a whole request: request %v, error %v, idle %v; want one, none, true", req, err, p.Idle())
+	}
+	if _, _, err := p.Parse([]byte("GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n")); err == nil || !p.Idle() {
+		t.Fatalf("a bad request: error %v, idle %v; want an error, true", err, p.Idle())
+	}
+	p.Reset()
+	if _, req, err := p.Parse([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); req == nil || err != nil {
+		t.Fatalf("after Reset: request %v, error %v; want one, none", req, err)
+	}
+}
