@@ -405,7 +405,7 @@ func keepAliveLoad(ctx context.Context, addr string, conns, total int, path stri
 					var err error
 					c, err = net.DialTimeout("tcp", addr, 5*time.Second)
 					if err != nil {
-						if errors.Is(err, syscall.ECONNREFUSED) {
+						if refusedAtConnect(err) {
 							r.mu.Lock()
 							r.refused++
 							r.mu.Unlock()
@@ -451,9 +451,18 @@ func keepAliveLoad(ctx context.Context, addr string, conns, total int, path stri
 	return r
 }
 
+// refusedAtConnect reports whether a dial failed because the server's
+// intake had stopped: ECONNREFUSED, or ECONNRESET from a connection the
+// kernel completed in the listener's backlog that the listener's close
+// then reset before the dial returned (the race at the end of any drain:
+// it was never accepted, so no request of it was lost).
+func refusedAtConnect(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+}
+
 // closeLoad runs conns clients that each send one request per connection
 // with "Connection: close" to addr over network ("tcp" or "unix"). A
-// refused connect (ECONNREFUSED, or ENOENT for a unix socket file that is
+// refused connect (refusedAtConnect, or ENOENT for a unix socket file that is
 // gone) is counted apart: it is not a failure of an accepted connection.
 func closeLoad(ctx context.Context, network, addr string, conns, total int, path string) *loadResult {
 	r := &loadResult{}
@@ -466,7 +475,7 @@ func closeLoad(ctx context.Context, network, addr string, conns, total int, path
 			for take() {
 				c, err := net.DialTimeout(network, addr, 5*time.Second)
 				if err != nil {
-					if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
+					if refusedAtConnect(err) || errors.Is(err, syscall.ENOENT) {
 						r.mu.Lock()
 						r.refused++
 						r.mu.Unlock()
