@@ -1172,9 +1172,9 @@ func (c *eventConn) getParser() {
 // putParser gives the connection's parser back to the loop, its storage
 // released and its state reset for the next connection (a sticky error
 // included); the caches of the last target and Host stay, for the next
-// connection to hit. A parser with a request partly parsed (a head whose
-// body is to come, after 100 Continue) stays, unless the connection
-// closes.
+// connection to hit. A parser with a request partly parsed (a head read
+// with the request before it, its body to come) stays, unless the
+// connection closes.
 func (c *eventConn) putParser() {
 	p := c.parser
 	if p == nil || (!c.closed && !p.Idle()) {

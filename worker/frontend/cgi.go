@@ -73,11 +73,7 @@ const cgiVarsScan = 64
 // requestFromVars is RequestFromVars on a list; unique says that no name
 // comes twice in it.
 func requestFromVars(vars cgiVars, unique bool, body io.Reader, peer net.Addr) (*http.Request, error) {
-	var name fmt.Stringer // a nil net.Addr is a nil Stringer
-	if peer != nil {
-		name = peer
-	}
-	r, err := new(cgiRequest).build(vars, unique, name)
+	r, err := new(cgiRequest).build(vars, unique, peer) // a nil net.Addr is a nil Stringer
 	if err != nil {
 		return nil, err
 	}

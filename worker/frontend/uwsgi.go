@@ -71,11 +71,7 @@ func uwsgiCGIVars(list cgiVars, vars []http1.UwsgiVar) cgiVars {
 // from a copy of u.Body: the result outlives the parser's next call. peer
 // is the RemoteAddr without REMOTE_ADDR. Errors wrap http1.ErrUwsgi.
 func RequestFromUwsgi(u *http1.UwsgiRequest, peer net.Addr) (*http.Request, error) {
-	var name fmt.Stringer // a nil net.Addr is a nil Stringer
-	if peer != nil {
-		name = peer
-	}
-	return new(UwsgiStore).build(context.Background(), u, name)
+	return new(UwsgiStore).build(context.Background(), u, peer) // a nil net.Addr is a nil Stringer
 }
 
 // UwsgiStore is the memory of the *http.Request that its Request builds
