@@ -1039,8 +1039,13 @@ func (c *eventConn) submit() {
 // flush writes what it can of the output; once all is out, a connection
 // marked to close is closed.
 func (c *eventConn) flush() {
+	last := c.closeAfter && !c.busy && !c.lingering // shut follows the write
 	for c.canWrite && c.outOff < len(c.out) {
-		n, err := writeFD(int(c.fd), c.out[c.outOff:])
+		write := writeFD
+		if last {
+			write = writeLastFD
+		}
+		n, err := write(int(c.fd), c.out[c.outOff:])
 		if n > 0 {
 			c.counted(0, n)
 			c.outOff += n

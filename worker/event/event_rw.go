@@ -37,3 +37,19 @@ func writeFD(fd int, b []byte) (int, error) {
 	}
 	return int(n), nil
 }
+
+// writeLastFD is writeFD for a connection's last bytes, its close to
+// follow: MSG_MORE holds a partial segment back, so that the FIN the
+// close (or shutdown) sends rides on it. The peer then gets the response
+// and the end of the connection in one segment, and acknowledges both at
+// once: two segments fewer over a connection per request (nginx's
+// uwsgi_pass, Connection: close), each a softirq on both ends. On a unix
+// socket the flag does nothing.
+func writeLastFD(fd int, b []byte) (int, error) {
+	n, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), bufPtr(b), uintptr(len(b)),
+		unix.MSG_MORE|unix.MSG_NOSIGNAL, 0, 0)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(n), nil
+}
