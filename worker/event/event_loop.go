@@ -1039,12 +1039,11 @@ func (c *eventConn) submit() {
 // flush writes what it can of the output; once all is out, a connection
 // marked to close is closed.
 func (c *eventConn) flush() {
-	last := c.closeAfter && !c.busy && !c.lingering // shut follows the write
+	write := writeFD
+	if c.closeAfter && !c.busy && !c.lingering {
+		write = writeLastFD // shut follows: its FIN rides on the last segment
+	}
 	for c.canWrite && c.outOff < len(c.out) {
-		write := writeFD
-		if last {
-			write = writeLastFD
-		}
 		n, err := write(int(c.fd), c.out[c.outOff:])
 		if n > 0 {
 			c.counted(0, n)
