@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/corral-server/corral/worker/http1"
 )
@@ -93,6 +94,50 @@ type cgiRequest struct {
 	vals   []string // the header's one-value lists, windows of this
 	// scriptName is the SCRIPT_NAME of the last request built.
 	scriptName string
+
+	// strs is the block the request's strings are carved from: only ever
+	// appended to, so that a string given to a handler is never
+	// overwritten; keep says the memory is reused (a UwsgiStore's), so a
+	// new block is cgiBlock, for the next requests' strings too.
+	strs []byte
+	keep bool
+}
+
+// cgiBlock is the size of a reused request's string blocks: about twenty
+// requests from nginx's uwsgi_pass, whose packets are 150 to 300 bytes.
+const cgiBlock = 4 << 10
+
+// reserve makes room for n more bytes in the string block.
+func (r *cgiRequest) reserve(n int) {
+	if cap(r.strs)-len(r.strs) >= n {
+		return
+	}
+	if r.keep {
+		n = max(n, cgiBlock)
+	}
+	r.strs = make([]byte, 0, n)
+}
+
+// joinHostPort is net.JoinHostPort, carved from a reused request's block.
+func (r *cgiRequest) joinHostPort(host, port string) string {
+	if !r.keep {
+		return net.JoinHostPort(host, port)
+	}
+	v6 := strings.IndexByte(host, ':') >= 0
+	r.reserve(len(host) + len(port) + 3)
+	b := r.strs
+	off := len(b)
+	if v6 {
+		b = append(b, '[')
+	}
+	b = append(b, host...)
+	if v6 {
+		b = append(b, ']')
+	}
+	b = append(b, ':')
+	b = append(b, port...)
+	r.strs = b
+	return unsafe.String(&b[off], len(b)-off)
 }
 
 // value returns a one-value list for a header, a window of r.vals.
@@ -210,7 +255,7 @@ func (s *cgiRequest) build(vars cgiVars, unique bool, peer fmt.Stringer) (*http.
 		if !strings.HasPrefix(k, "HTTP_") || len(k) == len("HTTP_") || k == "HTTP_HOST" || !unique && !vars.isLast(i, last) {
 			continue
 		}
-		name, ok := cgiHeaderName(k)
+		name, ok := s.headerName(k)
 		if !ok || strings.ContainsAny(v, "\r\n\x00") {
 			return nil, fmt.Errorf("header variable %s is not a valid header", k)
 		}
@@ -243,7 +288,7 @@ func (s *cgiRequest) build(vars cgiVars, unique bool, peer fmt.Stringer) (*http.
 		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 			port = "0"
 		}
-		r.RemoteAddr = net.JoinHostPort(a, port)
+		r.RemoteAddr = s.joinHostPort(a, port)
 	} else if peer != nil {
 		r.RemoteAddr = peer.String()
 	}
@@ -263,17 +308,40 @@ func (s *cgiRequest) build(vars cgiVars, unique bool, peer fmt.Stringer) (*http.
 	return r, nil
 }
 
-// cgiHeaderName is the canonical header name of variable HTTP_X_FOO,
-// "X-Foo": common ones without allocating. false: not a valid name.
-func cgiHeaderName(k string) (string, bool) {
+// headerName is the canonical header name of variable HTTP_X_FOO,
+// "X-Foo": common ones without allocating, others carved from a reused
+// request's block. false: not a valid name.
+func (s *cgiRequest) headerName(k string) (string, bool) {
 	if name, ok := cgiHeaderNames[k]; ok {
 		return name, true
 	}
-	name := strings.ReplaceAll(k[len("HTTP_"):], "_", "-")
-	if !validToken(name) {
+	raw := k[len("HTTP_"):]
+	if !validToken(raw) { // "_" and "-" are both token characters
 		return "", false
 	}
-	return http.CanonicalHeaderKey(name), true
+	if !s.keep {
+		return http.CanonicalHeaderKey(strings.ReplaceAll(raw, "_", "-")), true
+	}
+	// http.CanonicalHeaderKey of a token, written straight into the block.
+	s.reserve(len(raw))
+	b := s.strs
+	off := len(b)
+	upper := true
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case upper && 'a' <= c && c <= 'z':
+			c -= 'a' - 'A'
+		case !upper && 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		upper = c == '-'
+		b = append(b, c)
+	}
+	s.strs = b
+	return unsafe.String(&b[off], len(raw)), true
 }
 
 // cgiHeaderNames are the canonical names of the header variables browsers

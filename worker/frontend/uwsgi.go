@@ -11,8 +11,8 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/corral-server/corral/worker/http1"
 )
@@ -41,22 +41,28 @@ func uwsgiVarMap(vars []http1.UwsgiVar) map[string]string {
 	return m
 }
 
-// uwsgiCGIVars copies a packet's variables into one string, the strings
-// of the list returned, appended to list[:0]: one allocation, whatever
-// their number, once list has room.
-func uwsgiCGIVars(list cgiVars, vars []http1.UwsgiVar) cgiVars {
+// uwsgiCGIVars copies a packet's variables into s's string block (see
+// cgiRequest.reserve), the strings of the list returned, appended to
+// s.list[:0]: no allocation once the list has room and, for a store that
+// is reused, while the block does.
+func (s *UwsgiStore) uwsgiCGIVars(vars []http1.UwsgiVar) cgiVars {
 	n := 0
 	for _, v := range vars {
 		n += len(v.Name) + len(v.Value)
 	}
-	var b strings.Builder
-	b.Grow(n)
+	s.reserve(n)
+	b := s.strs
+	off := len(b)
 	for _, v := range vars {
-		b.Write(v.Name)
-		b.Write(v.Value)
+		b = append(b, v.Name...)
+		b = append(b, v.Value...)
 	}
-	all := b.String()
-	list = slices.Grow(list[:0], len(vars))
+	s.strs = b
+	all := ""
+	if n > 0 {
+		all = unsafe.String(&b[off], n)
+	}
+	list := slices.Grow(s.list[:0], len(vars))
 	for _, v := range vars {
 		var kv cgiVar
 		kv.name, all = all[:len(v.Name)], all[len(v.Name):]
@@ -77,8 +83,8 @@ func RequestFromUwsgi(u *http1.UwsgiRequest, peer net.Addr) (*http.Request, erro
 // UwsgiStore is the memory of the *http.Request that its Request builds
 // from a uwsgi packet, kept for the next packet, as http1.RequestStore is
 // for HTTP requests: a server that serves one request after another
-// builds each into the same store and allocates only the request's
-// strings (one block for all of them, and RemoteAddr). The *http.Request,
+// builds each into the same store and allocates for the request's strings
+// only when its string block is full. The *http.Request,
 // its URL, header map and body reader are the store's, reused by the next
 // call; the strings are never reused, so a handler may keep those.
 //
@@ -99,6 +105,7 @@ func (*bodyReader) Close() error { return nil }
 // (its String, asked for only for a packet without REMOTE_ADDR): the
 // result is valid until the next call (its strings for good).
 func (s *UwsgiStore) Request(ctx context.Context, u *http1.UwsgiRequest, peer fmt.Stringer) (*http.Request, error) {
+	s.keep = true
 	if cap(s.body) > 64<<10 {
 		s.body = nil // a large body's memory is not kept
 	}
@@ -107,7 +114,7 @@ func (s *UwsgiStore) Request(ctx context.Context, u *http1.UwsgiRequest, peer fm
 }
 
 func (s *UwsgiStore) build(ctx context.Context, u *http1.UwsgiRequest, peer fmt.Stringer) (*http.Request, error) {
-	s.list = uwsgiCGIVars(s.list, u.Vars)
+	s.list = s.uwsgiCGIVars(u.Vars)
 	r, err := s.cgiRequest.build(s.list, false, peer)
 	if err != nil {
 		return nil, uwsgiErr("%v", err)
