@@ -319,29 +319,19 @@ func (s *cgiRequest) headerName(k string) (string, bool) {
 	if !validToken(raw) { // "_" and "-" are both token characters
 		return "", false
 	}
-	if !s.keep {
+	var buf [32]byte
+	if !s.keep || len(raw) > len(buf) {
 		return http.CanonicalHeaderKey(strings.ReplaceAll(raw, "_", "-")), true
 	}
-	// http.CanonicalHeaderKey of a token, written straight into the block.
-	s.reserve(len(raw))
-	b := s.strs
-	off := len(b)
-	upper := true
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch {
-		case c == '_':
-			c = '-'
-		case upper && 'a' <= c && c <= 'z':
-			c -= 'a' - 'A'
-		case !upper && 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
+	name := buf[:len(raw)]
+	for i := range len(raw) {
+		if c := raw[i]; c == '_' {
+			name[i] = '-'
+		} else {
+			name[i] = c
 		}
-		upper = c == '-'
-		b = append(b, c)
 	}
-	s.strs = b
-	return unsafe.String(&b[off], len(raw)), true
+	return http1.CanonicalKeyIn(name, &s.strs), true
 }
 
 // cgiHeaderNames are the canonical names of the header variables browsers

@@ -794,8 +794,8 @@ func TestCanonicalKey(t *testing.T) {
 		"x-a-very-long-header-name-past-the-buffer", "X-123-abc", "sec-ch-ua-mobile",
 	} {
 		var block []byte
-		if got, want := canonicalKeyIn([]byte(name), &block), http.CanonicalHeaderKey(name); got != want {
-			t.Errorf("canonicalKeyIn(%q) = %q, want %q", name, got, want)
+		if got, want := CanonicalKeyIn([]byte(name), &block), http.CanonicalHeaderKey(name); got != want {
+			t.Errorf("CanonicalKeyIn(%q) = %q, want %q", name, got, want)
 		}
 	}
 }

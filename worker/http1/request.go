@@ -87,9 +87,11 @@ func proto(major, minor int) string {
 	return "HTTP/" + strconv.Itoa(major) + "." + strconv.Itoa(minor)
 }
 
-// canonicalKeyIn is http.CanonicalHeaderKey(string(name)), interned for
-// the common field names, and carved out of *block for the others.
-func canonicalKeyIn(name []byte, block *[]byte) string {
+// CanonicalKeyIn is http.CanonicalHeaderKey(string(name)), interned for
+// the common field names, and carved out of *block for the others: a
+// block is only ever appended to (a full one is replaced), so the
+// strings it gave out are never overwritten.
+func CanonicalKeyIn(name []byte, block *[]byte) string {
 	var buf [32]byte
 	if len(name) > len(buf) {
 		return http.CanonicalHeaderKey(string(name))

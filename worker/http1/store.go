@@ -175,7 +175,7 @@ func (s *RequestStore) fill(h http.Header, vals []string, fields []Header, dropH
 		if dropHost && equalFold(f.Name, "host") {
 			continue // every request has one: not worth canonicalizing
 		}
-		k := canonicalKeyIn(f.Name, &s.strs)
+		k := CanonicalKeyIn(f.Name, &s.strs)
 		v := carve(&s.strs, f.Value)
 		if old, ok := h[k]; ok {
 			h[k] = append(old, v)
