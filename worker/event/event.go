@@ -44,11 +44,12 @@ func New() worker.Worker { return new(eventWorker) }
 // of its output is unsent). What an edge will not report again (a full
 // buffer, bytes that came while it did not read) puts the connection on
 // the loop's again list, one read per turn. The inherited listeners are
-// registered level-triggered with EPOLLEXCLUSIVE in every loop of every
-// worker process, so a new connection wakes one waiter, not all of them;
-// a loop at the --worker-connections cap takes its listeners out of its
-// epoll set (EXCLUSIVE registrations cannot be modified) and puts them
-// back once below it.
+// registered level-triggered with EPOLLEXCLUSIVE, so a new connection
+// wakes one waiter, not all of them, in the loops that wait on them: the
+// herd's lead alone while it keeps up, every loop while it asks for help
+// (event_lead.go); a loop at the --worker-connections cap takes its
+// listeners out of its epoll set (EXCLUSIVE registrations cannot be
+// modified) and puts them back once below it.
 //
 // The loops serve HTTP and uwsgi, with or without a PROXY protocol header
 // before a connection's first bytes (read by the loop too, see
@@ -96,7 +97,7 @@ const (
 	eventReadBuf    = 16 << 10                 // a read buffer, from the pool
 	eventOutHigh    = 64 << 10                 // unsent output that stops reading
 	eventKeepBuf    = 64 << 10                 // larger buffers are not pooled
-	eventAccepts    = 64                       // accepts per listener per wake-up
+	eventAccepts    = 64                       // accepts per listener per wake-up (leadBatch in a herd's loops)
 	eventLinger     = 500 * time.Millisecond   // a closing connection's wait for the client's FIN
 	eventPoolMax    = 256                      // handler goroutines per worker process
 	eventWriteStall = worker.HeaderReadTimeout // most time a client may read nothing of its response
@@ -170,6 +171,9 @@ func (e *eventWorker) Serve(p *worker.Process) error {
 		}
 		e.closeListeners()
 		return err
+	}
+	for _, l := range e.loops {
+		l.joinHerd() // after attachAsync: the wsgi type's loops stay out
 	}
 	e.drainLeft.Store(int32(len(e.loops)))
 	if _, async := p.Handler().(AsyncHandler); e.pool != nil && !async && runtime.GOMAXPROCS(0) <= len(e.loops) {

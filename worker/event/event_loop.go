@@ -53,6 +53,8 @@ type eventLoop struct {
 	exited   func(err error)                // called once the loop ends (see start)
 	dirty    []*eventConn                   // connections with new output, written at the end of a turn
 	async    *Loop                          // the AsyncHandler's view of the loop, if the handler is one
+	lead     acceptLead                     // whether this loop or another accepts (event_lead.go)
+	slept    int64                          // time in epoll_wait since the last scan
 
 	firstReads firstReads // whether a new connection is read before epoll reports it
 	busy       bool       // the last wait found events: see wait
@@ -101,9 +103,10 @@ func newEventLoop(e *eventWorker) (*eventLoop, error) {
 	return l, nil
 }
 
-// register puts the listeners in the epoll set, exclusively.
+// register puts the listeners in the epoll set, exclusively, unless the
+// loop is a reserve that is not asked to help (event_lead.go).
 func (l *eventLoop) register() error {
-	if l.lreg {
+	if l.lreg || !l.wantListeners() {
 		return nil
 	}
 	for i, fd := range l.e.lfds {
@@ -217,6 +220,7 @@ func (l *eventLoop) close() {
 		l.epfd, l.wakefd = -1, -1
 	}
 	l.mu.Unlock()
+	l.resign()
 	for _, m := range inbox {
 		if m.ack != nil {
 			m.ack <- errConnClosed
@@ -312,6 +316,7 @@ func (l *eventLoop) poll(wait, idle int) (exit bool, err error) {
 	// A connection's progress is timed by the turn's clock: one
 	// clock read a turn, not several a request.
 	l.now = nanotime()
+	l.slept += l.now - now
 	l.awake()
 	if err == unix.EINTR {
 		n, err = 0, nil // a signal (the runtime's): the turn still runs the timers
@@ -338,7 +343,7 @@ func (l *eventLoop) poll(wait, idle int) (exit bool, err error) {
 		default:
 			if c := l.conns.get(fd); c != nil {
 				c.ready(ev.Events)
-			} else if l.async != nil {
+			} else if !l.leadReady(fd) && l.async != nil {
 				l.async.ready(fd, ev.Events)
 			}
 		}
@@ -420,6 +425,8 @@ func (l *eventLoop) atCap() bool {
 // accept takes up to eventAccepts connections from listener lfd. It
 // reports false when the backlog is empty.
 func (l *eventLoop) accept(lfd int) bool {
+	taken := 0
+	l.accepting()
 	for range eventAccepts {
 		if l.atCap() {
 			l.unregister() // back when a connection closes, see scan
@@ -431,6 +438,7 @@ func (l *eventLoop) accept(lfd int) bool {
 			case unix.EINTR, unix.ECONNABORTED:
 				continue
 			case unix.EAGAIN:
+				l.accepted(taken)
 				return false
 			}
 			l.p.AcceptFailed(err)
@@ -477,6 +485,9 @@ func (l *eventLoop) accept(lfd int) bool {
 		if b := l.p.Board(); b != nil {
 			b.ConnOpened()
 		}
+		if taken++; l.accepted(taken) {
+			return true // the rest at the next turn, or by the reserves
+		}
 	}
 	return true
 }
@@ -488,6 +499,7 @@ func (l *eventLoop) drain() {
 	if l.drained {
 		return
 	}
+	l.resign()
 	l.unregister()
 	for _, fd := range l.e.lfds {
 		for l.accept(fd) {
@@ -554,6 +566,7 @@ func (l *eventLoop) scan(now int64) {
 	if l.async != nil {
 		l.async.scanned()
 	}
+	l.leadScan(now)
 	if !l.lreg && !l.held && !l.e.draining.Load() && !l.atCap() {
 		if err := l.register(); err != nil {
 			l.p.Log.Error(err.Error())
