@@ -429,6 +429,7 @@ func (l *eventLoop) accept(lfd int) bool {
 	l.accepting()
 	for range eventAccepts {
 		if l.atCap() {
+			l.ring()       // a lead at the cap needs its reserves
 			l.unregister() // back when a connection closes, see scan
 			return true
 		}
@@ -438,7 +439,6 @@ func (l *eventLoop) accept(lfd int) bool {
 			case unix.EINTR, unix.ECONNABORTED:
 				continue
 			case unix.EAGAIN:
-				l.accepted(taken)
 				return false
 			}
 			l.p.AcceptFailed(err)
@@ -452,6 +452,9 @@ func (l *eventLoop) accept(lfd int) bool {
 		fe := l.e.fronts[i]
 		if fe.Protocol == frontend.ProtocolFastCGI {
 			l.e.serveGo(fe, nfd)
+			if taken++; l.accepted(taken) {
+				return true
+			}
 			continue
 		}
 		c := &eventConn{l: l, fd: int32(nfd), remote: remote, last: nanotime()}
