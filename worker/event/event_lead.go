@@ -2,6 +2,7 @@ package event
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"time"
 
@@ -29,8 +30,8 @@ import (
 // listener (its inode: a reload's and an upgrade's workers, who share it,
 // share the lead). Each reserve connects to it, and the two talk in single
 // bytes:
-//   - the lead asks for help (helpByte) when it slept less than
-//     1/leadIdleOf of a scan's time or holds leadConns connections, at
+//   - the lead asks for help (helpByte) when its process used leadBusy of
+//     its CPUs (GOMAXPROCS) over a scan or it holds leadConns connections, at
 //     most once every leadHold/2: the reserve then waits on the listeners
 //     for leadHold, and steps back once that is over (its scan);
 //   - a reserve says how many connections it holds, in leadConns, when
@@ -59,13 +60,14 @@ type acceptLead struct {
 	helpUntil int64   // the loop clock until which a reserve waits on the listeners
 	rang      int64   // when the lead last asked for help
 	scanned   int64   // when leadScan last ran
+	cpu       int64   // the process's CPU time then
 }
 
 const (
 	leadHold    = time.Second // how long a reserve helps once asked
 	leadBatch   = 16          // most connections a loop takes in one accept call
 	leadConns   = 16          // connections held by the lead that ask for help, and the unit of a level
-	leadIdleOf  = 5           // a lead asleep less than 1/leadIdleOf of the time asks for help
+	leadBusy    = 0.8         // the share of its CPUs that a lead's process uses when it asks for help
 	leadBacklog = 128         // a backlog a reserve helps with unasked
 
 	helpByte = 1 // lead to reserve: wait on the listeners for leadHold
@@ -82,7 +84,7 @@ func (l *eventLoop) joinHerd() {
 	if err := unix.Fstat(l.e.lfds[0], &st); err != nil {
 		return
 	}
-	l.lead = acceptLead{on: true, lockfd: -1, watchfd: -1, scanned: l.now,
+	l.lead = acceptLead{on: true, lockfd: -1, watchfd: -1, scanned: l.now, cpu: processCPU(),
 		addr: unix.SockaddrUnix{Name: fmt.Sprintf("@corral-accept/%d/%d", st.Dev, st.Ino)}}
 	l.seekLead()
 	l.reconcileLead()
@@ -287,22 +289,24 @@ func (l *eventLoop) ring() {
 	l.shareOut()
 }
 
-// leadScan, at a scan: a lead that slept less than 1/leadIdleOf of the
-// time since the last asks for help; a reserve tries again to reach a
+// leadScan, at a scan: a lead whose process used leadBusy of its CPUs
+// since the last asks for help (its own CPU time, not the time its loop
+// did not sleep: a loop kept off its CPU by other processes is not one
+// that another loop would relieve); a reserve tries again to reach a
 // lead, tells it what it holds, and steps back once its help is over,
 // unless leadBacklog connections wait.
 func (l *eventLoop) leadScan(now int64) {
 	ld := &l.lead
-	slept, since := l.slept, now-ld.scanned
-	l.slept, ld.scanned = 0, now
 	if !ld.on {
 		return
 	}
 	switch {
 	case ld.lockfd >= 0:
-		if slept*leadIdleOf < since {
+		cpu, since := processCPU(), now-ld.scanned
+		if float64(cpu-ld.cpu) >= leadBusy*float64(since)*float64(runtime.GOMAXPROCS(0)) {
 			l.ring()
 		}
+		ld.scanned, ld.cpu = now, cpu
 	case l.now >= ld.helpUntil:
 		for _, fd := range l.e.lfds {
 			if ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO); err == nil && ti.Unacked >= leadBacklog {
@@ -314,6 +318,15 @@ func (l *eventLoop) leadScan(now int64) {
 	l.seekLead()
 	l.report()
 	l.reconcileLead()
+}
+
+// processCPU is the CPU time the process used so far, in nanoseconds.
+func processCPU() int64 {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts) != nil {
+		return 0
+	}
+	return ts.Nano()
 }
 
 // resign, at a graceful stop or the loop's end, gives the lead up: every

@@ -54,7 +54,6 @@ type eventLoop struct {
 	dirty    []*eventConn                   // connections with new output, written at the end of a turn
 	async    *Loop                          // the AsyncHandler's view of the loop, if the handler is one
 	lead     acceptLead                     // whether this loop or another accepts (event_lead.go)
-	slept    int64                          // time in epoll_wait since the last scan
 
 	firstReads firstReads // whether a new connection is read before epoll reports it
 	busy       bool       // the last wait found events: see wait
@@ -316,7 +315,6 @@ func (l *eventLoop) poll(wait, idle int) (exit bool, err error) {
 	// A connection's progress is timed by the turn's clock: one
 	// clock read a turn, not several a request.
 	l.now = nanotime()
-	l.slept += l.now - now
 	l.awake()
 	if err == unix.EINTR {
 		n, err = 0, nil // a signal (the runtime's): the turn still runs the timers
