@@ -128,7 +128,8 @@ func (l *eventLoop) shareOut() {
 }
 
 // reconcileLead puts the listeners in the epoll set or takes them out, as
-// wantListeners says.
+// wantListeners says: in unless the loop is held (Loop.Hold), draining or
+// at the --worker-connections cap.
 func (l *eventLoop) reconcileLead() {
 	switch want := l.wantListeners(); {
 	case want && !l.lreg && !l.held && !l.e.draining.Load() && !l.atCap():
@@ -267,8 +268,8 @@ func (l *eventLoop) accepted(n int) bool {
 		return false
 	}
 	l.report()
-	if l.holds()%leadConns == 0 {
-		l.shareOut() // the lead's own level changed
+	if ld := &l.lead; ld.lockfd >= 0 && l.now-ld.rang < int64(leadHold) && l.holds()%leadConns == 0 {
+		l.shareOut() // while the reserves help: the lead's own level changed
 	}
 	if !l.wantListeners() {
 		l.unregister()
@@ -317,7 +318,6 @@ func (l *eventLoop) leadScan(now int64) {
 	}
 	l.seekLead()
 	l.report()
-	l.reconcileLead()
 }
 
 // processCPU is the CPU time the process used so far, in nanoseconds.

@@ -568,11 +568,7 @@ func (l *eventLoop) scan(now int64) {
 		l.async.scanned()
 	}
 	l.leadScan(now)
-	if !l.lreg && !l.held && !l.e.draining.Load() && !l.atCap() {
-		if err := l.register(); err != nil {
-			l.p.Log.Error(err.Error())
-		}
-	}
+	l.reconcileLead() // listeners out for the cap, a resource error or a reserve's rest
 	cfg := l.p.Config
 	draining := l.e.draining.Load()
 	if draining {
